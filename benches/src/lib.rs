@@ -1,0 +1,1 @@
+//! Criterion benchmarks for crowdcore: see `benches/` and this crate's README.

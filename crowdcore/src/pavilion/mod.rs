@@ -1,0 +1,1226 @@
+//! The Pavilion queue machine: keep an **active queue** of workers full from a **waiting
+//! queue**, and keep the waiting queue full by hiring, as workers submit, return or abandon.
+//!
+//! This module contains no I/O and does not read a clock: every call is given the time, and
+//! everything the machine wants done comes out as an [`Effect`] for a driver to carry out. The
+//! same inputs in the same order always give the same state and the same effects, which is
+//! what lets a driver rebuild a session by replaying its input log.
+//!
+//! # The rules
+//!
+//! One principle — *keep active full from waiting, keep waiting full by hiring, never
+//! over-hire* — gives the seed system's four rules:
+//!
+//! | a worker leaves…    | by submitting                                    | by returning / abandoning |
+//! |---------------------|--------------------------------------------------|---------------------------|
+//! | the waiting queue   | hire one                                         | nothing: the slot re-opens |
+//! | the active queue    | promote the oldest waiting worker, hire one      | promote the oldest waiting worker; the slot re-opens |
+//!
+//! The machine never counts "+1 per event": it hires the **deficit**,
+//! `max_active + max_waiting − present − open slots − hires in flight`, so any mix of events
+//! (and a platform that does not re-open returned slots, see
+//! [`PavilionConfig::returned_slots_reopen`]) comes out right.
+//!
+//! # Driving it
+//!
+//! Methods sort into getters ([`snapshot`](Pavilion::snapshot), [`phase`](Pavilion::phase), …),
+//! inputs ([`handle`](Pavilion::handle), [`handle_timeout`](Pavilion::handle_timeout)) and
+//! outputs ([`poll_effect`](Pavilion::poll_effect), [`poll_timeout`](Pavilion::poll_timeout)).
+//! After every input, drain `poll_effect` until it returns `None`, then ask `poll_timeout`
+//! when to call `handle_timeout` next. See the example on [`Pavilion`].
+
+mod config;
+mod io;
+mod snapshot;
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+
+pub use config::{ConfigError, PavilionConfig, StartCondition, Targets};
+pub use io::{Effect, EffectKind, Input, Notice, PayKind, Rejected, ReleaseReason, TurnAwayReason};
+pub use snapshot::{DepartedView, Departure, HireView, HitView, Phase, SeatView, Snapshot};
+
+use crate::model::{AssignmentId, EffectId, HitId, Money, SessionId, Timestamp, WorkerId};
+
+/// The Pavilion queue machine. See the [module docs](self) for the rules.
+///
+/// # Driving contract
+///
+/// ```no_run
+/// # use crowdcore::pavilion::{Pavilion, PavilionConfig, Input, Effect};
+/// # use crowdcore::{SessionId, Timestamp};
+/// # fn now() -> Timestamp { Timestamp::ZERO }
+/// # fn next_input() -> Input { Input::Tick }
+/// # fn carry_out(_: Effect) {}
+/// # fn sleep_until(_: Timestamp) {}
+/// let mut machine = Pavilion::new(SessionId::new("study-1"), PavilionConfig::default())?;
+/// machine.handle(now(), Input::Start)?;
+/// loop {
+///     // 1. Drain every effect the last input produced (record each in an outbox first).
+///     while let Some(effect) = machine.poll_effect() {
+///         carry_out(effect);
+///     }
+///     // 2. Feed the next input; if none comes before the next deadline, let time pass.
+///     match machine.poll_timeout() {
+///         Some(at) if at <= now() => machine.handle_timeout(at),
+///         _ => {
+///             if let Err(rejected) = machine.handle(now(), next_input()) {
+///                 eprintln!("rejected: {rejected}"); // the state is unchanged
+///             }
+///         }
+///     }
+///     # break;
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Pavilion {
+    session: SessionId,
+    config: PavilionConfig,
+    now: Timestamp,
+    phase: Phase,
+    hiring_closed: bool,
+    hiring_paused_until: Option<Timestamp>,
+    budget_noticed: bool,
+
+    /// Every assignment ever seen, present or departed.
+    records: FxHashMap<AssignmentId, Record>,
+    /// Waiting workers by `order`; entries whose record moved on are skipped lazily.
+    waiting: VecDeque<(u64, AssignmentId)>,
+    waiting_len: u32,
+    active_len: u32,
+    next_order: u64,
+    /// Heartbeat deadlines, ascending (time never goes back and the timeout is fixed); an
+    /// entry is live only while it equals its record's `last_seen + timeout`.
+    deadlines: VecDeque<(Timestamp, AssignmentId)>,
+
+    hits: Vec<Hit>,
+    hit_index: FxHashMap<HitId, u32>,
+    open_slots: u32,
+    /// Hires in flight: (effect seq, slots), oldest first.
+    hires: VecDeque<(u64, u32)>,
+    in_flight: u32,
+    /// Minor units paid so far.
+    spent: i64,
+
+    effects: VecDeque<Effect>,
+    next_seq: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Record {
+    worker: WorkerId,
+    hit: u32,
+    seat: Seat,
+    /// Queue position: set on entering waiting and again on promotion.
+    order: u64,
+    arrived_at: Timestamp,
+    promoted_at: Option<Timestamp>,
+    last_seen: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seat {
+    Waiting,
+    Active,
+    Left(Departure),
+}
+
+#[derive(Debug, Clone)]
+struct Hit {
+    id: HitId,
+    open: u32,
+    expired: bool,
+}
+
+/// A snapshot that cannot be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// Its configuration is invalid.
+    #[error("bad configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Its parts contradict each other.
+    #[error("inconsistent snapshot: {0}")]
+    Inconsistent(String),
+}
+
+impl Pavilion {
+    /// A new machine for `session`, in [`Phase::Setup`].
+    pub fn new(session: SessionId, config: PavilionConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            session,
+            config,
+            now: Timestamp::ZERO,
+            phase: Phase::Setup,
+            hiring_closed: false,
+            hiring_paused_until: None,
+            budget_noticed: false,
+            records: FxHashMap::default(),
+            waiting: VecDeque::new(),
+            waiting_len: 0,
+            active_len: 0,
+            next_order: 0,
+            deadlines: VecDeque::new(),
+            hits: Vec::new(),
+            hit_index: FxHashMap::default(),
+            open_slots: 0,
+            hires: VecDeque::new(),
+            in_flight: 0,
+            spent: 0,
+            effects: VecDeque::new(),
+            next_seq: 1,
+        })
+    }
+
+    // ----- getters ---------------------------------------------------------------------------
+
+    /// The session this machine runs.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// The configuration in force, with the current targets.
+    pub fn config(&self) -> &PavilionConfig {
+        &self.config
+    }
+
+    /// Where the session is.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The latest time the machine has seen.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Workers in the waiting queue.
+    pub fn waiting_len(&self) -> u32 {
+        self.waiting_len
+    }
+
+    /// Workers in the active queue.
+    pub fn active_len(&self) -> u32 {
+        self.active_len
+    }
+
+    /// Workers present (waiting + active).
+    pub fn present(&self) -> u32 {
+        self.waiting_len + self.active_len
+    }
+
+    /// Slots open on the platform, as far as the machine knows.
+    pub fn open_slots(&self) -> u32 {
+        self.open_slots
+    }
+
+    /// Slots asked for and not yet answered.
+    pub fn hires_in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// Paid so far.
+    pub fn spent(&self) -> Money {
+        Money::new(self.spent, self.config.currency)
+    }
+
+    /// Paid so far plus the base pay every open seat may still cost.
+    pub fn committed(&self) -> Money {
+        Money::new(self.committed_minor(), self.config.currency)
+    }
+
+    /// Where an assignment is: `None` if never seen.
+    pub fn seat_of(&self, assignment: &AssignmentId) -> Option<SeatState> {
+        self.records.get(assignment).map(|r| match r.seat {
+            Seat::Waiting => SeatState::Waiting,
+            Seat::Active => SeatState::Active,
+            Seat::Left(how) => SeatState::Left(how),
+        })
+    }
+
+    /// The whole state as plain data.
+    pub fn snapshot(&self) -> Snapshot {
+        let view = |a: &AssignmentId, r: &Record| SeatView {
+            worker: r.worker.clone(),
+            assignment: a.clone(),
+            hit: self.hits[r.hit as usize].id.clone(),
+            arrived_at: r.arrived_at,
+            promoted_at: r.promoted_at,
+            last_seen: r.last_seen,
+            order: r.order,
+        };
+        let mut present: Vec<(u64, Seat, SeatView)> = Vec::new();
+        let mut departed = Vec::new();
+        for (a, r) in &self.records {
+            match r.seat {
+                Seat::Left(how) => departed.push(DepartedView {
+                    worker: r.worker.clone(),
+                    assignment: a.clone(),
+                    hit: self.hits[r.hit as usize].id.clone(),
+                    how,
+                }),
+                seat => present.push((r.order, seat, view(a, r))),
+            }
+        }
+        present.sort_by_key(|(order, _, _)| *order);
+        departed.sort_by(|a, b| a.assignment.cmp(&b.assignment));
+        let (mut waiting, mut active) = (Vec::new(), Vec::new());
+        for (_, seat, v) in present {
+            if seat == Seat::Waiting {
+                waiting.push(v);
+            } else {
+                active.push(v);
+            }
+        }
+        Snapshot {
+            session: self.session.clone(),
+            config: self.config.clone(),
+            now: self.now,
+            phase: self.phase,
+            hiring_closed: self.hiring_closed,
+            hiring_paused_until: self.hiring_paused_until,
+            budget_noticed: self.budget_noticed,
+            waiting,
+            active,
+            departed,
+            hits: self
+                .hits
+                .iter()
+                .map(|h| HitView {
+                    hit: h.id.clone(),
+                    open_slots: h.open,
+                    expired: h.expired,
+                })
+                .collect(),
+            hires_in_flight: self
+                .hires
+                .iter()
+                .map(|&(seq, count)| HireView {
+                    id: self.effect_id(seq),
+                    count,
+                })
+                .collect(),
+            open_slots: self.open_slots,
+            spent: self.spent(),
+            committed: self.committed(),
+            next_order: self.next_order,
+            next_effect_seq: self.next_seq,
+            pending_effects: self.effects.iter().cloned().collect(),
+        }
+    }
+
+    /// Rebuilds a machine from a [`snapshot`](Self::snapshot). The result behaves exactly as
+    /// the machine the snapshot was taken from.
+    pub fn restore(snapshot: Snapshot) -> Result<Self, RestoreError> {
+        let Snapshot {
+            session,
+            config,
+            now,
+            phase,
+            hiring_closed,
+            hiring_paused_until,
+            budget_noticed,
+            waiting,
+            active,
+            departed,
+            hits,
+            hires_in_flight,
+            open_slots,
+            spent,
+            committed: _,
+            next_order,
+            next_effect_seq,
+            pending_effects,
+        } = snapshot;
+        let bad = |msg: String| Err(RestoreError::Inconsistent(msg));
+        let mut m = Pavilion::new(session, config)?;
+        if spent.currency != m.config.currency {
+            return bad(format!("spent is in {}", spent.currency));
+        }
+        m.now = now;
+        m.phase = phase;
+        m.hiring_closed = hiring_closed;
+        m.hiring_paused_until = hiring_paused_until;
+        m.budget_noticed = budget_noticed;
+        m.spent = spent.minor;
+        m.next_seq = next_effect_seq;
+        for h in hits {
+            if m.hit_index.contains_key(&h.hit) {
+                return bad(format!("HIT {} listed twice", h.hit));
+            }
+            m.hit_index.insert(h.hit.clone(), m.hits.len() as u32);
+            m.open_slots += h.open_slots;
+            m.hits.push(Hit {
+                id: h.hit,
+                open: h.open_slots,
+                expired: h.expired,
+            });
+        }
+        if m.open_slots != open_slots {
+            return bad(format!(
+                "open_slots is {open_slots} but the HITs hold {}",
+                m.open_slots
+            ));
+        }
+        for hire in hires_in_flight {
+            if hire.id.session != m.session || hire.id.seq >= next_effect_seq {
+                return bad(format!("hire {} is not an effect of this session", hire.id));
+            }
+            m.hires.push_back((hire.id.seq, hire.count));
+            m.in_flight += hire.count;
+        }
+        let seats = waiting
+            .into_iter()
+            .map(|v| (Seat::Waiting, v))
+            .chain(active.into_iter().map(|v| (Seat::Active, v)));
+        for (seat, v) in seats {
+            let hit = m
+                .hit_of(&v.hit)
+                .map_err(|e| RestoreError::Inconsistent(e.to_string()))?;
+            let order = v.order;
+            if order >= next_order {
+                return bad(format!("assignment {} is after next_order", v.assignment));
+            }
+            let record = Record {
+                worker: v.worker,
+                hit,
+                seat,
+                order,
+                arrived_at: v.arrived_at,
+                promoted_at: v.promoted_at,
+                last_seen: v.last_seen,
+            };
+            if seat == Seat::Waiting {
+                m.waiting.push_back((order, v.assignment.clone()));
+                m.waiting_len += 1;
+            } else {
+                m.active_len += 1;
+            }
+            if m.records.insert(v.assignment.clone(), record).is_some() {
+                return bad(format!("assignment {} listed twice", v.assignment));
+            }
+        }
+        m.next_order = next_order;
+        let mut present: Vec<(Timestamp, u64, AssignmentId)> = m
+            .records
+            .iter()
+            .map(|(a, r)| {
+                let at = r.last_seen.plus_millis(m.config.heartbeat_timeout_ms);
+                (at, r.order, a.clone())
+            })
+            .collect();
+        present.sort();
+        m.deadlines = present.into_iter().map(|(at, _, a)| (at, a)).collect();
+        for d in departed {
+            let hit = m
+                .hit_of(&d.hit)
+                .map_err(|e| RestoreError::Inconsistent(e.to_string()))?;
+            let record = Record {
+                worker: d.worker,
+                hit,
+                seat: Seat::Left(d.how),
+                order: 0,
+                arrived_at: Timestamp::ZERO,
+                promoted_at: None,
+                last_seen: Timestamp::ZERO,
+            };
+            if m.records.insert(d.assignment.clone(), record).is_some() {
+                return bad(format!("assignment {} listed twice", d.assignment));
+            }
+        }
+        m.effects = pending_effects.into();
+        Ok(m)
+    }
+
+    // ----- inputs ----------------------------------------------------------------------------
+
+    /// Feeds one input at time `now`. On `Err` the machine is exactly as before.
+    pub fn handle(&mut self, now: Timestamp, input: Input) -> Result<(), Rejected> {
+        if now < self.now {
+            return Err(Rejected::ClockWentBack {
+                now,
+                last: self.now,
+            });
+        }
+        match input {
+            Input::Arrive {
+                worker,
+                assignment,
+                hit,
+            } => self.arrive(now, worker, assignment, hit)?,
+            Input::Heartbeat { assignment } => self.heartbeat(now, &assignment)?,
+            Input::Submit {
+                assignment,
+                contributions,
+            } => self.leave(now, &assignment, Departure::Submitted, contributions)?,
+            Input::Return { assignment } => self.leave(now, &assignment, Departure::Returned, 0)?,
+            Input::Abandon { assignment } => {
+                self.leave(now, &assignment, Departure::Abandoned, 0)?
+            }
+            Input::Tick => {
+                self.now = now;
+                self.expire_deadlines(now);
+            }
+            Input::HirePosted { hire, hit, slots } => self.hire_posted(now, hire, hit, slots)?,
+            Input::HireFailed { hire, reason } => self.hire_failed(now, hire, reason)?,
+            Input::Start => self.start(now)?,
+            Input::Stop => self.stop(now)?,
+            Input::Expire => self.expire(now)?,
+            Input::Migrate { count } => self.migrate(now, count)?,
+            Input::SetTargets(targets) => self.set_targets(now, targets)?,
+        }
+        self.rebalance();
+        self.tidy();
+        Ok(())
+    }
+
+    /// Lets time pass to `now`: heartbeat deadlines and hiring pauses up to `now` fall due.
+    /// The same as handling [`Input::Tick`]; a `now` earlier than the machine's time is taken
+    /// as the machine's time.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let now = now.max(self.now);
+        // Tick is refused only for a clock that went back, which `max` rules out.
+        let _ = self.handle(now, Input::Tick);
+    }
+
+    // ----- outputs ---------------------------------------------------------------------------
+
+    /// The next effect to carry out, oldest first.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let heartbeat = self.deadlines.front().map(|(at, _)| *at);
+        let pause = self.hiring_paused_until;
+        match (heartbeat, pause) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ----- handlers: validate everything, then mutate ------------------------------------------
+
+    fn arrive(
+        &mut self,
+        now: Timestamp,
+        worker: WorkerId,
+        assignment: AssignmentId,
+        hit: HitId,
+    ) -> Result<(), Rejected> {
+        if let Some(r) = self.records.get(&assignment) {
+            return match r.seat {
+                Seat::Left(_) => Err(Rejected::AlreadyLeft(assignment)),
+                _ if r.worker != worker => Err(Rejected::WorkerMismatch {
+                    assignment,
+                    holder: r.worker.clone(),
+                    claimed: worker,
+                }),
+                // A page reload: the worker is still here.
+                _ => {
+                    self.now = now;
+                    self.touch(now, &assignment);
+                    Ok(())
+                }
+            };
+        }
+        let hit = self.hit_of(&hit)?;
+        self.now = now;
+        let took_open_slot = {
+            let h = &mut self.hits[hit as usize];
+            if h.open > 0 {
+                h.open -= 1;
+                self.open_slots -= 1;
+                true
+            } else {
+                false
+            }
+        };
+        let capacity = self.config.targets().capacity();
+        let turn_away = if self.phase == Phase::Stopped {
+            Some(TurnAwayReason::JobEnded)
+        } else if took_open_slot {
+            // The seat was counted when the slot was opened.
+            (self.present() >= capacity).then_some(TurnAwayReason::JobFull)
+        } else if self.present() + self.open_slots + self.in_flight >= capacity {
+            // Nobody was hired for this one (the platform over-delivered, or targets fell).
+            Some(TurnAwayReason::JobFull)
+        } else if !self.affordable(1) {
+            Some(TurnAwayReason::OverBudget)
+        } else {
+            None
+        };
+        let mut record = Record {
+            worker,
+            hit,
+            seat: Seat::Waiting,
+            order: 0,
+            arrived_at: now,
+            promoted_at: None,
+            last_seen: now,
+        };
+        if let Some(reason) = turn_away {
+            record.seat = Seat::Left(Departure::TurnedAway);
+            let kind = EffectKind::TurnAway {
+                worker: record.worker.clone(),
+                assignment: assignment.clone(),
+                reason,
+            };
+            self.records.insert(assignment, record);
+            self.emit(kind);
+            return Ok(());
+        }
+        record.order = self.take_order();
+        self.waiting.push_back((record.order, assignment.clone()));
+        self.waiting_len += 1;
+        self.deadlines.push_back((
+            now.plus_millis(self.config.heartbeat_timeout_ms),
+            assignment.clone(),
+        ));
+        self.records.insert(assignment, record);
+        Ok(())
+    }
+
+    fn heartbeat(&mut self, now: Timestamp, assignment: &AssignmentId) -> Result<(), Rejected> {
+        self.present_record(assignment)?;
+        self.now = now;
+        self.touch(now, assignment);
+        Ok(())
+    }
+
+    fn leave(
+        &mut self,
+        now: Timestamp,
+        assignment: &AssignmentId,
+        how: Departure,
+        contributions: u32,
+    ) -> Result<(), Rejected> {
+        self.present_record(assignment)?;
+        self.now = now;
+        self.depart(assignment, how, contributions);
+        Ok(())
+    }
+
+    fn hire_posted(
+        &mut self,
+        now: Timestamp,
+        hire: Option<EffectId>,
+        hit: HitId,
+        slots: u32,
+    ) -> Result<(), Rejected> {
+        let index = self.find_hire(hire.as_ref())?;
+        self.now = now;
+        let (_, count) = self
+            .hires
+            .remove(index)
+            .expect("find_hire returned a valid index");
+        self.in_flight -= count;
+        let h = match self.hit_index.get(&hit) {
+            Some(&h) => h,
+            None => {
+                self.hit_index.insert(hit.clone(), self.hits.len() as u32);
+                self.hits.push(Hit {
+                    id: hit,
+                    open: 0,
+                    expired: false,
+                });
+                (self.hits.len() - 1) as u32
+            }
+        };
+        let closed = self.hiring_closed || self.phase == Phase::Stopped;
+        let h = &mut self.hits[h as usize];
+        if closed || h.expired {
+            // Posted after the operator closed hiring: close it at once.
+            if !h.expired {
+                h.expired = true;
+                let hits = vec![h.id.clone()];
+                self.emit(EffectKind::ExpireHits { hits });
+            }
+        } else {
+            h.open += slots;
+            self.open_slots += slots;
+        }
+        Ok(())
+    }
+
+    fn hire_failed(
+        &mut self,
+        now: Timestamp,
+        hire: Option<EffectId>,
+        reason: String,
+    ) -> Result<(), Rejected> {
+        let index = self.find_hire(hire.as_ref())?;
+        self.now = now;
+        let (_, count) = self
+            .hires
+            .remove(index)
+            .expect("find_hire returned a valid index");
+        self.in_flight -= count;
+        let retry_at = now.plus_millis(self.config.hire_retry_ms);
+        self.hiring_paused_until = Some(retry_at);
+        self.emit(EffectKind::Notify {
+            notice: Notice::HireFailed { reason, retry_at },
+        });
+        Ok(())
+    }
+
+    fn start(&mut self, now: Timestamp) -> Result<(), Rejected> {
+        match self.phase {
+            Phase::Setup => {}
+            Phase::Stopped => return Err(Rejected::Stopped),
+            Phase::Recruiting | Phase::Running => return Err(Rejected::AlreadyStarted),
+        }
+        self.now = now;
+        self.phase = Phase::Recruiting;
+        Ok(())
+    }
+
+    fn stop(&mut self, now: Timestamp) -> Result<(), Rejected> {
+        if self.phase == Phase::Stopped {
+            return Err(Rejected::Stopped);
+        }
+        self.now = now;
+        self.phase = Phase::Stopped;
+        self.hiring_paused_until = None;
+        let mut present: Vec<(u64, AssignmentId)> = self
+            .records
+            .iter()
+            .filter(|(_, r)| !matches!(r.seat, Seat::Left(_)))
+            .map(|(a, r)| (r.order, a.clone()))
+            .collect();
+        present.sort();
+        for (_, a) in present {
+            self.release(&a, ReleaseReason::JobStopped);
+        }
+        Ok(())
+    }
+
+    fn expire(&mut self, now: Timestamp) -> Result<(), Rejected> {
+        if self.phase == Phase::Setup {
+            return Err(Rejected::NotStarted);
+        }
+        self.now = now;
+        self.hiring_closed = true;
+        self.hiring_paused_until = None;
+        let mut hits = Vec::new();
+        for h in self.hits.iter_mut().filter(|h| !h.expired) {
+            h.expired = true;
+            self.open_slots -= h.open;
+            h.open = 0;
+            hits.push(h.id.clone());
+        }
+        if !hits.is_empty() {
+            self.emit(EffectKind::ExpireHits { hits });
+        }
+        Ok(())
+    }
+
+    fn migrate(&mut self, now: Timestamp, count: u32) -> Result<(), Rejected> {
+        match self.phase {
+            Phase::Setup => return Err(Rejected::NotStarted),
+            Phase::Stopped => return Err(Rejected::Stopped),
+            Phase::Recruiting | Phase::Running => {}
+        }
+        self.now = now;
+        if self.phase == Phase::Recruiting {
+            self.begin();
+        }
+        let room = self.config.max_active.saturating_sub(self.active_len);
+        for _ in 0..count.min(room) {
+            if !self.promote_oldest() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_targets(&mut self, now: Timestamp, targets: Targets) -> Result<(), Rejected> {
+        let mut config = self.config.clone();
+        config.set_targets(targets);
+        config.validate()?;
+        if self.phase == Phase::Stopped {
+            return Err(Rejected::Stopped);
+        }
+        self.now = now;
+        self.config = config;
+        // Release the newest workers above the new maximums: active first, then waiting
+        // (before the task begins everyone waits, so waiting may hold every seat).
+        let waiting_cap = if self.phase == Phase::Running {
+            targets.max_waiting
+        } else {
+            targets.capacity()
+        };
+        let excess_active = self.active_len.saturating_sub(targets.max_active);
+        let excess_waiting = self.waiting_len.saturating_sub(waiting_cap);
+        if excess_active + excess_waiting > 0 {
+            let mut newest: Vec<(u64, Seat, AssignmentId)> = self
+                .records
+                .iter()
+                .filter(|(_, r)| !matches!(r.seat, Seat::Left(_)))
+                .map(|(a, r)| (r.order, r.seat, a.clone()))
+                .collect();
+            newest.sort_by_key(|(order, _, _)| std::cmp::Reverse(*order));
+            let active = newest.iter().filter(|(_, s, _)| *s == Seat::Active);
+            let waiting = newest.iter().filter(|(_, s, _)| *s == Seat::Waiting);
+            let chosen: Vec<AssignmentId> = active
+                .take(excess_active as usize)
+                .chain(waiting.take(excess_waiting as usize))
+                .map(|(_, _, a)| a.clone())
+                .collect();
+            for a in chosen {
+                self.release(&a, ReleaseReason::TargetsLowered);
+            }
+        }
+        Ok(())
+    }
+
+    // ----- the rules ---------------------------------------------------------------------------
+
+    /// Restores the invariants after any input: begin the task when its condition holds, keep
+    /// active full from waiting, hire the deficit.
+    fn rebalance(&mut self) {
+        if self.phase == Phase::Recruiting
+            && self
+                .config
+                .start_threshold()
+                .is_some_and(|need| self.present() >= need)
+        {
+            self.begin();
+        }
+        if self.phase == Phase::Running {
+            while self.active_len < self.config.max_active && self.promote_oldest() {}
+        }
+        self.hire_deficit();
+    }
+
+    fn begin(&mut self) {
+        self.phase = Phase::Running;
+        let present = self.present();
+        self.emit(EffectKind::Notify {
+            notice: Notice::TaskBegan { present },
+        });
+    }
+
+    fn hire_deficit(&mut self) {
+        if !matches!(self.phase, Phase::Recruiting | Phase::Running) || self.hiring_closed {
+            return;
+        }
+        if let Some(until) = self.hiring_paused_until {
+            if self.now < until {
+                return;
+            }
+            self.hiring_paused_until = None;
+        }
+        let seats = self.present() + self.open_slots + self.in_flight;
+        let deficit = self.config.targets().capacity().saturating_sub(seats);
+        if deficit == 0 {
+            return;
+        }
+        let mut count = deficit;
+        while count > 0 && !self.affordable(count) {
+            count -= 1;
+        }
+        if count < deficit {
+            self.notice_budget();
+        }
+        if count > 0 {
+            let seq = self.emit(EffectKind::Hire { count });
+            self.hires.push_back((seq, count));
+            self.in_flight += count;
+        }
+    }
+
+    /// Moves the oldest waiting worker to active. Returns false if nobody waits.
+    fn promote_oldest(&mut self) -> bool {
+        while let Some((order, a)) = self.waiting.pop_front() {
+            let Some(r) = self.records.get_mut(&a) else {
+                continue;
+            };
+            if r.seat != Seat::Waiting || r.order != order {
+                continue; // a stale entry: the worker left or was moved
+            }
+            r.seat = Seat::Active;
+            r.promoted_at = Some(self.now);
+            r.order = self.next_order;
+            self.next_order += 1;
+            let worker = r.worker.clone();
+            self.waiting_len -= 1;
+            self.active_len += 1;
+            self.emit(EffectKind::Promote {
+                worker,
+                assignment: a,
+            });
+            return true;
+        }
+        false
+    }
+
+    /// Removes a present worker, settling their slot and pay.
+    fn depart(&mut self, assignment: &AssignmentId, how: Departure, contributions: u32) {
+        let now = self.now;
+        let reopen = self.config.returned_slots_reopen;
+        // Invariant: callers pass only present assignments.
+        let r = self
+            .records
+            .get_mut(assignment)
+            .expect("a present assignment");
+        let was = r.seat;
+        r.seat = Seat::Left(how);
+        let (worker, hit) = (r.worker.clone(), r.hit);
+        let (arrived_at, promoted_at) = (r.arrived_at, r.promoted_at);
+        match was {
+            Seat::Waiting => self.waiting_len -= 1,
+            Seat::Active => self.active_len -= 1,
+            Seat::Left(_) => unreachable!("callers pass only present assignments"),
+        }
+        match how {
+            Departure::Returned | Departure::Abandoned | Departure::TimedOut => {
+                let h = &mut self.hits[hit as usize];
+                if reopen && !h.expired {
+                    h.open += 1;
+                    self.open_slots += 1;
+                }
+            }
+            Departure::Submitted | Departure::Released => {
+                let waited = promoted_at.unwrap_or(now).millis_since(arrived_at);
+                let worked = promoted_at.map_or(0, |p| now.millis_since(p));
+                self.pay(&worker, assignment, waited, worked, contributions);
+            }
+            Departure::TurnedAway => {}
+        }
+        if how == Departure::TimedOut {
+            self.emit(EffectKind::TimedOut {
+                worker,
+                assignment: assignment.clone(),
+            });
+        }
+    }
+
+    fn release(&mut self, assignment: &AssignmentId, reason: ReleaseReason) {
+        let worker = self.records[assignment].worker.clone();
+        self.emit(EffectKind::Release {
+            worker,
+            assignment: assignment.clone(),
+            reason,
+        });
+        self.depart(assignment, Departure::Released, 0);
+    }
+
+    fn pay(
+        &mut self,
+        worker: &WorkerId,
+        assignment: &AssignmentId,
+        waited_ms: u64,
+        worked_ms: u64,
+        contributions: u32,
+    ) {
+        let c = &self.config;
+        let parts = [
+            (PayKind::Base, c.base_pay_cents),
+            (
+                PayKind::WaitingBonus,
+                per_minute(waited_ms, c.waiting_cents_per_minute),
+            ),
+            (
+                PayKind::ActiveBonus,
+                per_minute(worked_ms, c.active_cents_per_minute),
+            ),
+            (
+                PayKind::ContributionBonus,
+                c.per_contribution_cents
+                    .saturating_mul(i64::from(contributions)),
+            ),
+        ];
+        for (kind, mut amount) in parts {
+            if kind == PayKind::Base {
+                // Reserved since the seat was opened: it moves from committed to spent.
+                self.spent = self.spent.saturating_add(amount);
+            } else if let Some(budget) = self.config.budget_cents {
+                let room = (budget - self.committed_minor()).max(0);
+                if amount > room {
+                    amount = room;
+                    self.notice_budget();
+                }
+                self.spent += amount;
+            } else {
+                self.spent = self.spent.saturating_add(amount);
+            }
+            if amount > 0 {
+                self.emit(EffectKind::Pay {
+                    worker: worker.clone(),
+                    assignment: assignment.clone(),
+                    kind,
+                    amount: Money::new(amount, self.config.currency),
+                });
+            }
+        }
+    }
+
+    fn expire_deadlines(&mut self, now: Timestamp) {
+        if self.hiring_paused_until.is_some_and(|t| t <= now) {
+            self.hiring_paused_until = None;
+        }
+        // Deadlines falling due together are settled in (deadline, queue position) order, so
+        // the effects do not depend on the order heartbeats were pushed in.
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.deadlines.front() {
+            if *at > now {
+                break;
+            }
+            let (at, a) = self.deadlines.pop_front().expect("front exists");
+            if self.deadline_is_live(at, &a) {
+                due.push((at, self.records[&a].order, a));
+            }
+        }
+        due.sort();
+        for (_, _, a) in due {
+            self.depart(&a, Departure::TimedOut, 0);
+        }
+    }
+
+    // ----- helpers -----------------------------------------------------------------------------
+
+    fn emit(&mut self, kind: EffectKind) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.effects.push_back(Effect {
+            id: self.effect_id(seq),
+            at: self.now,
+            kind,
+        });
+        seq
+    }
+
+    fn effect_id(&self, seq: u64) -> EffectId {
+        EffectId::new(self.session.clone(), seq)
+    }
+
+    fn take_order(&mut self) -> u64 {
+        let o = self.next_order;
+        self.next_order += 1;
+        o
+    }
+
+    fn notice_budget(&mut self) {
+        if self.budget_noticed {
+            return;
+        }
+        self.budget_noticed = true;
+        let notice = Notice::BudgetExhausted {
+            committed_cents: self.committed_minor(),
+            budget_cents: self.config.budget_cents.unwrap_or(i64::MAX),
+        };
+        self.emit(EffectKind::Notify { notice });
+    }
+
+    fn committed_minor(&self) -> i64 {
+        let seats = i64::from(self.present() + self.open_slots + self.in_flight);
+        self.spent
+            .saturating_add(self.config.base_pay_cents.saturating_mul(seats))
+    }
+
+    /// Whether `n` more seats' base pay fits in the budget.
+    fn affordable(&self, n: u32) -> bool {
+        let Some(budget) = self.config.budget_cents else {
+            return true;
+        };
+        let extra = self.config.base_pay_cents.saturating_mul(i64::from(n));
+        self.committed_minor().saturating_add(extra) <= budget
+    }
+
+    fn hit_of(&self, hit: &HitId) -> Result<u32, Rejected> {
+        self.hit_index
+            .get(hit)
+            .copied()
+            .ok_or_else(|| Rejected::UnknownHit(hit.clone()))
+    }
+
+    fn present_record(&self, assignment: &AssignmentId) -> Result<&Record, Rejected> {
+        match self.records.get(assignment) {
+            None => Err(Rejected::UnknownAssignment(assignment.clone())),
+            Some(r) if matches!(r.seat, Seat::Left(_)) => {
+                Err(Rejected::AlreadyLeft(assignment.clone()))
+            }
+            Some(r) => Ok(r),
+        }
+    }
+
+    fn find_hire(&self, hire: Option<&EffectId>) -> Result<usize, Rejected> {
+        match hire {
+            None if self.hires.is_empty() => Err(Rejected::NoHireInFlight),
+            None => Ok(0),
+            Some(id) => self
+                .hires
+                .iter()
+                .position(|&(seq, _)| id.session == self.session && seq == id.seq)
+                .ok_or_else(|| Rejected::UnknownHire(id.clone())),
+        }
+    }
+
+    /// Records a sign of life from a present worker.
+    fn touch(&mut self, now: Timestamp, assignment: &AssignmentId) {
+        // Invariant: callers checked the assignment is present.
+        let r = self
+            .records
+            .get_mut(assignment)
+            .expect("a present assignment");
+        if r.last_seen == now {
+            return;
+        }
+        r.last_seen = now;
+        self.deadlines.push_back((
+            now.plus_millis(self.config.heartbeat_timeout_ms),
+            assignment.clone(),
+        ));
+    }
+
+    fn deadline_is_live(&self, at: Timestamp, assignment: &AssignmentId) -> bool {
+        self.records.get(assignment).is_some_and(|r| {
+            !matches!(r.seat, Seat::Left(_))
+                && r.last_seen.plus_millis(self.config.heartbeat_timeout_ms) == at
+        })
+    }
+
+    /// Drops stale queue entries so the queues stay near the size of what they track and the
+    /// front of `deadlines` is always live (which makes `poll_timeout` exact).
+    fn tidy(&mut self) {
+        while let Some((at, a)) = self.deadlines.front() {
+            if self.deadline_is_live(*at, a) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+        let present = self.present() as usize;
+        if self.deadlines.len() > 2 * present + 64 {
+            let records = &self.records;
+            let timeout = self.config.heartbeat_timeout_ms;
+            self.deadlines.retain(|(at, a)| {
+                records.get(a).is_some_and(|r| {
+                    !matches!(r.seat, Seat::Left(_)) && r.last_seen.plus_millis(timeout) == *at
+                })
+            });
+        }
+        if self.waiting.len() > 2 * self.waiting_len as usize + 64 {
+            let records = &self.records;
+            self.waiting.retain(|(order, a)| {
+                records
+                    .get(a)
+                    .is_some_and(|r| r.seat == Seat::Waiting && r.order == *order)
+            });
+        }
+    }
+
+    /// Checks the machine's invariants; for tests and fuzzers. Returns the first violation.
+    ///
+    /// Holds after every input: a worker is in at most one queue and the queue counts match;
+    /// active ≤ `max_active`; nobody waits while active has room once the task runs; hiring
+    /// never pushes `present + open + in flight` above the targets (checked by callers across
+    /// transitions, since lowering targets may leave more seats than the new targets); committed
+    /// spending ≤ budget; the front heartbeat deadline is live.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let (mut waiting, mut active) = (0u32, 0u32);
+        for r in self.records.values() {
+            match r.seat {
+                Seat::Waiting => waiting += 1,
+                Seat::Active => active += 1,
+                Seat::Left(_) => {}
+            }
+        }
+        if (waiting, active) != (self.waiting_len, self.active_len) {
+            return Err(format!(
+                "queue counts {}/{} disagree with records {waiting}/{active}",
+                self.waiting_len, self.active_len
+            ));
+        }
+        let live_waiting = self
+            .waiting
+            .iter()
+            .filter(|(o, a)| {
+                self.records
+                    .get(a)
+                    .is_some_and(|r| r.seat == Seat::Waiting && r.order == *o)
+            })
+            .count();
+        if live_waiting != waiting as usize {
+            return Err(format!(
+                "{waiting} waiting but {live_waiting} live waiting entries"
+            ));
+        }
+        if self.active_len > self.config.max_active {
+            return Err(format!(
+                "active {} above max_active {}",
+                self.active_len, self.config.max_active
+            ));
+        }
+        if self.phase == Phase::Running
+            && self.waiting_len > 0
+            && self.active_len < self.config.max_active
+        {
+            return Err(format!(
+                "{} waiting while active has room ({}/{})",
+                self.waiting_len, self.active_len, self.config.max_active
+            ));
+        }
+        if self.phase == Phase::Stopped && self.present() > 0 {
+            return Err(format!("{} present after stop", self.present()));
+        }
+        let open: u32 = self.hits.iter().map(|h| h.open).sum();
+        if open != self.open_slots {
+            return Err(format!(
+                "open_slots {} but HITs hold {open}",
+                self.open_slots
+            ));
+        }
+        let flying: u32 = self.hires.iter().map(|h| h.1).sum();
+        if flying != self.in_flight {
+            return Err(format!(
+                "in_flight {} but hires hold {flying}",
+                self.in_flight
+            ));
+        }
+        if let Some(budget) = self.config.budget_cents
+            && self.spent > budget
+        {
+            return Err(format!("spent {} above budget {budget}", self.spent));
+        }
+        if let Some((at, a)) = self.deadlines.front()
+            && !self.deadline_is_live(*at, a)
+        {
+            return Err(format!("front deadline {at} of {a} is stale"));
+        }
+        Ok(())
+    }
+}
+
+/// Where an assignment is, as [`Pavilion::seat_of`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatState {
+    /// In the waiting queue.
+    Waiting,
+    /// On the task.
+    Active,
+    /// Gone, and how.
+    Left(Departure),
+}
+
+/// `ms` at `cents_per_minute`, rounded to the nearest cent (halves up).
+fn per_minute(ms: u64, cents_per_minute: i64) -> i64 {
+    let exact = i128::from(ms) * i128::from(cents_per_minute);
+    i64::try_from((exact + 30_000) / 60_000).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_minute_rounds_half_up() {
+        assert_eq!(per_minute(60_000, 10), 10);
+        assert_eq!(per_minute(3_000, 10), 1); // 0.5 cent rounds up
+        assert_eq!(per_minute(2_999, 10), 0);
+        assert_eq!(per_minute(u64::MAX, i64::MAX), i64::MAX);
+    }
+}

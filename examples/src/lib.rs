@@ -1,0 +1,1 @@
+//! Runnable crowdcore programs live in this crate's `examples/`; see the README.
