@@ -214,7 +214,8 @@ mod tests {
 
     #[test]
     fn bad_specs_are_rejected() {
-        let cases: Vec<(fn(&mut HitSpec), SpecError)> = vec![
+        type Case = (fn(&mut HitSpec), SpecError);
+        let cases: Vec<Case> = vec![
             (|s| s.title = " ".into(), SpecError::EmptyTitle),
             (
                 |s| s.reward = Money::usd_cents(-1),
