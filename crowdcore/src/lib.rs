@@ -16,9 +16,14 @@
 //!
 //! Drivers (the async engine, platforms and stores) build on these layers.
 
+pub mod clock;
+pub mod engine;
+pub mod local;
 pub mod model;
 pub mod pavilion;
+pub mod platform;
 pub mod replay;
+pub mod store;
 
 pub use model::{
     AssignmentId, EffectId, HitId, HitSpec, Money, ProjectId, SessionId, Timestamp, WorkerId,

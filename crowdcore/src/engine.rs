@@ -1,0 +1,989 @@
+//! The engine: drives a [`Pavilion`] machine durably against a [`Platform`] and a [`Store`].
+//!
+//! # Record, then act
+//!
+//! - Every input is appended to the store's log **before** the machine sees it.
+//! - Every effect that touches the platform goes to the outbox **before** the platform call,
+//!   and the call carries the effect's id as its idempotency key.
+//! - The result is recorded after, atomically with the ledger entries it makes and the inputs
+//!   it feeds back (a hire's posted HIT becomes [`Input::HirePosted`]).
+//! - Observer cursors advance in the same write as the inputs they produced.
+//!
+//! A crash anywhere is therefore harmless: [`EngineBuilder::start`] loads the snapshot, replays
+//! the log (the machine is deterministic, so it arrives at the same state and regenerates the
+//! same effects with the same ids), and re-sends every pending effect with its original key;
+//! the platform recognises the key and does nothing twice.
+//!
+//! # Driving
+//!
+//! The engine is a plain struct with async methods: a simulation drives it directly on a
+//! [`VirtualClock`](crate::clock::VirtualClock), calling [`Engine::advance`] at
+//! [`Engine::next_wakeup`]; a server wraps it in [`Engine::spawn`], which runs that loop in real
+//! time and takes calls through an [`EngineHandle`].
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::clock::{Clock, SystemClock};
+use crate::model::{AssignmentId, HitId, HitSpec, SessionId, Timestamp, WorkerId};
+use crate::pavilion::{
+    ConfigError, Effect, EffectKind, Input, Pavilion, PavilionConfig, PayKind, Rejected,
+    RestoreError, Snapshot, Targets,
+};
+use crate::platform::{
+    AssignmentStatus, AssignmentUpdate, Cursor, IdempotencyKey, Platform, PlatformError,
+};
+use crate::store::{
+    Completion, LedgerEntry, NewEffect, NewInput, OutboxState, Store, StoreError, StoredSnapshot,
+};
+
+/// The name of the engine's assignment observer cursor in the store.
+pub const ASSIGNMENT_CURSOR: &str = "assignments";
+const CONFIG_KEY: &str = "engine_config";
+
+/// How the engine retries platform calls that failed with a retryable error: capped
+/// exponential backoff with full jitter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// The first delay, in milliseconds.
+    pub base_ms: u64,
+    /// The longest delay, in milliseconds.
+    pub max_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base_ms: 500,
+            max_ms: 60_000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `attempt + 1` (the first retry is `attempt = 1`), given a
+    /// uniform draw `unit` in `[0, 1)`: at least half the capped exponential, at most all of it.
+    pub fn delay_ms(&self, attempt: u32, unit: f64) -> u64 {
+        let exp = self
+            .base_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(30))
+            .min(self.max_ms);
+        let half = exp / 2;
+        // Jitter only spreads retries in time; money and ids never depend on it.
+        half + (half as f64 * unit.clamp(0.0, 1.0)) as u64
+    }
+}
+
+/// Everything an engine needs besides its platform, store and clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// The HIT posted when the machine hires.
+    pub spec: HitSpec,
+    /// The queue machine's configuration.
+    pub pavilion: PavilionConfig,
+    /// Retries of retryable platform errors.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// How often to poll the platform for assignment updates, in milliseconds (ignored by
+    /// platforms that push).
+    pub observe_every_ms: u64,
+    /// Save a snapshot every this many inputs (0: never).
+    pub snapshot_every: u64,
+}
+
+impl EngineConfig {
+    /// A configuration with default retry, observe and snapshot settings.
+    pub fn new(spec: HitSpec, pavilion: PavilionConfig) -> Self {
+        Self {
+            spec,
+            pavilion,
+            retry: RetryPolicy::default(),
+            observe_every_ms: 10_000,
+            snapshot_every: 1_000,
+        }
+    }
+}
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The machine refused the input; its state is unchanged (the input is in the log, where
+    /// a replay refuses it again).
+    #[error("rejected: {0}")]
+    Rejected(#[from] Rejected),
+    /// The store failed; nothing after the failed write happened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration is invalid.
+    #[error("bad configuration: {0}")]
+    Config(String),
+    /// The store holds this session with a different configuration.
+    #[error("the store holds session {0} with a different configuration")]
+    ConfigChanged(SessionId),
+    /// The store's contents cannot be read back.
+    #[error("cannot recover the session: {0}")]
+    Recovery(String),
+    /// The engine task has stopped.
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+impl From<ConfigError> for EngineError {
+    fn from(e: ConfigError) -> Self {
+        EngineError::Config(e.to_string())
+    }
+}
+
+impl From<RestoreError> for EngineError {
+    fn from(e: RestoreError) -> Self {
+        EngineError::Recovery(e.to_string())
+    }
+}
+
+/// Something that happened, for UIs and worker pages: every effect as the machine produced it
+/// (live inputs only, not during recovery), and inputs it refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EngineEvent {
+    /// The machine produced an effect.
+    Effect(Effect),
+    /// The machine refused an input.
+    Rejected {
+        /// The input.
+        input: Input,
+        /// Why.
+        reason: String,
+    },
+    /// A platform call failed for good.
+    EffectFailed {
+        /// The effect.
+        effect: Effect,
+        /// The platform's error.
+        error: String,
+    },
+}
+
+/// Builds and starts an [`Engine`].
+pub struct EngineBuilder {
+    platform: Arc<dyn Platform>,
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+    session: Option<SessionId>,
+}
+
+impl EngineBuilder {
+    /// An engine on `platform` and `store` with `config`, the system clock and a new session.
+    pub fn new(platform: Arc<dyn Platform>, store: Arc<dyn Store>, config: EngineConfig) -> Self {
+        Self {
+            platform,
+            store,
+            config,
+            clock: Arc::new(SystemClock),
+            session: None,
+        }
+    }
+
+    /// Uses `clock` instead of the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Runs (or resumes) this session instead of minting a new one.
+    pub fn session(mut self, session: SessionId) -> Self {
+        self.session = Some(session);
+        self
+    }
+
+    /// Starts the engine, recovering the session if the store holds it: loads the snapshot,
+    /// replays the log, re-queues every pending effect with its original id, and picks up the
+    /// observer cursor. Pending effects are carried out by the next [`Engine::advance`].
+    pub async fn start(self) -> Result<Engine, EngineError> {
+        let EngineBuilder {
+            platform,
+            store,
+            mut config,
+            clock,
+            session,
+        } = self;
+        // The platform, not the config, knows whether returned slots re-open.
+        config.pavilion.returned_slots_reopen = platform.capabilities().returned_slots_reopen;
+        config
+            .spec
+            .validate()
+            .map_err(|e| EngineError::Config(e.to_string()))?;
+        config.pavilion.validate()?;
+        let session = session.unwrap_or_else(SessionId::new_v7);
+        let config_json = to_json(&config);
+        match store.meta(&session, CONFIG_KEY).await? {
+            Some(stored) if stored != config_json => {
+                return Err(EngineError::ConfigChanged(session));
+            }
+            Some(_) => {}
+            None => store.put_meta(&session, CONFIG_KEY, &config_json).await?,
+        }
+
+        let (mut machine, mut seq) = match store.load_snapshot(&session).await? {
+            Some(s) => {
+                let snap: Snapshot = serde_json::from_str(&s.body)
+                    .map_err(|e| EngineError::Recovery(format!("snapshot: {e}")))?;
+                (Pavilion::restore(snap)?, s.seq)
+            }
+            None => (Pavilion::new(session.clone(), config.pavilion.clone())?, 0),
+        };
+        let mut regenerated = Vec::new();
+        loop {
+            let page = store.read_log(&session, seq, 4096).await?;
+            if page.is_empty() {
+                break;
+            }
+            for record in page {
+                if record.seq != seq + 1 {
+                    return Err(EngineError::Recovery(format!(
+                        "log jumps from {seq} to {}",
+                        record.seq
+                    )));
+                }
+                seq = record.seq;
+                let input: Input = serde_json::from_str(&record.body)
+                    .map_err(|e| EngineError::Recovery(format!("log entry {seq}: {e}")))?;
+                // A refused input was refused the first time too: same state either way.
+                let _ = machine.handle(record.at, input);
+                while let Some(effect) = machine.poll_effect() {
+                    if touches_platform(&effect) {
+                        regenerated.push(effect);
+                    }
+                }
+            }
+        }
+        // Effects whose input was logged but which never reached the outbox (a crash between
+        // the two writes). The outbox keeps any it already has as they are.
+        if !regenerated.is_empty() {
+            let new: Vec<NewEffect> = regenerated.iter().map(new_effect).collect();
+            store.enqueue(&session, &new).await?;
+        }
+        let now = clock.now();
+        let mut ready = VecDeque::new();
+        for entry in store.pending(&session).await? {
+            let effect: Effect = serde_json::from_str(&entry.body)
+                .map_err(|e| EngineError::Recovery(format!("outbox entry {}: {e}", entry.id)))?;
+            ready.push_back(Pending {
+                effect,
+                attempts: 0,
+                due: now,
+            });
+        }
+        let cursor = store.cursor(&session, ASSIGNMENT_CURSOR).await?;
+        let rng = ChaCha8Rng::seed_from_u64(fnv1a(session.as_str()));
+        let (events_tx, _) = broadcast::channel(1024);
+        Ok(Engine {
+            since_snapshot: 0,
+            session,
+            machine,
+            platform,
+            store,
+            clock,
+            config,
+            retrying: ready,
+            cursor,
+            next_observe: now,
+            events: VecDeque::new(),
+            events_tx,
+            rng,
+            seq,
+        })
+    }
+}
+
+/// An effect waiting to be carried out.
+#[derive(Debug)]
+struct Pending {
+    effect: Effect,
+    attempts: u32,
+    due: Timestamp,
+}
+
+/// A running session. See the [module docs](self).
+pub struct Engine {
+    session: SessionId,
+    machine: Pavilion,
+    platform: Arc<dyn Platform>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    /// Platform effects not yet done, by due time (FIFO among equals).
+    retrying: VecDeque<Pending>,
+    cursor: Option<Cursor>,
+    next_observe: Timestamp,
+    events: VecDeque<EngineEvent>,
+    events_tx: broadcast::Sender<EngineEvent>,
+    rng: ChaCha8Rng,
+    /// The last log sequence number.
+    seq: u64,
+    since_snapshot: u64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("session", &self.session)
+            .field("seq", &self.seq)
+            .field("pending_effects", &self.retrying.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    // ----- host API: admin ---------------------------------------------------------------------
+
+    /// Opens the session: hiring begins.
+    pub async fn start(&mut self) -> Result<(), EngineError> {
+        self.input(Input::Start).await
+    }
+
+    /// Ends the job: everyone is released and paid; hiring stops.
+    pub async fn stop(&mut self) -> Result<(), EngineError> {
+        self.input(Input::Stop).await
+    }
+
+    /// Closes every HIT of the session.
+    pub async fn expire(&mut self) -> Result<(), EngineError> {
+        self.input(Input::Expire).await
+    }
+
+    /// Moves up to `count` waiting workers to active.
+    pub async fn migrate(&mut self, count: u32) -> Result<(), EngineError> {
+        self.input(Input::Migrate { count }).await
+    }
+
+    /// Changes the queue targets.
+    pub async fn set_targets(&mut self, targets: Targets) -> Result<(), EngineError> {
+        self.input(Input::SetTargets(targets)).await
+    }
+
+    // ----- host API: worker-facing -------------------------------------------------------------
+
+    /// A worker landed on the page with an accepted assignment.
+    pub async fn arrive(
+        &mut self,
+        worker: WorkerId,
+        assignment: AssignmentId,
+        hit: HitId,
+    ) -> Result<(), EngineError> {
+        self.input(Input::Arrive {
+            worker,
+            assignment,
+            hit,
+        })
+        .await
+    }
+
+    /// A worker's page is still open.
+    pub async fn heartbeat(&mut self, assignment: AssignmentId) -> Result<(), EngineError> {
+        self.input(Input::Heartbeat { assignment }).await
+    }
+
+    /// A worker submitted, with `contributions` units of work.
+    pub async fn submit(
+        &mut self,
+        assignment: AssignmentId,
+        contributions: u32,
+    ) -> Result<(), EngineError> {
+        self.input(Input::Submit {
+            assignment,
+            contributions,
+        })
+        .await
+    }
+
+    /// A worker returned their assignment.
+    pub async fn return_assignment(&mut self, assignment: AssignmentId) -> Result<(), EngineError> {
+        self.input(Input::Return { assignment }).await
+    }
+
+    // ----- queries -----------------------------------------------------------------------------
+
+    /// The session.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// The machine's whole state.
+    pub fn snapshot(&self) -> Snapshot {
+        self.machine.snapshot()
+    }
+
+    /// The machine, for getters.
+    pub fn machine(&self) -> &Pavilion {
+        &self.machine
+    }
+
+    /// The payments ledger.
+    pub async fn ledger(&self) -> Result<Vec<LedgerEntry>, EngineError> {
+        Ok(self.store.ledger(&self.session).await?)
+    }
+
+    /// Effects waiting to be carried out (for a retry, or after recovery).
+    pub fn pending_effects(&self) -> usize {
+        self.retrying.len()
+    }
+
+    /// The next event, oldest first. Events also go to [`subscribe`](Self::subscribe)rs.
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        self.events.pop_front()
+    }
+
+    /// A stream of events for a UI. A slow subscriber misses events (it is told how many) but
+    /// never slows the engine.
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.events_tx.subscribe()
+    }
+
+    // ----- time --------------------------------------------------------------------------------
+
+    /// When [`advance`](Self::advance) has work next: a machine deadline, a retry, or an
+    /// observer poll (only while the session is live).
+    pub fn next_wakeup(&self) -> Option<Timestamp> {
+        let retry = self.retrying.iter().map(|p| p.due).min();
+        let observe = self.observing().then_some(self.next_observe);
+        [self.machine.poll_timeout(), retry, observe]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Does whatever is due at the clock's current time: machine deadlines (logged as a tick),
+    /// retries, and an observer poll.
+    pub async fn advance(&mut self) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        if self.machine.poll_timeout().is_some_and(|t| t <= now) {
+            self.input_at(now, Input::Tick)
+                .await
+                .or_else(ignore_rejection)?;
+        }
+        if self.observing() && self.next_observe <= now {
+            self.observe().await?;
+            self.next_observe = now.plus_millis(self.config.observe_every_ms.max(1));
+        }
+        self.drive().await
+    }
+
+    /// Polls the platform for assignment updates now and feeds them to the machine: returns,
+    /// abandonments and submissions (those the page already reported are refused as departed,
+    /// harmlessly).
+    pub async fn observe(&mut self) -> Result<(), EngineError> {
+        loop {
+            let page = match self.platform.updates(self.cursor.as_ref()).await {
+                Ok(page) => page,
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(error = %e, "assignment poll failed; will poll again");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "assignment poll failed");
+                    return Ok(());
+                }
+            };
+            let now = self.clock.now();
+            let inputs: Vec<Input> = page.items.iter().filter_map(update_input).collect();
+            let next = page.next.clone();
+            let records: Vec<NewInput> = inputs.iter().map(|i| new_input(now, i)).collect();
+            let advanced = next.as_ref().filter(|n| Some(*n) != self.cursor.as_ref());
+            let cursor = advanced.map(|c| (ASSIGNMENT_CURSOR, c));
+            if !records.is_empty() || cursor.is_some() {
+                self.seq = self.store.append(&self.session, &records, cursor).await?;
+            }
+            for input in inputs {
+                self.apply(now, input, true)
+                    .await
+                    .or_else(ignore_rejection)?;
+            }
+            self.drive().await?;
+            match next {
+                Some(n) if Some(&n) != self.cursor.as_ref() => self.cursor = Some(n),
+                _ => return Ok(()),
+            }
+            if page.items.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    // ----- the record-then-act core ------------------------------------------------------------
+
+    /// Records `input`, feeds it to the machine, and carries out what it produced.
+    pub async fn input(&mut self, input: Input) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        self.input_at(now, input).await?;
+        self.drive().await
+    }
+
+    async fn input_at(&mut self, now: Timestamp, input: Input) -> Result<(), EngineError> {
+        let now = now.max(self.machine.now());
+        self.seq = self
+            .store
+            .append(&self.session, &[new_input(now, &input)], None)
+            .await?;
+        self.apply(now, input, false).await
+    }
+
+    /// Feeds an input that is already in the log to the machine and queues its effects.
+    async fn apply(
+        &mut self,
+        now: Timestamp,
+        input: Input,
+        quiet: bool,
+    ) -> Result<(), EngineError> {
+        let now = now.max(self.machine.now());
+        let shown = input.clone();
+        if let Err(rejected) = self.machine.handle(now, input) {
+            if !quiet {
+                self.publish(EngineEvent::Rejected {
+                    input: shown,
+                    reason: rejected.to_string(),
+                });
+            }
+            return Err(rejected.into());
+        }
+        let mut queued = Vec::new();
+        while let Some(effect) = self.machine.poll_effect() {
+            self.publish(EngineEvent::Effect(effect.clone()));
+            if touches_platform(&effect) {
+                queued.push(effect);
+            }
+        }
+        if !queued.is_empty() {
+            let new: Vec<NewEffect> = queued.iter().map(new_effect).collect();
+            self.store.enqueue(&self.session, &new).await?;
+            self.retrying
+                .extend(queued.into_iter().map(|effect| Pending {
+                    effect,
+                    attempts: 0,
+                    due: now,
+                }));
+        }
+        self.since_snapshot += 1;
+        Ok(())
+    }
+
+    /// Saves the machine's state at the current log position.
+    pub async fn save_snapshot(&mut self) -> Result<(), EngineError> {
+        let body = to_json(&self.machine.snapshot());
+        self.store
+            .save_snapshot(
+                &self.session,
+                &StoredSnapshot {
+                    seq: self.seq,
+                    body,
+                },
+            )
+            .await?;
+        self.since_snapshot = 0;
+        Ok(())
+    }
+
+    /// Carries out every due effect, feeding results back, until nothing is due.
+    async fn drive(&mut self) -> Result<(), EngineError> {
+        loop {
+            let now = self.clock.now();
+            let Some(index) = self.retrying.iter().position(|p| p.due <= now) else {
+                // Quiescent: every logged input is applied, so a snapshot here is exact.
+                if self.config.snapshot_every > 0
+                    && self.since_snapshot >= self.config.snapshot_every
+                {
+                    self.save_snapshot().await?;
+                }
+                return Ok(());
+            };
+            let mut pending = self.retrying.remove(index).expect("index from position");
+            let key = IdempotencyKey::for_effect(&pending.effect.id);
+            match self.carry_out(&pending.effect, &key).await {
+                Ok(outcome) => self.finish(pending.effect, outcome).await?,
+                Err(e) if e.is_retryable() => {
+                    pending.attempts += 1;
+                    let delay = self
+                        .config
+                        .retry
+                        .delay_ms(pending.attempts, self.rng.random::<f64>());
+                    tracing::debug!(effect = %pending.effect.id, error = %e, delay, "retrying");
+                    pending.due = now.plus_millis(delay.max(1));
+                    self.retrying.push_back(pending);
+                }
+                Err(e) => self.fail(pending.effect, e).await?,
+            }
+        }
+    }
+
+    async fn carry_out(
+        &self,
+        effect: &Effect,
+        key: &IdempotencyKey,
+    ) -> Result<Outcome, PlatformError> {
+        let p = &self.platform;
+        match &effect.kind {
+            EffectKind::Hire { count } => {
+                let hit = p.post(&self.config.spec, *count, key).await?;
+                Ok(Outcome::Posted { hit, slots: *count })
+            }
+            EffectKind::Pay {
+                assignment, kind, ..
+            } if *kind == PayKind::Base => {
+                p.approve(assignment, key).await?;
+                Ok(Outcome::Paid)
+            }
+            EffectKind::Pay {
+                worker,
+                assignment,
+                kind,
+                amount,
+            } => {
+                let reason = pay_kind_name(*kind);
+                p.bonus(worker, Some(assignment), *amount, reason, key)
+                    .await?;
+                Ok(Outcome::Paid)
+            }
+            EffectKind::ExpireHits { hits } => {
+                for hit in hits {
+                    p.expire(hit).await?;
+                }
+                Ok(Outcome::Expired)
+            }
+            _ => Ok(Outcome::Expired),
+        }
+    }
+
+    async fn finish(&mut self, effect: Effect, outcome: Outcome) -> Result<(), EngineError> {
+        let now = self.clock.now().max(self.machine.now());
+        let mut inputs = Vec::new();
+        if let Outcome::Posted { hit, slots } = &outcome {
+            inputs.push(Input::HirePosted {
+                hire: Some(effect.id.clone()),
+                hit: hit.clone(),
+                slots: *slots,
+            });
+        }
+        let completion = Completion {
+            id: effect.id.clone(),
+            state: OutboxState::Done {
+                result: to_json(&outcome),
+            },
+            ledger: ledger_entry(&effect, true, now).into_iter().collect(),
+            inputs: inputs.iter().map(|i| new_input(now, i)).collect(),
+        };
+        self.record(completion, inputs, now).await
+    }
+
+    async fn fail(&mut self, effect: Effect, error: PlatformError) -> Result<(), EngineError> {
+        let now = self.clock.now().max(self.machine.now());
+        tracing::warn!(effect = %effect.id, %error, "effect failed for good");
+        let mut inputs = Vec::new();
+        if let EffectKind::Hire { .. } = effect.kind {
+            inputs.push(Input::HireFailed {
+                hire: Some(effect.id.clone()),
+                reason: error.to_string(),
+            });
+        }
+        let completion = Completion {
+            id: effect.id.clone(),
+            state: OutboxState::Failed {
+                error: error.to_string(),
+            },
+            ledger: ledger_entry(&effect, false, now).into_iter().collect(),
+            inputs: inputs.iter().map(|i| new_input(now, i)).collect(),
+        };
+        self.publish(EngineEvent::EffectFailed {
+            effect,
+            error: error.to_string(),
+        });
+        self.record(completion, inputs, now).await
+    }
+
+    async fn record(
+        &mut self,
+        completion: Completion,
+        inputs: Vec<Input>,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let fresh = self.store.complete(&self.session, &completion).await?;
+        if !fresh {
+            return Ok(()); // recorded before a crash; its inputs are in the log already
+        }
+        self.seq += inputs.len() as u64;
+        for input in inputs {
+            self.apply(now, input, false)
+                .await
+                .or_else(ignore_rejection)?;
+        }
+        Ok(())
+    }
+
+    fn observing(&self) -> bool {
+        !self.platform.capabilities().push_notifications
+            && matches!(
+                self.machine.phase(),
+                crate::pavilion::Phase::Recruiting | crate::pavilion::Phase::Running
+            )
+    }
+
+    fn publish(&mut self, event: EngineEvent) {
+        // Nobody listening is fine.
+        let _ = self.events_tx.send(event.clone());
+        self.events.push_back(event);
+        if self.events.len() > 65_536 {
+            self.events.pop_front();
+        }
+    }
+
+    /// Runs the engine in real time on the current tokio runtime: it wakes for deadlines,
+    /// retries and observer polls, and takes calls through the returned handle.
+    pub fn spawn(mut self) -> EngineHandle {
+        let (tx, mut rx) = mpsc::channel::<Command>(256);
+        let events = self.events_tx.clone();
+        let session = self.session.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let now = self.clock.now();
+                let sleep_ms = self
+                    .next_wakeup()
+                    .map_or(1_000, |t| t.millis_since(now))
+                    .min(1_000);
+                tokio::select! {
+                    command = rx.recv() => match command {
+                        None => return Ok(()),
+                        Some(Command::Input(input, reply)) => {
+                            let result = self.input(input).await;
+                            let fatal = matches!(result, Err(EngineError::Store(_)));
+                            let _ = reply.send(result.map_err(|e| e.to_string()));
+                            if fatal {
+                                return Err(EngineError::Stopped);
+                            }
+                        }
+                        Some(Command::Snapshot(reply)) => {
+                            let _ = reply.send(self.snapshot());
+                        }
+                        Some(Command::Ledger(reply)) => {
+                            let _ = reply.send(self.ledger().await.map_err(|e| e.to_string()));
+                        }
+                    },
+                    () = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => {
+                        self.advance().await?;
+                    }
+                }
+                self.events.clear(); // subscribers get events through the channel
+            }
+        });
+        EngineHandle {
+            tx,
+            events,
+            session,
+            task: Arc::new(task),
+        }
+    }
+}
+
+enum Command {
+    Input(Input, oneshot::Sender<Result<(), String>>),
+    Snapshot(oneshot::Sender<Snapshot>),
+    Ledger(oneshot::Sender<Result<Vec<LedgerEntry>, String>>),
+}
+
+/// A cloneable handle to an engine running in its own task (see [`Engine::spawn`]).
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<EngineEvent>,
+    session: SessionId,
+    task: Arc<tokio::task::JoinHandle<Result<(), EngineError>>>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a call through an [`EngineHandle`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    /// The engine refused or failed the call.
+    #[error("{0}")]
+    Failed(String),
+    /// The engine task has stopped.
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+impl EngineHandle {
+    /// The session the engine runs.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// Sends an input (admin or worker-facing) and waits until it is recorded and its effects
+    /// are carried out (or queued for retry).
+    pub async fn input(&self, input: Input) -> Result<(), HandleError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Input(input, reply))
+            .await
+            .map_err(|_| HandleError::Stopped)?;
+        rx.await
+            .map_err(|_| HandleError::Stopped)?
+            .map_err(HandleError::Failed)
+    }
+
+    /// The machine's state.
+    pub async fn snapshot(&self) -> Result<Snapshot, HandleError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Snapshot(reply))
+            .await
+            .map_err(|_| HandleError::Stopped)?;
+        rx.await.map_err(|_| HandleError::Stopped)
+    }
+
+    /// The payments ledger.
+    pub async fn ledger(&self) -> Result<Vec<LedgerEntry>, HandleError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Ledger(reply))
+            .await
+            .map_err(|_| HandleError::Stopped)?;
+        rx.await
+            .map_err(|_| HandleError::Stopped)?
+            .map_err(HandleError::Failed)
+    }
+
+    /// Events as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.events.subscribe()
+    }
+
+    /// Whether the engine task has ended (its handle dropped, or a store failure).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// What came of a platform effect, as recorded in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum Outcome {
+    Posted { hit: HitId, slots: u32 },
+    Paid,
+    Expired,
+}
+
+fn ignore_rejection(e: EngineError) -> Result<(), EngineError> {
+    match e {
+        EngineError::Rejected(_) => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Whether an effect needs a platform call (and so the outbox); the rest are news for pages.
+fn touches_platform(effect: &Effect) -> bool {
+    matches!(
+        effect.kind,
+        EffectKind::Hire { .. } | EffectKind::Pay { .. } | EffectKind::ExpireHits { .. }
+    )
+}
+
+fn update_input(update: &AssignmentUpdate) -> Option<Input> {
+    let assignment = update.assignment.clone();
+    match update.status {
+        AssignmentStatus::Returned => Some(Input::Return { assignment }),
+        AssignmentStatus::Abandoned => Some(Input::Abandon { assignment }),
+        AssignmentStatus::Submitted => Some(Input::Submit {
+            assignment,
+            contributions: 0,
+        }),
+        AssignmentStatus::Accepted | AssignmentStatus::Approved | AssignmentStatus::Rejected => {
+            None
+        }
+    }
+}
+
+fn ledger_entry(effect: &Effect, paid: bool, at: Timestamp) -> Option<LedgerEntry> {
+    match &effect.kind {
+        EffectKind::Pay {
+            worker,
+            assignment,
+            kind,
+            amount,
+        } => Some(LedgerEntry {
+            effect: effect.id.clone(),
+            worker: worker.clone(),
+            assignment: Some(assignment.clone()),
+            kind: pay_kind_name(*kind).to_owned(),
+            amount: *amount,
+            paid,
+            at,
+        }),
+        _ => None,
+    }
+}
+
+/// The ledger's name for a kind of pay.
+pub fn pay_kind_name(kind: PayKind) -> &'static str {
+    match kind {
+        PayKind::Base => "base",
+        PayKind::WaitingBonus => "waiting_bonus",
+        PayKind::ActiveBonus => "active_bonus",
+        PayKind::ContributionBonus => "contribution_bonus",
+    }
+}
+
+fn new_input(at: Timestamp, input: &Input) -> NewInput {
+    NewInput {
+        at,
+        body: to_json(input),
+    }
+}
+
+fn new_effect(effect: &Effect) -> NewEffect {
+    NewEffect {
+        id: effect.id.clone(),
+        body: to_json(effect),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    // Inputs, effects, snapshots and configs are plain data (strings, integers, lists,
+    // string-keyed structs), which serde_json always serializes.
+    serde_json::to_string(value).expect("plain data serializes")
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            base_ms: 100,
+            max_ms: 1_000,
+        };
+        assert_eq!(p.delay_ms(1, 0.0), 50);
+        assert_eq!(p.delay_ms(1, 1.0), 100);
+        assert_eq!(p.delay_ms(3, 1.0), 400);
+        assert_eq!(p.delay_ms(10, 1.0), 1_000);
+        assert_eq!(p.delay_ms(60, 0.5), 750);
+    }
+}
