@@ -52,7 +52,8 @@ pub enum Input {
         hire: Option<EffectId>,
         /// The HIT posted (or the HIT that got more slots).
         hit: HitId,
-        /// Slots opened; fewer than asked means the rest was not posted.
+        /// Slots opened; fewer than asked means the rest was not posted. More than asked
+        /// counts as asked: the extra slots were never hired nor budgeted.
         slots: u32,
     },
     /// A hire failed for good (the driver retries transient errors itself).

@@ -618,6 +618,9 @@ impl Pavilion {
             .remove(index)
             .expect("find_hire returned a valid index");
         self.in_flight -= count;
+        // Only the slots asked for were hired (and budgeted): extra ones count as not open,
+        // so arrivals through them are seated only if a seat and the budget allow.
+        let slots = slots.min(count);
         let h = match self.hit_index.get(&hit) {
             Some(&h) => h,
             None => {
