@@ -234,6 +234,8 @@ pub enum TurnAwayReason {
     JobEnded,
     /// Seating them would exceed the budget.
     OverBudget,
+    /// The worker already holds a seat under another assignment: one seat per worker.
+    AlreadySeated,
 }
 
 /// The parts of a worker's pay.

@@ -16,6 +16,11 @@
 //! | the waiting queue   | hire one                                         | nothing: the slot re-opens |
 //! | the active queue    | promote the oldest waiting worker, hire one      | promote the oldest waiting worker; the slot re-opens |
 //!
+//! A worker whose page goes silent past the heartbeat timeout is gone, but their assignment
+//! is not: the platform frees the slot only when they return it or it is abandoned. So a
+//! time-out hires for the seat at once, and the slot counts as open again only when the platform
+//! reports it given back (and only if the seat is still empty then).
+//!
 //! The machine never counts "+1 per event": it hires the **deficit**,
 //! `max_active + max_waiting − present − open slots − hires in flight`, so any mix of events
 //! (and a platform that does not re-open returned slots, see
@@ -35,7 +40,7 @@ mod snapshot;
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 pub use config::{ConfigError, PavilionConfig, StartCondition, Targets};
 pub use io::{Effect, EffectKind, Input, Notice, PayKind, Rejected, ReleaseReason, TurnAwayReason};
@@ -86,6 +91,8 @@ pub struct Pavilion {
 
     /// Every assignment ever seen, present or departed.
     records: FxHashMap<AssignmentId, Record>,
+    /// Workers present (waiting or active): one seat per worker.
+    seated: FxHashSet<WorkerId>,
     /// Waiting workers by `order`; entries whose record moved on are skipped lazily.
     waiting: VecDeque<(u64, AssignmentId)>,
     waiting_len: u32,
@@ -118,6 +125,10 @@ struct Record {
     arrived_at: Timestamp,
     promoted_at: Option<Timestamp>,
     last_seen: Timestamp,
+    /// A departed worker who still holds their slot on the platform (timed out or turned
+    /// away: the page is gone, the assignment is not). A later return or abandonment from the
+    /// platform frees it.
+    holds_slot: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +169,7 @@ impl Pavilion {
             hiring_paused_until: None,
             budget_noticed: false,
             records: FxHashMap::default(),
+            seated: FxHashSet::default(),
             waiting: VecDeque::new(),
             waiting_len: 0,
             active_len: 0,
@@ -260,6 +272,7 @@ impl Pavilion {
                     assignment: a.clone(),
                     hit: self.hits[r.hit as usize].id.clone(),
                     how,
+                    holds_slot: r.holds_slot,
                 }),
                 seat => present.push((r.order, seat, view(a, r))),
             }
@@ -383,6 +396,9 @@ impl Pavilion {
             if order >= next_order {
                 return bad(format!("assignment {} is after next_order", v.assignment));
             }
+            if !m.seated.insert(v.worker.clone()) {
+                return bad(format!("worker {} holds two seats", v.worker));
+            }
             let record = Record {
                 worker: v.worker,
                 hit,
@@ -391,6 +407,7 @@ impl Pavilion {
                 arrived_at: v.arrived_at,
                 promoted_at: v.promoted_at,
                 last_seen: v.last_seen,
+                holds_slot: false,
             };
             if seat == Seat::Waiting {
                 m.waiting.push_back((order, v.assignment.clone()));
@@ -425,6 +442,7 @@ impl Pavilion {
                 arrived_at: Timestamp::ZERO,
                 promoted_at: None,
                 last_seen: Timestamp::ZERO,
+                holds_slot: d.holds_slot,
             };
             if m.records.insert(d.assignment.clone(), record).is_some() {
                 return bad(format!("assignment {} listed twice", d.assignment));
@@ -542,6 +560,8 @@ impl Pavilion {
         let capacity = self.config.targets().capacity();
         let turn_away = if self.phase == Phase::Stopped {
             Some(TurnAwayReason::JobEnded)
+        } else if self.seated.contains(&worker) {
+            Some(TurnAwayReason::AlreadySeated)
         } else if took_open_slot {
             // The seat was counted when the slot was opened.
             (self.present() >= capacity).then_some(TurnAwayReason::JobFull)
@@ -561,9 +581,11 @@ impl Pavilion {
             arrived_at: now,
             promoted_at: None,
             last_seen: now,
+            holds_slot: false,
         };
         if let Some(reason) = turn_away {
             record.seat = Seat::Left(Departure::TurnedAway);
+            record.holds_slot = true; // until they return it
             let kind = EffectKind::TurnAway {
                 worker: record.worker.clone(),
                 assignment: assignment.clone(),
@@ -580,6 +602,7 @@ impl Pavilion {
             now.plus_millis(self.config.heartbeat_timeout_ms),
             assignment.clone(),
         ));
+        self.seated.insert(record.worker.clone());
         self.records.insert(assignment, record);
         Ok(())
     }
@@ -598,10 +621,40 @@ impl Pavilion {
         how: Departure,
         contributions: u32,
     ) -> Result<(), Rejected> {
+        if how != Departure::Submitted && self.records.get(assignment).is_some_and(|r| r.holds_slot)
+        {
+            // The platform reports the slot of a worker who already left (timed out, turned
+            // away) as given back.
+            self.now = now;
+            self.free_held_slot(assignment);
+            return Ok(());
+        }
         self.present_record(assignment)?;
         self.now = now;
         self.depart(assignment, how, contributions);
         Ok(())
+    }
+
+    /// The platform gave back the slot a departed worker held. It re-opens (if the platform
+    /// re-opens slots) unless the seat was hired again meanwhile, in which case it is surplus:
+    /// an arrival through it is seated only if there is room.
+    fn free_held_slot(&mut self, assignment: &AssignmentId) {
+        // Invariant: the caller checked the record exists and holds its slot.
+        let r = self
+            .records
+            .get_mut(assignment)
+            .expect("a departed assignment");
+        r.holds_slot = false;
+        let hit = r.hit as usize;
+        let seats = self.present() + self.open_slots + self.in_flight;
+        let h = &mut self.hits[hit];
+        if self.config.returned_slots_reopen
+            && !h.expired
+            && seats < self.config.targets().capacity()
+        {
+            h.open += 1;
+            self.open_slots += 1;
+        }
     }
 
     fn hire_posted(
@@ -879,8 +932,17 @@ impl Pavilion {
             Seat::Active => self.active_len -= 1,
             Seat::Left(_) => unreachable!("callers pass only present assignments"),
         }
+        self.seated.remove(&worker);
         match how {
-            Departure::Returned | Departure::Abandoned | Departure::TimedOut => {
+            Departure::TimedOut => {
+                // The page went silent, but the worker still holds the assignment until they
+                // return it or the platform abandons it: the slot is not open yet, so the seat
+                // is hired again now.
+                if let Some(r) = self.records.get_mut(assignment) {
+                    r.holds_slot = true;
+                }
+            }
+            Departure::Returned | Departure::Abandoned => {
                 let h = &mut self.hits[hit as usize];
                 if reopen && !h.expired {
                     h.open += 1;
@@ -1137,6 +1199,15 @@ impl Pavilion {
                 "queue counts {}/{} disagree with records {waiting}/{active}",
                 self.waiting_len, self.active_len
             ));
+        }
+        let mut workers = FxHashSet::default();
+        for r in self.records.values() {
+            if !matches!(r.seat, Seat::Left(_)) && !workers.insert(&r.worker) {
+                return Err(format!("worker {} holds two seats", r.worker));
+            }
+        }
+        if workers.len() != self.seated.len() || workers.iter().any(|w| !self.seated.contains(*w)) {
+            return Err("the seated workers disagree with the records".to_owned());
         }
         let live_waiting = self
             .waiting

@@ -69,6 +69,10 @@ pub struct DepartedView {
     pub hit: HitId,
     /// How they left.
     pub how: Departure,
+    /// Whether they still hold their slot on the platform (timed out or turned away, not yet
+    /// returned or abandoned there).
+    #[serde(default)]
+    pub holds_slot: bool,
 }
 
 /// A HIT posted in the session.

@@ -33,6 +33,7 @@ fn a_silent_active_worker_times_out_and_the_next_is_promoted() {
         "
         1010 #4 timed_out W1 A1
         1010 #5 promote W2 A2
+        1010 #6 hire 1
         ",
     );
 }
@@ -47,12 +48,12 @@ fn a_silent_waiting_worker_times_out() {
         timeout
         next_timeout 1900
         ",
-        "1020 #4 timed_out W2 A2",
+        "1020 #4 timed_out W2 A2\n1020 #5 hire 1",
     );
 }
 
 #[test]
-fn a_timed_out_slot_is_hired_for_when_the_platform_does_not_reopen_it() {
+fn a_timed_out_slot_is_hired_for_whether_or_not_the_platform_reopens_slots() {
     check_from(
         &format!("{ONE} returned_slots_reopen=false"),
         BOTH,
@@ -82,6 +83,7 @@ fn workers_silent_together_time_out_together_in_queue_order() {
         "
         1500 #4 timed_out W1 A1
         1500 #5 timed_out W2 A2
+        1500 #6 hire 2
         ",
     );
 }
@@ -98,6 +100,7 @@ fn a_tick_before_the_deadline_does_nothing_and_at_it_times_out() {
         "
         1010 #4 timed_out W1 A1
         1010 #5 promote W2 A2
+        1010 #6 hire 1
         ",
     );
 }
@@ -116,6 +119,7 @@ fn a_heartbeat_keeps_a_worker_alive() {
         "
         2000 #4 timed_out W1 A1
         2000 #5 promote W2 A2
+        2000 #6 hire 1
         ",
     );
 }
@@ -171,6 +175,7 @@ fn a_worker_who_timed_out_cannot_come_back() {
         "
         1010 #4 timed_out W1 A1
         1010 #5 promote W2 A2
+        1010 #6 hire 1
         1100 rejected assignment A1 already left
         1200 rejected assignment A1 already left
         1300 rejected assignment A1 already left
@@ -193,6 +198,71 @@ fn a_hiring_pause_is_found_through_poll_timeout() {
         0 #1 hire 1
         10 #2 notify hire_failed 510 no funds
         510 #3 hire 1
+        ",
+    );
+}
+
+// A timed-out worker's page is gone but their assignment is not: the platform frees the slot
+// only when they return it or it is abandoned. The machine hires for the seat at once and
+// counts the freed slot as open only if the seat was not refilled meanwhile.
+
+#[test]
+fn a_platform_return_of_a_timed_out_slot_after_the_rehire_is_surplus() {
+    check_from(
+        ONE,
+        BOTH,
+        "
+        900 hb A1
+        timeout
+        1100 return A2
+        1200 abandon A2
+        ",
+        "
+        1020 #4 timed_out W2 A2
+        1020 #5 hire 1
+        1200 rejected assignment A2 already left
+        ",
+    );
+}
+
+#[test]
+fn a_platform_return_of_a_timed_out_slot_reopens_it_when_the_seat_is_still_empty() {
+    // By 61030 W1 went silent too; A2's re-opened slot covers one of the two empty seats, so
+    // the machine hires one, not two.
+    check_from(
+        ONE,
+        BOTH,
+        "
+        900 hb A1
+        timeout
+        1030 failed #5
+        1040 abandon A2
+        61030 tick
+        ",
+        "
+        1020 #4 timed_out W2 A2
+        1020 #5 hire 1
+        1030 #6 notify hire_failed 61030
+        61030 #7 timed_out W1 A1
+        61030 #8 hire 1
+        ",
+    );
+}
+
+#[test]
+fn a_timed_out_worker_cannot_submit_after_all() {
+    check_from(
+        ONE,
+        BOTH,
+        "
+        900 hb A1
+        timeout
+        1100 submit A2
+        ",
+        "
+        1020 #4 timed_out W2 A2
+        1020 #5 hire 1
+        1100 rejected assignment A2 already left
         ",
     );
 }

@@ -64,19 +64,20 @@ fn a_turned_away_worker_is_unpaid_and_cannot_come_back() {
         11 arrive W4 A4 H1
         12 submit A4
         13 return A4
-        14 stop
+        14 return A4
+        15 stop
         ",
         "
         10 #5 turn_away W4 A4 job_full
         11 rejected assignment A4 already left
         12 rejected assignment A4 already left
-        13 rejected assignment A4 already left
-        14 #6 release W1 A1 job_stopped
-        14 #7 pay W1 A1 base 100
-        14 #8 release W2 A2 job_stopped
-        14 #9 pay W2 A2 base 100
-        14 #10 release W3 A3 job_stopped
-        14 #11 pay W3 A3 base 100
+        14 rejected assignment A4 already left
+        15 #6 release W1 A1 job_stopped
+        15 #7 pay W1 A1 base 100
+        15 #8 release W2 A2 job_stopped
+        15 #9 pay W2 A2 base 100
+        15 #10 release W3 A3 job_stopped
+        15 #11 pay W3 A3 base 100
         ",
     );
 }

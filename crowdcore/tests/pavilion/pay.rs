@@ -87,7 +87,7 @@ fn returns_abandons_and_time_outs_are_not_paid() {
         11 abandon A2
         30002 tick
         ",
-        "30002 #5 timed_out W1 A1",
+        "30002 #5 timed_out W1 A1\n30002 #6 hire 1",
     );
 }
 
