@@ -636,8 +636,9 @@ impl Pavilion {
     }
 
     /// The platform gave back the slot a departed worker held. It re-opens (if the platform
-    /// re-opens slots) unless the seat was hired again meanwhile, in which case it is surplus:
-    /// an arrival through it is seated only if there is room.
+    /// re-opens slots) when the seat is still empty. If the seat was hired again meanwhile the
+    /// slot is surplus: a worker taking it would only be turned away (and give it back, again
+    /// and again), so its HIT is expired instead, and any other slot it had is hired anew.
     fn free_held_slot(&mut self, assignment: &AssignmentId) {
         // Invariant: the caller checked the record exists and holds its slot.
         let r = self
@@ -646,14 +647,20 @@ impl Pavilion {
             .expect("a departed assignment");
         r.holds_slot = false;
         let hit = r.hit as usize;
+        if !self.config.returned_slots_reopen || self.hits[hit].expired {
+            return;
+        }
         let seats = self.present() + self.open_slots + self.in_flight;
         let h = &mut self.hits[hit];
-        if self.config.returned_slots_reopen
-            && !h.expired
-            && seats < self.config.targets().capacity()
-        {
+        if seats < self.config.targets().capacity() {
             h.open += 1;
             self.open_slots += 1;
+        } else {
+            h.expired = true;
+            self.open_slots -= h.open;
+            h.open = 0;
+            let hits = vec![h.id.clone()];
+            self.emit(EffectKind::ExpireHits { hits });
         }
     }
 

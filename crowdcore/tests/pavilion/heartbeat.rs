@@ -204,10 +204,11 @@ fn a_hiring_pause_is_found_through_poll_timeout() {
 
 // A timed-out worker's page is gone but their assignment is not: the platform frees the slot
 // only when they return it or it is abandoned. The machine hires for the seat at once and
-// counts the freed slot as open only if the seat was not refilled meanwhile.
+// counts the freed slot as open only if the seat was not refilled meanwhile; otherwise the slot
+// is surplus and its HIT is expired (a worker taking it could only be turned away).
 
 #[test]
-fn a_platform_return_of_a_timed_out_slot_after_the_rehire_is_surplus() {
+fn a_platform_return_of_a_timed_out_slot_after_the_rehire_expires_its_hit() {
     check_from(
         ONE,
         BOTH,
@@ -220,6 +221,7 @@ fn a_platform_return_of_a_timed_out_slot_after_the_rehire_is_surplus() {
         "
         1020 #4 timed_out W2 A2
         1020 #5 hire 1
+        1100 #6 expire_hits H1
         1200 rejected assignment A2 already left
         ",
     );

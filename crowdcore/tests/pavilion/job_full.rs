@@ -56,6 +56,7 @@ fn an_arrival_after_stop_is_turned_away_as_job_ended() {
 
 #[test]
 fn a_turned_away_worker_is_unpaid_and_cannot_come_back() {
+    // Their return frees a slot the full job has no seat for: its HIT is expired.
     check_from(
         "min_active=1 max_active=2 min_waiting=1 max_waiting=1 base_pay_cents=100",
         FULL,
@@ -71,13 +72,14 @@ fn a_turned_away_worker_is_unpaid_and_cannot_come_back() {
         10 #5 turn_away W4 A4 job_full
         11 rejected assignment A4 already left
         12 rejected assignment A4 already left
+        13 #6 expire_hits H1
         14 rejected assignment A4 already left
-        15 #6 release W1 A1 job_stopped
-        15 #7 pay W1 A1 base 100
-        15 #8 release W2 A2 job_stopped
-        15 #9 pay W2 A2 base 100
-        15 #10 release W3 A3 job_stopped
-        15 #11 pay W3 A3 base 100
+        15 #7 release W1 A1 job_stopped
+        15 #8 pay W1 A1 base 100
+        15 #9 release W2 A2 job_stopped
+        15 #10 pay W2 A2 base 100
+        15 #11 release W3 A3 job_stopped
+        15 #12 pay W3 A3 base 100
         ",
     );
 }
