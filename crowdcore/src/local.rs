@@ -119,7 +119,7 @@ struct Market {
     currency: Currency,
     spent: i64,
     hits: HashMap<HitId, Hit>,
-    /// HITs that may have open slots, by posting number.
+    /// HITs with open slots (not expired; lifetime checked when listing), by posting number.
     listed: BTreeMap<u64, HitId>,
     next_hit: u64,
     /// Held assignments by deadline, to find abandonments without a scan.
@@ -175,34 +175,45 @@ impl LocalMarketplace {
 
     /// The HITs `worker` may accept now, oldest first.
     pub fn available(&self, worker: &WorkerId) -> Vec<Listing> {
+        self.listings(worker, usize::MAX)
+    }
+
+    /// The oldest HIT `worker` may accept now, if any (what a worker taking the first thing on
+    /// offer sees; cheaper than [`available`](Self::available)).
+    pub fn first_available(&self, worker: &WorkerId) -> Option<Listing> {
+        self.listings(worker, 1).pop()
+    }
+
+    fn listings(&self, worker: &WorkerId, limit: usize) -> Vec<Listing> {
         let now = self.clock.now();
         let mut m = self.lock();
         m.abandon_overdue(now);
         if m.blocked.contains(worker) {
             return Vec::new();
         }
-        // Drop HITs that closed for good from the listing index.
-        let closed: Vec<u64> = m
-            .listed
-            .iter()
-            .filter(|(_, id)| m.hits[*id].expired || now >= m.hits[*id].expires_at)
-            .map(|(n, _)| *n)
-            .collect();
+        let m = &mut *m;
+        let mut closed = Vec::new();
+        let mut found = Vec::new();
+        for (&number, id) in &m.listed {
+            let h = &m.hits[id];
+            if h.open(now) == 0 {
+                closed.push(number); // past its lifetime: gone for good
+            } else if !h.workers.contains(worker) && m.qualifies(worker, &h.spec) {
+                found.push(Listing {
+                    hit: id.clone(),
+                    title: h.spec.title.clone(),
+                    reward: h.spec.reward,
+                    open_slots: h.open(now),
+                });
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
         for n in closed {
             m.listed.remove(&n);
         }
-        m.listed
-            .values()
-            .map(|id| (id, &m.hits[id]))
-            .filter(|(_, h)| h.open(now) > 0 && !h.workers.contains(worker))
-            .filter(|(_, h)| m.qualifies(worker, &h.spec))
-            .map(|(id, h)| Listing {
-                hit: id.clone(),
-                title: h.spec.title.clone(),
-                reward: h.spec.reward,
-                open_slots: h.open(now),
-            })
-            .collect()
+        found
     }
 
     /// `worker` accepts a slot of `hit`.
@@ -235,6 +246,10 @@ impl LocalMarketplace {
         let h = m.hits.get_mut(hit).expect("checked above");
         h.taken += 1;
         h.workers.insert(worker.clone());
+        let (full, number) = (h.taken >= h.slots, h.number);
+        if full {
+            m.listed.remove(&number);
+        }
         m.deadlines.insert((deadline, id.clone()));
         m.assignments.insert(
             id.clone(),
@@ -404,11 +419,16 @@ impl Market {
     fn reopen(&mut self, hit: &HitId) {
         if let Some(h) = self.hits.get_mut(hit) {
             h.taken -= 1;
-            self.listed.insert(h.number, hit.clone());
+            if !h.expired {
+                self.listed.insert(h.number, hit.clone());
+            }
         }
     }
 
     fn qualifies(&self, worker: &WorkerId, spec: &HitSpec) -> bool {
+        if spec.qualifications.is_empty() {
+            return true;
+        }
         let profile = self.profiles.get(worker).cloned().unwrap_or_default();
         let (here_approved, here_rejected) =
             self.record_counts.get(worker).copied().unwrap_or_default();
@@ -561,6 +581,8 @@ impl Platform for LocalMarketplace {
             .get_mut(hit)
             .ok_or_else(|| err(PlatformErrorKind::NotFound, "UnknownHit", hit.to_string()))?;
         h.expired = true;
+        let number = h.number;
+        m.listed.remove(&number);
         Ok(())
     }
 

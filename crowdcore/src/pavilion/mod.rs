@@ -593,6 +593,12 @@ impl Pavilion {
             };
             self.records.insert(assignment, record);
             self.emit(kind);
+            if !took_open_slot && reason != TurnAwayReason::AlreadySeated {
+                // The platform re-opened a slot the machine did not count (a freed slot it
+                // has not reported yet, an over-delivery): the next worker to take it would be
+                // turned away too. Close the HIT; any slot it still had is hired anew.
+                self.expire_hit(hit);
+            }
             return Ok(());
         }
         record.order = self.take_order();
@@ -636,9 +642,10 @@ impl Pavilion {
     }
 
     /// The platform gave back the slot a departed worker held. It re-opens (if the platform
-    /// re-opens slots) when the seat is still empty. If the seat was hired again meanwhile the
-    /// slot is surplus: a worker taking it would only be turned away (and give it back, again
-    /// and again), so its HIT is expired instead, and any other slot it had is hired anew.
+    /// re-opens slots) when the seat is still empty and the budget covers it. If the seat was
+    /// hired again meanwhile (or the budget is spent) the slot is surplus: a worker taking it
+    /// would only be turned away (and give it back, again and again), so its HIT is expired
+    /// instead, and any other slot it had is hired anew.
     fn free_held_slot(&mut self, assignment: &AssignmentId) {
         // Invariant: the caller checked the record exists and holds its slot.
         let r = self
@@ -651,17 +658,27 @@ impl Pavilion {
             return;
         }
         let seats = self.present() + self.open_slots + self.in_flight;
-        let h = &mut self.hits[hit];
-        if seats < self.config.targets().capacity() {
-            h.open += 1;
+        // Counting it open reserves its base pay: only if the budget covers that.
+        let room = seats < self.config.targets().capacity() && self.affordable(1);
+        if room {
+            self.hits[hit].open += 1;
             self.open_slots += 1;
         } else {
-            h.expired = true;
-            self.open_slots -= h.open;
-            h.open = 0;
-            let hits = vec![h.id.clone()];
-            self.emit(EffectKind::ExpireHits { hits });
+            self.expire_hit(hit as u32);
         }
+    }
+
+    /// Closes one HIT (no-op if already closed): its open slots no longer count.
+    fn expire_hit(&mut self, hit: u32) {
+        let h = &mut self.hits[hit as usize];
+        if h.expired {
+            return;
+        }
+        h.expired = true;
+        self.open_slots -= h.open;
+        h.open = 0;
+        let hits = vec![h.id.clone()];
+        self.emit(EffectKind::ExpireHits { hits });
     }
 
     fn hire_posted(

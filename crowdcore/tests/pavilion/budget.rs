@@ -85,6 +85,7 @@ fn an_arrival_the_budget_cannot_seat_is_turned_away() {
         3 #4 promote W1 A1
         3 #5 promote W2 A2
         4 #6 turn_away W3 A3 over_budget
+        4 #7 expire_hits H1
         ",
     );
 }
@@ -146,8 +147,9 @@ fn a_post_with_more_slots_than_asked_cannot_overspend() {
         3 #4 promote W1 A1
         3 #5 promote W2 A2
         4 #6 turn_away W3 A3 over_budget
-        10 #7 pay W1 A1 base 100
-        11 #8 pay W2 A2 base 100
+        4 #7 expire_hits H1
+        10 #8 pay W1 A1 base 100
+        11 #9 pay W2 A2 base 100
         ",
     );
     assert_eq!(m.spent().minor, 200);

@@ -10,7 +10,7 @@ fn an_arrival_beyond_every_seat_is_turned_away() {
         SMALL,
         FULL,
         "10 arrive W4 A4 H1",
-        "10 #5 turn_away W4 A4 job_full",
+        "10 #5 turn_away W4 A4 job_full\n10 #6 expire_hits H1",
     );
     assert_eq!(m.present(), 3);
 }
@@ -56,7 +56,7 @@ fn an_arrival_after_stop_is_turned_away_as_job_ended() {
 
 #[test]
 fn a_turned_away_worker_is_unpaid_and_cannot_come_back() {
-    // Their return frees a slot the full job has no seat for: its HIT is expired.
+    // They came through a slot the machine did not count, so their HIT is expired at once.
     check_from(
         "min_active=1 max_active=2 min_waiting=1 max_waiting=1 base_pay_cents=100",
         FULL,
@@ -70,9 +70,9 @@ fn a_turned_away_worker_is_unpaid_and_cannot_come_back() {
         ",
         "
         10 #5 turn_away W4 A4 job_full
+        10 #6 expire_hits H1
         11 rejected assignment A4 already left
         12 rejected assignment A4 already left
-        13 #6 expire_hits H1
         14 rejected assignment A4 already left
         15 #7 release W1 A1 job_stopped
         15 #8 pay W1 A1 base 100
@@ -97,7 +97,8 @@ fn a_turned_away_arrival_does_not_trigger_hiring() {
         "
         10 #5 hire 1
         11 #6 turn_away W4 A4 job_full
-        12 #7 turn_away W5 A5 job_full
+        11 #7 expire_hits H1
+        12 #8 turn_away W5 A5 job_full
         ",
     );
 }

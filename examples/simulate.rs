@@ -1,0 +1,482 @@
+//! # simulate — a real-time crowdsourcing study on a simulated crowd
+//!
+//! Runs the same seeded crowd against each hiring policy on the embedded defaults (the local
+//! marketplace, no account, no network) and compares them:
+//!
+//! - `pavilion`: an active queue kept full from a paid waiting queue, which hiring keeps full;
+//! - `no-waiting`: hiring only on demand, when an active seat empties (no one stands by).
+//!
+//! ```text
+//! cargo run --release -p crowdcore-examples --example simulate -- --seed 7 --hours 8 --out out/
+//! ```
+//!
+//! Writes to `--out`: `summary.json` (per policy: time-weighted active fill ratio, refill
+//! latency p50/p95/max, hires, turned away, paid worker-minutes waiting and active, cost, cost
+//! per useful worker-minute), `report.md` (the same as a table, with what it shows),
+//! `queues.svg` (waiting and active over time) and `refill.svg` (refill-latency distribution).
+//! Prints the table to stdout and a progress bar to stderr. The same seed writes a
+//! byte-identical `summary.json`. `--help` lists the crowd model's knobs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use crowdcore::engine::EngineConfig;
+use crowdcore::model::{HitSpec, Money, SessionId};
+use crowdcore::pavilion::{PavilionConfig, StartCondition};
+use crowdcore::sim::{self, CrowdModel, SimConfig, SimReport};
+use indicatif::{ProgressBar, ProgressStyle};
+use plotters::prelude::*;
+use serde::Serialize;
+
+/// Compare hiring policies for a real-time crowd task on a simulated crowd.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Seed of the simulated crowd: the same seed gives the same run.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Length of the study, in hours of simulated time.
+    #[arg(long, default_value_t = 8.0)]
+    hours: f64,
+    /// Folder for summary.json, report.md, queues.svg and refill.svg.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Policies to compare, comma-separated: pavilion, no-waiting.
+    #[arg(long, value_delimiter = ',', default_value = "pavilion,no-waiting")]
+    policy: Vec<Policy>,
+
+    /// Workers reaching the marketplace per minute (Poisson).
+    #[arg(long, default_value_t = 3.0)]
+    arrivals_per_minute: f64,
+    /// Mean seconds from seeing a HIT to landing on its page.
+    #[arg(long, default_value_t = 20.0)]
+    accept_delay_s: f64,
+    /// Mean minutes a worker will wait before giving up.
+    #[arg(long, default_value_t = 15.0)]
+    patience_min: f64,
+    /// Mean minutes on the task once active.
+    #[arg(long, default_value_t = 5.0)]
+    task_min: f64,
+    /// Probability that a worker who gives up returns the HIT (otherwise they submit and take
+    /// the waiting pay).
+    #[arg(long, default_value_t = 0.5)]
+    return_probability: f64,
+    /// Probability that a worker silently closes the page at some point.
+    #[arg(long, default_value_t = 0.05)]
+    abandon_probability: f64,
+    /// Seconds between heartbeats of a worker's page.
+    #[arg(long, default_value_t = 20)]
+    heartbeat_s: u64,
+    /// Seconds of heartbeat silence after which a worker has abandoned.
+    #[arg(long, default_value_t = 60)]
+    heartbeat_timeout_s: u64,
+
+    /// Workers the task needs to begin (with --min-waiting).
+    #[arg(long, default_value_t = 5)]
+    min_active: u32,
+    /// Seats on the task.
+    #[arg(long, default_value_t = 10)]
+    max_active: u32,
+    /// Workers standing by before the task begins (pavilion policy).
+    #[arg(long, default_value_t = 2)]
+    min_waiting: u32,
+    /// Waiting seats (pavilion policy; no-waiting has none).
+    #[arg(long, default_value_t = 5)]
+    max_waiting: u32,
+
+    /// Base pay per assignment, in cents (the HIT reward).
+    #[arg(long, default_value_t = 25)]
+    base_cents: i64,
+    /// Waiting bonus, cents per minute waited.
+    #[arg(long, default_value_t = 5)]
+    waiting_cents_per_minute: i64,
+    /// Active bonus, cents per minute on the task.
+    #[arg(long, default_value_t = 10)]
+    active_cents_per_minute: i64,
+    /// Budget cap in cents (none if absent).
+    #[arg(long)]
+    budget_cents: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Policy {
+    /// Active queue kept full from a paid waiting queue.
+    Pavilion,
+    /// Hire only when an active seat empties.
+    NoWaiting,
+}
+
+impl Policy {
+    fn name(self) -> &'static str {
+        match self {
+            Policy::Pavilion => "pavilion",
+            Policy::NoWaiting => "no-waiting",
+        }
+    }
+}
+
+/// One policy's line of `summary.json`.
+#[derive(Debug, Serialize)]
+struct PolicySummary {
+    active_fill_ratio: f64,
+    refill_seconds_p50: f64,
+    refill_seconds_p95: f64,
+    refill_seconds_max: f64,
+    refills: u64,
+    unfilled_vacancies: u64,
+    hires: u64,
+    turned_away: u64,
+    workers_arrived: u64,
+    workers_landed: u64,
+    paid_waiting_worker_minutes: f64,
+    paid_active_worker_minutes: f64,
+    cost_cents: i64,
+    cost_per_useful_worker_minute_cents: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    seed: u64,
+    hours: f64,
+    crowd: &'a CrowdModel,
+    policies: BTreeMap<&'static str, PolicySummary>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("simulate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    if !(args.hours.is_finite() && args.hours > 0.0) {
+        return Err("--hours must be a positive number".into());
+    }
+    if args.policy.is_empty() {
+        return Err("--policy needs at least one policy".into());
+    }
+    let crowd = CrowdModel {
+        arrivals_per_minute: args.arrivals_per_minute,
+        accept_delay_ms: args.accept_delay_s * 1_000.0,
+        patience_ms: args.patience_min * 60_000.0,
+        task_ms: args.task_min * 60_000.0,
+        return_probability: args.return_probability,
+        abandon_probability: args.abandon_probability,
+        heartbeat_every_ms: args.heartbeat_s.saturating_mul(1_000),
+        ..CrowdModel::default()
+    };
+    crowd.validate()?;
+    let duration_ms = (args.hours * 3_600_000.0).round() as u64;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+
+    let mut policies: Vec<Policy> = args.policy.clone();
+    policies.sort();
+    policies.dedup();
+    let bar = ProgressBar::new(duration_ms / 60_000 * policies.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} simulated minutes")?
+            .progress_chars("=> "),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let mut reports = Vec::new();
+    for (index, &policy) in policies.iter().enumerate() {
+        bar.set_message(policy.name());
+        let config = sim_config(args, policy, crowd.clone(), duration_ms)?;
+        let offset = index as u64 * (duration_ms / 60_000);
+        let bar_ = bar.clone();
+        let report = runtime.block_on(sim::run_with_progress(config, move |at| {
+            bar_.set_position(offset + at.as_millis() / 60_000);
+        }))?;
+        reports.push((policy, report));
+    }
+    bar.finish_and_clear();
+
+    let summary = Summary {
+        seed: args.seed,
+        hours: args.hours,
+        crowd: &crowd,
+        policies: reports
+            .iter()
+            .map(|(p, r)| (p.name(), summarize(r)))
+            .collect(),
+    };
+    let json = serde_json::to_string_pretty(&summary)? + "\n";
+    write(&args.out.join("summary.json"), &json)?;
+    let table = table(&summary);
+    write(
+        &args.out.join("report.md"),
+        &report_md(args, &summary, &table),
+    )?;
+    queues_chart(
+        &args.out.join("queues.svg"),
+        &reports,
+        args.max_active + args.max_waiting,
+    )?;
+    refill_chart(&args.out.join("refill.svg"), &reports)?;
+    print!("{table}");
+    eprintln!(
+        "wrote summary.json, report.md, queues.svg and refill.svg to {}",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn sim_config(
+    args: &Args,
+    policy: Policy,
+    crowd: CrowdModel,
+    duration_ms: u64,
+) -> Result<SimConfig, Box<dyn std::error::Error>> {
+    let (min_waiting, max_waiting) = match policy {
+        Policy::Pavilion => (args.min_waiting, args.max_waiting),
+        Policy::NoWaiting => (0, 0),
+    };
+    let pavilion = PavilionConfig {
+        min_active: args.min_active,
+        max_active: args.max_active,
+        min_waiting,
+        max_waiting,
+        start: StartCondition::Auto,
+        heartbeat_timeout_ms: args.heartbeat_timeout_s.saturating_mul(1_000),
+        budget_cents: args.budget_cents,
+        base_pay_cents: args.base_cents,
+        waiting_cents_per_minute: args.waiting_cents_per_minute,
+        active_cents_per_minute: args.active_cents_per_minute,
+        ..PavilionConfig::default()
+    };
+    pavilion.validate()?;
+    let spec = HitSpec {
+        title: "Real-time task: stand by, then work".into(),
+        description: "Wait on the page until a seat opens, then do the task.".into(),
+        keywords: vec!["real-time".into()],
+        reward: Money::usd_cents(args.base_cents),
+        assignment_duration_ms: 2 * 3_600_000,
+        lifetime_ms: duration_ms + 3_600_000,
+        max_assignments: (args.max_active + max_waiting).max(1) * 10,
+        auto_approval_delay_ms: 3 * 86_400_000,
+        qualifications: Vec::new(),
+        landing_url: "https://localhost/land".into(),
+        frame_height: 800,
+    };
+    spec.validate()?;
+    let mut engine = EngineConfig::new(spec, pavilion);
+    engine.observe_every_ms = 60_000;
+    engine.snapshot_every = 0;
+    Ok(SimConfig {
+        seed: args.seed,
+        duration_ms,
+        crowd,
+        engine,
+        funds: Money::usd_cents(i64::MAX / 4),
+        session: SessionId::new(format!("simulate-{}-{}", policy.name(), args.seed)),
+    })
+}
+
+fn summarize(r: &SimReport) -> PolicySummary {
+    let s = |ms: u64| ms as f64 / 1_000.0;
+    PolicySummary {
+        active_fill_ratio: r.active_fill_ratio,
+        refill_seconds_p50: s(r.refill_ms.p50),
+        refill_seconds_p95: s(r.refill_ms.p95),
+        refill_seconds_max: s(r.refill_ms.max),
+        refills: r.refill_ms.count,
+        unfilled_vacancies: r.unfilled_vacancies,
+        hires: r.hires,
+        turned_away: r.turned_away,
+        workers_arrived: r.workers_arrived,
+        workers_landed: r.workers_landed,
+        paid_waiting_worker_minutes: r.paid_waiting_minutes,
+        paid_active_worker_minutes: r.paid_active_minutes,
+        cost_cents: r.cost_cents,
+        cost_per_useful_worker_minute_cents: r.cost_per_active_minute_cents,
+    }
+}
+
+fn table(summary: &Summary<'_>) -> String {
+    let mut t = String::from(
+        "| policy | active fill | refill p50 s | refill p95 s | refill max s | hires | turned away | paid waiting min | paid active min | cost $ | ¢ per useful min |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (name, p) in &summary.policies {
+        let _ = writeln!(
+            t,
+            "| {name} | {:.1} % | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            p.active_fill_ratio * 100.0,
+            p.refill_seconds_p50,
+            p.refill_seconds_p95,
+            p.refill_seconds_max,
+            p.hires,
+            p.turned_away,
+            p.paid_waiting_worker_minutes,
+            p.paid_active_worker_minutes,
+            p.cost_cents as f64 / 100.0,
+            p.cost_per_useful_worker_minute_cents,
+        );
+    }
+    t
+}
+
+fn report_md(args: &Args, summary: &Summary<'_>, table: &str) -> String {
+    let mut md = format!(
+        "# Simulated study: seed {}, {} hours\n\n\
+         {} active seats; the pavilion policy keeps up to {} workers waiting. Workers reach the \
+         marketplace at {} per minute, wait up to {} minutes on average, and work {} minutes on \
+         average once active.\n\n{table}\n",
+        args.seed,
+        args.hours,
+        args.max_active,
+        args.max_waiting,
+        args.arrivals_per_minute,
+        args.patience_min,
+        args.task_min,
+    );
+    let (Some(p), Some(n)) = (
+        summary.policies.get("pavilion"),
+        summary.policies.get("no-waiting"),
+    ) else {
+        return md;
+    };
+    let _ = write!(
+        md,
+        "With a waiting queue, an emptied seat is refilled in {:.0} s at the median \
+         (p95 {:.0} s) instead of {:.0} s (p95 {:.0} s) when hiring on demand, and the task \
+         keeps {:.1} % of its seats filled instead of {:.1} %. The price is {:.0} paid \
+         worker-minutes of standing by: {:.2} ¢ per useful worker-minute instead of {:.2} ¢.\n",
+        p.refill_seconds_p50,
+        p.refill_seconds_p95,
+        n.refill_seconds_p50,
+        n.refill_seconds_p95,
+        p.active_fill_ratio * 100.0,
+        n.active_fill_ratio * 100.0,
+        p.paid_waiting_worker_minutes,
+        p.cost_per_useful_worker_minute_cents,
+        n.cost_per_useful_worker_minute_cents,
+    );
+    md
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()).into())
+}
+
+const COLORS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+];
+
+fn queues_chart(
+    path: &Path,
+    reports: &[(Policy, SimReport)],
+    seats: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let minutes = reports
+        .iter()
+        .map(|(_, r)| r.queues.len() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Queue sizes over time", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0u64..minutes, 0u32..seats + 1)?;
+    chart
+        .configure_mesh()
+        .x_desc("minutes since start")
+        .y_desc("workers")
+        .draw()?;
+    let mut color = 0;
+    for (policy, report) in reports {
+        for (queue, pick) in [("active", 2usize), ("waiting", 1usize)] {
+            let style = COLORS[color % COLORS.len()];
+            color += 1;
+            let points = report
+                .queues
+                .iter()
+                .map(|&(m, w, a)| (m, if pick == 1 { w } else { a }));
+            chart
+                .draw_series(LineSeries::new(points, style.stroke_width(2)))?
+                .label(format!("{} {queue}", policy.name()))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn refill_chart(
+    path: &Path,
+    reports: &[(Policy, SimReport)],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let max_s = reports
+        .iter()
+        .flat_map(|(_, r)| r.refills.iter())
+        .max()
+        .map_or(1.0, |&ms| ms as f64 / 1_000.0)
+        .max(1.0);
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Refill latency: time from a seat emptying to its refill",
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..max_s, 0f64..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("fraction of refills at most this long")
+        .draw()?;
+    for (i, (policy, report)) in reports.iter().enumerate() {
+        let mut sorted = report.refills.clone();
+        sorted.sort_unstable();
+        let n = sorted.len().max(1) as f64;
+        let points: Vec<(f64, f64)> = sorted
+            .iter()
+            .enumerate()
+            .map(|(k, &ms)| (ms as f64 / 1_000.0, (k + 1) as f64 / n))
+            .collect();
+        let style = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(points, style.stroke_width(2)))?
+            .label(format!("{} ({} refills)", policy.name(), sorted.len()))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
