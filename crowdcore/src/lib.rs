@@ -23,6 +23,7 @@ pub mod model;
 pub mod pavilion;
 pub mod platform;
 pub mod replay;
+pub mod sim;
 pub mod store;
 
 pub use model::{
