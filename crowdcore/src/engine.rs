@@ -492,7 +492,9 @@ impl Engine {
                     return Ok(());
                 }
             };
-            let now = self.clock.now();
+            // Logged at the time the machine will see them: a clock that stepped back must not
+            // make a replay refuse what the live machine took.
+            let now = self.clock.now().max(self.machine.now());
             let inputs: Vec<Input> = page.items.iter().filter_map(update_input).collect();
             let next = page.next.clone();
             let records: Vec<NewInput> = inputs.iter().map(|i| new_input(now, i)).collect();

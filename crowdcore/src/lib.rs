@@ -18,6 +18,7 @@
 
 pub mod clock;
 pub mod engine;
+pub mod faults;
 pub mod local;
 pub mod model;
 pub mod pavilion;

@@ -1,0 +1,14 @@
+//! Engine tests over the in-memory store and the local marketplace, on a virtual clock: the
+//! seed rules end to end, recovery from a crash at every store write, seeded platform faults,
+//! bad input through the host API, and a stored session whose configuration changed.
+//!
+//! `support.rs` holds the host (which restarts a crashed engine), the failing store, the
+//! deterministic crowd workload and the "nothing done twice" checks.
+
+mod bad_input;
+mod config_changed;
+mod faults;
+mod permanent_errors;
+mod recovery;
+mod seed_rules;
+mod support;
