@@ -492,23 +492,10 @@ impl Engine {
                     return Ok(());
                 }
             };
-            // Logged at the time the machine will see them: a clock that stepped back must not
-            // make a replay refuse what the live machine took.
-            let now = self.clock.now().max(self.machine.now());
-            let inputs: Vec<Input> = page.items.iter().filter_map(update_input).collect();
             let next = page.next.clone();
-            let records: Vec<NewInput> = inputs.iter().map(|i| new_input(now, i)).collect();
             let advanced = next.as_ref().filter(|n| Some(*n) != self.cursor.as_ref());
             let cursor = advanced.map(|c| (ASSIGNMENT_CURSOR, c));
-            if !records.is_empty() || cursor.is_some() {
-                self.seq = self.store.append(&self.session, &records, cursor).await?;
-            }
-            for input in inputs {
-                self.apply(now, input, true)
-                    .await
-                    .or_else(ignore_rejection)?;
-            }
-            self.drive().await?;
+            self.record_updates(&page.items, cursor).await?;
             match next {
                 Some(n) if Some(&n) != self.cursor.as_ref() => self.cursor = Some(n),
                 _ => return Ok(()),
@@ -517,6 +504,35 @@ impl Engine {
                 return Ok(());
             }
         }
+    }
+
+    /// Feeds assignment updates a platform pushed (a notification queue, a webhook) instead of
+    /// being polled: returns, abandonments and submissions, recorded before they are applied.
+    pub async fn push_updates(&mut self, updates: &[AssignmentUpdate]) -> Result<(), EngineError> {
+        self.record_updates(updates, None).await
+    }
+
+    /// Logs the inputs `updates` mean (with the observer cursor that follows them, in the same
+    /// write), then applies them; refusals (a departure the page already reported) are harmless.
+    async fn record_updates(
+        &mut self,
+        updates: &[AssignmentUpdate],
+        cursor: Option<(&str, &Cursor)>,
+    ) -> Result<(), EngineError> {
+        // Logged at the time the machine will see them: a clock that stepped back must not
+        // make a replay refuse what the live machine took.
+        let now = self.clock.now().max(self.machine.now());
+        let inputs: Vec<Input> = updates.iter().filter_map(update_input).collect();
+        let records: Vec<NewInput> = inputs.iter().map(|i| new_input(now, i)).collect();
+        if !records.is_empty() || cursor.is_some() {
+            self.seq = self.store.append(&self.session, &records, cursor).await?;
+        }
+        for input in inputs {
+            self.apply(now, input, true)
+                .await
+                .or_else(ignore_rejection)?;
+        }
+        self.drive().await
     }
 
     // ----- the record-then-act core ------------------------------------------------------------

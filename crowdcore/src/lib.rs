@@ -30,3 +30,8 @@ pub mod store;
 pub use model::{
     AssignmentId, EffectId, HitId, HitSpec, Money, ProjectId, SessionId, Timestamp, WorkerId,
 };
+
+/// The README's Rust examples compile as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -616,6 +616,8 @@ impl Platform for LocalMarketplace {
     ) -> Result<(), PlatformError> {
         let now = self.clock.now();
         let mut m = self.lock();
+        // An assignment held past its duration was abandoned: there is nothing to approve.
+        m.abandon_overdue(now);
         let a = m.assignments.get(assignment).ok_or_else(|| {
             err(
                 PlatformErrorKind::NotFound,

@@ -9,6 +9,7 @@ mod bad_input;
 mod config_changed;
 mod faults;
 mod permanent_errors;
+mod pushed;
 mod recovery;
 mod seed_rules;
 mod support;
