@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::model::{
-    AssignmentId, Currency, HitId, HitSpec, Money, QualificationRequirement, Timestamp, WorkerId,
+    AssignmentId, Currency, HitId, HitSpec, Money, ProjectId, QualificationRequirement, Timestamp,
+    WorkerId,
 };
 use crate::platform::{
     AssignmentStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey, Page, Platform,
@@ -102,6 +103,8 @@ struct Hit {
     workers: HashSet<WorkerId>,
     /// Posting number: listings are oldest first.
     number: u64,
+    /// The project that posted it, and pays for it.
+    project: ProjectId,
 }
 
 #[derive(Debug)]
@@ -118,6 +121,7 @@ struct Market {
     funds: i64,
     currency: Currency,
     spent: i64,
+    spent_by_project: HashMap<ProjectId, i64>,
     hits: HashMap<HitId, Hit>,
     /// HITs with open slots (not expired; lifetime checked when listing), by posting number.
     listed: BTreeMap<u64, HitId>,
@@ -139,11 +143,13 @@ struct Market {
     messages: Vec<(WorkerId, String)>,
 }
 
-/// The in-process marketplace. Clones share the same market.
+/// The in-process marketplace. Clones share the same market. A handle acts for one project
+/// of the requester (see [`for_project`](Self::for_project)); all projects draw on one balance.
 #[derive(Debug, Clone)]
 pub struct LocalMarketplace {
     inner: Arc<Mutex<Market>>,
     clock: Arc<dyn Clock>,
+    project: ProjectId,
 }
 
 impl LocalMarketplace {
@@ -157,7 +163,21 @@ impl LocalMarketplace {
         Self {
             inner: Arc::new(Mutex::new(market)),
             clock,
+            project: ProjectId::new("default"),
         }
+    }
+
+    /// A handle on the same market that posts and pays for `project`.
+    pub fn for_project(&self, project: ProjectId) -> Self {
+        Self {
+            project,
+            ..self.clone()
+        }
+    }
+
+    /// The project this handle posts and pays for.
+    pub fn project(&self) -> &ProjectId {
+        &self.project
     }
 
     fn lock(&self) -> MutexGuard<'_, Market> {
@@ -312,8 +332,20 @@ impl LocalMarketplace {
         Money::new(m.earnings.get(worker).copied().unwrap_or(0), m.currency)
     }
 
-    /// What the requester has spent.
+    /// What this handle's project has spent.
     pub fn spending(&self) -> Money {
+        self.spending_of(&self.project)
+    }
+
+    /// What `project` has spent.
+    pub fn spending_of(&self, project: &ProjectId) -> Money {
+        let m = self.lock();
+        let spent = m.spent_by_project.get(project).copied().unwrap_or(0);
+        Money::new(spent, m.currency)
+    }
+
+    /// What the requester has spent over all projects.
+    pub fn total_spending(&self) -> Money {
         let m = self.lock();
         Money::new(m.spent, m.currency)
     }
@@ -456,7 +488,8 @@ impl Market {
         })
     }
 
-    fn pay(&mut self, worker: &WorkerId, amount: Money) -> Result<(), PlatformError> {
+    /// Pays `worker` for the HIT `hit`, charging the HIT's project.
+    fn pay(&mut self, worker: &WorkerId, hit: &HitId, amount: Money) -> Result<(), PlatformError> {
         if amount.currency != self.currency {
             return Err(err(
                 PlatformErrorKind::BadRequest,
@@ -472,6 +505,8 @@ impl Market {
             ));
         }
         self.spent += amount.minor;
+        let project = self.hits[hit].project.clone();
+        *self.spent_by_project.entry(project).or_default() += amount.minor;
         *self.earnings.entry(worker.clone()).or_default() += amount.minor;
         Ok(())
     }
@@ -545,6 +580,7 @@ impl Platform for LocalMarketplace {
                 expired: false,
                 workers: HashSet::new(),
                 number,
+                project: self.project.clone(),
             },
         );
         m.listed.insert(number, id.clone());
@@ -639,7 +675,7 @@ impl Platform for LocalMarketplace {
         }
         let (worker, hit) = (a.worker.clone(), a.hit.clone());
         let reward = m.hits[&hit].spec.reward;
-        m.pay(&worker, reward)?;
+        m.pay(&worker, &hit, reward)?;
         let a = m.assignments.get_mut(assignment).expect("checked above");
         a.status = AssignmentStatus::Approved;
         let deadline = a.deadline;
@@ -723,7 +759,8 @@ impl Platform for LocalMarketplace {
                 amount.to_string(),
             ));
         }
-        m.pay(worker, amount)?;
+        let hit = a.hit.clone();
+        m.pay(worker, &hit, amount)?;
         m.bonuses
             .push((worker.clone(), Some(assignment.clone()), amount));
         m.keys.insert(key.as_str().to_owned(), (1, None));
@@ -775,5 +812,192 @@ impl Platform for LocalMarketplace {
     async fn balance(&self) -> Result<Money, PlatformError> {
         let m = self.lock();
         Ok(Money::new(m.funds - m.spent, m.currency))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::VirtualClock;
+    use crate::model::{Comparator, EffectId, SessionId};
+
+    fn spec(slots: u32) -> HitSpec {
+        HitSpec {
+            title: "t".into(),
+            description: "d".into(),
+            keywords: Vec::new(),
+            reward: Money::usd_cents(50),
+            assignment_duration_ms: 60_000,
+            lifetime_ms: 3_600_000,
+            max_assignments: slots,
+            auto_approval_delay_ms: 1,
+            qualifications: Vec::new(),
+            landing_url: "https://example.org/".into(),
+            frame_height: 600,
+        }
+    }
+
+    fn key(n: u64) -> IdempotencyKey {
+        IdempotencyKey::for_effect(&EffectId::new(SessionId::new("s"), n))
+    }
+
+    fn setup(funds: i64) -> (VirtualClock, LocalMarketplace) {
+        let clock = VirtualClock::new(Timestamp::ZERO);
+        let market = LocalMarketplace::new(Arc::new(clock.clone()), Money::usd_cents(funds));
+        (clock, market)
+    }
+
+    fn w(id: &str) -> WorkerId {
+        WorkerId::new(id)
+    }
+
+    #[tokio::test]
+    async fn a_repeated_key_returns_the_first_hit_and_is_counted() {
+        let (_, market) = setup(10_000);
+        let first = market.post(&spec(3), 3, &key(1)).await.unwrap();
+        let again = market.post(&spec(3), 3, &key(1)).await.unwrap();
+        assert_eq!(first, again);
+        assert_eq!(market.hits().len(), 1);
+        assert_eq!(market.duplicate_calls(), 1);
+        assert_eq!(market.key_uses(&key(1)), 2);
+        let other = market.post(&spec(3), 3, &key(2)).await.unwrap();
+        assert_ne!(first, other);
+    }
+
+    #[tokio::test]
+    async fn posting_checks_the_spec_the_slots_and_the_balance() {
+        let (_, market) = setup(100);
+        let kinds = [
+            (spec(2), 3, PlatformErrorKind::BadRequest),
+            (
+                HitSpec {
+                    title: String::new(),
+                    ..spec(2)
+                },
+                1,
+                PlatformErrorKind::BadRequest,
+            ),
+            (spec(3), 3, PlatformErrorKind::InsufficientFunds),
+        ];
+        for (i, (s, slots, kind)) in kinds.into_iter().enumerate() {
+            let e = market.post(&s, slots, &key(i as u64)).await.unwrap_err();
+            assert_eq!(e.kind, kind);
+        }
+        assert!(market.hits().is_empty());
+    }
+
+    #[tokio::test]
+    async fn workers_take_slots_once_and_an_overdue_assignment_reopens_its_slot() {
+        let (clock, market) = setup(10_000);
+        let hit = market.post(&spec(1), 1, &key(1)).await.unwrap();
+        let a = market.accept(&w("W1"), &hit).unwrap();
+        assert_eq!(
+            market.accept(&w("W2"), &hit),
+            Err(MarketError::NoSlot(hit.clone()))
+        );
+        assert!(market.available(&w("W2")).is_empty());
+        clock.advance(60_000);
+        assert_eq!(
+            market.first_available(&w("W2")).map(|l| l.hit),
+            Some(hit.clone())
+        );
+        assert_eq!(market.status(&a), Some(AssignmentStatus::Abandoned));
+        assert_eq!(
+            market.accept(&w("W1"), &hit),
+            Err(MarketError::AlreadyTaken(w("W1")))
+        );
+        let b = market.accept(&w("W2"), &hit).unwrap();
+        market.return_assignment(&b).unwrap();
+        assert_eq!(
+            market.submit(&b, None),
+            Err(MarketError::WrongState(
+                b.clone(),
+                AssignmentStatus::Returned
+            ))
+        );
+        let page = market.updates(None).await.unwrap();
+        let statuses: Vec<_> = page.items.iter().map(|u| u.status).collect();
+        use AssignmentStatus::*;
+        assert_eq!(statuses, [Accepted, Abandoned, Accepted, Returned]);
+        let rest = market.updates(page.next.as_ref()).await.unwrap();
+        assert!(rest.items.is_empty());
+    }
+
+    #[tokio::test]
+    async fn qualifications_and_blocks_decide_who_sees_work() {
+        let (_, market) = setup(10_000);
+        let gated = HitSpec {
+            qualifications: vec![
+                QualificationRequirement::Locale {
+                    countries: vec!["DE".into()],
+                },
+                QualificationRequirement::Custom {
+                    qualification: "trained".into(),
+                    comparator: Comparator::GreaterThanOrEqualTo,
+                    value: 2,
+                },
+            ],
+            ..spec(5)
+        };
+        let hit = market.post(&gated, 5, &key(1)).await.unwrap();
+        let german = WorkerProfile {
+            locale: "DE".into(),
+            ..WorkerProfile::default()
+        };
+        market.set_profile(w("W1"), german);
+        assert_eq!(
+            market.accept(&w("W1"), &hit),
+            Err(MarketError::NotQualified(w("W1")))
+        );
+        market
+            .grant_qualification(&w("W1"), "trained", 2)
+            .await
+            .unwrap();
+        assert_eq!(market.available(&w("W1")).len(), 1);
+        assert!(market.available(&w("W2")).is_empty(), "wrong locale");
+        market.block(&w("W1"), "spam").await.unwrap();
+        assert!(market.available(&w("W1")).is_empty());
+        assert_eq!(
+            market.accept(&w("W1"), &hit),
+            Err(MarketError::Blocked(w("W1")))
+        );
+    }
+
+    #[tokio::test]
+    async fn approvals_and_bonuses_pay_once_and_are_charged_to_the_project() {
+        let (_, market) = setup(10_000);
+        let study = market.for_project(ProjectId::new("study"));
+        let hit = study.post(&spec(2), 2, &key(1)).await.unwrap();
+        let a = market.accept(&w("W1"), &hit).unwrap();
+        market.submit(&a, Some("cat".into())).unwrap();
+        study.approve(&a, &key(2)).await.unwrap();
+        study.approve(&a, &key(2)).await.unwrap();
+        study
+            .bonus(&w("W1"), Some(&a), Money::usd_cents(7), "wait", &key(3))
+            .await
+            .unwrap();
+        study
+            .bonus(&w("W1"), Some(&a), Money::usd_cents(7), "wait", &key(3))
+            .await
+            .unwrap();
+        assert_eq!(market.earnings(&w("W1")), Money::usd_cents(57));
+        assert_eq!(study.spending(), Money::usd_cents(57));
+        assert_eq!(
+            market.spending(),
+            Money::usd_cents(0),
+            "the default project spent nothing"
+        );
+        assert_eq!(market.total_spending(), Money::usd_cents(57));
+        assert_eq!(
+            market.balance().await.unwrap(),
+            Money::usd_cents(10_000 - 57)
+        );
+        let e = study
+            .bonus(&w("W2"), Some(&a), Money::usd_cents(7), "x", &key(4))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, PlatformErrorKind::BadRequest);
+        let e = study.reject(&a, "late", &key(5)).await.unwrap_err();
+        assert_eq!(e.kind, PlatformErrorKind::Conflict);
     }
 }
