@@ -12,6 +12,8 @@
 //! Writes that belong together are one call, so a store can make each call one transaction —
 //! and batch many calls into one fsync (group commit) — without the driver knowing.
 
+#[cfg(feature = "contract")]
+pub mod contract;
 mod memory;
 
 use async_trait::async_trait;
