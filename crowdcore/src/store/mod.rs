@@ -14,11 +14,13 @@
 
 #[cfg(feature = "contract")]
 pub mod contract;
+mod failing;
 mod memory;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use failing::{FailMode, FailingStore};
 pub use memory::MemoryStore;
 
 use crate::model::{AssignmentId, EffectId, Money, SessionId, Timestamp, WorkerId};

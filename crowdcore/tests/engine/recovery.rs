@@ -10,9 +10,10 @@ use crowdcore::pavilion::{Departure, SeatState};
 use crowdcore::store::MemoryStore;
 use crowdcore::{SessionId, Timestamp, WorkerId};
 
+use crowdcore::store::{FailMode, FailingStore};
+
 use crate::support::{
-    FailMode, FailingStore, Host, Outcome, T0, at, check_done_once, config, market, outcome,
-    run_workload,
+    Host, Outcome, T0, at, check_done_once, config, market, outcome, run_workload,
 };
 
 struct Run {
@@ -25,7 +26,11 @@ struct Run {
 async fn run(fail_at: Option<u64>, mode: FailMode) -> Run {
     let clock = VirtualClock::new(T0);
     let market = market(&clock);
-    let store = Arc::new(FailingStore::new(MemoryStore::new(), fail_at, mode));
+    let store = Arc::new(FailingStore::new(
+        Arc::new(MemoryStore::new()),
+        fail_at,
+        mode,
+    ));
     let mut host = Host::new(
         Arc::new(market.clone()),
         store.clone(),

@@ -4,18 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_trait::async_trait;
 use crowdcore::clock::{Clock, VirtualClock};
 use crowdcore::engine::{Engine, EngineBuilder, EngineConfig, EngineError, RetryPolicy};
 use crowdcore::local::{LocalMarketplace, MarketError};
 use crowdcore::pavilion::{Departure, Effect, EffectKind, PavilionConfig, SeatState};
-use crowdcore::platform::{AssignmentStatus, Cursor, IdempotencyKey, Platform};
-use crowdcore::store::{
-    Completion, LedgerEntry, LogRecord, MemoryStore, NewEffect, NewInput, OutboxEntry, OutboxState,
-    Store, StoreError, StoredSnapshot,
-};
+use crowdcore::platform::{AssignmentStatus, IdempotencyKey, Platform};
+use crowdcore::store::{MemoryStore, OutboxState, Store};
 use crowdcore::{AssignmentId, EffectId, HitId, HitSpec, Money, SessionId, Timestamp, WorkerId};
 
 /// When every test begins: far from zero so that no time saturates.
@@ -252,131 +247,6 @@ impl Host {
 }
 
 // ----- a store that fails on its N-th write ---------------------------------------------------
-
-/// Where the failing write leaves the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FailMode {
-    /// Nothing written: the process died before the write.
-    Before,
-    /// Written, but the caller hears an error: the process died right after the write.
-    After,
-}
-
-/// A [`MemoryStore`] whose N-th write (append, enqueue, complete, save_snapshot) fails once.
-pub(crate) struct FailingStore {
-    inner: MemoryStore,
-    writes: AtomicU64,
-    fail_at: Option<u64>,
-    mode: FailMode,
-}
-
-impl FailingStore {
-    pub(crate) fn new(inner: MemoryStore, fail_at: Option<u64>, mode: FailMode) -> Self {
-        Self {
-            inner,
-            writes: AtomicU64::new(0),
-            fail_at,
-            mode,
-        }
-    }
-
-    /// Writes so far, the failed one included.
-    pub(crate) fn writes(&self) -> u64 {
-        self.writes.load(Ordering::SeqCst)
-    }
-
-    async fn write<T>(
-        &self,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.fail_at != Some(n) {
-            return call.await;
-        }
-        if self.mode == FailMode::After {
-            call.await?;
-        }
-        Err(StoreError::Other(format!("injected failure of write {n}")))
-    }
-}
-
-#[async_trait]
-impl Store for FailingStore {
-    async fn append(
-        &self,
-        session: &SessionId,
-        inputs: &[NewInput],
-        cursor: Option<(&str, &Cursor)>,
-    ) -> Result<u64, StoreError> {
-        self.write(self.inner.append(session, inputs, cursor)).await
-    }
-
-    async fn read_log(
-        &self,
-        session: &SessionId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<LogRecord>, StoreError> {
-        self.inner.read_log(session, after, limit).await
-    }
-
-    async fn save_snapshot(
-        &self,
-        session: &SessionId,
-        snapshot: &StoredSnapshot,
-    ) -> Result<(), StoreError> {
-        self.write(self.inner.save_snapshot(session, snapshot))
-            .await
-    }
-
-    async fn load_snapshot(
-        &self,
-        session: &SessionId,
-    ) -> Result<Option<StoredSnapshot>, StoreError> {
-        self.inner.load_snapshot(session).await
-    }
-
-    async fn enqueue(&self, session: &SessionId, effects: &[NewEffect]) -> Result<(), StoreError> {
-        self.write(self.inner.enqueue(session, effects)).await
-    }
-
-    async fn complete(
-        &self,
-        session: &SessionId,
-        completion: &Completion,
-    ) -> Result<bool, StoreError> {
-        self.write(self.inner.complete(session, completion)).await
-    }
-
-    async fn pending(&self, session: &SessionId) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.inner.pending(session).await
-    }
-
-    async fn effect(&self, id: &EffectId) -> Result<Option<OutboxEntry>, StoreError> {
-        self.inner.effect(id).await
-    }
-
-    async fn cursor(&self, session: &SessionId, name: &str) -> Result<Option<Cursor>, StoreError> {
-        self.inner.cursor(session, name).await
-    }
-
-    async fn ledger(&self, session: &SessionId) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.inner.ledger(session).await
-    }
-
-    async fn put_meta(
-        &self,
-        session: &SessionId,
-        key: &str,
-        value: &str,
-    ) -> Result<(), StoreError> {
-        self.inner.put_meta(session, key, value).await
-    }
-
-    async fn meta(&self, session: &SessionId, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.meta(session, key).await
-    }
-}
 
 // ----- a deterministic crowd ------------------------------------------------------------------
 

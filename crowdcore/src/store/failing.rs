@@ -1,0 +1,144 @@
+//! A store that fails on purpose, for crash-recovery tests (as [`FaultyPlatform`] is for
+//! platforms).
+//!
+//! [`FaultyPlatform`]: crate::faults::FaultyPlatform
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+
+use super::{
+    Completion, LedgerEntry, LogRecord, NewEffect, NewInput, OutboxEntry, Store, StoreError,
+    StoredSnapshot,
+};
+use crate::model::{EffectId, SessionId};
+use crate::platform::Cursor;
+
+/// Where the failing write leaves the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Nothing written: the process died before the write.
+    Before,
+    /// Written, but the caller hears an error: the process died right after the write.
+    After,
+}
+
+/// A store whose N-th write (append, enqueue, complete, save_snapshot) fails once: a crash
+/// between two writes, for recovery tests. Reads and metadata pass through.
+pub struct FailingStore {
+    inner: Arc<dyn Store>,
+    writes: AtomicU64,
+    fail_at: Option<u64>,
+    mode: FailMode,
+}
+
+impl FailingStore {
+    /// Wraps `inner`; write number `fail_at` (1-based) fails, in `mode`.
+    pub fn new(inner: Arc<dyn Store>, fail_at: Option<u64>, mode: FailMode) -> Self {
+        Self {
+            inner,
+            writes: AtomicU64::new(0),
+            fail_at,
+            mode,
+        }
+    }
+
+    /// Writes so far, the failed one included.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    async fn write<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.fail_at != Some(n) {
+            return call.await;
+        }
+        if self.mode == FailMode::After {
+            call.await?;
+        }
+        Err(StoreError::Other(format!("injected failure of write {n}")))
+    }
+}
+
+#[async_trait]
+impl Store for FailingStore {
+    async fn append(
+        &self,
+        session: &SessionId,
+        inputs: &[NewInput],
+        cursor: Option<(&str, &Cursor)>,
+    ) -> Result<u64, StoreError> {
+        self.write(self.inner.append(session, inputs, cursor)).await
+    }
+
+    async fn read_log(
+        &self,
+        session: &SessionId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        self.inner.read_log(session, after, limit).await
+    }
+
+    async fn save_snapshot(
+        &self,
+        session: &SessionId,
+        snapshot: &StoredSnapshot,
+    ) -> Result<(), StoreError> {
+        self.write(self.inner.save_snapshot(session, snapshot))
+            .await
+    }
+
+    async fn load_snapshot(
+        &self,
+        session: &SessionId,
+    ) -> Result<Option<StoredSnapshot>, StoreError> {
+        self.inner.load_snapshot(session).await
+    }
+
+    async fn enqueue(&self, session: &SessionId, effects: &[NewEffect]) -> Result<(), StoreError> {
+        self.write(self.inner.enqueue(session, effects)).await
+    }
+
+    async fn complete(
+        &self,
+        session: &SessionId,
+        completion: &Completion,
+    ) -> Result<bool, StoreError> {
+        self.write(self.inner.complete(session, completion)).await
+    }
+
+    async fn pending(&self, session: &SessionId) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner.pending(session).await
+    }
+
+    async fn effect(&self, id: &EffectId) -> Result<Option<OutboxEntry>, StoreError> {
+        self.inner.effect(id).await
+    }
+
+    async fn cursor(&self, session: &SessionId, name: &str) -> Result<Option<Cursor>, StoreError> {
+        self.inner.cursor(session, name).await
+    }
+
+    async fn ledger(&self, session: &SessionId) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.inner.ledger(session).await
+    }
+
+    async fn put_meta(
+        &self,
+        session: &SessionId,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.put_meta(session, key, value).await
+    }
+
+    async fn meta(&self, session: &SessionId, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.meta(session, key).await
+    }
+}
