@@ -16,6 +16,7 @@
 //!
 //! Drivers (the async engine, platforms and stores) build on these layers.
 
+pub mod aggregate;
 pub mod clock;
 pub mod engine;
 pub mod faults;
