@@ -1,0 +1,562 @@
+//! The writer thread: the one owner of the write connection. It takes writes over a channel,
+//! runs them in `BEGIN IMMEDIATE` transactions — many per transaction in group-commit mode —
+//! and answers each only after its transaction committed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::Receiver;
+
+use crowdcore::SessionId;
+use crowdcore::platform::Cursor;
+use crowdcore::store::{Completion, NewEffect, NewInput, OutboxState, StoreError, StoredSnapshot};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::error::store_error;
+use crate::options::CommitMode;
+
+/// A write, owned so that it can cross to the writer thread.
+#[derive(Debug)]
+pub(crate) enum Write {
+    Append {
+        session: SessionId,
+        inputs: Vec<NewInput>,
+        cursor: Option<(String, Cursor)>,
+    },
+    SaveSnapshot {
+        session: SessionId,
+        snapshot: StoredSnapshot,
+    },
+    Enqueue {
+        session: SessionId,
+        effects: Vec<NewEffect>,
+    },
+    Complete {
+        session: SessionId,
+        completion: Completion,
+    },
+    PutMeta {
+        session: SessionId,
+        key: String,
+        value: String,
+    },
+}
+
+/// What a successful write answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// An append: the log's last sequence number.
+    Seq(u64),
+    /// A completion: whether it was fresh.
+    Fresh(bool),
+    /// Anything else.
+    Done,
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<Written, StoreError>>;
+
+/// A read run on the writer's connection (in-memory databases have no other).
+pub(crate) type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// What the writer thread is asked to do.
+pub(crate) enum Command {
+    Write(Write, Reply),
+    Read(ReadJob),
+}
+
+/// Why a write failed.
+enum Failure {
+    /// Refused before writing anything (an unknown effect, a value out of range): the rest of
+    /// the batch is unaffected.
+    Refused(StoreError),
+    /// SQLite failed, possibly half way: the transaction must be rolled back.
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+/// Where a failed transaction failed.
+enum TxFailure {
+    /// Beginning or committing: the same for every write in it.
+    Transaction(rusqlite::Error),
+    /// In one of the writes.
+    Write(rusqlite::Error),
+}
+
+/// What one transaction has learnt so far: each session's last sequence number and which
+/// sessions have a row in `sessions`. Thrown away with the transaction.
+#[derive(Default)]
+struct TxState {
+    last_seq: HashMap<SessionId, u64>,
+    known: HashSet<SessionId>,
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    mode: CommitMode,
+    max_batch: usize,
+    /// Transactions committed so far.
+    commits: u64,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, mode: CommitMode, max_batch: usize) -> Self {
+        Self {
+            conn,
+            mode,
+            max_batch: max_batch.max(1),
+            commits: 0,
+        }
+    }
+
+    /// Serves commands until every sender is gone; then the connection closes. Returns the
+    /// number of transactions it committed.
+    pub(crate) fn run(mut self, commands: Receiver<Command>) -> u64 {
+        while let Ok(first) = commands.recv() {
+            let mut batch = vec![first];
+            if self.mode == CommitMode::Group {
+                // Everything that queued up while the last transaction committed.
+                while batch.len() < self.max_batch {
+                    match commands.try_recv() {
+                        Ok(command) => batch.push(command),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let mut writes = Vec::new();
+            for command in batch {
+                match command {
+                    Command::Write(write, reply) => writes.push((write, reply)),
+                    Command::Read(job) => {
+                        // Reads see only committed writes: finish the writes queued before.
+                        self.flush(std::mem::take(&mut writes));
+                        job(&self.conn);
+                    }
+                }
+            }
+            self.flush(writes);
+        }
+        self.commits
+    }
+
+    fn flush(&mut self, writes: Vec<(Write, Reply)>) {
+        if writes.is_empty() {
+            return;
+        }
+        match self.mode {
+            CommitMode::Group => self.commit(writes),
+            CommitMode::PerWrite => {
+                for write in writes {
+                    self.commit(vec![write]);
+                }
+            }
+        }
+    }
+
+    /// Runs `writes` in one transaction and answers each. If one of them fails in SQLite
+    /// (a full disk, say), the transaction is rolled back and each write is tried alone, so
+    /// that every caller hears about its own write.
+    fn commit(&mut self, writes: Vec<(Write, Reply)>) {
+        match self.transaction(&writes) {
+            Ok(results) => {
+                for ((_, reply), result) in writes.into_iter().zip(results) {
+                    // A caller that stopped waiting is fine: its write is committed.
+                    let _ = reply.send(result);
+                }
+            }
+            Err(failure) => {
+                if !self.conn.is_autocommit() {
+                    // Best effort: a failed rollback leaves SQLite rolling back by itself.
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                match failure {
+                    TxFailure::Write(_) if writes.len() > 1 => {
+                        for write in writes {
+                            self.commit(vec![write]);
+                        }
+                    }
+                    TxFailure::Write(e) | TxFailure::Transaction(e) => {
+                        let error = store_error(e);
+                        for (_, reply) in writes {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn transaction(
+        &mut self,
+        writes: &[(Write, Reply)],
+    ) -> Result<Vec<Result<Written, StoreError>>, TxFailure> {
+        let conn = &self.conn;
+        conn.prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+            .map_err(TxFailure::Transaction)?;
+        let mut state = TxState::default();
+        let mut results = Vec::with_capacity(writes.len());
+        for (write, _) in writes {
+            match apply(conn, &mut state, write) {
+                Ok(written) => results.push(Ok(written)),
+                Err(Failure::Refused(e)) => results.push(Err(e)),
+                Err(Failure::Sql(e)) => return Err(TxFailure::Write(e)),
+            }
+        }
+        conn.prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map_err(TxFailure::Transaction)?;
+        self.commits += 1;
+        Ok(results)
+    }
+}
+
+// ----- the writes --------------------------------------------------------------------------------
+
+/// Runs one write inside the current transaction. A write is refused only before it has
+/// written anything.
+fn apply(conn: &Connection, state: &mut TxState, write: &Write) -> Result<Written, Failure> {
+    match write {
+        Write::Append {
+            session,
+            inputs,
+            cursor,
+        } => {
+            let rows = input_rows(inputs)?;
+            let mut seq = last_seq(conn, state, session)?;
+            if rows.is_empty() && cursor.is_none() {
+                return Ok(Written::Seq(seq));
+            }
+            ensure_session(conn, state, session)?;
+            seq = insert_inputs(conn, session, seq, &rows)?;
+            if let Some((name, Cursor(cursor))) = cursor {
+                conn.prepare_cached(
+                    "INSERT INTO cursors (session, name, cursor) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (session, name) DO UPDATE SET cursor = excluded.cursor",
+                )?
+                .execute(params![session.as_str(), name, cursor])?;
+            }
+            state.last_seq.insert(session.clone(), seq);
+            Ok(Written::Seq(seq))
+        }
+        Write::SaveSnapshot { session, snapshot } => {
+            let end = last_seq(conn, state, session)?;
+            if snapshot.seq > end {
+                return Err(Failure::Refused(StoreError::Other(format!(
+                    "snapshot at {} is past the log's end {end}",
+                    snapshot.seq
+                ))));
+            }
+            let seq = sql_int(snapshot.seq, "snapshot sequence number")?;
+            ensure_session(conn, state, session)?;
+            conn.prepare_cached(
+                "INSERT INTO snapshots (session, seq, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (session) DO UPDATE SET seq = excluded.seq, body = excluded.body",
+            )?
+            .execute(params![session.as_str(), seq, snapshot.body])?;
+            Ok(Written::Done)
+        }
+        Write::Enqueue { session, effects } => {
+            let rows = effects
+                .iter()
+                .map(|e| Ok((sql_int(e.id.seq, "effect sequence number")?, e)))
+                .collect::<Result<Vec<_>, Failure>>()?;
+            if rows.is_empty() {
+                return Ok(Written::Done);
+            }
+            ensure_session(conn, state, session)?;
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO outbox (session, seq, id, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (session, seq) DO NOTHING",
+            )?;
+            for (seq, e) in rows {
+                insert.execute(params![session.as_str(), seq, e.id.to_string(), e.body])?;
+            }
+            Ok(Written::Done)
+        }
+        Write::Complete {
+            session,
+            completion,
+        } => complete(conn, state, session, completion),
+        Write::PutMeta {
+            session,
+            key,
+            value,
+        } => {
+            ensure_session(conn, state, session)?;
+            conn.prepare_cached(
+                "INSERT INTO meta (session, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (session, key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![session.as_str(), key, value])?;
+            Ok(Written::Done)
+        }
+    }
+}
+
+fn complete(
+    conn: &Connection,
+    state: &mut TxState,
+    session: &SessionId,
+    completion: &Completion,
+) -> Result<Written, Failure> {
+    let id = &completion.id;
+    let unknown = || Failure::Refused(StoreError::UnknownEffect(id.clone()));
+    let seq = i64::try_from(id.seq).map_err(|_| unknown())?;
+    let found: Option<(String, String)> = conn
+        .prepare_cached("SELECT id, state FROM outbox WHERE session = ?1 AND seq = ?2")?
+        .query_row(params![session.as_str(), seq], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((stored_id, stored_state)) = found.filter(|(stored, _)| *stored == id.to_string())
+    else {
+        return Err(unknown());
+    };
+    debug_assert_eq!(stored_id, id.to_string());
+    if stored_state != "pending" {
+        return Ok(Written::Fresh(false));
+    }
+    // Everything is checked before anything is written.
+    let inputs = input_rows(&completion.inputs)?;
+    let ledger = completion
+        .ledger
+        .iter()
+        .map(|e| Ok((e, sql_int(e.at.as_millis(), "ledger time")?)))
+        .collect::<Result<Vec<_>, Failure>>()?;
+    if !inputs.is_empty() {
+        room(last_seq(conn, state, session)?, inputs.len())?;
+    }
+    let (state_name, result, error) = match &completion.state {
+        OutboxState::Pending => ("pending", None, None),
+        OutboxState::Done { result } => ("done", Some(result.as_str()), None),
+        OutboxState::Failed { error } => ("failed", None, Some(error.as_str())),
+    };
+    conn.prepare_cached(
+        "UPDATE outbox SET state = ?3, result = ?4, error = ?5 WHERE session = ?1 AND seq = ?2",
+    )?
+    .execute(params![session.as_str(), seq, state_name, result, error])?;
+    if !ledger.is_empty() {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO ledger
+                 (session, effect, worker, assignment, kind, amount_minor, currency, paid, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for (e, at) in ledger {
+            insert.execute(params![
+                session.as_str(),
+                e.effect.to_string(),
+                e.worker.as_str(),
+                e.assignment.as_ref().map(|a| a.as_str()),
+                e.kind,
+                e.amount.minor,
+                e.amount.currency.as_str(),
+                e.paid,
+                at,
+            ])?;
+        }
+    }
+    if !inputs.is_empty() {
+        let seq = last_seq(conn, state, session)?;
+        let seq = insert_inputs(conn, session, seq, &inputs)?;
+        state.last_seq.insert(session.clone(), seq);
+    }
+    Ok(Written::Fresh(true))
+}
+
+/// Inputs as rows: their times checked to fit SQLite's integers.
+fn input_rows(inputs: &[NewInput]) -> Result<Vec<(i64, &str)>, Failure> {
+    inputs
+        .iter()
+        .map(|i| Ok((sql_int(i.at.as_millis(), "input time")?, i.body.as_str())))
+        .collect()
+}
+
+/// Appends rows after `seq`; returns the new last sequence number. Checks before writing.
+fn insert_inputs(
+    conn: &Connection,
+    session: &SessionId,
+    seq: u64,
+    rows: &[(i64, &str)],
+) -> Result<u64, Failure> {
+    let first = sql_int(seq, "sequence number")?;
+    let last = room(seq, rows.len())?;
+    let mut insert =
+        conn.prepare_cached("INSERT INTO log (session, seq, at_ms, body) VALUES (?1, ?2, ?3, ?4)")?;
+    for (next, (at, body)) in (first + 1..).zip(rows) {
+        insert.execute(params![session.as_str(), next, at, body])?;
+    }
+    Ok(last)
+}
+
+/// The last sequence number after appending `n` inputs after `seq`, if it fits.
+fn room(seq: u64, n: usize) -> Result<u64, Failure> {
+    let last = seq.saturating_add(n as u64);
+    sql_int(last, "sequence number").map(|_| last)
+}
+
+/// The session's last sequence number in this transaction.
+fn last_seq(conn: &Connection, state: &mut TxState, session: &SessionId) -> Result<u64, Failure> {
+    if let Some(seq) = state.last_seq.get(session) {
+        return Ok(*seq);
+    }
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT max(seq) FROM log WHERE session = ?1")?
+        .query_row([session.as_str()], |r| r.get(0))?;
+    let seq = u64::try_from(seq.unwrap_or(0))
+        .map_err(|_| Failure::Refused(StoreError::Corrupt("negative sequence number".into())))?;
+    state.last_seq.insert(session.clone(), seq);
+    Ok(seq)
+}
+
+/// Makes sure the session has its row in `sessions`, which every other table refers to.
+fn ensure_session(
+    conn: &Connection,
+    state: &mut TxState,
+    session: &SessionId,
+) -> Result<(), Failure> {
+    if !state.known.contains(session) {
+        conn.prepare_cached("INSERT INTO sessions (session) VALUES (?1) ON CONFLICT DO NOTHING")?
+            .execute([session.as_str()])?;
+        state.known.insert(session.clone());
+    }
+    Ok(())
+}
+
+/// A `u64` as SQLite's `i64`, or a refusal naming `what`.
+fn sql_int(value: u64, what: &str) -> Result<i64, Failure> {
+    i64::try_from(value).map_err(|_| {
+        Failure::Refused(StoreError::Other(format!(
+            "{what} {value} does not fit in SQLite's 64-bit integers"
+        )))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use crowdcore::{EffectId, Timestamp};
+
+    use super::*;
+    use crate::schema;
+
+    fn connection() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate_to(&mut conn, schema::LATEST).unwrap();
+        conn
+    }
+
+    fn append(session: &str, body: &str) -> Write {
+        Write::Append {
+            session: SessionId::new(session),
+            inputs: vec![NewInput {
+                at: Timestamp::from_millis(1),
+                body: body.to_owned(),
+            }],
+            cursor: None,
+        }
+    }
+
+    /// Queues `writes` before the writer starts, runs it to the end, and returns the answers
+    /// and the number of transactions committed.
+    fn run(
+        conn: Connection,
+        mode: CommitMode,
+        writes: Vec<Write>,
+    ) -> (Vec<Result<Written, StoreError>>, u64) {
+        let (tx, rx) = mpsc::channel();
+        let mut answers = Vec::new();
+        for write in writes {
+            let (reply, answer) = oneshot::channel();
+            tx.send(Command::Write(write, reply)).unwrap();
+            answers.push(answer);
+        }
+        drop(tx);
+        let commits = Writer::new(conn, mode, 1024).run(rx);
+        let answers = answers
+            .into_iter()
+            .map(|mut a| a.try_recv().expect("every write is answered"))
+            .collect();
+        (answers, commits)
+    }
+
+    #[test]
+    fn queued_writes_share_one_transaction() {
+        let writes = (0..10).map(|n| append("s", &format!("i{n}"))).collect();
+        let (answers, commits) = run(connection(), CommitMode::Group, writes);
+        assert_eq!(commits, 1);
+        let seqs: Vec<_> = answers.into_iter().map(Result::unwrap).collect();
+        assert_eq!(seqs, (1..=10).map(Written::Seq).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn per_write_mode_commits_each_write() {
+        let writes = (0..10).map(|n| append("s", &format!("i{n}"))).collect();
+        let (answers, commits) = run(connection(), CommitMode::PerWrite, writes);
+        assert_eq!(commits, 10);
+        assert!(answers.iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn a_refused_write_does_not_disturb_its_batch() {
+        let session = SessionId::new("s");
+        let unknown = EffectId::new(session.clone(), 7);
+        let writes = vec![
+            append("s", "before"),
+            Write::Complete {
+                session: session.clone(),
+                completion: Completion {
+                    id: unknown.clone(),
+                    state: OutboxState::Done { result: "r".into() },
+                    ledger: Vec::new(),
+                    inputs: vec![NewInput {
+                        at: Timestamp::from_millis(2),
+                        body: "never".into(),
+                    }],
+                },
+            },
+            append("s", "after"),
+        ];
+        let (answers, commits) = run(connection(), CommitMode::Group, writes);
+        assert_eq!(commits, 1);
+        assert_eq!(answers[0], Ok(Written::Seq(1)));
+        assert_eq!(answers[1], Err(StoreError::UnknownEffect(unknown)));
+        assert_eq!(
+            answers[2],
+            Ok(Written::Seq(2)),
+            "the refused write took no number"
+        );
+    }
+
+    #[test]
+    fn a_write_that_fails_in_sqlite_is_answered_alone() {
+        let conn = connection();
+        // Room for small writes, not for a megabyte.
+        let pages: i64 = conn
+            .pragma_query_value(None, "page_count", |r| r.get(0))
+            .unwrap();
+        conn.pragma_update(None, "max_page_count", pages + 20)
+            .unwrap();
+        let writes = vec![
+            append("a", "small"),
+            append("b", &"x".repeat(1 << 20)),
+            append("c", "small"),
+        ];
+        let (answers, commits) = run(conn, CommitMode::Group, writes);
+        assert_eq!(answers[0], Ok(Written::Seq(1)));
+        assert!(
+            matches!(answers[1], Err(StoreError::Full(_))),
+            "{:?}",
+            answers[1]
+        );
+        assert_eq!(answers[2], Ok(Written::Seq(1)));
+        assert_eq!(
+            commits, 2,
+            "the batch failed; the small writes committed alone"
+        );
+    }
+}
