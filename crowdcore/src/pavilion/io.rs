@@ -207,9 +207,11 @@ pub enum EffectKind {
         /// The HITs, in the order they were posted.
         hits: Vec<HitId>,
     },
-    /// Tell the operator something.
+    /// Tell the operator something. Serialized flat: `{"type": "notify", "notice":
+    /// "task_began", "present": 3}`.
     Notify {
         /// What happened.
+        #[serde(flatten)]
         notice: Notice,
     },
 }

@@ -165,6 +165,9 @@ pub struct SimReport {
     pub cost_per_active_minute_cents: f64,
     /// Inputs the engine handled.
     pub engine_inputs: u64,
+    /// Platform calls that repeated an idempotency key (answered from the key, not done
+    /// again). Zero unless a platform call's answer was lost.
+    pub platform_duplicate_calls: u64,
     /// Queue sizes over time: (minute, waiting, active), one sample per minute.
     pub queues: Vec<(u64, u32, u32)>,
     /// Every refill latency, in milliseconds, in the order they happened.
@@ -769,6 +772,7 @@ impl Sim {
                 0.0
             },
             engine_inputs: self.inputs,
+            platform_duplicate_calls: self.market.duplicate_calls(),
             queues,
             refills: self.refills,
         })
