@@ -21,19 +21,37 @@ const SESSION: &str = "simulate-pavilion-3";
 /// The `simulate` example, built by `cargo test` next to this test's binary.
 fn simulate() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let bin = dir.join("examples").join(format!("simulate{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} not built: run through `cargo test`", bin.display());
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = dir
+        .join("examples")
+        .join(format!("simulate{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not built: run through `cargo test`",
+        bin.display()
+    );
     bin
 }
 
 fn command(out: &Path) -> Command {
     let mut cmd = Command::new(simulate());
-    cmd.args(["--seed", SEED, "--hours", "1", "--policy", "pavilion", "--max-active", "6"])
-        .arg("--out")
-        .arg(out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--seed",
+        SEED,
+        "--hours",
+        "1",
+        "--policy",
+        "pavilion",
+        "--max-active",
+        "6",
+    ])
+    .arg("--out")
+    .arg(out)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     cmd
 }
 
@@ -111,7 +129,10 @@ fn a_study_killed_at_random_moments_ends_as_an_uninterrupted_one() {
 
     assert!(killed_mid_run > 0, "no kill landed while the study ran");
     assert!(contiguous, "an input was lost: the log has a gap");
-    assert_eq!(ledger, expected_ledger, "the ledger differs from an uninterrupted run's");
+    assert_eq!(
+        ledger, expected_ledger,
+        "the ledger differs from an uninterrupted run's"
+    );
     let summary = std::fs::read(crashed.join("summary.json")).expect("summary");
     assert_eq!(
         String::from_utf8_lossy(&summary),
@@ -120,10 +141,15 @@ fn a_study_killed_at_random_moments_ends_as_an_uninterrupted_one() {
     );
     let value: serde_json::Value = serde_json::from_slice(&summary).expect("json");
     assert_eq!(value["policies"]["pavilion"]["platform_duplicate_calls"], 0);
-    eprintln!("{kills} kills, {killed_mid_run} while the study ran; uninterrupted run took {took:?}");
+    eprintln!(
+        "{kills} kills, {killed_mid_run} while the study ran; uninterrupted run took {took:?}"
+    );
 
     // Done is done: another run does no new work and writes the same summary.
     let again = run_to_end(&crashed);
     assert!(again.contains("already finished"), "{again}");
-    assert_eq!(std::fs::read(crashed.join("summary.json")).expect("summary"), expected);
+    assert_eq!(
+        std::fs::read(crashed.join("summary.json")).expect("summary"),
+        expected
+    );
 }
