@@ -190,6 +190,7 @@ fn reader(
     bar.set_message(path.display().to_string());
     let reader = csv::ReaderBuilder::new()
         .delimiter(if tab { b'\t' } else { b',' })
+        .buffer_capacity(1 << 20)
         .from_reader(bar.wrap_read(file));
     Ok((reader, bar))
 }
@@ -210,13 +211,9 @@ fn read_answers(path: &Path, delimiter: Option<Delimiter>) -> Result<Answers, Bo
         column(&headers, &["label"], path)?,
     );
     let mut answers = Answers::new();
-    let mut record = csv::ByteRecord::new();
-    while reader.read_byte_record(&mut record)? {
-        let field = |i: usize| {
-            std::str::from_utf8(record.get(i).unwrap_or_default())
-                .map_err(|e| format!("{}: line {}: {e}", path.display(), answers.len() + 2))
-        };
-        answers.push(field(t)?, field(w)?, field(l)?);
+    let mut record = csv::StringRecord::new();
+    while reader.read_record(&mut record)? {
+        answers.push(&record[t], &record[w], &record[l]);
     }
     bar.finish_and_clear();
     Ok(answers)

@@ -1,14 +1,17 @@
 //! Answers interned to dense indices, and the flat by-task / by-worker index built per fit.
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
 
 use super::AggregateError;
 
-/// Strings interned to dense `u32` ids in order of first appearance.
+/// Strings interned to dense `u32` ids in order of first appearance (one shared allocation
+/// per distinct string).
 #[derive(Debug, Clone, Default)]
 struct Interner {
-    ids: FxHashMap<Box<str>, u32>,
-    names: Vec<Box<str>>,
+    ids: FxHashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
 }
 
 impl Interner {
@@ -17,8 +20,9 @@ impl Interner {
             return id;
         }
         let id = self.names.len() as u32;
-        self.names.push(name.into());
-        self.ids.insert(name.into(), id);
+        let name: Arc<str> = name.into();
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
         id
     }
 
@@ -123,7 +127,7 @@ impl Answers {
 
     /// The distinct labels, sorted byte-wise: the class order of every result.
     pub fn classes(&self) -> Vec<Box<str>> {
-        let mut classes = self.labels.names.clone();
+        let mut classes: Vec<Box<str>> = self.labels.names.iter().map(|n| (**n).into()).collect();
         classes.sort_unstable();
         classes
     }
@@ -165,14 +169,25 @@ pub(crate) struct Index {
     /// Whether the answer at this by-task position repeats an earlier identical
     /// `(task, worker, label)`; empty when there are no duplicates at all.
     pub(crate) t_dup: Vec<bool>,
-    /// Answers of worker `w` are `w_off[w]..w_off[w + 1]`.
+    /// Answers of worker `w` are `w_off[w]..w_off[w + 1]` (only built by
+    /// [`Index::with_workers`], empty otherwise).
     pub(crate) w_off: Vec<u32>,
     pub(crate) w_task: Vec<u32>,
     pub(crate) w_class: Vec<u32>,
 }
 
 impl Index {
+    /// The by-task index only.
     pub(crate) fn build(answers: &Answers) -> Result<Index, AggregateError> {
+        Self::make(answers, false)
+    }
+
+    /// The by-task and the by-worker index.
+    pub(crate) fn with_workers(answers: &Answers) -> Result<Index, AggregateError> {
+        Self::make(answers, true)
+    }
+
+    fn make(answers: &Answers, by_worker: bool) -> Result<Index, AggregateError> {
         if answers.is_empty() {
             return Err(AggregateError::Empty);
         }
@@ -192,28 +207,33 @@ impl Index {
         }
         let classes = order
             .iter()
-            .map(|&l| answers.labels.names[l as usize].clone())
+            .map(|&l| (*answers.labels.names[l as usize]).into())
             .collect();
 
         let t_off = offsets(&answers.task, n_tasks);
-        let w_off = offsets(&answers.worker, n_workers);
         let mut t_worker = vec![0u32; n];
         let mut t_class = vec![0u32; n];
-        let mut w_task = vec![0u32; n];
-        let mut w_class = vec![0u32; n];
         let mut t_fill = t_off.clone();
-        let mut w_fill = w_off.clone();
         for i in 0..n {
-            let (t, w) = (answers.task[i] as usize, answers.worker[i] as usize);
-            let c = class_of_label[answers.label[i] as usize];
+            let t = answers.task[i] as usize;
             let p = t_fill[t] as usize;
             t_fill[t] += 1;
-            t_worker[p] = w as u32;
-            t_class[p] = c;
-            let q = w_fill[w] as usize;
-            w_fill[w] += 1;
-            w_task[q] = t as u32;
-            w_class[q] = c;
+            t_worker[p] = answers.worker[i];
+            t_class[p] = class_of_label[answers.label[i] as usize];
+        }
+        let (mut w_off, mut w_task, mut w_class) = (Vec::new(), Vec::new(), Vec::new());
+        if by_worker {
+            w_off = offsets(&answers.worker, n_workers);
+            w_task = vec![0u32; n];
+            w_class = vec![0u32; n];
+            let mut w_fill = w_off.clone();
+            for i in 0..n {
+                let w = answers.worker[i] as usize;
+                let q = w_fill[w] as usize;
+                w_fill[w] += 1;
+                w_task[q] = answers.task[i];
+                w_class[q] = class_of_label[answers.label[i] as usize];
+            }
         }
         let t_dup = duplicates(&t_off, &t_worker, &t_class);
         Ok(Index {
@@ -263,10 +283,22 @@ fn offsets(ids: &[u32], groups: usize) -> Vec<u32> {
 /// Marks repeated `(worker, class)` pairs inside each task; empty if there are none.
 fn duplicates(t_off: &[u32], t_worker: &[u32], t_class: &[u32]) -> Vec<bool> {
     let mut dup: Vec<bool> = Vec::new();
+    let mark = |dup: &mut Vec<bool>, p: usize| {
+        if dup.is_empty() {
+            *dup = vec![false; t_worker.len()];
+        }
+        dup[p] = true;
+    };
     let mut scratch: Vec<(u32, u32, u32)> = Vec::new();
     for t in 0..t_off.len() - 1 {
         let (a, b) = (t_off[t] as usize, t_off[t + 1] as usize);
-        if b - a < 2 {
+        if b - a <= 32 {
+            // Few answers: compare pairs, no sorting.
+            for p in a + 1..b {
+                if (a..p).any(|q| t_worker[q] == t_worker[p] && t_class[q] == t_class[p]) {
+                    mark(&mut dup, p);
+                }
+            }
             continue;
         }
         scratch.clear();
@@ -274,10 +306,7 @@ fn duplicates(t_off: &[u32], t_worker: &[u32], t_class: &[u32]) -> Vec<bool> {
         scratch.sort_unstable();
         for pair in scratch.windows(2) {
             if pair[0].0 == pair[1].0 && pair[0].1 == pair[1].1 {
-                if dup.is_empty() {
-                    dup = vec![false; t_worker.len()];
-                }
-                dup[pair[1].2 as usize] = true;
+                mark(&mut dup, pair[1].2 as usize);
             }
         }
     }

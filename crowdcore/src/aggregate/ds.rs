@@ -3,7 +3,7 @@
 use rustc_hash::FxHashMap;
 
 use super::data::{Answers, Index};
-use super::vote::vote;
+use super::vote::{vote, vote_into};
 use super::{AggregateError, Aggregation, Method, argmax_rows};
 
 /// crowd-kit's `_EPS`: probabilities are clipped from below at 1e-10.
@@ -214,16 +214,16 @@ impl InitialError {
         }
         if self.strategy == InitialErrorStrategy::Assign {
             let all_probabilities = self.entries.iter().all(|e| e.3 <= 1.0);
-            for w in 0..idx.n_workers {
-                for p in idx.worker_range(w) {
-                    let o = idx.w_class[p] as usize;
-                    if !rows[w * k + o] {
-                        return Err(AggregateError::MissingInitialError {
-                            worker: answers.worker_name(w).to_owned(),
-                            label: idx.classes[o].to_string(),
-                        });
-                    }
+            for p in 0..idx.n_answers() {
+                let (w, o) = (idx.t_worker[p] as usize, idx.t_class[p] as usize);
+                if !rows[w * k + o] {
+                    return Err(AggregateError::MissingInitialError {
+                        worker: answers.worker_name(w).to_owned(),
+                        label: idx.classes[o].to_string(),
+                    });
                 }
+            }
+            for w in 0..idx.n_workers {
                 if all_probabilities {
                     for c in 0..k {
                         let sum: f64 = (0..k).map(|o| m[(w * k + o) * k + c]).sum();
@@ -313,7 +313,7 @@ impl OneCoinDawidSkene {
     /// Fits one-coin Dawid–Skene, starting from the majority vote.
     pub fn fit(&self, answers: &Answers) -> Result<Aggregation, AggregateError> {
         check(self.tol)?;
-        let idx = Index::build(answers)?;
+        let idx = Index::with_workers(answers)?;
         let probas = vote(&idx, None);
         Ok(self.em(&idx).run(probas, None))
     }
@@ -326,7 +326,7 @@ impl OneCoinDawidSkene {
         previous: &Aggregation,
     ) -> Result<Aggregation, AggregateError> {
         check(self.tol)?;
-        let idx = Index::build(answers)?;
+        let idx = Index::with_workers(answers)?;
         check_previous(previous, Method::OneCoinDawidSkene, &idx)?;
         let probas = warm_probas(&idx, previous);
         Ok(self.em(&idx).run(probas, None))
@@ -371,9 +371,10 @@ pub(crate) fn check_previous(
 
 /// Previous posteriors for known tasks, majority vote for the rest.
 fn warm_probas(idx: &Index, previous: &Aggregation) -> Vec<f64> {
-    let mut probas = vote(idx, None);
+    let mut probas = vec![0.0; idx.n_tasks * idx.k];
     let known = previous.n_tasks * idx.k;
     probas[..known].copy_from_slice(&previous.probas[..known]);
+    vote_into(idx, None, previous.n_tasks, &mut probas);
     probas
 }
 
@@ -397,10 +398,8 @@ impl Em<'_> {
         let n_answers = idx.n_answers() as f64;
         // Rows (worker, observed label) present in the data: the rows crowd-kit's M-step has.
         let mut observed = vec![false; idx.n_workers * k];
-        for w in 0..idx.n_workers {
-            for p in idx.worker_range(w) {
-                observed[w * k + idx.w_class[p] as usize] = true;
-            }
+        for (w, c) in idx.t_worker.iter().zip(&idx.t_class) {
+            observed[*w as usize * k + *c as usize] = true;
         }
         let mut errors = vec![0.0; idx.n_workers * k * k];
         let mut skills = vec![0.0; idx.n_workers];
@@ -511,7 +510,8 @@ impl Em<'_> {
             normalize(errors, observed, self.idx.k);
             return;
         }
-        // One coin: skill = mean posterior of the answered label; rows built from it.
+        // One coin: skill = mean posterior of the answered label; rows built from it. (The
+        // one-coin fits build the by-worker index.)
         let idx = self.idx;
         let k = idx.k;
         for (w, skill) in skills.iter_mut().enumerate() {

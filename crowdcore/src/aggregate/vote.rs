@@ -185,10 +185,16 @@ fn with_accuracy(
 /// in input order as pandas' `groupby().sum()` does; a task whose weights sum to 0 falls back to
 /// plain counts.
 pub(crate) fn vote(idx: &Index, weights: Option<&[f64]>) -> Vec<f64> {
+    let mut probas = vec![0.0; idx.n_tasks * idx.k];
+    vote_into(idx, weights, 0, &mut probas);
+    probas
+}
+
+/// [`vote`] for tasks `first..`, written into their rows of `probas`.
+pub(crate) fn vote_into(idx: &Index, weights: Option<&[f64]>, first: usize, probas: &mut [f64]) {
     let k = idx.k;
-    let mut probas = vec![0.0; idx.n_tasks * k];
     let mut comp = vec![0.0; k];
-    for (t, row) in probas.chunks_exact_mut(k).enumerate() {
+    for (t, row) in probas.chunks_exact_mut(k).enumerate().skip(first) {
         let range = idx.task_range(t);
         let mut weighted = false;
         if let Some(weights) = weights {
@@ -217,7 +223,6 @@ pub(crate) fn vote(idx: &Index, weights: Option<&[f64]>) -> Vec<f64> {
         let total: f64 = row.iter().sum();
         row.iter_mut().for_each(|v| *v /= total);
     }
-    probas
 }
 
 /// Each worker's share of (distinct, not ignored) answers equal to `labels`; `NaN` if none.
