@@ -251,7 +251,8 @@ pub enum Method {
 ///
 /// Per task (`0..n_tasks()`, see [`Answers::task_name`]): the label and the probability of every
 /// class. Per worker (`0..n_workers()`): a skill, and for the Dawid–Skene methods a confusion
-/// matrix.
+/// matrix. Like slice indexing, the per-task and per-worker getters panic on an index out of
+/// range.
 #[derive(Debug, Clone)]
 pub struct Aggregation {
     method: Method,
