@@ -53,6 +53,11 @@ pub struct SqliteOptions {
     pub commit: CommitMode,
     /// The most writes one group-commit transaction takes.
     pub max_batch: usize,
+    /// Group commit only: how long a transaction may wait for more writes when the last one
+    /// answered several writers (who are likely to write again at once), so that they share
+    /// its fsync. Gathering stops as soon as writes pause for 50 µs, so a lone writer, or a
+    /// quiet moment, never waits. `Duration::ZERO`: never wait.
+    pub group_wait: Duration,
     /// How long a connection waits for a lock another process holds before the call fails
     /// with [`StoreError::Locked`](crowdcore::store::StoreError::Locked).
     pub busy_timeout: Duration,
@@ -70,6 +75,7 @@ impl Default for SqliteOptions {
             synchronous: Synchronous::Full,
             commit: CommitMode::Group,
             max_batch: 1024,
+            group_wait: Duration::from_millis(1),
             busy_timeout: Duration::from_secs(5),
             max_size_bytes: None,
             idle_readers: 4,

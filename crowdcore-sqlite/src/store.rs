@@ -116,7 +116,7 @@ impl SqliteStore {
         options: &SqliteOptions,
     ) -> Self {
         let (commands, receiver) = mpsc::channel();
-        let writer = Writer::new(conn, options.commit, options.max_batch);
+        let writer = Writer::new(conn, options);
         let writer = std::thread::Builder::new()
             .name("crowdcore-sqlite-writer".into())
             .spawn(move || writer.run(receiver))

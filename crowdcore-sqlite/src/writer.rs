@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use crowdcore::SessionId;
 use crowdcore::platform::Cursor;
@@ -12,7 +13,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::error::store_error;
-use crate::options::CommitMode;
+use crate::options::{CommitMode, SqliteOptions};
+
+/// While gathering a batch, a pause this long between writes ends it.
+const GATHER_GAP: Duration = Duration::from_micros(50);
 
 /// A write, owned so that it can cross to the writer thread.
 #[derive(Debug)]
@@ -86,12 +90,31 @@ enum TxFailure {
     Write(rusqlite::Error),
 }
 
-/// What one transaction has learnt so far: each session's last sequence number and which
-/// sessions have a row in `sessions`. Thrown away with the transaction.
+/// What the writer knows about sessions: each one's last sequence number, and which have a
+/// row in `sessions`.
 #[derive(Default)]
-struct TxState {
+struct Known {
     last_seq: HashMap<SessionId, u64>,
-    known: HashSet<SessionId>,
+    sessions: HashSet<SessionId>,
+}
+
+/// A transaction's view of sessions: what was committed before it (valid while no other
+/// connection has written), and what it learnt itself, kept only if it commits.
+struct TxState<'a> {
+    committed: &'a Known,
+    new: Known,
+}
+
+impl TxState<'_> {
+    fn last_seq(&self, session: &SessionId) -> Option<u64> {
+        let seq = self.new.last_seq.get(session);
+        seq.or_else(|| self.committed.last_seq.get(session))
+            .copied()
+    }
+
+    fn has_session(&self, session: &SessionId) -> bool {
+        self.new.sessions.contains(session) || self.committed.sessions.contains(session)
+    }
 }
 
 pub(crate) struct Writer {
@@ -100,15 +123,28 @@ pub(crate) struct Writer {
     max_batch: usize,
     /// Transactions committed so far.
     commits: u64,
+    /// How long a batch may wait for more writers ([`SqliteOptions::group_wait`]).
+    group_wait: Duration,
+    /// Writes in the last batch.
+    last_batch: usize,
+    /// What committed transactions left, as of `data_version`.
+    known: Known,
+    /// SQLite's `PRAGMA data_version` when `known` was last valid: it changes when another
+    /// connection (another process) commits, and then `known` is forgotten.
+    data_version: Option<i64>,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, mode: CommitMode, max_batch: usize) -> Self {
+    pub(crate) fn new(conn: Connection, options: &SqliteOptions) -> Self {
         Self {
             conn,
-            mode,
-            max_batch: max_batch.max(1),
+            mode: options.commit,
+            max_batch: options.max_batch.max(1),
             commits: 0,
+            group_wait: options.group_wait,
+            last_batch: 0,
+            known: Known::default(),
+            data_version: None,
         }
     }
 
@@ -118,14 +154,12 @@ impl Writer {
         while let Ok(first) = commands.recv() {
             let mut batch = vec![first];
             if self.mode == CommitMode::Group {
-                // Everything that queued up while the last transaction committed.
-                while batch.len() < self.max_batch {
-                    match commands.try_recv() {
-                        Ok(command) => batch.push(command),
-                        Err(_) => break,
-                    }
-                }
+                self.gather(&commands, &mut batch);
             }
+            let writes_in_batch = batch
+                .iter()
+                .filter(|c| matches!(c, Command::Write(..)))
+                .count();
             let mut writes = Vec::new();
             for command in batch {
                 match command {
@@ -138,8 +172,43 @@ impl Writer {
                 }
             }
             self.flush(writes);
+            self.last_batch = writes_in_batch;
         }
         self.commits
+    }
+
+    /// Adds to `batch` everything that queued up while the last transaction committed. If
+    /// that transaction answered several writers, they are likely to write again at once:
+    /// keep gathering while writes keep coming (each within [`GATHER_GAP`]), for at most
+    /// `group_wait`, so that they share this transaction's fsync instead of starting the
+    /// next one. A lone writer never waits.
+    fn gather(&self, commands: &Receiver<Command>, batch: &mut Vec<Command>) {
+        let drain = |batch: &mut Vec<Command>| {
+            while batch.len() < self.max_batch {
+                match commands.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(_) => break,
+                }
+            }
+        };
+        drain(batch);
+        if self.last_batch < 2 || self.group_wait.is_zero() {
+            return;
+        }
+        let deadline = Instant::now() + self.group_wait;
+        while batch.len() < self.max_batch {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match commands.recv_timeout(left.min(GATHER_GAP)) {
+                Ok(command) => {
+                    batch.push(command);
+                    drain(batch);
+                }
+                Err(_) => break,
+            }
+        }
     }
 
     fn flush(&mut self, writes: Vec<(Write, Reply)>) {
@@ -197,7 +266,19 @@ impl Writer {
         conn.prepare_cached("BEGIN IMMEDIATE")
             .and_then(|mut s| s.execute([]))
             .map_err(TxFailure::Transaction)?;
-        let mut state = TxState::default();
+        let version: i64 = conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(TxFailure::Transaction)?;
+        if self.data_version != Some(version) {
+            // Someone else wrote (or this is the first transaction): ask the database again.
+            self.known = Known::default();
+            self.data_version = Some(version);
+        }
+        let mut state = TxState {
+            committed: &self.known,
+            new: Known::default(),
+        };
         let mut results = Vec::with_capacity(writes.len());
         for (write, _) in writes {
             match apply(conn, &mut state, write) {
@@ -209,6 +290,9 @@ impl Writer {
         conn.prepare_cached("COMMIT")
             .and_then(|mut s| s.execute([]))
             .map_err(TxFailure::Transaction)?;
+        let Known { last_seq, sessions } = state.new;
+        self.known.last_seq.extend(last_seq);
+        self.known.sessions.extend(sessions);
         self.commits += 1;
         Ok(results)
     }
@@ -218,7 +302,7 @@ impl Writer {
 
 /// Runs one write inside the current transaction. A write is refused only before it has
 /// written anything.
-fn apply(conn: &Connection, state: &mut TxState, write: &Write) -> Result<Written, Failure> {
+fn apply(conn: &Connection, state: &mut TxState<'_>, write: &Write) -> Result<Written, Failure> {
     match write {
         Write::Append {
             session,
@@ -239,7 +323,7 @@ fn apply(conn: &Connection, state: &mut TxState, write: &Write) -> Result<Writte
                 )?
                 .execute(params![session.as_str(), name, cursor])?;
             }
-            state.last_seq.insert(session.clone(), seq);
+            state.new.last_seq.insert(session.clone(), seq);
             Ok(Written::Seq(seq))
         }
         Write::SaveSnapshot { session, snapshot } => {
@@ -299,7 +383,7 @@ fn apply(conn: &Connection, state: &mut TxState, write: &Write) -> Result<Writte
 
 fn complete(
     conn: &Connection,
-    state: &mut TxState,
+    state: &mut TxState<'_>,
     session: &SessionId,
     completion: &Completion,
 ) -> Result<Written, Failure> {
@@ -362,7 +446,7 @@ fn complete(
     if !inputs.is_empty() {
         let seq = last_seq(conn, state, session)?;
         let seq = insert_inputs(conn, session, seq, &inputs)?;
-        state.last_seq.insert(session.clone(), seq);
+        state.new.last_seq.insert(session.clone(), seq);
     }
     Ok(Written::Fresh(true))
 }
@@ -399,29 +483,33 @@ fn room(seq: u64, n: usize) -> Result<u64, Failure> {
 }
 
 /// The session's last sequence number in this transaction.
-fn last_seq(conn: &Connection, state: &mut TxState, session: &SessionId) -> Result<u64, Failure> {
-    if let Some(seq) = state.last_seq.get(session) {
-        return Ok(*seq);
+fn last_seq(
+    conn: &Connection,
+    state: &mut TxState<'_>,
+    session: &SessionId,
+) -> Result<u64, Failure> {
+    if let Some(seq) = state.last_seq(session) {
+        return Ok(seq);
     }
     let seq: Option<i64> = conn
         .prepare_cached("SELECT max(seq) FROM log WHERE session = ?1")?
         .query_row([session.as_str()], |r| r.get(0))?;
     let seq = u64::try_from(seq.unwrap_or(0))
         .map_err(|_| Failure::Refused(StoreError::Corrupt("negative sequence number".into())))?;
-    state.last_seq.insert(session.clone(), seq);
+    state.new.last_seq.insert(session.clone(), seq);
     Ok(seq)
 }
 
 /// Makes sure the session has its row in `sessions`, which every other table refers to.
 fn ensure_session(
     conn: &Connection,
-    state: &mut TxState,
+    state: &mut TxState<'_>,
     session: &SessionId,
 ) -> Result<(), Failure> {
-    if !state.known.contains(session) {
+    if !state.has_session(session) {
         conn.prepare_cached("INSERT INTO sessions (session) VALUES (?1) ON CONFLICT DO NOTHING")?
             .execute([session.as_str()])?;
-        state.known.insert(session.clone());
+        state.new.sessions.insert(session.clone());
     }
     Ok(())
 }
@@ -476,7 +564,11 @@ mod tests {
             answers.push(answer);
         }
         drop(tx);
-        let commits = Writer::new(conn, mode, 1024).run(rx);
+        let options = SqliteOptions {
+            commit: mode,
+            ..SqliteOptions::default()
+        };
+        let commits = Writer::new(conn, &options).run(rx);
         let answers = answers
             .into_iter()
             .map(|mut a| a.try_recv().expect("every write is answered"))

@@ -221,3 +221,23 @@ async fn a_clone_keeps_the_store_open() {
     let store = open(&path, SqliteOptions::default());
     assert_eq!(store.read_log(&s, 0, 10).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn two_stores_on_one_file_keep_one_numbering() {
+    // As two processes would: each store's writer must notice the other's commits.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let a = open(&path, SqliteOptions::default());
+    let b = open(&path, SqliteOptions::default());
+    let s = SessionId::new("s");
+    for n in 1..=10u64 {
+        let store = if n % 3 == 0 { &b } else { &a };
+        assert_eq!(
+            store.append(&s, &[input(n, &format!("i{n}"))], None).await,
+            Ok(n)
+        );
+    }
+    let log = b.read_log(&s, 0, usize::MAX).await.unwrap();
+    assert_eq!(log.len(), 10);
+    assert!(log.iter().zip(1..).all(|(r, n)| r.body == format!("i{n}")));
+}
