@@ -426,12 +426,12 @@ fn report_md(args: &Args, summary: &Summary<'_>, table: &str) -> String {
     ) else {
         return md;
     };
-    let _ = write!(
+    let _ = writeln!(
         md,
         "With a waiting queue, an emptied seat is refilled in {:.0} s at the median \
          (p95 {:.0} s) instead of {:.0} s (p95 {:.0} s) when hiring on demand, and the task \
          keeps {:.1} % of its seats filled instead of {:.1} %. The price is {:.0} paid \
-         worker-minutes of standing by: {:.2} ¢ per useful worker-minute instead of {:.2} ¢.\n",
+         worker-minutes of standing by: {:.2} ¢ per useful worker-minute instead of {:.2} ¢.",
         p.refill_seconds_p50,
         p.refill_seconds_p95,
         n.refill_seconds_p50,
