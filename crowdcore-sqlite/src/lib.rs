@@ -27,12 +27,17 @@
 //!   refused write (completing an unknown effect, a snapshot past the log's end) writes
 //!   nothing and does not disturb the rest of its batch; a write that fails in SQLite (a full
 //!   disk) rolls the batch back, and the others are then retried one by one.
+//!   After a batch that answered several writers, the writer keeps gathering while writes keep
+//!   arriving (at most [`SqliteOptions::group_wait`]), so that writers who write again at once
+//!   share the next fsync too; a lone writer never waits. The writer remembers each session's
+//!   last sequence number between transactions, and forgets it when `PRAGMA data_version`
+//!   shows that another connection (another process) wrote.
 //!   [`CommitMode::PerWrite`] commits every write alone. [`Synchronous::Normal`] trades the
 //!   last commits before a power cut for speed; see its docs.
 //! - **WAL mode**, `foreign_keys=ON`, a `busy_timeout` ([`SqliteOptions::busy_timeout`]);
 //!   SQLite is bundled (built from source), so every platform runs the same version.
 //! - **Readers** use their own connections (kept in a small pool, run on tokio's blocking
-//!   pool), so reads never wait for a commit. An in-memory database
+//!   pool, so a read needs a tokio runtime), so reads never wait for a commit. An in-memory database
 //!   ([`SqliteStore::open_in_memory`], for tests) has one connection, and reads go through
 //!   the writer thread.
 //! - **Migrations** by `PRAGMA user_version`, applied in one transaction when a file is
