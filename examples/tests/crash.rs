@@ -78,6 +78,23 @@ fn inspect(out: &Path) -> (Vec<LedgerEntry>, bool) {
     })
 }
 
+/// How many inputs the study's log holds now (0 before the file exists). Read with a plain
+/// SQLite connection, as a researcher would, while the study writes.
+fn log_len(db: &Path) -> u64 {
+    let Ok(conn) = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) else {
+        return 0;
+    };
+    conn.query_row(
+        "SELECT count(*) FROM log WHERE session = ?1",
+        [SESSION],
+        |row| row.get::<_, i64>(0),
+    )
+    .map_or(0, |n| n as u64)
+}
+
 /// A small deterministic generator for kill times (xorshift64*).
 struct Dice(u64);
 
@@ -106,18 +123,38 @@ fn a_study_killed_at_random_moments_ends_as_an_uninterrupted_one() {
     let took = started.elapsed();
     let expected = std::fs::read(clean.join("summary.json")).expect("summary");
     let (expected_ledger, contiguous) = inspect(&clean);
+    let expected_log_len = log_len(&clean.join("study.db"));
+    assert!(
+        expected_log_len > 100,
+        "a study long enough to kill: {expected_log_len} inputs"
+    );
     assert!(contiguous);
     assert!(!expected_ledger.is_empty());
 
     let kills = env_u64("CROWDCORE_CRASH_KILLS", 20);
     let mut dice = Dice(env_u64("CROWDCORE_CRASH_SEED", 1).max(1));
+    // Kill moments spread over the whole study: sorted random log positions, each plus a few
+    // random milliseconds, so that kills land in every phase (catching up, fresh writes,
+    // between a platform call and its record, mid-transaction) rather than at start-up.
+    let total = expected_log_len;
+    let mut targets: Vec<u64> = (0..kills).map(|_| 1 + dice.below(total - 1)).collect();
+    targets.sort_unstable();
     let crashed = dir.path().join("crashed");
+    let db = crashed.join("study.db");
     let mut killed_mid_run = 0;
-    for _ in 0..kills {
+    for target in targets {
         let mut child = command(&crashed).spawn().expect("simulate starts");
-        // Anywhere from start-up to a little past the uninterrupted run's length.
-        let delay = dice.below(took.as_millis() as u64 * 5 / 4 + 1);
-        std::thread::sleep(Duration::from_millis(delay));
+        let deadline = Instant::now() + took * 20 + Duration::from_secs(10);
+        loop {
+            if child.try_wait().expect("child status").is_some() || Instant::now() > deadline {
+                break;
+            }
+            if log_len(&db) >= target {
+                std::thread::sleep(Duration::from_millis(dice.below(4)));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         if child.try_wait().expect("child status").is_none() {
             killed_mid_run += 1;
         }
@@ -127,7 +164,10 @@ fn a_study_killed_at_random_moments_ends_as_an_uninterrupted_one() {
     let stderr = run_to_end(&crashed);
     let (ledger, contiguous) = inspect(&crashed);
 
-    assert!(killed_mid_run > 0, "no kill landed while the study ran");
+    assert!(
+        killed_mid_run * 10 >= kills * 9,
+        "only {killed_mid_run} of {kills} kills landed while the study ran"
+    );
     assert!(contiguous, "an input was lost: the log has a gap");
     assert_eq!(
         ledger, expected_ledger,
