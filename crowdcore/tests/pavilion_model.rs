@@ -7,9 +7,10 @@
 //! shares no code with the machine. Transitions are generated from the model's state over a tiny
 //! id space (4 workers, 16 assignments, 3 HITs) so that reloads, mismatches, one worker on two
 //! assignments and events for departed assignments happen often; they include hire results
-//! (partial and over-delivered), admin commands, bad targets, and ticks that land just before, on
-//! and after the next heartbeat deadline. Times never go back (except in one op that checks the
-//! refusal); configurations vary (targets, start condition, re-opening slots, budget, pay rates).
+//! (partial and over-delivered), admin commands (also closing one HIT), bad targets, and ticks
+//! that land just before, on and after the next heartbeat deadline. Times never go back (except in
+//! one op that checks the refusal); configurations vary (targets, start condition, re-opening
+//! slots, budget, pay rates).
 //!
 //! After every transition the test asserts:
 //! - the model and the machine agree on accept/reject, both queues (members, order, times),
@@ -211,6 +212,8 @@ enum Op {
     SetTargets(Targets),
     /// A tick one millisecond before the machine's time.
     ClockBack,
+    /// The operator closes one HIT (possibly one never posted).
+    ExpireHit(u8),
 }
 
 /// One transition: time passes by `dt`, then `op` happens.
@@ -761,6 +764,15 @@ impl Model {
                     Ok(())
                 }
             }
+            Op::ExpireHit(h) => {
+                if self.hits.iter().any(|x| x.id == h) {
+                    // Its open slots stop counting; the deficit is hired in `rebalance`.
+                    self.expire_hit(h);
+                    Ok(())
+                } else {
+                    Err(Verdict::UnknownHit)
+                }
+            }
             Op::Migrate(count) => match self.phase {
                 Phase::Setup => Err(Verdict::NotStarted),
                 Phase::Stopped => Err(Verdict::Stopped),
@@ -980,6 +992,7 @@ impl ReferenceStateMachine for ModelMachine {
                     .boxed(),
             ),
             (1, Just(Op::ClockBack).boxed()),
+            (1, hit_pick.clone().prop_map(Op::ExpireHit).boxed()),
         ];
         // Stopping and expiring end the interesting part: make them rarer than the rest.
         let ops: Vec<(u32, BoxedStrategy<Op>)> = ops
@@ -1124,6 +1137,7 @@ impl Sut {
             Op::Expire => Input::Expire,
             Op::Migrate(count) => Input::Migrate { count },
             Op::SetTargets(t) => Input::SetTargets(t),
+            Op::ExpireHit(h) => Input::ExpireHit { hit: hit(h) },
         };
         Some((at, input))
     }

@@ -168,6 +168,8 @@ pub enum Admin {
     Migrate(u8),
     /// The operator sets targets (each folded to `0..=3`; may be invalid).
     SetTargets([u8; 4]),
+    /// The operator closes one HIT: a posted one (`hit` picks which) if there is one.
+    ExpireHit(u8),
 }
 
 /// How a worker leaves, in [`Op::Leave`].
@@ -429,6 +431,14 @@ impl Driver {
             Op::Admin(Admin::Migrate(n)) => Input::Migrate {
                 count: u32::from(n % 8),
             },
+            Op::Admin(Admin::ExpireHit(h)) => {
+                let posted = self.machine.snapshot().hits;
+                let hit = match posted.len() {
+                    0 => hit(h),
+                    n => posted[usize::from(h) % n].hit.clone(),
+                };
+                Input::ExpireHit { hit }
+            }
             Op::Admin(Admin::SetTargets([a, b, c, d])) => Input::SetTargets(Targets {
                 min_active: u32::from(a % 4),
                 max_active: u32::from(b % 4),

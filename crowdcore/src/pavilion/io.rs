@@ -73,6 +73,14 @@ pub enum Input {
     /// The operator closes every HIT of the session, also those nobody accepted; hiring stops.
     /// Present workers keep their seats.
     Expire,
+    /// Close one HIT of the session (to repost it so it stays visible, or because its slots are
+    /// not wanted any more): its open slots no longer count, so the deficit they leave is hired
+    /// anew (unless hiring is closed). Workers who came through it keep their seats. A HIT
+    /// already closed stays closed and nothing happens.
+    ExpireHit {
+        /// The HIT to close; it must have been reported by [`Input::HirePosted`].
+        hit: HitId,
+    },
     /// The operator moves up to `count` waiting workers to the active queue, capped by
     /// `max_active`, beginning the task if it has not begun.
     Migrate {

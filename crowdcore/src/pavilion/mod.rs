@@ -486,6 +486,11 @@ impl Pavilion {
             Input::Start => self.start(now)?,
             Input::Stop => self.stop(now)?,
             Input::Expire => self.expire(now)?,
+            Input::ExpireHit { hit } => {
+                let hit = self.hit_of(&hit)?;
+                self.now = now;
+                self.expire_hit(hit);
+            }
             Input::Migrate { count } => self.migrate(now, count)?,
             Input::SetTargets(targets) => self.set_targets(now, targets)?,
         }

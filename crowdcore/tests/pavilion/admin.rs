@@ -1,6 +1,7 @@
 //! The operator's commands: stop (release both queues, pay them, stop hiring), expire (close
-//! every HIT, also unaccepted ones and those posted later), migrate (capped by `max_active`,
-//! beginning the task) and set targets (hire up to new maximums, release the newest above them).
+//! every HIT, also unaccepted ones and those posted later), expire one HIT (its open slots are
+//! hired anew), migrate (capped by `max_active`, beginning the task) and set targets (hire up to
+//! new maximums, release the newest above them).
 
 use crate::support::{FULL, check, check_from};
 
@@ -199,6 +200,154 @@ fn expire_cancels_a_hiring_pause() {
         10 #6 hire 1
         11 #7 notify hire_failed 60011
         12 #8 expire_hits H1
+        ",
+    );
+}
+
+// ----- expire one HIT ------------------------------------------------------------------------
+
+#[test]
+fn expire_hit_closes_that_hit_and_hires_its_open_slots_anew() {
+    let m = check(
+        PAID,
+        "
+        0 start
+        1 posted H1 2
+        2 posted H2 1 #2
+        3 arrive W1 A1 H1
+        10 expire_hit H1
+        ",
+        "
+        0 #1 hire 3
+        1 #2 hire 1
+        10 #3 expire_hits H1
+        10 #4 hire 1
+        ",
+    );
+    // W1 keeps the seat they took through H1; H2's slot is still open; one hire in flight.
+    assert_eq!(
+        (m.present(), m.open_slots(), m.hires_in_flight()),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn expire_hit_of_a_fully_taken_hit_hires_nobody_and_workers_keep_their_seats() {
+    check_from(
+        PAID,
+        FULL,
+        "
+        10 expire_hit H1
+        11 submit A3
+        12 return A1
+        ",
+        "
+        10 #5 expire_hits H1
+        11 #6 pay W3 A3 base 100
+        11 #7 hire 1
+        // A1's slot does not re-open on a closed HIT: the seat is hired for instead.
+        12 #8 hire 1
+        ",
+    );
+}
+
+#[test]
+fn expire_hit_of_a_closed_hit_does_nothing() {
+    check(
+        PAID,
+        "
+        0 start
+        1 posted H1 3
+        10 expire_hit H1
+        11 expire_hit H1
+        12 posted H2 3
+        13 expire
+        14 expire_hit H2
+        ",
+        "
+        0 #1 hire 3
+        10 #2 expire_hits H1
+        10 #3 hire 3
+        13 #4 expire_hits H2
+        ",
+    );
+}
+
+#[test]
+fn expire_hit_after_expire_hires_nobody() {
+    check(
+        PAID,
+        "
+        0 start
+        1 posted H1 2
+        2 posted H2 1
+        3 expire
+        4 expire_hit H1
+        ",
+        "
+        0 #1 hire 3
+        1 #2 hire 1
+        3 #3 expire_hits H1 H2
+        ",
+    );
+}
+
+#[test]
+fn expire_hit_of_an_unknown_hit_is_refused() {
+    check_from(
+        PAID,
+        FULL,
+        "
+        10 expire_hit H9
+        11 submit A3
+        ",
+        "
+        10 rejected unknown HIT H9
+        11 #5 pay W3 A3 base 100
+        11 #6 hire 1
+        ",
+    );
+}
+
+#[test]
+fn slots_posted_later_to_an_expired_hit_do_not_count() {
+    check(
+        PAID,
+        "
+        0 start
+        1 posted H1 2
+        10 expire_hit H1
+        11 posted H1 1 #2
+        ",
+        "
+        0 #1 hire 3
+        1 #2 hire 1
+        10 #3 expire_hits H1
+        10 #4 hire 2
+        // Hire #2 is answered with a slot on the closed HIT: it never opens, so it is hired again.
+        11 #5 hire 1
+        ",
+    );
+}
+
+#[test]
+fn expire_hit_during_a_hiring_pause_waits_for_the_pause() {
+    check(
+        PAID,
+        "
+        0 start
+        1 posted H1 2
+        2 failed
+        3 expire_hit H1
+        next_timeout 60002
+        timeout
+        ",
+        "
+        0 #1 hire 3
+        1 #2 hire 1
+        2 #3 notify hire_failed 60002
+        3 #4 expire_hits H1
+        60002 #5 hire 3
         ",
     );
 }

@@ -13,6 +13,7 @@
 //!
 //! ```text
 //! 0 start | 0 stop | 0 expire | 0 tick
+//! 0 expire_hit H1             close one HIT
 //! 0 migrate 2
 //! 0 targets <min_active> <max_active> <min_waiting> <max_waiting>
 //! 0 posted H1 3 [#1]          hire_posted: HIT H1 opened 3 slots (for hire effect #1)
@@ -229,6 +230,12 @@ fn parse_input(words: &[&str], line: &str) -> Input {
         Some("stop") => bare(Input::Stop),
         Some("expire") => bare(Input::Expire),
         Some("tick") => bare(Input::Tick),
+        Some("expire_hit") => {
+            arity(1);
+            Input::ExpireHit {
+                hit: HitId::new(words[1]),
+            }
+        }
         Some("migrate") => {
             arity(1);
             Input::Migrate { count: n(1) as u32 }
