@@ -18,6 +18,7 @@
 
 pub mod aggregate;
 pub mod clock;
+pub mod compete;
 pub mod engine;
 pub mod faults;
 pub mod local;
@@ -25,6 +26,7 @@ pub mod model;
 pub mod pavilion;
 pub mod platform;
 pub mod replay;
+pub mod score;
 pub mod sim;
 pub mod store;
 

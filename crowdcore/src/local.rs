@@ -370,6 +370,15 @@ impl LocalMarketplace {
         self.lock().assignments.get(assignment).map(|a| a.status)
     }
 
+    /// The answer submitted with an assignment, if any: what the requester reviews (and a
+    /// competition scores).
+    pub fn answer(&self, assignment: &AssignmentId) -> Option<String> {
+        self.lock()
+            .assignments
+            .get(assignment)
+            .and_then(|a| a.answer.clone())
+    }
+
     /// Every HIT posted, with (slots, taken, expired).
     pub fn hits(&self) -> Vec<(HitId, u32, u32, bool)> {
         let m = self.lock();
@@ -921,6 +930,20 @@ mod tests {
         assert_eq!(statuses, [Accepted, Abandoned, Accepted, Returned]);
         let rest = market.updates(page.next.as_ref()).await.unwrap();
         assert!(rest.items.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_requester_reads_submitted_answers() {
+        let (_, market) = setup(10_000);
+        let hit = market.post(&spec(2), 2, &key(1)).await.unwrap();
+        let a = market.accept(&w("W1"), &hit).unwrap();
+        let b = market.accept(&w("W2"), &hit).unwrap();
+        assert_eq!(market.answer(&a), None, "nothing submitted yet");
+        market.submit(&a, Some("cat".into())).unwrap();
+        market.submit(&b, None).unwrap();
+        assert_eq!(market.answer(&a).as_deref(), Some("cat"));
+        assert_eq!(market.answer(&b), None);
+        assert_eq!(market.answer(&AssignmentId::new("nope")), None);
     }
 
     #[tokio::test]
