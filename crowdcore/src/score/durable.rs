@@ -292,9 +292,15 @@ impl Competition {
         self.handle_at(now, input).await
     }
 
-    /// Records `input` as happening at `at`, then applies it. Refused inputs are not recorded.
+    /// Records `input` as happening at `at`, then applies it. Refused inputs are not recorded,
+    /// nor is a kind defined again with the same config (which changes nothing).
     pub async fn handle_at(&mut self, at: Timestamp, input: Input) -> Result<(), CompetitionError> {
         self.board.check(at, &input)?;
+        if let Input::DefineKind { kind, config } = &input
+            && self.board.kind(kind).is_some_and(|k| k.config == *config)
+        {
+            return Ok(()); // a host repeating its setup: nothing to record
+        }
         self.seq = self
             .store
             .append(&self.session, &[new_input(at, &input)], None)

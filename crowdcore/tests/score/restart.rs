@@ -289,8 +289,15 @@ async fn advance_logs_a_tick_only_when_a_deadline_is_due() {
     c.advance().await.unwrap();
     assert!(matches!(c.poll_event(), Some(Event::Closed { .. })));
     assert_eq!(c.next_wakeup(), None);
+    c.define_kind("k", KindConfig::new(Metric::Accuracy))
+        .await
+        .unwrap();
     let log = store.read_log(&session(), 0, usize::MAX).await.unwrap();
-    assert_eq!(log.len(), 3, "define, post, one tick");
+    assert_eq!(
+        log.len(),
+        3,
+        "define, post, one tick (defining k again logs nothing)"
+    );
     assert_eq!(
         c.submit("t", "late", "x").await.unwrap_err().to_string(),
         "refused: task t closed at 1000ms; the answer came at 1000ms"
