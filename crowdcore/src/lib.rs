@@ -26,12 +26,14 @@ pub mod model;
 pub mod pavilion;
 pub mod platform;
 pub mod replay;
+pub mod retainer;
 pub mod score;
 pub mod sim;
 pub mod store;
 
 pub use model::{
-    AssignmentId, EffectId, HitId, HitSpec, Money, ProjectId, SessionId, Timestamp, WorkerId,
+    AssignmentId, EffectId, HitId, HitSpec, Money, ProjectId, ReservationId, SessionId, TemplateId,
+    Timestamp, WorkerId,
 };
 
 /// The README's Rust examples compile as doctests, so they stay true.

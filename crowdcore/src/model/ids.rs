@@ -84,6 +84,16 @@ string_id!(
     /// One run of a machine; its input log and effects belong to it.
     SessionId
 );
+string_id!(
+    /// A HIT template of the retainer (a registered [`HitSpec`](super::HitSpec)), named by
+    /// whoever registers it.
+    TemplateId
+);
+string_id!(
+    /// A reservation of the retainer: work announced before it exists, named by whoever makes
+    /// it.
+    ReservationId
+);
 
 impl SessionId {
     /// Mints a new session id (UUID v7: unique and sortable by creation time).

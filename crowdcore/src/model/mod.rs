@@ -8,6 +8,8 @@ mod money;
 mod time;
 
 pub use hit::{Comparator, HitSpec, QualificationRequirement, SpecError};
-pub use ids::{AssignmentId, EffectId, HitId, ProjectId, SessionId, WorkerId};
+pub use ids::{
+    AssignmentId, EffectId, HitId, ProjectId, ReservationId, SessionId, TemplateId, WorkerId,
+};
 pub use money::{Currency, CurrencyError, Money, MoneyError, money_as_cents};
 pub use time::Timestamp;

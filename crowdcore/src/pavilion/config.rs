@@ -32,7 +32,13 @@ impl Targets {
 
     /// Checks that the targets make sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_active == 0 {
+        self.check(false)
+    }
+
+    /// [`validate`](Self::validate), except that `max_active` may be 0 if `idle_ok` (a
+    /// retainer's pool with nothing to route, see `Pavilion::new_pool`).
+    pub(crate) fn check(&self, idle_ok: bool) -> Result<(), ConfigError> {
+        if self.max_active == 0 && !idle_ok {
             return Err(ConfigError::ZeroMaxActive);
         }
         if self.max_active < self.min_active {
@@ -159,8 +165,13 @@ impl PavilionConfig {
 
     /// Checks the whole configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check(false)
+    }
+
+    /// [`validate`](Self::validate), except that `max_active` may be 0 if `idle_ok`.
+    pub(crate) fn check(&self, idle_ok: bool) -> Result<(), ConfigError> {
         let targets = self.targets();
-        targets.validate()?;
+        targets.check(idle_ok)?;
         if let Some(need) = self.start_threshold()
             && need > targets.capacity()
         {

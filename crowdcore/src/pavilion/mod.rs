@@ -113,6 +113,10 @@ pub struct Pavilion {
 
     effects: VecDeque<Effect>,
     next_seq: u64,
+
+    /// A retainer's pool (see [`Pavilion::new_pool`]). Not in the snapshot: the retainer
+    /// restores its pools with [`Pavilion::restore_pool`].
+    pool: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -159,7 +163,29 @@ pub enum RestoreError {
 impl Pavilion {
     /// A new machine for `session`, in [`Phase::Setup`].
     pub fn new(session: SessionId, config: PavilionConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
+        Self::with_mode(session, config, false)
+    }
+
+    /// A retainer's pool (see [`crate::retainer`]): a machine whose active queue its caller
+    /// sizes. Three rules differ from [`new`](Self::new)'s:
+    /// - `max_active` may be 0 (nothing to route: everyone waits);
+    /// - an active worker who leaves (submits, returns, abandons, times out) takes their seat
+    ///   along: `max_active` drops by one, so the seat is refilled only if the caller raises it;
+    /// - new targets promote waiting workers into the active room they open before any waiting
+    ///   worker above `max_waiting` is released.
+    pub(crate) fn new_pool(
+        session: SessionId,
+        config: PavilionConfig,
+    ) -> Result<Self, ConfigError> {
+        Self::with_mode(session, config, true)
+    }
+
+    fn with_mode(
+        session: SessionId,
+        config: PavilionConfig,
+        pool: bool,
+    ) -> Result<Self, ConfigError> {
+        config.check(pool)?;
         Ok(Self {
             session,
             config,
@@ -183,6 +209,7 @@ impl Pavilion {
             spent: 0,
             effects: VecDeque::new(),
             next_seq: 1,
+            pool,
         })
     }
 
@@ -327,6 +354,15 @@ impl Pavilion {
     /// Rebuilds a machine from a [`snapshot`](Self::snapshot). The result behaves exactly as
     /// the machine the snapshot was taken from.
     pub fn restore(snapshot: Snapshot) -> Result<Self, RestoreError> {
+        Self::restore_with_mode(snapshot, false)
+    }
+
+    /// Rebuilds a retainer's pool (see [`new_pool`](Self::new_pool)) from its snapshot.
+    pub(crate) fn restore_pool(snapshot: Snapshot) -> Result<Self, RestoreError> {
+        Self::restore_with_mode(snapshot, true)
+    }
+
+    fn restore_with_mode(snapshot: Snapshot, pool: bool) -> Result<Self, RestoreError> {
         let Snapshot {
             session,
             config,
@@ -348,7 +384,7 @@ impl Pavilion {
             pending_effects,
         } = snapshot;
         let bad = |msg: String| Err(RestoreError::Inconsistent(msg));
-        let mut m = Pavilion::new(session, config)?;
+        let mut m = Pavilion::with_mode(session, config, pool)?;
         if spent.currency != m.config.currency {
             return bad(format!("spent is in {}", spent.currency));
         }
@@ -825,7 +861,7 @@ impl Pavilion {
     fn set_targets(&mut self, now: Timestamp, targets: Targets) -> Result<(), Rejected> {
         let mut config = self.config.clone();
         config.set_targets(targets);
-        config.validate()?;
+        config.check(self.pool)?;
         if self.phase == Phase::Stopped {
             return Err(Rejected::Stopped);
         }
@@ -839,7 +875,14 @@ impl Pavilion {
             targets.capacity()
         };
         let excess_active = self.active_len.saturating_sub(targets.max_active);
-        let excess_waiting = self.waiting_len.saturating_sub(waiting_cap);
+        // A pool promotes into the active room it is given before releasing anyone waiting.
+        let promotable = if self.pool && self.phase == Phase::Running {
+            let room = targets.max_active.saturating_sub(self.active_len);
+            room.min(self.waiting_len)
+        } else {
+            0
+        };
+        let excess_waiting = (self.waiting_len - promotable).saturating_sub(waiting_cap);
         if excess_active + excess_waiting > 0 {
             let mut newest: Vec<(u64, Seat, AssignmentId)> = self
                 .records
@@ -960,6 +1003,11 @@ impl Pavilion {
             Seat::Waiting => self.waiting_len -= 1,
             Seat::Active => self.active_len -= 1,
             Seat::Left(_) => unreachable!("callers pass only present assignments"),
+        }
+        if self.pool && was == Seat::Active && how != Departure::Released {
+            // A pool's active seat leaves with its worker; its caller decides on a refill.
+            // (A release lowers the targets itself, or ends the job.)
+            self.config.max_active = self.config.max_active.saturating_sub(1);
         }
         self.seated.remove(&worker);
         match how {
