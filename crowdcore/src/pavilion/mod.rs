@@ -89,18 +89,24 @@ pub struct Pavilion {
     hiring_paused_until: Option<Timestamp>,
     budget_noticed: bool,
 
-    /// Every assignment ever seen, present or departed.
-    records: FxHashMap<AssignmentId, Record>,
+    /// Every assignment ever seen, present or departed, in order of first arrival. The queues
+    /// refer to records by their index here, so that the hot paths (heartbeats, timeouts,
+    /// promotions) hash an assignment id at most once per input.
+    records: Vec<Record>,
+    /// The index in `records` of every assignment ever seen.
+    record_index: FxHashMap<AssignmentId, usize>,
     /// Workers present (waiting or active): one seat per worker.
     seated: FxHashSet<WorkerId>,
-    /// Waiting workers by `order`; entries whose record moved on are skipped lazily.
-    waiting: VecDeque<(u64, AssignmentId)>,
+    /// Waiting workers by `order` (record index); entries whose record moved on are skipped
+    /// lazily.
+    waiting: VecDeque<(u64, usize)>,
     waiting_len: u32,
     active_len: u32,
     next_order: u64,
     /// Heartbeat deadlines, ascending (time never goes back and the timeout is fixed); an
-    /// entry is live only while it equals its record's `last_seen + timeout`.
-    deadlines: VecDeque<(Timestamp, AssignmentId)>,
+    /// entry (deadline, record index) is live only while it equals its record's
+    /// `last_seen + timeout`.
+    deadlines: VecDeque<(Timestamp, usize)>,
 
     hits: Vec<Hit>,
     hit_index: FxHashMap<HitId, u32>,
@@ -121,6 +127,7 @@ pub struct Pavilion {
 
 #[derive(Debug, Clone)]
 struct Record {
+    assignment: AssignmentId,
     worker: WorkerId,
     hit: u32,
     seat: Seat,
@@ -194,7 +201,8 @@ impl Pavilion {
             hiring_closed: false,
             hiring_paused_until: None,
             budget_noticed: false,
-            records: FxHashMap::default(),
+            records: Vec::new(),
+            record_index: FxHashMap::default(),
             seated: FxHashSet::default(),
             waiting: VecDeque::new(),
             waiting_len: 0,
@@ -272,7 +280,7 @@ impl Pavilion {
 
     /// Where an assignment is: `None` if never seen.
     pub fn seat_of(&self, assignment: &AssignmentId) -> Option<SeatState> {
-        self.records.get(assignment).map(|r| match r.seat {
+        self.record(assignment).map(|r| match r.seat {
             Seat::Waiting => SeatState::Waiting,
             Seat::Active => SeatState::Active,
             Seat::Left(how) => SeatState::Left(how),
@@ -281,9 +289,9 @@ impl Pavilion {
 
     /// The whole state as plain data.
     pub fn snapshot(&self) -> Snapshot {
-        let view = |a: &AssignmentId, r: &Record| SeatView {
+        let view = |r: &Record| SeatView {
             worker: r.worker.clone(),
-            assignment: a.clone(),
+            assignment: r.assignment.clone(),
             hit: self.hits[r.hit as usize].id.clone(),
             arrived_at: r.arrived_at,
             promoted_at: r.promoted_at,
@@ -292,16 +300,16 @@ impl Pavilion {
         };
         let mut present: Vec<(u64, Seat, SeatView)> = Vec::new();
         let mut departed = Vec::new();
-        for (a, r) in &self.records {
+        for r in &self.records {
             match r.seat {
                 Seat::Left(how) => departed.push(DepartedView {
                     worker: r.worker.clone(),
-                    assignment: a.clone(),
+                    assignment: r.assignment.clone(),
                     hit: self.hits[r.hit as usize].id.clone(),
                     how,
                     holds_slot: r.holds_slot,
                 }),
-                seat => present.push((r.order, seat, view(a, r))),
+                seat => present.push((r.order, seat, view(r))),
             }
         }
         present.sort_by_key(|(order, _, _)| *order);
@@ -436,6 +444,7 @@ impl Pavilion {
                 return bad(format!("worker {} holds two seats", v.worker));
             }
             let record = Record {
+                assignment: v.assignment.clone(),
                 worker: v.worker,
                 hit,
                 seat,
@@ -445,32 +454,34 @@ impl Pavilion {
                 last_seen: v.last_seen,
                 holds_slot: false,
             };
+            let Some(i) = m.add_record(record) else {
+                return bad(format!("assignment {} listed twice", v.assignment));
+            };
             if seat == Seat::Waiting {
-                m.waiting.push_back((order, v.assignment.clone()));
+                m.waiting.push_back((order, i));
                 m.waiting_len += 1;
             } else {
                 m.active_len += 1;
             }
-            if m.records.insert(v.assignment.clone(), record).is_some() {
-                return bad(format!("assignment {} listed twice", v.assignment));
-            }
         }
         m.next_order = next_order;
-        let mut present: Vec<(Timestamp, u64, AssignmentId)> = m
+        let mut present: Vec<(Timestamp, u64, usize)> = m
             .records
             .iter()
-            .map(|(a, r)| {
+            .enumerate()
+            .map(|(i, r)| {
                 let at = r.last_seen.plus_millis(m.config.heartbeat_timeout_ms);
-                (at, r.order, a.clone())
+                (at, r.order, i)
             })
             .collect();
         present.sort();
-        m.deadlines = present.into_iter().map(|(at, _, a)| (at, a)).collect();
+        m.deadlines = present.into_iter().map(|(at, _, i)| (at, i)).collect();
         for d in departed {
             let hit = m
                 .hit_of(&d.hit)
                 .map_err(|e| RestoreError::Inconsistent(e.to_string()))?;
             let record = Record {
+                assignment: d.assignment.clone(),
                 worker: d.worker,
                 hit,
                 seat: Seat::Left(d.how),
@@ -480,7 +491,7 @@ impl Pavilion {
                 last_seen: Timestamp::ZERO,
                 holds_slot: d.holds_slot,
             };
-            if m.records.insert(d.assignment.clone(), record).is_some() {
+            if m.add_record(record).is_none() {
                 return bad(format!("assignment {} listed twice", d.assignment));
             }
         }
@@ -504,7 +515,7 @@ impl Pavilion {
                 assignment,
                 hit,
             } => self.arrive(now, worker, assignment, hit)?,
-            Input::Heartbeat { assignment } => self.heartbeat(now, &assignment)?,
+            Input::Heartbeat { assignment } => self.heartbeat(now, assignment)?,
             Input::Submit {
                 assignment,
                 contributions,
@@ -570,7 +581,8 @@ impl Pavilion {
         assignment: AssignmentId,
         hit: HitId,
     ) -> Result<(), Rejected> {
-        if let Some(r) = self.records.get(&assignment) {
+        if let Some(&i) = self.record_index.get(&assignment) {
+            let r = &self.records[i];
             return match r.seat {
                 Seat::Left(_) => Err(Rejected::AlreadyLeft(assignment)),
                 _ if r.worker != worker => Err(Rejected::WorkerMismatch {
@@ -581,7 +593,7 @@ impl Pavilion {
                 // A page reload: the worker is still here.
                 _ => {
                     self.now = now;
-                    self.touch(now, &assignment);
+                    self.touch(now, i);
                     Ok(())
                 }
             };
@@ -615,6 +627,7 @@ impl Pavilion {
             None
         };
         let mut record = Record {
+            assignment,
             worker,
             hit,
             seat: Seat::Waiting,
@@ -629,10 +642,11 @@ impl Pavilion {
             record.holds_slot = true; // until they return it
             let kind = EffectKind::TurnAway {
                 worker: record.worker.clone(),
-                assignment: assignment.clone(),
+                assignment: record.assignment.clone(),
                 reason,
             };
-            self.records.insert(assignment, record);
+            // Invariant: the lookup above found no record for this assignment.
+            self.add_record(record).expect("a new assignment");
             self.emit(kind);
             if !took_open_slot && reason != TurnAwayReason::AlreadySeated {
                 // The platform re-opened a slot the machine did not count (a freed slot it
@@ -643,21 +657,24 @@ impl Pavilion {
             return Ok(());
         }
         record.order = self.take_order();
-        self.waiting.push_back((record.order, assignment.clone()));
-        self.waiting_len += 1;
-        self.deadlines.push_back((
-            now.plus_millis(self.config.heartbeat_timeout_ms),
-            assignment.clone(),
-        ));
+        let order = record.order;
         self.seated.insert(record.worker.clone());
-        self.records.insert(assignment, record);
+        // Invariant: the lookup above found no record for this assignment.
+        let i = self.add_record(record).expect("a new assignment");
+        self.waiting.push_back((order, i));
+        self.waiting_len += 1;
+        self.deadlines
+            .push_back((now.plus_millis(self.config.heartbeat_timeout_ms), i));
         Ok(())
     }
 
-    fn heartbeat(&mut self, now: Timestamp, assignment: &AssignmentId) -> Result<(), Rejected> {
-        self.present_record(assignment)?;
+    fn heartbeat(&mut self, now: Timestamp, assignment: AssignmentId) -> Result<(), Rejected> {
+        let i = self.present_index(&assignment)?;
+        // Let go of the id before writing anything: dropping it is an atomic decrement, which
+        // waits for every earlier store to complete (the hot path of a busy session).
+        drop(assignment);
         self.now = now;
-        self.touch(now, assignment);
+        self.touch(now, i);
         Ok(())
     }
 
@@ -668,17 +685,16 @@ impl Pavilion {
         how: Departure,
         contributions: u32,
     ) -> Result<(), Rejected> {
-        if how != Departure::Submitted && self.records.get(assignment).is_some_and(|r| r.holds_slot)
-        {
+        if how != Departure::Submitted && self.record(assignment).is_some_and(|r| r.holds_slot) {
             // The platform reports the slot of a worker who already left (timed out, turned
             // away) as given back.
             self.now = now;
             self.free_held_slot(assignment);
             return Ok(());
         }
-        self.present_record(assignment)?;
+        let i = self.present_index(assignment)?;
         self.now = now;
-        self.depart(assignment, how, contributions);
+        self.depart(i, how, contributions);
         Ok(())
     }
 
@@ -689,10 +705,7 @@ impl Pavilion {
     /// instead, and any other slot it had is hired anew.
     fn free_held_slot(&mut self, assignment: &AssignmentId) {
         // Invariant: the caller checked the record exists and holds its slot.
-        let r = self
-            .records
-            .get_mut(assignment)
-            .expect("a departed assignment");
+        let r = self.record_mut(assignment).expect("a departed assignment");
         r.holds_slot = false;
         let hit = r.hit as usize;
         if !self.config.returned_slots_reopen || self.hits[hit].expired {
@@ -806,15 +819,16 @@ impl Pavilion {
         self.now = now;
         self.phase = Phase::Stopped;
         self.hiring_paused_until = None;
-        let mut present: Vec<(u64, AssignmentId)> = self
+        let mut present: Vec<(u64, usize)> = self
             .records
             .iter()
+            .enumerate()
             .filter(|(_, r)| !matches!(r.seat, Seat::Left(_)))
-            .map(|(a, r)| (r.order, a.clone()))
+            .map(|(i, r)| (r.order, i))
             .collect();
         present.sort();
-        for (_, a) in present {
-            self.release(&a, ReleaseReason::JobStopped);
+        for (_, i) in present {
+            self.release(i, ReleaseReason::JobStopped);
         }
         Ok(())
     }
@@ -884,22 +898,23 @@ impl Pavilion {
         };
         let excess_waiting = (self.waiting_len - promotable).saturating_sub(waiting_cap);
         if excess_active + excess_waiting > 0 {
-            let mut newest: Vec<(u64, Seat, AssignmentId)> = self
+            let mut newest: Vec<(u64, Seat, usize)> = self
                 .records
                 .iter()
+                .enumerate()
                 .filter(|(_, r)| !matches!(r.seat, Seat::Left(_)))
-                .map(|(a, r)| (r.order, r.seat, a.clone()))
+                .map(|(i, r)| (r.order, r.seat, i))
                 .collect();
             newest.sort_by_key(|(order, _, _)| std::cmp::Reverse(*order));
             let active = newest.iter().filter(|(_, s, _)| *s == Seat::Active);
             let waiting = newest.iter().filter(|(_, s, _)| *s == Seat::Waiting);
-            let chosen: Vec<AssignmentId> = active
+            let chosen: Vec<usize> = active
                 .take(excess_active as usize)
                 .chain(waiting.take(excess_waiting as usize))
-                .map(|(_, _, a)| a.clone())
+                .map(|&(_, _, i)| i)
                 .collect();
-            for a in chosen {
-                self.release(&a, ReleaseReason::TargetsLowered);
+            for i in chosen {
+                self.release(i, ReleaseReason::TargetsLowered);
             }
         }
         Ok(())
@@ -963,10 +978,8 @@ impl Pavilion {
 
     /// Moves the oldest waiting worker to active. Returns false if nobody waits.
     fn promote_oldest(&mut self) -> bool {
-        while let Some((order, a)) = self.waiting.pop_front() {
-            let Some(r) = self.records.get_mut(&a) else {
-                continue;
-            };
+        while let Some((order, i)) = self.waiting.pop_front() {
+            let r = &mut self.records[i];
             if r.seat != Seat::Waiting || r.order != order {
                 continue; // a stale entry: the worker left or was moved
             }
@@ -974,30 +987,24 @@ impl Pavilion {
             r.promoted_at = Some(self.now);
             r.order = self.next_order;
             self.next_order += 1;
-            let worker = r.worker.clone();
+            let (worker, assignment) = (r.worker.clone(), r.assignment.clone());
             self.waiting_len -= 1;
             self.active_len += 1;
-            self.emit(EffectKind::Promote {
-                worker,
-                assignment: a,
-            });
+            self.emit(EffectKind::Promote { worker, assignment });
             return true;
         }
         false
     }
 
     /// Removes a present worker, settling their slot and pay.
-    fn depart(&mut self, assignment: &AssignmentId, how: Departure, contributions: u32) {
+    fn depart(&mut self, i: usize, how: Departure, contributions: u32) {
         let now = self.now;
         let reopen = self.config.returned_slots_reopen;
-        // Invariant: callers pass only present assignments.
-        let r = self
-            .records
-            .get_mut(assignment)
-            .expect("a present assignment");
+        let r = &mut self.records[i];
         let was = r.seat;
         r.seat = Seat::Left(how);
         let (worker, hit) = (r.worker.clone(), r.hit);
+        let assignment = r.assignment.clone();
         let (arrived_at, promoted_at) = (r.arrived_at, r.promoted_at);
         match was {
             Seat::Waiting => self.waiting_len -= 1,
@@ -1015,9 +1022,7 @@ impl Pavilion {
                 // The page went silent, but the worker still holds the assignment until they
                 // return it or the platform abandons it: the slot is not open yet, so the seat
                 // is hired again now.
-                if let Some(r) = self.records.get_mut(assignment) {
-                    r.holds_slot = true;
-                }
+                self.records[i].holds_slot = true;
             }
             Departure::Returned | Departure::Abandoned => {
                 let h = &mut self.hits[hit as usize];
@@ -1029,26 +1034,24 @@ impl Pavilion {
             Departure::Submitted | Departure::Released => {
                 let waited = promoted_at.unwrap_or(now).millis_since(arrived_at);
                 let worked = promoted_at.map_or(0, |p| now.millis_since(p));
-                self.pay(&worker, assignment, waited, worked, contributions);
+                self.pay(&worker, &assignment, waited, worked, contributions);
             }
             Departure::TurnedAway => {}
         }
         if how == Departure::TimedOut {
-            self.emit(EffectKind::TimedOut {
-                worker,
-                assignment: assignment.clone(),
-            });
+            self.emit(EffectKind::TimedOut { worker, assignment });
         }
     }
 
-    fn release(&mut self, assignment: &AssignmentId, reason: ReleaseReason) {
-        let worker = self.records[assignment].worker.clone();
+    fn release(&mut self, i: usize, reason: ReleaseReason) {
+        let r = &self.records[i];
+        let (worker, assignment) = (r.worker.clone(), r.assignment.clone());
         self.emit(EffectKind::Release {
             worker,
-            assignment: assignment.clone(),
+            assignment,
             reason,
         });
-        self.depart(assignment, Departure::Released, 0);
+        self.depart(i, Departure::Released, 0);
     }
 
     fn pay(
@@ -1108,18 +1111,18 @@ impl Pavilion {
         // Deadlines falling due together are settled in (deadline, queue position) order, so
         // the effects do not depend on the order heartbeats were pushed in.
         let mut due = Vec::new();
-        while let Some((at, _)) = self.deadlines.front() {
-            if *at > now {
+        while let Some(&(at, i)) = self.deadlines.front() {
+            if at > now {
                 break;
             }
-            let (at, a) = self.deadlines.pop_front().expect("front exists");
-            if self.deadline_is_live(at, &a) {
-                due.push((at, self.records[&a].order, a));
+            self.deadlines.pop_front();
+            if self.deadline_is_live(at, i) {
+                due.push((at, self.records[i].order, i));
             }
         }
         due.sort();
-        for (_, _, a) in due {
-            self.depart(&a, Departure::TimedOut, 0);
+        for (_, _, i) in due {
+            self.depart(i, Departure::TimedOut, 0);
         }
     }
 
@@ -1180,13 +1183,40 @@ impl Pavilion {
             .ok_or_else(|| Rejected::UnknownHit(hit.clone()))
     }
 
-    fn present_record(&self, assignment: &AssignmentId) -> Result<&Record, Rejected> {
-        match self.records.get(assignment) {
+    /// The record of an assignment, if it was ever seen.
+    fn record(&self, assignment: &AssignmentId) -> Option<&Record> {
+        self.record_index.get(assignment).map(|&i| &self.records[i])
+    }
+
+    /// The record of an assignment, if it was ever seen, to change.
+    fn record_mut(&mut self, assignment: &AssignmentId) -> Option<&mut Record> {
+        let i = *self.record_index.get(assignment)?;
+        Some(&mut self.records[i])
+    }
+
+    /// Adds the record of an assignment never seen before and returns its index; `None` (and
+    /// nothing added) if the assignment is known.
+    fn add_record(&mut self, record: Record) -> Option<usize> {
+        use std::collections::hash_map::Entry;
+        let i = self.records.len();
+        match self.record_index.entry(record.assignment.clone()) {
+            Entry::Occupied(_) => None,
+            Entry::Vacant(slot) => {
+                slot.insert(i);
+                self.records.push(record);
+                Some(i)
+            }
+        }
+    }
+
+    /// The index of a present assignment's record.
+    fn present_index(&self, assignment: &AssignmentId) -> Result<usize, Rejected> {
+        match self.record_index.get(assignment) {
             None => Err(Rejected::UnknownAssignment(assignment.clone())),
-            Some(r) if matches!(r.seat, Seat::Left(_)) => {
+            Some(&i) if matches!(self.records[i].seat, Seat::Left(_)) => {
                 Err(Rejected::AlreadyLeft(assignment.clone()))
             }
-            Some(r) => Ok(r),
+            Some(&i) => Ok(i),
         }
     }
 
@@ -1203,54 +1233,48 @@ impl Pavilion {
     }
 
     /// Records a sign of life from a present worker.
-    fn touch(&mut self, now: Timestamp, assignment: &AssignmentId) {
-        // Invariant: callers checked the assignment is present.
-        let r = self
-            .records
-            .get_mut(assignment)
-            .expect("a present assignment");
+    fn touch(&mut self, now: Timestamp, i: usize) {
+        let r = &mut self.records[i];
         if r.last_seen == now {
             return;
         }
         r.last_seen = now;
-        self.deadlines.push_back((
-            now.plus_millis(self.config.heartbeat_timeout_ms),
-            assignment.clone(),
-        ));
+        self.deadlines
+            .push_back((now.plus_millis(self.config.heartbeat_timeout_ms), i));
     }
 
-    fn deadline_is_live(&self, at: Timestamp, assignment: &AssignmentId) -> bool {
-        self.records.get(assignment).is_some_and(|r| {
-            !matches!(r.seat, Seat::Left(_))
-                && r.last_seen.plus_millis(self.config.heartbeat_timeout_ms) == at
-        })
+    fn deadline_is_live(&self, at: Timestamp, i: usize) -> bool {
+        let r = &self.records[i];
+        !matches!(r.seat, Seat::Left(_))
+            && r.last_seen.plus_millis(self.config.heartbeat_timeout_ms) == at
     }
 
     /// Drops stale queue entries so the queues stay near the size of what they track and the
     /// front of `deadlines` is always live (which makes `poll_timeout` exact).
     fn tidy(&mut self) {
-        while let Some((at, a)) = self.deadlines.front() {
-            if self.deadline_is_live(*at, a) {
+        while let Some(&(at, i)) = self.deadlines.front() {
+            if self.deadline_is_live(at, i) {
                 break;
             }
             self.deadlines.pop_front();
         }
+        // Every heartbeat leaves its previous deadline behind as a stale entry; compact when the
+        // stale entries outnumber the live ones several times over, so that compacting costs
+        // little per heartbeat (a few percent of the machine's time) and memory stays bounded.
         let present = self.present() as usize;
-        if self.deadlines.len() > 2 * present + 64 {
+        if self.deadlines.len() > 4 * present + 256 {
             let records = &self.records;
             let timeout = self.config.heartbeat_timeout_ms;
-            self.deadlines.retain(|(at, a)| {
-                records.get(a).is_some_and(|r| {
-                    !matches!(r.seat, Seat::Left(_)) && r.last_seen.plus_millis(timeout) == *at
-                })
+            self.deadlines.retain(|&(at, i)| {
+                let r = &records[i];
+                !matches!(r.seat, Seat::Left(_)) && r.last_seen.plus_millis(timeout) == at
             });
         }
         if self.waiting.len() > 2 * self.waiting_len as usize + 64 {
             let records = &self.records;
-            self.waiting.retain(|(order, a)| {
-                records
-                    .get(a)
-                    .is_some_and(|r| r.seat == Seat::Waiting && r.order == *order)
+            self.waiting.retain(|&(order, i)| {
+                let r = &records[i];
+                r.seat == Seat::Waiting && r.order == order
             });
         }
     }
@@ -1264,7 +1288,16 @@ impl Pavilion {
     /// spending ≤ budget; the front heartbeat deadline is live.
     pub fn check_invariants(&self) -> Result<(), String> {
         let (mut waiting, mut active) = (0u32, 0u32);
-        for r in self.records.values() {
+        if self.record_index.len() != self.records.len()
+            || self
+                .records
+                .iter()
+                .enumerate()
+                .any(|(i, r)| self.record_index.get(&r.assignment) != Some(&i))
+        {
+            return Err("the record index disagrees with the records".to_owned());
+        }
+        for r in &self.records {
             match r.seat {
                 Seat::Waiting => waiting += 1,
                 Seat::Active => active += 1,
@@ -1278,7 +1311,7 @@ impl Pavilion {
             ));
         }
         let mut workers = FxHashSet::default();
-        for r in self.records.values() {
+        for r in &self.records {
             if !matches!(r.seat, Seat::Left(_)) && !workers.insert(&r.worker) {
                 return Err(format!("worker {} holds two seats", r.worker));
             }
@@ -1289,10 +1322,10 @@ impl Pavilion {
         let live_waiting = self
             .waiting
             .iter()
-            .filter(|(o, a)| {
+            .filter(|&&(o, i)| {
                 self.records
-                    .get(a)
-                    .is_some_and(|r| r.seat == Seat::Waiting && r.order == *o)
+                    .get(i)
+                    .is_some_and(|r| r.seat == Seat::Waiting && r.order == o)
             })
             .count();
         if live_waiting != waiting as usize {
@@ -1337,10 +1370,13 @@ impl Pavilion {
         {
             return Err(format!("spent {} above budget {budget}", self.spent));
         }
-        if let Some((at, a)) = self.deadlines.front()
-            && !self.deadline_is_live(*at, a)
-        {
-            return Err(format!("front deadline {at} of {a} is stale"));
+        if let Some(&(at, i)) = self.deadlines.front() {
+            let Some(r) = self.records.get(i) else {
+                return Err(format!("front deadline {at} names no record"));
+            };
+            if !self.deadline_is_live(at, i) {
+                return Err(format!("front deadline {at} of {} is stale", r.assignment));
+            }
         }
         Ok(())
     }
@@ -1359,6 +1395,12 @@ pub enum SeatState {
 
 /// `ms` at `cents_per_minute`, rounded to the nearest cent (halves up).
 fn per_minute(ms: u64, cents_per_minute: i64) -> i64 {
+    // In 64 bits when it fits (a 128-bit division is a slow library call); the same result.
+    if let Ok(cents) = u64::try_from(cents_per_minute)
+        && let Some(exact) = ms.checked_mul(cents).and_then(|e| e.checked_add(30_000))
+    {
+        return i64::try_from(exact / 60_000).unwrap_or(i64::MAX);
+    }
     let exact = i128::from(ms) * i128::from(cents_per_minute);
     i64::try_from((exact + 30_000) / 60_000).unwrap_or(i64::MAX)
 }
@@ -1373,5 +1415,21 @@ mod tests {
         assert_eq!(per_minute(3_000, 10), 1); // 0.5 cent rounds up
         assert_eq!(per_minute(2_999, 10), 0);
         assert_eq!(per_minute(u64::MAX, i64::MAX), i64::MAX);
+        // The 64-bit fast path agrees with the exact 128-bit formula, also near its limits.
+        for (ms, cents) in [
+            (0, 0),
+            (59_999, 1),
+            (90_000, 1),
+            (u64::MAX / 7, 7),
+            (u64::MAX / 7, 8),
+            (u64::MAX - 29_999, 1),
+            (u64::MAX - 30_000, 1),
+            (123_456_789, -17),
+            (u64::MAX, -1),
+        ] {
+            let exact = i128::from(ms) * i128::from(cents);
+            let expected = i64::try_from((exact + 30_000) / 60_000).unwrap_or(i64::MAX);
+            assert_eq!(per_minute(ms, cents), expected, "{ms} ms at {cents}");
+        }
     }
 }
