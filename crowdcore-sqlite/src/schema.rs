@@ -8,7 +8,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The migrations, oldest first: entry `i` takes version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes and the newest it reads.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -244,6 +244,115 @@ FROM sessions AS s
 LEFT JOIN inputs AS i ON i.session = s.session
 LEFT JOIN effects AS e ON e.session = s.session
 LEFT JOIN money AS m ON m.session = s.session;
+"#;
+
+/// Version 2: `study_assignments` and `study_workers` gain exact `waiting_ms` and `active_ms`
+/// (and `promoted_at_ms`) from the promotions engines journal in the outbox.
+const V2: &str = r#"
+-- Exact waiting and active times: engines now journal promotions in the outbox.
+DROP VIEW study_workers;
+DROP VIEW study_assignments;
+
+CREATE VIEW study_assignments AS
+WITH arrivals AS (
+    -- min() picks the first arrival's row for the bare columns (an SQLite feature).
+    SELECT session, assignment, worker, hit, min(seq) AS arrived_seq, at_ms AS arrived_at_ms
+    FROM study_inputs
+    WHERE type = 'arrive' AND assignment IS NOT NULL
+    GROUP BY session, assignment
+), departures AS (
+    SELECT session, assignment, min(seq) AS left_seq, at_ms AS left_at_ms, type AS how
+    FROM study_inputs
+    WHERE type IN ('submit', 'return', 'abandon') AND assignment IS NOT NULL
+    GROUP BY session, assignment
+), stops AS (
+    SELECT session, min(seq) AS stop_seq, at_ms AS stop_at_ms
+    FROM study_inputs
+    WHERE type = 'stop'
+    GROUP BY session
+), pay AS (
+    SELECT session, assignment,
+           sum(CASE WHEN kind = 'base' THEN amount_minor ELSE 0 END)               AS base_minor,
+           sum(CASE WHEN kind = 'waiting_bonus' THEN amount_minor ELSE 0 END)      AS waiting_bonus_minor,
+           sum(CASE WHEN kind = 'active_bonus' THEN amount_minor ELSE 0 END)       AS active_bonus_minor,
+           sum(CASE WHEN kind = 'contribution_bonus' THEN amount_minor ELSE 0 END) AS contribution_bonus_minor,
+           sum(amount_minor) AS paid_minor,
+           min(currency) AS currency
+    FROM ledger
+    WHERE paid = 1 AND assignment IS NOT NULL
+    GROUP BY session, assignment
+), promotions AS (
+    -- Engines journal every message to a worker's page in the outbox, promotions included.
+    SELECT session, json_extract(body, '$.assignment') AS assignment,
+           min(json_extract(body, '$.at_ms')) AS promoted_at_ms
+    FROM outbox
+    WHERE json_valid(body) AND json_extract(body, '$.type') = 'promote'
+    GROUP BY session, assignment
+), journaled AS (
+    -- Sessions whose engine journaled page messages (written by crowdcore 0.1 with schema v2).
+    SELECT DISTINCT session
+    FROM outbox
+    WHERE json_valid(body)
+      AND json_extract(body, '$.type') IN ('promote', 'release', 'turn_away', 'timed_out')
+), rates AS (
+    SELECT session,
+           json_extract(j, '$.pavilion.waiting_cents_per_minute') AS waiting_rate,
+           json_extract(j, '$.pavilion.active_cents_per_minute')  AS active_rate
+    FROM (SELECT session, CASE WHEN json_valid(value) THEN value END AS j
+          FROM meta WHERE key = 'engine_config')
+), departed AS (
+    SELECT a.*,
+           CASE WHEN d.left_seq > a.arrived_seq
+                     AND (s.stop_seq IS NULL OR d.left_seq < s.stop_seq) THEN d.left_at_ms
+                WHEN s.stop_seq > a.arrived_seq THEN s.stop_at_ms
+           END AS left_at_ms,
+           CASE WHEN d.left_seq > a.arrived_seq
+                     AND (s.stop_seq IS NULL OR d.left_seq < s.stop_seq)
+                     THEN CASE d.how WHEN 'submit' THEN 'submitted'
+                                     WHEN 'return' THEN 'returned'
+                                     ELSE 'abandoned' END
+                WHEN s.stop_seq > a.arrived_seq THEN 'released'
+           END AS left_how
+    FROM arrivals AS a
+    LEFT JOIN departures AS d ON d.session = a.session AND d.assignment = a.assignment
+    LEFT JOIN stops AS s ON s.session = a.session
+)
+SELECT x.session, x.assignment, x.worker, x.hit, x.arrived_at_ms, x.left_at_ms, x.left_how,
+       x.left_at_ms - x.arrived_at_ms AS present_ms,
+       pr.promoted_at_ms,
+       CASE WHEN j.session IS NOT NULL AND x.left_at_ms IS NOT NULL
+            THEN coalesce(min(pr.promoted_at_ms, x.left_at_ms), x.left_at_ms) - x.arrived_at_ms
+       END AS waiting_ms,
+       CASE WHEN j.session IS NOT NULL AND x.left_at_ms IS NOT NULL
+            THEN CASE WHEN pr.promoted_at_ms IS NULL THEN 0
+                      ELSE max(x.left_at_ms - pr.promoted_at_ms, 0) END
+       END AS active_ms,
+       CASE WHEN p.paid_minor IS NOT NULL AND r.waiting_rate > 0
+            THEN p.waiting_bonus_minor * 60000 / r.waiting_rate END AS waiting_ms_est,
+       CASE WHEN p.paid_minor IS NOT NULL AND r.active_rate > 0
+            THEN p.active_bonus_minor * 60000 / r.active_rate END AS active_ms_est,
+       p.base_minor, p.waiting_bonus_minor, p.active_bonus_minor, p.contribution_bonus_minor,
+       coalesce(p.paid_minor, 0) AS paid_minor, p.currency
+FROM departed AS x
+LEFT JOIN pay AS p ON p.session = x.session AND p.assignment = x.assignment
+LEFT JOIN rates AS r ON r.session = x.session
+LEFT JOIN promotions AS pr ON pr.session = x.session AND pr.assignment = x.assignment
+LEFT JOIN journaled AS j ON j.session = x.session;
+
+CREATE VIEW study_workers AS
+SELECT session, worker,
+       count(*)           AS assignments,
+       min(arrived_at_ms) AS first_arrived_at_ms,
+       max(left_at_ms)    AS last_left_at_ms,
+       sum(present_ms)    AS present_ms,
+       sum(waiting_ms)    AS waiting_ms,
+       sum(active_ms)     AS active_ms,
+       sum(waiting_ms_est) AS waiting_ms_est,
+       sum(active_ms_est) AS active_ms_est,
+       sum(paid_minor)    AS paid_minor,
+       min(currency)      AS currency
+FROM study_assignments
+GROUP BY session, worker;
 "#;
 
 /// Reads the schema version.

@@ -1,6 +1,6 @@
-//! Databases of every schema version open: an empty file, and a version-1 database as
-//! crowdcore-sqlite 0.1 wrote it (`data/v1.sql`, frozen). When version 2 comes, add
-//! `data/v2.sql` and a line to `EARLIER`.
+//! Databases of every schema version open: an empty file, and a database of each version as
+//! crowdcore-sqlite wrote it (`data/v1.sql`, `data/v2.sql`, frozen). When version 3 comes, add
+//! `data/v3.sql` and a line to `EARLIER`.
 
 use std::path::Path;
 
@@ -11,7 +11,10 @@ use crowdcore_sqlite::{SqliteOptions, SqliteStore};
 use rusqlite::Connection;
 
 /// Every earlier version's fixture: (version, its dump).
-const EARLIER: &[(i64, &str)] = &[(1, include_str!("data/v1.sql"))];
+const EARLIER: &[(i64, &str)] = &[
+    (1, include_str!("data/v1.sql")),
+    (2, include_str!("data/v2.sql")),
+];
 
 /// The schema as SQLite describes it.
 fn schema(path: &Path) -> Vec<(String, String)> {

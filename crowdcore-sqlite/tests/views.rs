@@ -154,6 +154,38 @@ async fn a_study_on_sqlite_matches_memory_and_the_views_tell_it() {
         (active_ms as f64 - sim_active_ms).abs() <= slack(ACTIVE_RATE),
         "active: views {active_ms} ms, simulation {sim_active_ms} ms"
     );
+
+    // And exactly, from the promotions the engine journals (schema v2): for every assignment
+    // the machine paid, the view's waiting and active times give back the bonuses the machine
+    // computed from its own clock (each rounded to the nearest cent, halves up).
+    let mut stmt = conn
+        .prepare(
+            "SELECT assignment, waiting_ms, coalesce(waiting_bonus_minor, 0),
+                    active_ms, coalesce(active_bonus_minor, 0)
+             FROM study_assignments WHERE base_minor > 0",
+        )
+        .unwrap();
+    let rows: Vec<(String, i64, i64, i64, i64)> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(rows.len() > 10, "paid assignments: {}", rows.len());
+    let cents = |ms: i64, rate: i64| (ms * rate + 30_000) / 60_000;
+    for (assignment, waiting, waiting_bonus, active, active_bonus) in rows {
+        assert_eq!(
+            cents(waiting, WAITING_RATE),
+            waiting_bonus,
+            "{assignment}: waiting {waiting} ms"
+        );
+        assert_eq!(
+            cents(active, ACTIVE_RATE),
+            active_bonus,
+            "{assignment}: active {active} ms"
+        );
+    }
 }
 
 #[test]

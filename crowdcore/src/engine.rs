@@ -258,7 +258,7 @@ impl EngineBuilder {
                 // A refused input was refused the first time too: same state either way.
                 let _ = machine.handle(record.at, input);
                 while let Some(effect) = machine.poll_effect() {
-                    if touches_platform(&effect) {
+                    if journaled(&effect) {
                         regenerated.push(effect);
                     }
                 }
@@ -574,7 +574,7 @@ impl Engine {
         let mut queued = Vec::new();
         while let Some(effect) = self.machine.poll_effect() {
             self.publish(EngineEvent::Effect(effect.clone()));
-            if touches_platform(&effect) {
+            if journaled(&effect) {
                 queued.push(effect);
             }
         }
@@ -674,7 +674,8 @@ impl Engine {
                 }
                 Ok(Outcome::Expired)
             }
-            _ => Ok(Outcome::Expired),
+            // A message to a worker's page: published when the machine produced it.
+            _ => Ok(Outcome::Delivered),
         }
     }
 
@@ -900,6 +901,7 @@ enum Outcome {
     Posted { hit: HitId, slots: u32 },
     Paid,
     Expired,
+    Delivered,
 }
 
 fn ignore_rejection(e: EngineError) -> Result<(), EngineError> {
@@ -909,12 +911,13 @@ fn ignore_rejection(e: EngineError) -> Result<(), EngineError> {
     }
 }
 
-/// Whether an effect needs a platform call (and so the outbox); the rest are news for pages.
-fn touches_platform(effect: &Effect) -> bool {
-    matches!(
-        effect.kind,
-        EffectKind::Hire { .. } | EffectKind::Pay { .. } | EffectKind::ExpireHits { .. }
-    )
+/// Whether an effect goes through the outbox: every platform call, and every message to a
+/// worker's page (promoted, released, turned away, timed out) — these are journaled so that
+/// who was where when is on record (the SQLite store's `study_assignments` view reads exact
+/// waiting and active times from them), and a recovered engine publishes them again. Only
+/// operator notices skip it.
+fn journaled(effect: &Effect) -> bool {
+    !matches!(effect.kind, EffectKind::Notify { .. })
 }
 
 fn update_input(update: &AssignmentUpdate) -> Option<Input> {
