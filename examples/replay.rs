@@ -32,20 +32,36 @@ use std::process::ExitCode;
 use clap::Parser;
 use crowdcore::SessionId;
 use crowdcore::pavilion::PavilionConfig;
+use crowdcore::retainer::RetainerConfig;
+use serde::de::DeserializeOwned;
 
 /// Replay a JSON-lines script of Pavilion inputs and print the effects as JSON lines.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// The machine's configuration (TOML; keys are the fields of `PavilionConfig`).
+    /// The machine's configuration (TOML; keys are the fields of `PavilionConfig`, or of
+    /// `RetainerConfig` with `--machine retainer`).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
+    /// Which machine the script drives: the Pavilion queues, or the retainer's reservations.
+    #[arg(long, value_enum, default_value = "pavilion")]
+    machine: Machine,
     /// The session id; effect ids are `<session>/<seq>`.
     #[arg(long, default_value = "replay")]
     session: String,
     /// Read the script from this file instead of stdin.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Machine {
+    /// `crowdcore::pavilion`: inputs `arrive`, `heartbeat`, `submit`, … (see the README).
+    Pavilion,
+    /// `crowdcore::retainer`: inputs `register_template`, `make_reservation`, `invoke`,
+    /// `cancel`, `finish`, `unfinish`, `finish_all`, `arrive`, `ping`, `poll`, `submit`, …;
+    /// routing comes out as `route` lines.
+    Retainer,
 }
 
 fn main() -> ExitCode {
@@ -60,7 +76,6 @@ fn main() -> ExitCode {
 }
 
 fn replay(args: &Args) -> Result<(), String> {
-    let config = load_config(&args.config)?;
     let input: Box<dyn BufRead> = match &args.input {
         Some(path) => Box::new(BufReader::new(
             File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?,
@@ -77,17 +92,26 @@ fn replay(args: &Args) -> Result<(), String> {
 
     let mut out = BufWriter::new(io::stdout().lock());
     let mut write_error = None;
-    crowdcore::replay::run(
-        SessionId::new(args.session.as_str()),
-        config,
-        lines,
-        |line| {
-            if write_error.is_none() {
-                write_error = writeln!(out, "{line}").err();
-            }
-        },
-    )
-    .map_err(|e| format!("invalid config {}: {e}", args.config.display()))?;
+    let session = SessionId::new(args.session.as_str());
+    let write = |line: String| {
+        if write_error.is_none() {
+            write_error = writeln!(out, "{line}").err();
+        }
+    };
+    let ran = match args.machine {
+        Machine::Pavilion => {
+            let config: PavilionConfig = load_config(&args.config)?;
+            config
+                .validate()
+                .map_err(|e| format!("invalid config {}: {e}", args.config.display()))?;
+            crowdcore::replay::run(session, config, lines, write).map(drop)
+        }
+        Machine::Retainer => {
+            let config: RetainerConfig = load_config(&args.config)?;
+            crowdcore::replay::run_retainer(session, config, lines, write).map(drop)
+        }
+    };
+    ran.map_err(|e| format!("invalid config {}: {e}", args.config.display()))?;
 
     if let Some(e) = read_error {
         return Err(format!("cannot read the script: {e}"));
@@ -100,17 +124,13 @@ fn replay(args: &Args) -> Result<(), String> {
     }
 }
 
-/// Reads and checks the config: unknown keys and impossible targets are errors.
-fn load_config(path: &Path) -> Result<PavilionConfig, String> {
+/// Reads the config: unknown keys are errors (the machine checks the values).
+fn load_config<C: DeserializeOwned>(path: &Path) -> Result<C, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-    let config: PavilionConfig = toml::from_str(&text).map_err(|e| {
+    toml::from_str(&text).map_err(|e| {
         // toml's messages end with a newline after the excerpt they quote.
         let e = e.to_string();
         format!("invalid config {}: {}", path.display(), e.trim_end())
-    })?;
-    config
-        .validate()
-        .map_err(|e| format!("invalid config {}: {e}", path.display()))?;
-    Ok(config)
+    })
 }

@@ -16,23 +16,76 @@
 //! refused line as `{"type": "error", "line": N, "message": "…"}` after which the run goes on;
 //! and last, `{"type": "snapshot", …}` with the fields of [`Snapshot`].
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{SessionId, Timestamp};
 use crate::pavilion::{ConfigError, Input, Pavilion, PavilionConfig, Snapshot};
+use crate::retainer::{self, Retainer, RetainerConfig};
+
+/// A machine the replay format drives: its inputs read from lines, its effects and final
+/// snapshot written as lines. [`Pavilion`] and [`Retainer`] are.
+pub trait Replayable {
+    /// An input line's payload (with its `type` tag).
+    type Input: Serialize + DeserializeOwned;
+    /// An effect, written as a line.
+    type Effect: Serialize;
+    /// The final state, written as the last line.
+    type Snapshot: Serialize;
+    /// Why an input was refused.
+    type Rejected: std::fmt::Display;
+    /// Feeds one input.
+    fn handle(&mut self, now: Timestamp, input: Self::Input) -> Result<(), Self::Rejected>;
+    /// The next effect.
+    fn poll_effect(&mut self) -> Option<Self::Effect>;
+    /// The whole state.
+    fn snapshot(&self) -> Self::Snapshot;
+}
+
+impl Replayable for Pavilion {
+    type Input = Input;
+    type Effect = crate::pavilion::Effect;
+    type Snapshot = Snapshot;
+    type Rejected = crate::pavilion::Rejected;
+    fn handle(&mut self, now: Timestamp, input: Input) -> Result<(), Self::Rejected> {
+        Pavilion::handle(self, now, input)
+    }
+    fn poll_effect(&mut self) -> Option<Self::Effect> {
+        Pavilion::poll_effect(self)
+    }
+    fn snapshot(&self) -> Snapshot {
+        Pavilion::snapshot(self)
+    }
+}
+
+impl Replayable for Retainer {
+    type Input = retainer::Input;
+    type Effect = retainer::Effect;
+    type Snapshot = retainer::Snapshot;
+    type Rejected = retainer::Rejected;
+    fn handle(&mut self, now: Timestamp, input: retainer::Input) -> Result<(), Self::Rejected> {
+        Retainer::handle(self, now, input)
+    }
+    fn poll_effect(&mut self) -> Option<Self::Effect> {
+        Retainer::poll_effect(self)
+    }
+    fn snapshot(&self) -> retainer::Snapshot {
+        Retainer::snapshot(self)
+    }
+}
 
 /// One input line: the time and the input. Unknown fields are refused, so a typo in a script
 /// is an error rather than a silently different scenario.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InputLine {
+pub struct InputLine<I = Input> {
     /// When the input happened, in milliseconds.
     pub at_ms: Timestamp,
     /// The input, with its `type` tag.
     #[serde(flatten)]
-    pub input: Input,
+    pub input: I,
 }
 
-impl<'de> Deserialize<'de> for InputLine {
+impl<'de, I: Serialize + DeserializeOwned> Deserialize<'de> for InputLine<I> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         // `#[serde(flatten)]` would let unknown fields through; split the time off by hand and
@@ -43,7 +96,7 @@ impl<'de> Deserialize<'de> for InputLine {
             .ok_or_else(|| D::Error::missing_field("at_ms"))?;
         let at_ms = Timestamp::deserialize(at_ms).map_err(D::Error::custom)?;
         let input =
-            Input::deserialize(serde_json::Value::Object(map.clone())).map_err(D::Error::custom)?;
+            I::deserialize(serde_json::Value::Object(map.clone())).map_err(D::Error::custom)?;
         // serde ignores extra fields on unit variants (`tick`, `start`, …) even under
         // `deny_unknown_fields`: every field given must be one the input writes back.
         let known = serde_json::to_value(&input).map_err(D::Error::custom)?;
@@ -79,13 +132,13 @@ pub enum ErrorTag {
 
 /// The last output line: the machine's final state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotLine {
+pub struct SnapshotLine<S = Snapshot> {
     /// Always `"snapshot"`.
     #[serde(rename = "type")]
     pub kind: SnapshotTag,
     /// The state.
     #[serde(flatten)]
-    pub snapshot: Snapshot,
+    pub snapshot: S,
 }
 
 /// The tag of a [`SnapshotLine`].
@@ -96,8 +149,15 @@ pub enum SnapshotTag {
     Snapshot,
 }
 
-/// Parses one input line. `Ok(None)` for a blank or comment line.
+/// Parses one Pavilion input line. `Ok(None)` for a blank or comment line.
 pub fn parse_line(line: &str) -> Result<Option<InputLine>, serde_json::Error> {
+    parse_line_as(line)
+}
+
+/// Parses one input line of any [`Replayable`] machine's inputs.
+pub fn parse_line_as<I: Serialize + DeserializeOwned>(
+    line: &str,
+) -> Result<Option<InputLine<I>>, serde_json::Error> {
     let trimmed = line.trim();
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return Ok(None);
@@ -105,23 +165,53 @@ pub fn parse_line(line: &str) -> Result<Option<InputLine>, serde_json::Error> {
     serde_json::from_str(trimmed).map(Some)
 }
 
-/// Runs a script through a new machine for `session`, giving `out` every output line as JSON
-/// text, in order, ending with the snapshot. Bad lines become error lines; the run goes on.
+/// Runs a script through a new Pavilion machine for `session`, giving `out` every output line
+/// as JSON text, in order, ending with the snapshot. Bad lines become error lines; the run goes
+/// on.
 pub fn run<I, S>(
     session: SessionId,
     config: PavilionConfig,
     lines: I,
-    mut out: impl FnMut(String),
+    out: impl FnMut(String),
 ) -> Result<Snapshot, ConfigError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
     let mut machine = Pavilion::new(session, config)?;
+    Ok(run_machine(&mut machine, lines, out))
+}
+
+/// Runs a script of reservation inputs (`register_template`, `make_reservation`, `invoke`,
+/// `cancel`, `finish`, `unfinish`, `finish_all`, `arrive`, `ping`, `poll`, `submit`, …) through
+/// a new [`Retainer`] for `session`, as [`run`] does for the Pavilion.
+pub fn run_retainer<I, S>(
+    session: SessionId,
+    config: RetainerConfig,
+    lines: I,
+    out: impl FnMut(String),
+) -> Result<retainer::Snapshot, ConfigError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut machine = Retainer::new(session, config)?;
+    Ok(run_machine(&mut machine, lines, out))
+}
+
+/// Runs a script through `machine`: every effect as a line, a refused or unreadable line as an
+/// error line (the run goes on), the snapshot last.
+pub fn run_machine<M, I, S>(machine: &mut M, lines: I, mut out: impl FnMut(String)) -> M::Snapshot
+where
+    M: Replayable,
+    M::Snapshot: Clone,
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
     let to_json = |v: &dyn erased::Json| v.to_json();
     for (index, line) in lines.into_iter().enumerate() {
         let number = index + 1;
-        let result = match parse_line(line.as_ref()) {
+        let result = match parse_line_as::<M::Input>(line.as_ref()) {
             Ok(None) => continue,
             Ok(Some(InputLine { at_ms, input })) => machine
                 .handle(at_ms, input)
@@ -146,7 +236,7 @@ where
         kind: SnapshotTag::Snapshot,
         snapshot: snapshot.clone(),
     }));
-    Ok(snapshot)
+    snapshot
 }
 
 mod erased {

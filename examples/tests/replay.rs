@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use crowdcore::SessionId;
 use crowdcore::pavilion::{ConfigError, PavilionConfig};
+use crowdcore::retainer::RetainerConfig;
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -40,21 +41,18 @@ fn replay(config: PavilionConfig, script: &str) -> Result<Vec<String>, ConfigErr
     Ok(out)
 }
 
-#[test]
-fn sample_script_prints_the_golden_output() {
-    let actual =
-        replay(sample_config(), &read("events.jsonl")).expect("the sample config is valid");
+/// Compares `actual` with the golden file `name` (or rewrites it under `UPDATE_GOLDEN=1`).
+fn check_golden(name: &str, actual: &[String]) {
     let mut actual_text = actual.join("\n");
     actual_text.push('\n');
-
-    let golden = data("expected.jsonl");
+    let golden = data(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| !v.is_empty() && v != "0") {
         std::fs::write(&golden, &actual_text)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", golden.display()));
         eprintln!("updated {}", golden.display());
         return;
     }
-    let expected_text = read("expected.jsonl");
+    let expected_text = read(name);
     if actual_text != expected_text {
         let expected: Vec<&str> = expected_text.lines().collect();
         let actual: Vec<&str> = actual_text.lines().collect();
@@ -65,6 +63,46 @@ fn sample_script_prints_the_golden_output() {
             line_diff(&expected, &actual)
         );
     }
+}
+
+#[test]
+fn sample_script_prints_the_golden_output() {
+    let actual =
+        replay(sample_config(), &read("events.jsonl")).expect("the sample config is valid");
+    check_golden("expected.jsonl", &actual);
+}
+
+/// The retainer sample (`--machine retainer`): precruitment, automatic invocation at the start
+/// time, routes, a refused line, pay.
+#[test]
+fn retainer_sample_prints_the_golden_output() {
+    let config: RetainerConfig =
+        toml::from_str(&read("retainer.toml")).expect("the retainer sample config parses");
+    let mut out = Vec::new();
+    crowdcore::replay::run_retainer(
+        SessionId::new("replay"),
+        config,
+        read("reservations.jsonl").lines(),
+        |line| out.push(line),
+    )
+    .expect("the retainer sample config is valid");
+    let types: Vec<String> = out
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].to_string())
+        .collect();
+    for kind in [
+        "\"route\"",
+        "\"notify_workers\"",
+        "\"error\"",
+        "\"pool\"",
+        "\"snapshot\"",
+    ] {
+        assert!(
+            types.iter().any(|t| t == kind),
+            "no {kind} line in {types:?}"
+        );
+    }
+    check_golden("expected_retainer.jsonl", &out);
 }
 
 #[test]
