@@ -1121,8 +1121,13 @@ impl Pavilion {
             }
         }
         due.sort();
+        // A worker can have two live entries when their deadline saturates at the end of time
+        // (`last_seen + timeout` = `u64::MAX` for two heartbeats): settle each worker once.
+        due.dedup_by_key(|&mut (_, _, i)| i);
         for (_, _, i) in due {
-            self.depart(i, Departure::TimedOut, 0);
+            if !matches!(self.records[i].seat, Seat::Left(_)) {
+                self.depart(i, Departure::TimedOut, 0);
+            }
         }
     }
 

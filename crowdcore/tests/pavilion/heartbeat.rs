@@ -268,3 +268,25 @@ fn a_timed_out_worker_cannot_submit_after_all() {
         ",
     );
 }
+
+#[test]
+fn deadlines_that_saturate_at_the_end_of_time_settle_a_worker_once() {
+    // Both heartbeats' deadlines are u64::MAX: two live entries for one worker.
+    check(
+        "min_active=1 max_active=1 min_waiting=0 max_waiting=1 heartbeat_timeout_ms=30000",
+        "
+        0 start
+        1 posted H1 2
+        18446744073709531615 arrive W1 A1 H1
+        18446744073709541615 hb A1
+        18446744073709551615 tick
+        ",
+        "
+        0 #1 hire 2
+        18446744073709531615 #2 notify task_began 1
+        18446744073709531615 #3 promote W1 A1
+        18446744073709551615 #4 timed_out W1 A1
+        18446744073709551615 #5 hire 1
+        ",
+    );
+}
