@@ -123,6 +123,10 @@ pub struct Pavilion {
     /// A retainer's pool (see [`Pavilion::new_pool`]). Not in the snapshot: the retainer
     /// restores its pools with [`Pavilion::restore_pool`].
     pool: bool,
+    /// The rules have run since the state last changed (set at the end of every accepted
+    /// input; a new or restored machine has not run them yet). While it holds, an input that
+    /// changes nothing the rules read (a heartbeat) may skip them: they would do nothing.
+    settled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +222,7 @@ impl Pavilion {
             effects: VecDeque::new(),
             next_seq: 1,
             pool,
+            settled: false,
         })
     }
 
@@ -515,7 +520,17 @@ impl Pavilion {
                 assignment,
                 hit,
             } => self.arrive(now, worker, assignment, hit)?,
-            Input::Heartbeat { assignment } => self.heartbeat(now, assignment)?,
+            Input::Heartbeat { assignment } => {
+                self.heartbeat(now, assignment)?;
+                // A heartbeat moves only the time and a deadline. The rules read the time only
+                // to end a hiring pause; with none due, they would change nothing (they ran
+                // after the last input and nothing they read has moved), and neither would the
+                // waiting queue's compaction.
+                if self.settled && self.hiring_paused_until.is_none_or(|until| now < until) {
+                    self.tidy_deadlines();
+                    return Ok(());
+                }
+            }
             Input::Submit {
                 assignment,
                 contributions,
@@ -543,6 +558,7 @@ impl Pavilion {
         }
         self.rebalance();
         self.tidy();
+        self.settled = true;
         Ok(())
     }
 
@@ -685,14 +701,21 @@ impl Pavilion {
         how: Departure,
         contributions: u32,
     ) -> Result<(), Rejected> {
-        if how != Departure::Submitted && self.record(assignment).is_some_and(|r| r.holds_slot) {
+        // One lookup for both questions below.
+        let Some(&i) = self.record_index.get(assignment) else {
+            return Err(Rejected::UnknownAssignment(assignment.clone()));
+        };
+        let r = &self.records[i];
+        if how != Departure::Submitted && r.holds_slot {
             // The platform reports the slot of a worker who already left (timed out, turned
             // away) as given back.
             self.now = now;
-            self.free_held_slot(assignment);
+            self.free_held_slot(i);
             return Ok(());
         }
-        let i = self.present_index(assignment)?;
+        if matches!(r.seat, Seat::Left(_)) {
+            return Err(Rejected::AlreadyLeft(assignment.clone()));
+        }
         self.now = now;
         self.depart(i, how, contributions);
         Ok(())
@@ -703,9 +726,9 @@ impl Pavilion {
     /// hired again meanwhile (or the budget is spent) the slot is surplus: a worker taking it
     /// would only be turned away (and give it back, again and again), so its HIT is expired
     /// instead, and any other slot it had is hired anew.
-    fn free_held_slot(&mut self, assignment: &AssignmentId) {
-        // Invariant: the caller checked the record exists and holds its slot.
-        let r = self.record_mut(assignment).expect("a departed assignment");
+    fn free_held_slot(&mut self, i: usize) {
+        // Invariant: the caller checked the record holds its slot.
+        let r = &mut self.records[i];
         r.holds_slot = false;
         let hit = r.hit as usize;
         if !self.config.returned_slots_reopen || self.hits[hit].expired {
@@ -1193,12 +1216,6 @@ impl Pavilion {
         self.record_index.get(assignment).map(|&i| &self.records[i])
     }
 
-    /// The record of an assignment, if it was ever seen, to change.
-    fn record_mut(&mut self, assignment: &AssignmentId) -> Option<&mut Record> {
-        let i = *self.record_index.get(assignment)?;
-        Some(&mut self.records[i])
-    }
-
     /// Adds the record of an assignment never seen before and returns its index; `None` (and
     /// nothing added) if the assignment is known.
     fn add_record(&mut self, record: Record) -> Option<usize> {
@@ -1257,6 +1274,18 @@ impl Pavilion {
     /// Drops stale queue entries so the queues stay near the size of what they track and the
     /// front of `deadlines` is always live (which makes `poll_timeout` exact).
     fn tidy(&mut self) {
+        self.tidy_deadlines();
+        if self.waiting.len() > 2 * self.waiting_len as usize + 64 {
+            let records = &self.records;
+            self.waiting.retain(|&(order, i)| {
+                let r = &records[i];
+                r.seat == Seat::Waiting && r.order == order
+            });
+        }
+    }
+
+    /// The deadline half of [`tidy`](Self::tidy).
+    fn tidy_deadlines(&mut self) {
         while let Some(&(at, i)) = self.deadlines.front() {
             if self.deadline_is_live(at, i) {
                 break;
@@ -1273,13 +1302,6 @@ impl Pavilion {
             self.deadlines.retain(|&(at, i)| {
                 let r = &records[i];
                 !matches!(r.seat, Seat::Left(_)) && r.last_seen.plus_millis(timeout) == at
-            });
-        }
-        if self.waiting.len() > 2 * self.waiting_len as usize + 64 {
-            let records = &self.records;
-            self.waiting.retain(|&(order, i)| {
-                let r = &records[i];
-                r.seat == Seat::Waiting && r.order == order
             });
         }
     }
