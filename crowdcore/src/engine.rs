@@ -118,7 +118,9 @@ pub enum EngineError {
     /// a replay refuses it again).
     #[error("rejected: {0}")]
     Rejected(#[from] Rejected),
-    /// The store failed; nothing after the failed write happened.
+    /// The store failed. The machine may have moved past what the store holds, so the engine
+    /// refuses every later call ([`EngineError::Stopped`]): start a new one with
+    /// [`EngineBuilder::start`], which recovers from what the store does hold.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The configuration is invalid.
@@ -293,6 +295,7 @@ impl EngineBuilder {
             clock,
             config,
             retrying: ready,
+            failed: false,
             cursor,
             next_observe: now,
             events: VecDeque::new(),
@@ -329,6 +332,8 @@ pub struct Engine {
     /// The last log sequence number.
     seq: u64,
     since_snapshot: u64,
+    /// A store write failed: the engine refuses every call from then on.
+    failed: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -463,6 +468,12 @@ impl Engine {
     /// Does whatever is due at the clock's current time: machine deadlines (logged as a tick),
     /// retries, and an observer poll.
     pub async fn advance(&mut self) -> Result<(), EngineError> {
+        self.live()?;
+        let result = self.advance_inner().await;
+        self.settle(result)
+    }
+
+    async fn advance_inner(&mut self) -> Result<(), EngineError> {
         let now = self.clock.now();
         if self.machine.poll_timeout().is_some_and(|t| t <= now) {
             self.input_at(now, Input::Tick)
@@ -480,6 +491,12 @@ impl Engine {
     /// abandonments and submissions (those the page already reported are refused as departed,
     /// harmlessly).
     pub async fn observe(&mut self) -> Result<(), EngineError> {
+        self.live()?;
+        let result = self.observe_inner().await;
+        self.settle(result)
+    }
+
+    async fn observe_inner(&mut self) -> Result<(), EngineError> {
         loop {
             let page = match self.platform.updates(self.cursor.as_ref()).await {
                 Ok(page) => page,
@@ -509,7 +526,27 @@ impl Engine {
     /// Feeds assignment updates a platform pushed (a notification queue, a webhook) instead of
     /// being polled: returns, abandonments and submissions, recorded before they are applied.
     pub async fn push_updates(&mut self, updates: &[AssignmentUpdate]) -> Result<(), EngineError> {
-        self.record_updates(updates, None).await
+        self.live()?;
+        let result = self.record_updates(updates, None).await;
+        self.settle(result)
+    }
+
+    /// Refuses calls once a store write has failed (see [`EngineError::Store`]).
+    fn live(&self) -> Result<(), EngineError> {
+        if self.failed {
+            Err(EngineError::Stopped)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Notes a store failure, after which the engine refuses calls.
+    fn settle<T>(&mut self, result: Result<T, EngineError>) -> Result<T, EngineError> {
+        if let Err(EngineError::Store(e)) = &result {
+            tracing::error!(error = %e, session = %self.session, "store write failed; the engine stops");
+            self.failed = true;
+        }
+        result
     }
 
     /// Logs the inputs `updates` mean (with the observer cursor that follows them, in the same
@@ -539,9 +576,13 @@ impl Engine {
 
     /// Records `input`, feeds it to the machine, and carries out what it produced.
     pub async fn input(&mut self, input: Input) -> Result<(), EngineError> {
+        self.live()?;
         let now = self.clock.now();
-        self.input_at(now, input).await?;
-        self.drive().await
+        let result = match self.input_at(now, input).await {
+            Ok(()) => self.drive().await,
+            Err(e) => Err(e),
+        };
+        self.settle(result)
     }
 
     async fn input_at(&mut self, now: Timestamp, input: Input) -> Result<(), EngineError> {
@@ -594,6 +635,7 @@ impl Engine {
 
     /// Saves the machine's state at the current log position.
     pub async fn save_snapshot(&mut self) -> Result<(), EngineError> {
+        self.live()?;
         let body = to_json(&self.machine.snapshot());
         self.store
             .save_snapshot(
@@ -669,8 +711,14 @@ impl Engine {
                 Ok(Outcome::Paid)
             }
             EffectKind::ExpireHits { hits } => {
+                // Expiring is idempotent: retry them all on a transient error; a HIT the
+                // platform refuses for good (gone already, say) does not keep the others open.
                 for hit in hits {
-                    p.expire(hit).await?;
+                    match p.expire(hit).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_retryable() => return Err(e),
+                        Err(e) => tracing::warn!(%hit, error = %e, "cannot expire HIT"),
+                    }
                 }
                 Ok(Outcome::Expired)
             }
@@ -770,10 +818,15 @@ impl Engine {
         let task = tokio::spawn(async move {
             loop {
                 let now = self.clock.now();
+                // Whatever is due runs first, so a steady stream of calls cannot starve
+                // deadlines, retries and observer polls.
+                if self.next_wakeup().is_some_and(|t| t <= now) {
+                    self.advance().await?;
+                }
                 let sleep_ms = self
                     .next_wakeup()
                     .map_or(1_000, |t| t.millis_since(now))
-                    .min(1_000);
+                    .clamp(1, 1_000);
                 tokio::select! {
                     command = rx.recv() => match command {
                         None => return Ok(()),
@@ -782,6 +835,7 @@ impl Engine {
                             let fatal = matches!(result, Err(EngineError::Store(_)));
                             let _ = reply.send(result.map_err(|e| e.to_string()));
                             if fatal {
+                                // Logged by the engine; the handle reports the task finished.
                                 return Err(EngineError::Stopped);
                             }
                         }
@@ -914,8 +968,9 @@ fn ignore_rejection(e: EngineError) -> Result<(), EngineError> {
 /// Whether an effect goes through the outbox: every platform call, and every message to a
 /// worker's page (promoted, released, turned away, timed out) — these are journaled so that
 /// who was where when is on record (the SQLite store's `study_assignments` view reads exact
-/// waiting and active times from them), and a recovered engine publishes them again. Only
-/// operator notices skip it.
+/// waiting and active times from them). They are published to subscribers when the machine
+/// produces them; a recovered engine marks pending ones delivered without publishing them again
+/// (pages re-sync from the machine's state). Only operator notices skip the outbox.
 fn journaled(effect: &Effect) -> bool {
     !matches!(effect.kind, EffectKind::Notify { .. })
 }

@@ -1,8 +1,9 @@
 //! Real crash tests of the main job: the `simulate` example runs a seeded study on a SQLite file
 //! in a child process; the test kills it with SIGKILL at random moments, starts it again each
 //! time, and once it has finished compares it with an uninterrupted run of the same seed: the
-//! same `summary.json`, byte for byte; the same ledger; no input lost (log sequence numbers
-//! 1, 2, 3, … without a gap); no idempotency key answered twice by the platform.
+//! same `summary.json`, byte for byte; the same ledger (every payment once, at the same time);
+//! no input lost (log sequence numbers 1, 2, 3, … without a gap); no idempotency key answered
+//! twice by the finishing process's platform.
 //!
 //! Kills: 20 by default; `CROWDCORE_CRASH_KILLS=100` (or more) for a longer run. The seed of
 //! the kill times: `CROWDCORE_CRASH_SEED` (default 1).
@@ -180,6 +181,10 @@ fn a_study_killed_at_random_moments_ends_as_an_uninterrupted_one() {
         "summary.json differs from an uninterrupted run's ({stderr})"
     );
     let value: serde_json::Value = serde_json::from_slice(&summary).expect("json");
+    // The finishing process re-ran the seeded world against the stored log on a fresh in-process
+    // marketplace (see crowdcore::sim::run_durable): that marketplace answered no key twice.
+    // Keys sent to the marketplaces of killed processes died with them; what proves that no
+    // effect was carried out twice is the ledger above, equal to the uninterrupted run's.
     assert_eq!(value["policies"]["pavilion"]["platform_duplicate_calls"], 0);
     eprintln!(
         "{kills} kills, {killed_mid_run} while the study ran; uninterrupted run took {took:?}"

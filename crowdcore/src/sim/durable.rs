@@ -128,6 +128,18 @@ impl Store for CatchUp {
     }
 
     async fn enqueue(&self, session: &SessionId, effects: &[NewEffect]) -> Result<(), StoreError> {
+        // An effect the store already has must be the very same effect: a re-run that decides
+        // differently (other pay, another count) is a divergence, not a resume.
+        for effect in effects {
+            if let Some(stored) = self.durable.effect(&effect.id).await?
+                && stored.body != effect.body
+            {
+                return Err(StoreError::Corrupt(format!(
+                    "the resumed run diverged at effect {}: stored {}, produced {}",
+                    effect.id, stored.body, effect.body
+                )));
+            }
+        }
         // Enqueueing is idempotent: effects the store has keep their state.
         self.durable.enqueue(session, effects).await
     }

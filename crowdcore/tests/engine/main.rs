@@ -12,4 +12,5 @@ mod permanent_errors;
 mod pushed;
 mod recovery;
 mod seed_rules;
+mod stopped;
 mod support;
