@@ -6,7 +6,9 @@
 //! machine reads no clock and draws no randomness.
 //!
 //! String ids are backed by `Arc<str>`: cloning one into an effect costs a reference count,
-//! not an allocation, which keeps the machines fast.
+//! not an allocation, which keeps the machines fast. Each also caches its string's hash,
+//! computed once when it is made, so that hashing an id is one `u64` write and comparing two
+//! unequal ids almost never reads their bytes.
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,52 +18,110 @@ use serde::{Deserialize, Serialize};
 macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(Arc<str>);
+        #[derive(Clone)]
+        pub struct $name {
+            /// The string's hash, computed once when the id is made: hashing an id is one
+            /// `u64` write, and unequal ids almost always differ here.
+            hash: u64,
+            id: Arc<str>,
+        }
 
         impl $name {
             /// Wraps an id as the platform or driver spelled it.
             pub fn new(id: impl Into<Arc<str>>) -> Self {
-                Self(id.into())
+                let id = id.into();
+                Self {
+                    hash: hash_str(&id),
+                    id,
+                }
             }
 
             /// The id as a string slice.
             pub fn as_str(&self) -> &str {
-                &self.0
+                &self.id
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.hash == other.hash
+                    && (Arc::ptr_eq(&self.id, &other.id) || *self.id == *other.id)
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                state.write_u64(self.hash);
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            /// By the string.
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.id.cmp(&other.id)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.id)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                Ok(Self::new(&*s))
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&*self.0, f)
+                fmt::Debug::fmt(&*self.id, f)
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(&self.id)
             }
         }
 
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
-                Self(s.into())
+                Self::new(s)
             }
         }
 
         impl From<String> for $name {
             fn from(s: String) -> Self {
-                Self(s.into())
+                Self::new(s)
             }
         }
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
-                &self.0
+                &self.id
             }
         }
     };
+}
+
+/// The hash an id caches: the string's own `Hash` through an `FxHasher` (deterministic: the
+/// same on every run and every machine).
+fn hash_str(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    s.hash(&mut h);
+    h.finish()
 }
 
 string_id!(
