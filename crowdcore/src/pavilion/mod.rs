@@ -93,6 +93,10 @@ pub struct Pavilion {
     /// refer to records by their index here, so that the hot paths (heartbeats, timeouts,
     /// promotions) hash an assignment id at most once per input.
     records: Vec<Record>,
+    /// Beside `records`, by the same index: each present record's heartbeat deadline
+    /// (`last_seen + timeout`), [`LEFT`] for a departed one. The deadline queue's liveness
+    /// checks read this small array instead of the records.
+    live_deadline: Vec<Timestamp>,
     /// The index in `records` of every assignment ever seen.
     record_index: FxHashMap<AssignmentId, usize>,
     /// Workers present (waiting or active): one seat per worker.
@@ -160,6 +164,10 @@ struct Hit {
     expired: bool,
 }
 
+/// The `live_deadline` of a departed record. A present record's deadline may be this too (a
+/// saturated `last_seen + timeout`): only then is its seat read.
+const LEFT: Timestamp = Timestamp::from_millis(u64::MAX);
+
 /// A snapshot that cannot be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
@@ -206,6 +214,7 @@ impl Pavilion {
             hiring_paused_until: None,
             budget_noticed: false,
             records: Vec::new(),
+            live_deadline: Vec::new(),
             record_index: FxHashMap::default(),
             seated: FxHashSet::default(),
             waiting: VecDeque::new(),
@@ -1023,6 +1032,7 @@ impl Pavilion {
     fn depart(&mut self, i: usize, how: Departure, contributions: u32) {
         let now = self.now;
         let reopen = self.config.returned_slots_reopen;
+        self.live_deadline[i] = LEFT;
         let r = &mut self.records[i];
         let was = r.seat;
         r.seat = Seat::Left(how);
@@ -1225,6 +1235,11 @@ impl Pavilion {
             Entry::Occupied(_) => None,
             Entry::Vacant(slot) => {
                 slot.insert(i);
+                self.live_deadline.push(if matches!(record.seat, Seat::Left(_)) {
+                    LEFT
+                } else {
+                    record.last_seen.plus_millis(self.config.heartbeat_timeout_ms)
+                });
                 self.records.push(record);
                 Some(i)
             }
@@ -1261,14 +1276,13 @@ impl Pavilion {
             return;
         }
         r.last_seen = now;
-        self.deadlines
-            .push_back((now.plus_millis(self.config.heartbeat_timeout_ms), i));
+        let at = now.plus_millis(self.config.heartbeat_timeout_ms);
+        self.live_deadline[i] = at;
+        self.deadlines.push_back((at, i));
     }
 
     fn deadline_is_live(&self, at: Timestamp, i: usize) -> bool {
-        let r = &self.records[i];
-        !matches!(r.seat, Seat::Left(_))
-            && r.last_seen.plus_millis(self.config.heartbeat_timeout_ms) == at
+        is_live(&self.live_deadline, &self.records, at, i)
     }
 
     /// Drops stale queue entries so the queues stay near the size of what they track and the
@@ -1297,12 +1311,9 @@ impl Pavilion {
         // little per heartbeat (a few percent of the machine's time) and memory stays bounded.
         let present = self.present() as usize;
         if self.deadlines.len() > 4 * present + 256 {
-            let records = &self.records;
-            let timeout = self.config.heartbeat_timeout_ms;
-            self.deadlines.retain(|&(at, i)| {
-                let r = &records[i];
-                !matches!(r.seat, Seat::Left(_)) && r.last_seen.plus_millis(timeout) == at
-            });
+            let (live, records) = (&self.live_deadline, &self.records);
+            self.deadlines
+                .retain(|&(at, i)| is_live(live, records, at, i));
         }
     }
 
@@ -1323,6 +1334,18 @@ impl Pavilion {
                 .any(|(i, r)| self.record_index.get(&r.assignment) != Some(&i))
         {
             return Err("the record index disagrees with the records".to_owned());
+        }
+        let timeout = self.config.heartbeat_timeout_ms;
+        if self.live_deadline.len() != self.records.len()
+            || self.records.iter().zip(&self.live_deadline).any(|(r, &at)| {
+                let expected = match r.seat {
+                    Seat::Left(_) => LEFT,
+                    _ => r.last_seen.plus_millis(timeout),
+                };
+                at != expected
+            })
+        {
+            return Err("the live deadlines disagree with the records".to_owned());
         }
         for r in &self.records {
             match r.seat {
@@ -1418,6 +1441,12 @@ pub enum SeatState {
     Active,
     /// Gone, and how.
     Left(Departure),
+}
+
+/// Whether the deadline-queue entry `(at, i)` is its record's current deadline.
+#[inline]
+fn is_live(live_deadline: &[Timestamp], records: &[Record], at: Timestamp, i: usize) -> bool {
+    live_deadline[i] == at && (at != LEFT || !matches!(records[i].seat, Seat::Left(_)))
 }
 
 /// `ms` at `cents_per_minute`, rounded to the nearest cent (halves up).
