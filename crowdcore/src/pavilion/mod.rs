@@ -1235,11 +1235,14 @@ impl Pavilion {
             Entry::Occupied(_) => None,
             Entry::Vacant(slot) => {
                 slot.insert(i);
-                self.live_deadline.push(if matches!(record.seat, Seat::Left(_)) {
-                    LEFT
-                } else {
-                    record.last_seen.plus_millis(self.config.heartbeat_timeout_ms)
-                });
+                self.live_deadline
+                    .push(if matches!(record.seat, Seat::Left(_)) {
+                        LEFT
+                    } else {
+                        record
+                            .last_seen
+                            .plus_millis(self.config.heartbeat_timeout_ms)
+                    });
                 self.records.push(record);
                 Some(i)
             }
@@ -1337,13 +1340,17 @@ impl Pavilion {
         }
         let timeout = self.config.heartbeat_timeout_ms;
         if self.live_deadline.len() != self.records.len()
-            || self.records.iter().zip(&self.live_deadline).any(|(r, &at)| {
-                let expected = match r.seat {
-                    Seat::Left(_) => LEFT,
-                    _ => r.last_seen.plus_millis(timeout),
-                };
-                at != expected
-            })
+            || self
+                .records
+                .iter()
+                .zip(&self.live_deadline)
+                .any(|(r, &at)| {
+                    let expected = match r.seat {
+                        Seat::Left(_) => LEFT,
+                        _ => r.last_seen.plus_millis(timeout),
+                    };
+                    at != expected
+                })
         {
             return Err("the live deadlines disagree with the records".to_owned());
         }
