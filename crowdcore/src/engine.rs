@@ -36,7 +36,8 @@ use crate::pavilion::{
     RestoreError, Snapshot, Targets,
 };
 use crate::platform::{
-    AssignmentStatus, AssignmentUpdate, Cursor, IdempotencyKey, Platform, PlatformError,
+    AssignmentStatus, AssignmentUpdate, Cursor, FNV_OFFSET, IdempotencyKey, Platform,
+    PlatformError, fnv1a,
 };
 use crate::store::{
     Completion, LedgerEntry, NewEffect, NewInput, OutboxState, Store, StoreError, StoredSnapshot,
@@ -284,7 +285,7 @@ impl EngineBuilder {
             });
         }
         let cursor = store.cursor(&session, ASSIGNMENT_CURSOR).await?;
-        let rng = ChaCha8Rng::seed_from_u64(fnv1a(session.as_str()));
+        let rng = ChaCha8Rng::seed_from_u64(fnv1a(FNV_OFFSET, session.as_str()));
         let (events_tx, _) = broadcast::channel(1024);
         Ok(Engine {
             since_snapshot: 0,
@@ -1034,16 +1035,10 @@ fn new_effect(effect: &Effect) -> NewEffect {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> String {
-    // Inputs, effects, snapshots and configs are plain data (strings, integers, lists,
-    // string-keyed structs), which serde_json always serializes.
+/// Serializes crowdcore's own plain data. Inputs, effects, snapshots, configs and output lines
+/// are strings, integers, lists and string-keyed structs, which serde_json always serializes.
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes")
-}
-
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

@@ -31,16 +31,11 @@ impl IdempotencyKey {
         }
         // FNV-1a over the id, twice with different offsets: stable across builds and
         // platforms (unlike `DefaultHasher`), and plenty to tell one session's effects apart.
-        let fnv = |offset: u64| {
-            text.bytes().fold(offset, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-            })
-        };
         let seq = id.seq.to_string();
         Self(format!(
             "{:016x}{:016x}-{seq}",
-            fnv(0xcbf2_9ce4_8422_2325),
-            fnv(0x6c62_272e_07bb_0142)
+            fnv1a(FNV_OFFSET, &text),
+            fnv1a(0x6c62_272e_07bb_0142, &text)
         ))
     }
 
@@ -54,6 +49,17 @@ impl fmt::Display for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// FNV-1a's standard offset basis.
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over `text`, starting from `offset`: a hash that is the same on every build and
+/// platform (unlike `DefaultHasher`), for keys and seeds that must be reproducible.
+pub(crate) fn fnv1a(offset: u64, text: &str) -> u64 {
+    text.bytes().fold(offset, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// What a platform can and cannot do; drivers and machines adapt to it.

@@ -19,6 +19,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::to_json;
 use crate::model::{SessionId, Timestamp};
 use crate::pavilion::{ConfigError, Input, Pavilion, PavilionConfig, Snapshot};
 use crate::retainer::{self, Retainer, RetainerConfig};
@@ -208,7 +209,6 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    let to_json = |v: &dyn erased::Json| v.to_json();
     for (index, line) in lines.into_iter().enumerate() {
         let number = index + 1;
         let result = match parse_line_as::<M::Input>(line.as_ref()) {
@@ -237,21 +237,6 @@ where
         snapshot: snapshot.clone(),
     }));
     snapshot
-}
-
-mod erased {
-    /// Serializes output lines; they are plain data, so this cannot fail.
-    pub(super) trait Json {
-        fn to_json(&self) -> String;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> String {
-            // Output lines hold only strings, integers, booleans and lists of them, which
-            // serde_json always serializes.
-            serde_json::to_string(self).expect("output lines serialize")
-        }
-    }
 }
 
 #[cfg(test)]

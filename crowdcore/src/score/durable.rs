@@ -8,6 +8,7 @@ use super::{
     Scoreboard, Scorers, SkillMethod, Snapshot, TaskId,
 };
 use crate::clock::{Clock, SystemClock};
+use crate::engine::to_json;
 use crate::model::{SessionId, Timestamp, WorkerId};
 use crate::platform::Cursor;
 use crate::store::{NewInput, Store, StoreError, StoredSnapshot};
@@ -366,8 +367,7 @@ impl Competition {
 
     /// Saves the machine's state at the current log position.
     pub async fn save_snapshot(&mut self) -> Result<(), StoreError> {
-        let body = serde_json::to_string(&self.board.snapshot())
-            .expect("a snapshot is plain data and always serializes");
+        let body = to_json(&self.board.snapshot());
         let snapshot = StoredSnapshot {
             seq: self.seq,
             body,
@@ -443,6 +443,6 @@ impl Competition {
 fn new_input(at: Timestamp, input: &Input) -> NewInput {
     NewInput {
         at,
-        body: serde_json::to_string(input).expect("an input is plain data and always serializes"),
+        body: to_json(input),
     }
 }
