@@ -107,9 +107,15 @@ fn parity(dataset: &str, method: &str) -> Parity {
         if fit.label(t) == r[1] {
             p.agree += 1;
         }
+        assert_eq!(
+            fit.probas(t).len(),
+            r.len() - 2,
+            "{dataset}/{method}: classes of {}",
+            r[0]
+        );
         for (mine, theirs) in fit.probas(t).iter().zip(&r[2..]) {
             let theirs: f64 = theirs.parse().unwrap();
-            p.max_proba_diff = p.max_proba_diff.max((mine - theirs).abs());
+            p.max_proba_diff = p.max_proba_diff.max(finite_diff(*mine, theirs));
         }
     }
     let skills = format!("ref/{dataset}.{method}.skills.tsv");
@@ -117,7 +123,7 @@ fn parity(dataset: &str, method: &str) -> Parity {
         for r in rows(&skills).1 {
             let w = answers.worker_index(&r[0]).unwrap();
             let theirs: f64 = r[1].parse().unwrap();
-            p.max_skill_diff = p.max_skill_diff.max((fit.skill(w) - theirs).abs());
+            p.max_skill_diff = p.max_skill_diff.max(finite_diff(fit.skill(w), theirs));
         }
     }
     let errors = format!("ref/{dataset}.{method}.errors.tsv");
@@ -129,7 +135,7 @@ fn parity(dataset: &str, method: &str) -> Parity {
             let m = fit.confusion(w).unwrap();
             for (c, theirs) in r[2..].iter().enumerate() {
                 let theirs: f64 = theirs.parse().unwrap();
-                p.max_skill_diff = p.max_skill_diff.max((m[o * k + c] - theirs).abs());
+                p.max_skill_diff = p.max_skill_diff.max(finite_diff(m[o * k + c], theirs));
             }
         }
     }
@@ -212,4 +218,11 @@ fn accuracy_against_truth() {
             assert!(acc["ds"] > acc["mv"], "{d}: {acc:?}");
         }
     }
+}
+
+/// `|mine - theirs|`, refusing a NaN or infinity from our side (`f64::max` would drop a NaN).
+fn finite_diff(mine: f64, theirs: f64) -> f64 {
+    let d = (mine - theirs).abs();
+    assert!(d.is_finite(), "{mine} against crowd-kit's {theirs}");
+    d
 }
