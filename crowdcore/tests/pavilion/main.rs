@@ -9,5 +9,7 @@ mod job_full;
 mod pay;
 mod rejections;
 mod rules;
+#[path = "../common/script.rs"]
+mod script;
 mod start;
 mod support;

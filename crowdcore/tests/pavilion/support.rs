@@ -50,6 +50,7 @@
 //! committed spending is within the budget, and, for a refused input, that
 //! [`Pavilion::snapshot`] is exactly as before and nothing was emitted.
 
+use crate::script::{diff, lines, number, tag};
 use std::fmt::Write as _;
 
 use crowdcore::pavilion::{Effect, EffectKind, Input, Notice, Pavilion, PavilionConfig, Targets};
@@ -111,14 +112,6 @@ pub(crate) fn check_from(config: &str, given: &str, events: &str, expected: &str
         );
     }
     m
-}
-
-/// The non-blank, non-comment lines of a block, with runs of spaces collapsed.
-fn lines(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|l| !l.is_empty() && !l.starts_with("//"))
-        .collect()
 }
 
 /// Feeds every line of `events` to `m` and returns what came out, rendered.
@@ -190,11 +183,6 @@ fn drain(m: &mut Pavilion, line: &str, out: &mut Vec<String>) {
             "after `{line}`: committed {committed} above the budget {budget}"
         );
     }
-}
-
-fn number(word: &str, line: &str) -> u64 {
-    word.parse()
-        .unwrap_or_else(|_| panic!("`{line}`: {word:?} is not a number"))
 }
 
 fn hire_id(word: &str, line: &str) -> EffectId {
@@ -301,14 +289,6 @@ fn parse_input(words: &[&str], line: &str) -> Input {
     }
 }
 
-/// A serde enum's tag, as the replay format writes it (`job_stopped`, `waiting_bonus`, …).
-fn tag<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value).expect("tags serialize") {
-        serde_json::Value::String(s) => s,
-        other => panic!("{other} is not a plain tag"),
-    }
-}
-
 /// One effect as a line of the effect language.
 pub(crate) fn render(effect: &Effect) -> String {
     assert_eq!(
@@ -364,36 +344,6 @@ pub(crate) fn render(effect: &Effect) -> String {
         },
     };
     s.trim_end().to_owned()
-}
-
-/// A line diff of two lists (longest common subsequence), `-` for expected, `+` for actual.
-fn diff(expected: &[String], actual: &[String]) -> String {
-    let (n, k) = (expected.len(), actual.len());
-    // lcs[i][j]: the longest common subsequence of expected[i..] and actual[j..].
-    let mut lcs = vec![vec![0usize; k + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..k).rev() {
-            lcs[i][j] = if expected[i] == actual[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < n || j < k {
-        if i < n && j < k && expected[i] == actual[j] {
-            let _ = writeln!(out, "  {}", expected[i]);
-            (i, j) = (i + 1, j + 1);
-        } else if j < k && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            let _ = writeln!(out, "+ {}", actual[j]);
-            j += 1;
-        } else {
-            let _ = writeln!(out, "- {}", expected[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// Two active seats and one waiting seat (3 in all); the task begins at 2 present.

@@ -11,4 +11,6 @@ mod refresh;
 mod rejections;
 mod reservations;
 mod routing;
+#[path = "../common/script.rs"]
+mod script;
 mod support;

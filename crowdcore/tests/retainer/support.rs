@@ -46,6 +46,7 @@
 //! refused input the snapshot must be exactly as before and nothing emitted. At the end, the
 //! accepted inputs replayed on a fresh retainer give the same effects and snapshot.
 
+use crate::script::{diff, lines, number, tag};
 use std::fmt::Write as _;
 
 use crowdcore::model::{Currency, HitSpec, Money};
@@ -145,14 +146,6 @@ struct Harness {
     log: Vec<(Timestamp, Input)>,
     /// Every effect, in order.
     effects: Vec<Effect>,
-}
-
-/// The non-blank, non-comment lines of a block, with runs of spaces collapsed.
-fn lines(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|l| !l.is_empty() && !l.starts_with("//"))
-        .collect()
 }
 
 /// Through JSON and back, as a store would keep it.
@@ -316,11 +309,6 @@ impl Harness {
     }
 }
 
-fn number(word: &str, line: &str) -> u64 {
-    word.parse()
-        .unwrap_or_else(|_| panic!("`{line}`: {word:?} is not a number"))
-}
-
 /// `T#3` → `s/T/3`.
 fn hire_id(word: &str, line: &str) -> EffectId {
     let (template, seq) = word
@@ -473,14 +461,6 @@ fn parse_input(words: &[&str], line: &str) -> Input {
     }
 }
 
-/// A serde enum's tag, as the replay format writes it.
-fn tag<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value).expect("tags serialize") {
-        serde_json::Value::String(s) => s,
-        other => panic!("{other} is not a plain tag"),
-    }
-}
-
 /// `s/T/3` → `T#3`, `s/3` → `#3`.
 fn render_id(id: &EffectId) -> String {
     let session = id.session.as_str();
@@ -571,35 +551,6 @@ fn render_pool(kind: &PoolKind) -> String {
             }
         },
     }
-}
-
-/// A line diff of two lists (longest common subsequence), `-` for expected, `+` for actual.
-fn diff(expected: &[String], actual: &[String]) -> String {
-    let (n, k) = (expected.len(), actual.len());
-    let mut lcs = vec![vec![0usize; k + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..k).rev() {
-            lcs[i][j] = if expected[i] == actual[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < n || j < k {
-        if i < n && j < k && expected[i] == actual[j] {
-            let _ = writeln!(out, "  {}", expected[i]);
-            (i, j) = (i + 1, j + 1);
-        } else if j < k && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            let _ = writeln!(out, "+ {}", actual[j]);
-            j += 1;
-        } else {
-            let _ = writeln!(out, "- {}", expected[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// One template T (reward 50) and reservation R1 (needs 2, starts at 20 s, task F1), its two

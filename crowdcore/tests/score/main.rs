@@ -8,5 +8,7 @@ mod deferred;
 mod leaderboards;
 mod metrics;
 mod restart;
+#[path = "../common/script.rs"]
+mod script;
 mod support;
 mod ties;

@@ -153,13 +153,7 @@ pub(crate) fn render(at: Timestamp, event: &Event) -> String {
     }
 }
 
-/// The non-blank, non-comment lines of a block, with runs of spaces collapsed.
-pub(crate) fn lines(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|l| !l.is_empty() && !l.starts_with("//"))
-        .collect()
-}
+pub(crate) use crate::script::lines;
 
 /// Runs `script` on a fresh machine and asserts that its events and refusals are exactly
 /// `expected`. Returns the machine.
