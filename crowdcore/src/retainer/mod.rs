@@ -284,6 +284,11 @@ impl Retainer {
             .map(|&t| &self.templates[t].spec)
     }
 
+    /// The registered templates' ids, in the order they were registered.
+    pub fn templates(&self) -> impl ExactSizeIterator<Item = &TemplateId> {
+        self.templates.iter().map(|t| &t.id)
+    }
+
     /// A template's pool (read only): its waiting queue is the retainer pool, its active
     /// queue the routed workers.
     pub fn pool(&self, template: &TemplateId) -> Option<&Pavilion> {

@@ -11,6 +11,7 @@ mod faults;
 mod permanent_errors;
 mod pushed;
 mod recovery;
+mod retainer;
 mod seed_rules;
 mod stopped;
 mod support;

@@ -1,4 +1,6 @@
-//! The engine: drives a [`Pavilion`] machine durably against a [`Platform`] and a [`Store`].
+//! The engine: drives a pure machine — a [`Pavilion`] or a
+//! [`Retainer`](crate::retainer::Retainer), anything that is a [`Machine`] — durably against a
+//! [`Platform`] and a [`Store`].
 //!
 //! # Record, then act
 //!
@@ -21,6 +23,8 @@
 //! [`Engine::next_wakeup`]; a server wraps it in [`Engine::spawn`], which runs that loop in real
 //! time and takes calls through an [`EngineHandle`].
 
+mod machine;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -32,16 +36,16 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{AssignmentId, HitId, HitSpec, SessionId, Timestamp, WorkerId};
 use crate::pavilion::{
-    ConfigError, Effect, EffectKind, Input, Pavilion, PavilionConfig, PayKind, Rejected,
-    RestoreError, Snapshot, Targets,
+    ConfigError, Input, Pavilion, PavilionConfig, PayKind, Rejected, RestoreError, Targets,
 };
 use crate::platform::{
-    AssignmentStatus, AssignmentUpdate, Cursor, FNV_OFFSET, IdempotencyKey, Platform,
-    PlatformError, fnv1a,
+    AssignmentUpdate, Cursor, FNV_OFFSET, IdempotencyKey, Platform, PlatformError, fnv1a,
 };
+
 use crate::store::{
     Completion, LedgerEntry, NewEffect, NewInput, OutboxState, Store, StoreError, StoredSnapshot,
 };
+pub use machine::{Action, Driving, Machine, MachineConfig, RetainerEngineConfig};
 
 /// The name of the engine's assignment observer cursor in the store.
 pub const ASSIGNMENT_CURSOR: &str = "assignments";
@@ -112,13 +116,13 @@ impl EngineConfig {
     }
 }
 
-/// Why an engine call failed.
+/// Why an engine call failed. `R` is the machine's rejection type ([`Machine::Rejected`]).
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub enum EngineError<R = Rejected> {
     /// The machine refused the input; its state is unchanged (the input is in the log, where
     /// a replay refuses it again).
     #[error("rejected: {0}")]
-    Rejected(#[from] Rejected),
+    Rejected(R),
     /// The store failed. The machine may have moved past what the store holds, so the engine
     /// refuses every later call ([`EngineError::Stopped`]): start a new one with
     /// [`EngineBuilder::start`], which recovers from what the store does hold.
@@ -138,13 +142,25 @@ pub enum EngineError {
     Stopped,
 }
 
-impl From<ConfigError> for EngineError {
+impl From<Rejected> for EngineError {
+    fn from(e: Rejected) -> Self {
+        EngineError::Rejected(e)
+    }
+}
+
+impl From<crate::retainer::Rejected> for EngineError<crate::retainer::Rejected> {
+    fn from(e: crate::retainer::Rejected) -> Self {
+        EngineError::Rejected(e)
+    }
+}
+
+impl<R> From<ConfigError> for EngineError<R> {
     fn from(e: ConfigError) -> Self {
         EngineError::Config(e.to_string())
     }
 }
 
-impl From<RestoreError> for EngineError {
+impl<R> From<RestoreError> for EngineError<R> {
     fn from(e: RestoreError) -> Self {
         EngineError::Recovery(e.to_string())
     }
@@ -152,43 +168,49 @@ impl From<RestoreError> for EngineError {
 
 /// Something that happened, for UIs and worker pages: every effect as the machine produced it
 /// (live inputs only, not during recovery), and inputs it refused.
+/// `E` and `I` are the machine's effect and input types.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum EngineEvent {
+pub enum EngineEvent<E = crate::pavilion::Effect, I = Input> {
     /// The machine produced an effect.
-    Effect(Effect),
+    Effect(E),
     /// The machine refused an input.
     Rejected {
         /// The input.
-        input: Input,
+        input: I,
         /// Why.
         reason: String,
     },
     /// A platform call failed for good.
     EffectFailed {
         /// The effect.
-        effect: Effect,
+        effect: E,
         /// The platform's error.
         error: String,
     },
 }
 
 /// Builds and starts an [`Engine`].
-pub struct EngineBuilder {
+pub struct EngineBuilder<M: Machine = Pavilion> {
     platform: Arc<dyn Platform>,
     store: Arc<dyn Store>,
-    config: EngineConfig,
+    config: M::Config,
     clock: Arc<dyn Clock>,
     session: Option<SessionId>,
 }
 
-impl EngineBuilder {
+impl<M: Machine> EngineBuilder<M> {
     /// An engine on `platform` and `store` with `config`, the system clock and a new session.
-    pub fn new(platform: Arc<dyn Platform>, store: Arc<dyn Store>, config: EngineConfig) -> Self {
+    /// The machine is the one `config` configures: an [`EngineConfig`] drives a [`Pavilion`],
+    /// a [`RetainerEngineConfig`] a [`Retainer`](crate::retainer::Retainer).
+    pub fn new<C>(platform: Arc<dyn Platform>, store: Arc<dyn Store>, config: C) -> Self
+    where
+        C: MachineConfig<Machine = M>,
+    {
         Self {
             platform,
             store,
-            config,
+            config: config.into_config(),
             clock: Arc::new(SystemClock),
             session: None,
         }
@@ -209,7 +231,7 @@ impl EngineBuilder {
     /// Starts the engine, recovering the session if the store holds it: loads the snapshot,
     /// replays the log, re-queues every pending effect with its original id, and picks up the
     /// observer cursor. Pending effects are carried out by the next [`Engine::advance`].
-    pub async fn start(self) -> Result<Engine, EngineError> {
+    pub async fn start(self) -> Result<Engine<M>, EngineError<M::Rejected>> {
         let EngineBuilder {
             platform,
             store,
@@ -217,13 +239,7 @@ impl EngineBuilder {
             clock,
             session,
         } = self;
-        // The platform, not the config, knows whether returned slots re-open.
-        config.pavilion.returned_slots_reopen = platform.capabilities().returned_slots_reopen;
-        config
-            .spec
-            .validate()
-            .map_err(|e| EngineError::Config(e.to_string()))?;
-        config.pavilion.validate()?;
+        M::prepare(&mut config, &platform.capabilities())?;
         let session = session.unwrap_or_else(SessionId::new_v7);
         let config_json = to_json(&config);
         match store.meta(&session, CONFIG_KEY).await? {
@@ -236,11 +252,11 @@ impl EngineBuilder {
 
         let (mut machine, mut seq) = match store.load_snapshot(&session).await? {
             Some(s) => {
-                let snap: Snapshot = serde_json::from_str(&s.body)
+                let snap: M::Snapshot = serde_json::from_str(&s.body)
                     .map_err(|e| EngineError::Recovery(format!("snapshot: {e}")))?;
-                (Pavilion::restore(snap)?, s.seq)
+                (M::restore(snap)?, s.seq)
             }
-            None => (Pavilion::new(session.clone(), config.pavilion.clone())?, 0),
+            None => (M::create(session.clone(), &config)?, 0),
         };
         let mut regenerated = Vec::new();
         loop {
@@ -256,12 +272,12 @@ impl EngineBuilder {
                     )));
                 }
                 seq = record.seq;
-                let input: Input = serde_json::from_str(&record.body)
+                let input: M::Input = serde_json::from_str(&record.body)
                     .map_err(|e| EngineError::Recovery(format!("log entry {seq}: {e}")))?;
                 // A refused input was refused the first time too: same state either way.
                 let _ = machine.handle(record.at, input);
                 while let Some(effect) = machine.poll_effect() {
-                    if journaled(&effect) {
+                    if machine.action(&config, &effect).journaled() {
                         regenerated.push(effect);
                     }
                 }
@@ -270,13 +286,13 @@ impl EngineBuilder {
         // Effects whose input was logged but which never reached the outbox (a crash between
         // the two writes). The outbox keeps any it already has as they are.
         if !regenerated.is_empty() {
-            let new: Vec<NewEffect> = regenerated.iter().map(new_effect).collect();
+            let new: Vec<NewEffect> = regenerated.iter().map(new_effect::<M>).collect();
             store.enqueue(&session, &new).await?;
         }
         let now = clock.now();
         let mut ready = VecDeque::new();
         for entry in store.pending(&session).await? {
-            let effect: Effect = serde_json::from_str(&entry.body)
+            let effect: M::Effect = serde_json::from_str(&entry.body)
                 .map_err(|e| EngineError::Recovery(format!("outbox entry {}: {e}", entry.id)))?;
             ready.push_back(Pending {
                 effect,
@@ -287,7 +303,9 @@ impl EngineBuilder {
         let cursor = store.cursor(&session, ASSIGNMENT_CURSOR).await?;
         let rng = ChaCha8Rng::seed_from_u64(fnv1a(FNV_OFFSET, session.as_str()));
         let (events_tx, _) = broadcast::channel(1024);
+        let driving = M::driving(&config);
         Ok(Engine {
+            driving,
             since_snapshot: 0,
             session,
             machine,
@@ -309,26 +327,27 @@ impl EngineBuilder {
 
 /// An effect waiting to be carried out.
 #[derive(Debug)]
-struct Pending {
-    effect: Effect,
+struct Pending<E> {
+    effect: E,
     attempts: u32,
     due: Timestamp,
 }
 
 /// A running session. See the [module docs](self).
-pub struct Engine {
+pub struct Engine<M: Machine = Pavilion> {
     session: SessionId,
-    machine: Pavilion,
+    machine: M,
     platform: Arc<dyn Platform>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    config: EngineConfig,
+    config: M::Config,
+    driving: Driving,
     /// Platform effects not yet done, by due time (FIFO among equals).
-    retrying: VecDeque<Pending>,
+    retrying: VecDeque<Pending<M::Effect>>,
     cursor: Option<Cursor>,
     next_observe: Timestamp,
-    events: VecDeque<EngineEvent>,
-    events_tx: broadcast::Sender<EngineEvent>,
+    events: VecDeque<Event<M>>,
+    events_tx: broadcast::Sender<Event<M>>,
     rng: ChaCha8Rng,
     /// The last log sequence number.
     seq: u64,
@@ -337,7 +356,10 @@ pub struct Engine {
     failed: bool,
 }
 
-impl std::fmt::Debug for Engine {
+/// The events of an engine driving `M`.
+pub type Event<M> = EngineEvent<<M as Machine>::Effect, <M as Machine>::Input>;
+
+impl<M: Machine> std::fmt::Debug for Engine<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("session", &self.session)
@@ -414,7 +436,9 @@ impl Engine {
     pub async fn return_assignment(&mut self, assignment: AssignmentId) -> Result<(), EngineError> {
         self.input(Input::Return { assignment }).await
     }
+}
 
+impl<M: Machine> Engine<M> {
     // ----- queries -----------------------------------------------------------------------------
 
     /// The session.
@@ -423,17 +447,17 @@ impl Engine {
     }
 
     /// The machine's whole state.
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> M::Snapshot {
         self.machine.snapshot()
     }
 
     /// The machine, for getters.
-    pub fn machine(&self) -> &Pavilion {
+    pub fn machine(&self) -> &M {
         &self.machine
     }
 
     /// The payments ledger.
-    pub async fn ledger(&self) -> Result<Vec<LedgerEntry>, EngineError> {
+    pub async fn ledger(&self) -> Result<Vec<LedgerEntry>, EngineError<M::Rejected>> {
         Ok(self.store.ledger(&self.session).await?)
     }
 
@@ -443,13 +467,13 @@ impl Engine {
     }
 
     /// The next event, oldest first. Events also go to [`subscribe`](Self::subscribe)rs.
-    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+    pub fn poll_event(&mut self) -> Option<Event<M>> {
         self.events.pop_front()
     }
 
     /// A stream of events for a UI. A slow subscriber misses events (it is told how many) but
     /// never slows the engine.
-    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Event<M>> {
         self.events_tx.subscribe()
     }
 
@@ -468,22 +492,22 @@ impl Engine {
 
     /// Does whatever is due at the clock's current time: machine deadlines (logged as a tick),
     /// retries, and an observer poll.
-    pub async fn advance(&mut self) -> Result<(), EngineError> {
+    pub async fn advance(&mut self) -> Result<(), EngineError<M::Rejected>> {
         self.live()?;
         let result = self.advance_inner().await;
         self.settle(result)
     }
 
-    async fn advance_inner(&mut self) -> Result<(), EngineError> {
+    async fn advance_inner(&mut self) -> Result<(), EngineError<M::Rejected>> {
         let now = self.clock.now();
         if self.machine.poll_timeout().is_some_and(|t| t <= now) {
-            self.input_at(now, Input::Tick)
+            self.input_at(now, M::tick())
                 .await
                 .or_else(ignore_rejection)?;
         }
         if self.observing() && self.next_observe <= now {
             self.observe().await?;
-            self.next_observe = now.plus_millis(self.config.observe_every_ms.max(1));
+            self.next_observe = now.plus_millis(self.driving.observe_every_ms.max(1));
         }
         self.drive().await
     }
@@ -491,13 +515,13 @@ impl Engine {
     /// Polls the platform for assignment updates now and feeds them to the machine: returns,
     /// abandonments and submissions (those the page already reported are refused as departed,
     /// harmlessly).
-    pub async fn observe(&mut self) -> Result<(), EngineError> {
+    pub async fn observe(&mut self) -> Result<(), EngineError<M::Rejected>> {
         self.live()?;
         let result = self.observe_inner().await;
         self.settle(result)
     }
 
-    async fn observe_inner(&mut self) -> Result<(), EngineError> {
+    async fn observe_inner(&mut self) -> Result<(), EngineError<M::Rejected>> {
         loop {
             let page = match self.platform.updates(self.cursor.as_ref()).await {
                 Ok(page) => page,
@@ -526,14 +550,17 @@ impl Engine {
 
     /// Feeds assignment updates a platform pushed (a notification queue, a webhook) instead of
     /// being polled: returns, abandonments and submissions, recorded before they are applied.
-    pub async fn push_updates(&mut self, updates: &[AssignmentUpdate]) -> Result<(), EngineError> {
+    pub async fn push_updates(
+        &mut self,
+        updates: &[AssignmentUpdate],
+    ) -> Result<(), EngineError<M::Rejected>> {
         self.live()?;
         let result = self.record_updates(updates, None).await;
         self.settle(result)
     }
 
     /// Refuses calls once a store write has failed (see [`EngineError::Store`]).
-    fn live(&self) -> Result<(), EngineError> {
+    fn live(&self) -> Result<(), EngineError<M::Rejected>> {
         if self.failed {
             Err(EngineError::Stopped)
         } else {
@@ -542,7 +569,10 @@ impl Engine {
     }
 
     /// Notes a store failure, after which the engine refuses calls.
-    fn settle<T>(&mut self, result: Result<T, EngineError>) -> Result<T, EngineError> {
+    fn settle<T>(
+        &mut self,
+        result: Result<T, EngineError<M::Rejected>>,
+    ) -> Result<T, EngineError<M::Rejected>> {
         if let Err(EngineError::Store(e)) = &result {
             tracing::error!(error = %e, session = %self.session, "store write failed; the engine stops");
             self.failed = true;
@@ -556,11 +586,11 @@ impl Engine {
         &mut self,
         updates: &[AssignmentUpdate],
         cursor: Option<(&str, &Cursor)>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), EngineError<M::Rejected>> {
         // Logged at the time the machine will see them: a clock that stepped back must not
         // make a replay refuse what the live machine took.
         let now = self.clock.now().max(self.machine.now());
-        let inputs: Vec<Input> = updates.iter().filter_map(update_input).collect();
+        let inputs: Vec<M::Input> = updates.iter().filter_map(M::update_input).collect();
         let records: Vec<NewInput> = inputs.iter().map(|i| new_input(now, i)).collect();
         if !records.is_empty() || cursor.is_some() {
             self.seq = self.store.append(&self.session, &records, cursor).await?;
@@ -576,7 +606,7 @@ impl Engine {
     // ----- the record-then-act core ------------------------------------------------------------
 
     /// Records `input`, feeds it to the machine, and carries out what it produced.
-    pub async fn input(&mut self, input: Input) -> Result<(), EngineError> {
+    pub async fn input(&mut self, input: M::Input) -> Result<(), EngineError<M::Rejected>> {
         self.live()?;
         let now = self.clock.now();
         let result = match self.input_at(now, input).await {
@@ -586,7 +616,11 @@ impl Engine {
         self.settle(result)
     }
 
-    async fn input_at(&mut self, now: Timestamp, input: Input) -> Result<(), EngineError> {
+    async fn input_at(
+        &mut self,
+        now: Timestamp,
+        input: M::Input,
+    ) -> Result<(), EngineError<M::Rejected>> {
         let now = now.max(self.machine.now());
         self.seq = self
             .store
@@ -599,9 +633,9 @@ impl Engine {
     async fn apply(
         &mut self,
         now: Timestamp,
-        input: Input,
+        input: M::Input,
         quiet: bool,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), EngineError<M::Rejected>> {
         let now = now.max(self.machine.now());
         let shown = input.clone();
         if let Err(rejected) = self.machine.handle(now, input) {
@@ -611,17 +645,17 @@ impl Engine {
                     reason: rejected.to_string(),
                 });
             }
-            return Err(rejected.into());
+            return Err(EngineError::Rejected(rejected));
         }
         let mut queued = Vec::new();
         while let Some(effect) = self.machine.poll_effect() {
             self.publish(EngineEvent::Effect(effect.clone()));
-            if journaled(&effect) {
+            if self.machine.action(&self.config, &effect).journaled() {
                 queued.push(effect);
             }
         }
         if !queued.is_empty() {
-            let new: Vec<NewEffect> = queued.iter().map(new_effect).collect();
+            let new: Vec<NewEffect> = queued.iter().map(new_effect::<M>).collect();
             self.store.enqueue(&self.session, &new).await?;
             self.retrying
                 .extend(queued.into_iter().map(|effect| Pending {
@@ -635,7 +669,7 @@ impl Engine {
     }
 
     /// Saves the machine's state at the current log position.
-    pub async fn save_snapshot(&mut self) -> Result<(), EngineError> {
+    pub async fn save_snapshot(&mut self) -> Result<(), EngineError<M::Rejected>> {
         self.live()?;
         let body = to_json(&self.machine.snapshot());
         self.store
@@ -652,29 +686,29 @@ impl Engine {
     }
 
     /// Carries out every due effect, feeding results back, until nothing is due.
-    async fn drive(&mut self) -> Result<(), EngineError> {
+    async fn drive(&mut self) -> Result<(), EngineError<M::Rejected>> {
         loop {
             let now = self.clock.now();
             let Some(index) = self.retrying.iter().position(|p| p.due <= now) else {
                 // Quiescent: every logged input is applied, so a snapshot here is exact.
-                if self.config.snapshot_every > 0
-                    && self.since_snapshot >= self.config.snapshot_every
+                if self.driving.snapshot_every > 0
+                    && self.since_snapshot >= self.driving.snapshot_every
                 {
                     self.save_snapshot().await?;
                 }
                 return Ok(());
             };
             let mut pending = self.retrying.remove(index).expect("index from position");
-            let key = IdempotencyKey::for_effect(&pending.effect.id);
+            let key = IdempotencyKey::for_effect(M::effect_id(&pending.effect));
             match self.carry_out(&pending.effect, &key).await {
                 Ok(outcome) => self.finish(pending.effect, outcome).await?,
                 Err(e) if e.is_retryable() => {
                     pending.attempts += 1;
                     let delay = self
-                        .config
+                        .driving
                         .retry
                         .delay_ms(pending.attempts, self.rng.random::<f64>());
-                    tracing::debug!(effect = %pending.effect.id, error = %e, delay, "retrying");
+                    tracing::debug!(effect = %M::effect_id(&pending.effect), error = %e, delay, "retrying");
                     pending.due = now.plus_millis(delay.max(1));
                     self.retrying.push_back(pending);
                 }
@@ -685,33 +719,35 @@ impl Engine {
 
     async fn carry_out(
         &self,
-        effect: &Effect,
+        effect: &M::Effect,
         key: &IdempotencyKey,
     ) -> Result<Outcome, PlatformError> {
         let p = &self.platform;
-        match &effect.kind {
-            EffectKind::Hire { count } => {
-                let hit = p.post(&self.config.spec, *count, key).await?;
-                Ok(Outcome::Posted { hit, slots: *count })
+        match self.machine.action(&self.config, effect) {
+            Action::Post { spec, slots } => {
+                let hit = p.post(spec, slots, key).await?;
+                Ok(Outcome::Posted { hit, slots })
             }
-            EffectKind::Pay {
-                assignment, kind, ..
-            } if *kind == PayKind::Base => {
+            Action::Pay {
+                assignment,
+                kind: PayKind::Base,
+                ..
+            } => {
                 p.approve(assignment, key).await?;
                 Ok(Outcome::Paid)
             }
-            EffectKind::Pay {
+            Action::Pay {
                 worker,
                 assignment,
                 kind,
                 amount,
             } => {
-                let reason = pay_kind_name(*kind);
-                p.bonus(worker, Some(assignment), *amount, reason, key)
+                let reason = pay_kind_name(kind);
+                p.bonus(worker, Some(assignment), amount, reason, key)
                     .await?;
                 Ok(Outcome::Paid)
             }
-            EffectKind::ExpireHits { hits } => {
+            Action::Expire { hits } => {
                 // Expiring is idempotent: retry them all on a transient error; a HIT the
                 // platform refuses for good (gone already, say) does not keep the others open.
                 for hit in hits {
@@ -724,47 +760,48 @@ impl Engine {
                 Ok(Outcome::Expired)
             }
             // A message to a worker's page: published when the machine produced it.
-            _ => Ok(Outcome::Delivered),
+            Action::Deliver | Action::Publish => Ok(Outcome::Delivered),
         }
     }
 
-    async fn finish(&mut self, effect: Effect, outcome: Outcome) -> Result<(), EngineError> {
+    async fn finish(
+        &mut self,
+        effect: M::Effect,
+        outcome: Outcome,
+    ) -> Result<(), EngineError<M::Rejected>> {
         let now = self.clock.now().max(self.machine.now());
         let mut inputs = Vec::new();
         if let Outcome::Posted { hit, slots } = &outcome {
-            inputs.push(Input::HirePosted {
-                hire: Some(effect.id.clone()),
-                hit: hit.clone(),
-                slots: *slots,
-            });
+            inputs.push(M::posted(&effect, hit.clone(), *slots));
         }
         let completion = Completion {
-            id: effect.id.clone(),
+            id: M::effect_id(&effect).clone(),
             state: OutboxState::Done {
                 result: to_json(&outcome),
             },
-            ledger: ledger_entry(&effect, true, now).into_iter().collect(),
+            ledger: self.ledger_entry(&effect, true, now).into_iter().collect(),
             inputs: inputs.iter().map(|i| new_input(now, i)).collect(),
         };
         self.record(completion, inputs, now).await
     }
 
-    async fn fail(&mut self, effect: Effect, error: PlatformError) -> Result<(), EngineError> {
+    async fn fail(
+        &mut self,
+        effect: M::Effect,
+        error: PlatformError,
+    ) -> Result<(), EngineError<M::Rejected>> {
         let now = self.clock.now().max(self.machine.now());
-        tracing::warn!(effect = %effect.id, %error, "effect failed for good");
+        tracing::warn!(effect = %M::effect_id(&effect), %error, "effect failed for good");
         let mut inputs = Vec::new();
-        if let EffectKind::Hire { .. } = effect.kind {
-            inputs.push(Input::HireFailed {
-                hire: Some(effect.id.clone()),
-                reason: error.to_string(),
-            });
+        if let Action::Post { .. } = self.machine.action(&self.config, &effect) {
+            inputs.push(M::hire_failed(&effect, error.to_string()));
         }
         let completion = Completion {
-            id: effect.id.clone(),
+            id: M::effect_id(&effect).clone(),
             state: OutboxState::Failed {
                 error: error.to_string(),
             },
-            ledger: ledger_entry(&effect, false, now).into_iter().collect(),
+            ledger: self.ledger_entry(&effect, false, now).into_iter().collect(),
             inputs: inputs.iter().map(|i| new_input(now, i)).collect(),
         };
         self.publish(EngineEvent::EffectFailed {
@@ -777,9 +814,9 @@ impl Engine {
     async fn record(
         &mut self,
         completion: Completion,
-        inputs: Vec<Input>,
+        inputs: Vec<M::Input>,
         now: Timestamp,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), EngineError<M::Rejected>> {
         let fresh = self.store.complete(&self.session, &completion).await?;
         if !fresh {
             return Ok(()); // recorded before a crash; its inputs are in the log already
@@ -794,14 +831,30 @@ impl Engine {
     }
 
     fn observing(&self) -> bool {
-        !self.platform.capabilities().push_notifications
-            && matches!(
-                self.machine.phase(),
-                crate::pavilion::Phase::Recruiting | crate::pavilion::Phase::Running
-            )
+        !self.platform.capabilities().push_notifications && self.machine.observing()
     }
 
-    fn publish(&mut self, event: EngineEvent) {
+    fn ledger_entry(&self, effect: &M::Effect, paid: bool, at: Timestamp) -> Option<LedgerEntry> {
+        match self.machine.action(&self.config, effect) {
+            Action::Pay {
+                worker,
+                assignment,
+                kind,
+                amount,
+            } => Some(LedgerEntry {
+                effect: M::effect_id(effect).clone(),
+                worker: worker.clone(),
+                assignment: Some(assignment.clone()),
+                kind: pay_kind_name(kind).to_owned(),
+                amount,
+                paid,
+                at,
+            }),
+            _ => None,
+        }
+    }
+
+    fn publish(&mut self, event: Event<M>) {
         // Nobody listening is fine.
         let _ = self.events_tx.send(event.clone());
         self.events.push_back(event);
@@ -812,8 +865,8 @@ impl Engine {
 
     /// Runs the engine in real time on the current tokio runtime: it wakes for deadlines,
     /// retries and observer polls, and takes calls through the returned handle.
-    pub fn spawn(mut self) -> EngineHandle {
-        let (tx, mut rx) = mpsc::channel::<Command>(256);
+    pub fn spawn(mut self) -> EngineHandle<M> {
+        let (tx, mut rx) = mpsc::channel::<Command<M>>(256);
         let events = self.events_tx.clone();
         let session = self.session.clone();
         let task = tokio::spawn(async move {
@@ -846,6 +899,7 @@ impl Engine {
                         Some(Command::Ledger(reply)) => {
                             let _ = reply.send(self.ledger().await.map_err(|e| e.to_string()));
                         }
+                        Some(Command::Read(read)) => read(&self.machine),
                     },
                     () = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => {
                         self.advance().await?;
@@ -863,22 +917,35 @@ impl Engine {
     }
 }
 
-enum Command {
-    Input(Input, oneshot::Sender<Result<(), String>>),
-    Snapshot(oneshot::Sender<Snapshot>),
+type Reader<M> = Box<dyn FnOnce(&M) + Send>;
+
+enum Command<M: Machine> {
+    Input(M::Input, oneshot::Sender<Result<(), String>>),
+    Snapshot(oneshot::Sender<M::Snapshot>),
     Ledger(oneshot::Sender<Result<Vec<LedgerEntry>, String>>),
+    Read(Reader<M>),
 }
 
 /// A cloneable handle to an engine running in its own task (see [`Engine::spawn`]).
-#[derive(Clone)]
-pub struct EngineHandle {
-    tx: mpsc::Sender<Command>,
-    events: broadcast::Sender<EngineEvent>,
+pub struct EngineHandle<M: Machine = Pavilion> {
+    tx: mpsc::Sender<Command<M>>,
+    events: broadcast::Sender<Event<M>>,
     session: SessionId,
-    task: Arc<tokio::task::JoinHandle<Result<(), EngineError>>>,
+    task: Arc<tokio::task::JoinHandle<Result<(), EngineError<M::Rejected>>>>,
 }
 
-impl std::fmt::Debug for EngineHandle {
+impl<M: Machine> Clone for EngineHandle<M> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            events: self.events.clone(),
+            session: self.session.clone(),
+            task: Arc::clone(&self.task),
+        }
+    }
+}
+
+impl<M: Machine> std::fmt::Debug for EngineHandle<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineHandle")
             .field("session", &self.session)
@@ -897,7 +964,7 @@ pub enum HandleError {
     Stopped,
 }
 
-impl EngineHandle {
+impl<M: Machine> EngineHandle<M> {
     /// The session the engine runs.
     pub fn session(&self) -> &SessionId {
         &self.session
@@ -905,7 +972,7 @@ impl EngineHandle {
 
     /// Sends an input (admin or worker-facing) and waits until it is recorded and its effects
     /// are carried out (or queued for retry).
-    pub async fn input(&self, input: Input) -> Result<(), HandleError> {
+    pub async fn input(&self, input: M::Input) -> Result<(), HandleError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Input(input, reply))
@@ -917,7 +984,7 @@ impl EngineHandle {
     }
 
     /// The machine's state.
-    pub async fn snapshot(&self) -> Result<Snapshot, HandleError> {
+    pub async fn snapshot(&self) -> Result<M::Snapshot, HandleError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Snapshot(reply))
@@ -938,8 +1005,26 @@ impl EngineHandle {
             .map_err(HandleError::Failed)
     }
 
+    /// Reads the machine through `read` (a getter such as the retainer's `task_for`), in the
+    /// engine's task, between two inputs.
+    pub async fn read<T, F>(&self, read: F) -> Result<T, HandleError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&M) -> T + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let reader: Reader<M> = Box::new(move |machine| {
+            let _ = reply.send(read(machine));
+        });
+        self.tx
+            .send(Command::Read(reader))
+            .await
+            .map_err(|_| HandleError::Stopped)?;
+        rx.await.map_err(|_| HandleError::Stopped)
+    }
+
     /// Events as they happen.
-    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Event<M>> {
         self.events.subscribe()
     }
 
@@ -959,55 +1044,10 @@ enum Outcome {
     Delivered,
 }
 
-fn ignore_rejection(e: EngineError) -> Result<(), EngineError> {
+fn ignore_rejection<R>(e: EngineError<R>) -> Result<(), EngineError<R>> {
     match e {
         EngineError::Rejected(_) => Ok(()),
         other => Err(other),
-    }
-}
-
-/// Whether an effect goes through the outbox: every platform call, and every message to a
-/// worker's page (promoted, released, turned away, timed out) — these are journaled so that
-/// who was where when is on record (the SQLite store's `study_assignments` view reads exact
-/// waiting and active times from them). They are published to subscribers when the machine
-/// produces them; a recovered engine marks pending ones delivered without publishing them again
-/// (pages re-sync from the machine's state). Only operator notices skip the outbox.
-fn journaled(effect: &Effect) -> bool {
-    !matches!(effect.kind, EffectKind::Notify { .. })
-}
-
-fn update_input(update: &AssignmentUpdate) -> Option<Input> {
-    let assignment = update.assignment.clone();
-    match update.status {
-        AssignmentStatus::Returned => Some(Input::Return { assignment }),
-        AssignmentStatus::Abandoned => Some(Input::Abandon { assignment }),
-        AssignmentStatus::Submitted => Some(Input::Submit {
-            assignment,
-            contributions: 0,
-        }),
-        AssignmentStatus::Accepted | AssignmentStatus::Approved | AssignmentStatus::Rejected => {
-            None
-        }
-    }
-}
-
-fn ledger_entry(effect: &Effect, paid: bool, at: Timestamp) -> Option<LedgerEntry> {
-    match &effect.kind {
-        EffectKind::Pay {
-            worker,
-            assignment,
-            kind,
-            amount,
-        } => Some(LedgerEntry {
-            effect: effect.id.clone(),
-            worker: worker.clone(),
-            assignment: Some(assignment.clone()),
-            kind: pay_kind_name(*kind).to_owned(),
-            amount: *amount,
-            paid,
-            at,
-        }),
-        _ => None,
     }
 }
 
@@ -1021,16 +1061,16 @@ pub fn pay_kind_name(kind: PayKind) -> &'static str {
     }
 }
 
-fn new_input(at: Timestamp, input: &Input) -> NewInput {
+fn new_input<I: Serialize>(at: Timestamp, input: &I) -> NewInput {
     NewInput {
         at,
         body: to_json(input),
     }
 }
 
-fn new_effect(effect: &Effect) -> NewEffect {
+fn new_effect<M: Machine>(effect: &M::Effect) -> NewEffect {
     NewEffect {
-        id: effect.id.clone(),
+        id: M::effect_id(effect).clone(),
         body: to_json(effect),
     }
 }
