@@ -389,6 +389,22 @@ impl LocalMarketplace {
             .collect()
     }
 
+    /// The HITs posted after the first `seen` ones, oldest first, with (slots, taken,
+    /// expired): what [`hits`](Self::hits)`()[seen..]` holds, without copying the rest.
+    pub fn hits_after(&self, seen: usize) -> Vec<(HitId, u32, u32, bool)> {
+        let m = self.lock();
+        let mut hits: Vec<_> = m
+            .hits
+            .iter()
+            .filter(|(_, h)| h.number > seen as u64)
+            .map(|(id, h)| (h.number, id, h))
+            .collect();
+        hits.sort_by_key(|(n, _, _)| *n);
+        hits.into_iter()
+            .map(|(_, id, h)| (id.clone(), h.slots, h.taken, h.expired))
+            .collect()
+    }
+
     /// Messages sent to workers.
     pub fn messages(&self) -> Vec<(WorkerId, String)> {
         self.lock().messages.clone()

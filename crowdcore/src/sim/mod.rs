@@ -26,6 +26,12 @@ use crate::pavilion::{Departure, EffectKind, SeatState};
 use crate::store::{MemoryStore, Store, StoreError};
 
 mod durable;
+mod retainer;
+
+pub use retainer::{
+    OnMiss, RetainerReport, RetainerSimError, RetainerStudy, StudyError, run_retainer,
+    run_retainer_on,
+};
 
 const SIM_CONFIG_KEY: &str = "sim_config";
 const SIM_REPORT_KEY: &str = "sim_report";
