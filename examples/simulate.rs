@@ -4,7 +4,13 @@
 //! marketplace, no account, no network) and compares them:
 //!
 //! - `pavilion`: an active queue kept full from a paid waiting queue, which hiring keeps full;
-//! - `no-waiting`: hiring only on demand, when an active seat empties (no one stands by).
+//! - `no-waiting`: hiring only on demand, when an active seat empties (no one stands by);
+//! - `retainer` (opt-in): a different study — tasks needing `--workers-per-task` workers
+//!   arrive as a Poisson stream (`--tasks-per-minute`) and are served from a pool of retained
+//!   workers (`--pool`, by default the smallest pool Erlang-B says misses at most `--max-miss`
+//!   of the worker requests). It reports the time from a task's arrival to its workers being
+//!   routed (p50/p95), the miss rate, and Erlang-B's prediction for the same load. It runs on
+//!   an in-memory store (it takes seconds; it is not resumed).
 //!
 //! ```text
 //! cargo run --release -p crowdcore-examples --example simulate -- --seed 7 --hours 8 --out out/
@@ -31,10 +37,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use crowdcore::engine::EngineConfig;
+use crowdcore::engine::{EngineConfig, RetainerEngineConfig};
 use crowdcore::model::{HitSpec, Money, SessionId};
 use crowdcore::pavilion::{PavilionConfig, StartCondition};
-use crowdcore::sim::{self, CrowdModel, SimConfig, SimReport};
+use crowdcore::retainer::{RetainerConfig, smallest_pool};
+use crowdcore::sim::{
+    self, CrowdModel, OnMiss, RetainerReport, RetainerStudy, SimConfig, SimReport,
+};
 use crowdcore::store::{MemoryStore, Store};
 use crowdcore_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -54,7 +63,7 @@ struct Args {
     /// Folder for summary.json, report.md, queues.svg and refill.svg.
     #[arg(long, default_value = "out")]
     out: PathBuf,
-    /// Policies to compare, comma-separated: pavilion, no-waiting.
+    /// Policies to compare, comma-separated: pavilion, no-waiting, retainer.
     #[arg(long, value_delimiter = ',', default_value = "pavilion,no-waiting")]
     policy: Vec<Policy>,
     /// Where the study's log, outbox and ledger are kept.
@@ -119,6 +128,35 @@ struct Args {
     /// Budget cap in cents (none if absent).
     #[arg(long)]
     budget_cents: Option<i64>,
+
+    /// Retainer policy: tasks arriving per minute (Poisson).
+    #[arg(long, default_value_t = 1.0)]
+    tasks_per_minute: f64,
+    /// Retainer policy: workers each task needs at once.
+    #[arg(long, default_value_t = 2)]
+    workers_per_task: u32,
+    /// Retainer policy: mean seconds from a slot opening to a worker landing on it.
+    #[arg(long, default_value_t = 60.0)]
+    recruit_s: f64,
+    /// Retainer policy: workers kept on retainer (default: the smallest pool that misses at
+    /// most --max-miss of the worker requests, by Erlang-B).
+    #[arg(long)]
+    pool: Option<u32>,
+    /// Retainer policy: the miss probability the default pool is sized for.
+    #[arg(long, default_value_t = 0.05)]
+    max_miss: f64,
+    /// Retainer policy: a task that finds too few workers waits for recruits (`wait`) or is
+    /// turned away (`drop`, Erlang's loss system).
+    #[arg(long, value_enum, default_value = "wait")]
+    on_miss: MissKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MissKind {
+    /// Invoke it anyway; it takes recruits as they land.
+    Wait,
+    /// Turn it away.
+    Drop,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -144,6 +182,8 @@ enum Policy {
     Pavilion,
     /// Hire only when an active seat empties.
     NoWaiting,
+    /// Tasks served from a pool of retained workers.
+    Retainer,
 }
 
 impl Policy {
@@ -151,6 +191,7 @@ impl Policy {
         match self {
             Policy::Pavilion => "pavilion",
             Policy::NoWaiting => "no-waiting",
+            Policy::Retainer => "retainer",
         }
     }
 }
@@ -175,12 +216,37 @@ struct PolicySummary {
     platform_duplicate_calls: u64,
 }
 
+/// The retainer study's line of `summary.json`.
+#[derive(Debug, Serialize)]
+struct RetainerSummary {
+    tasks_per_minute: f64,
+    workers_per_task: u32,
+    pool: u32,
+    recruit_seconds: f64,
+    on_miss: OnMiss,
+    tasks: u64,
+    missed: u64,
+    miss_rate: f64,
+    erlang_b: f64,
+    offered_load_erlangs: f64,
+    seconds_to_workers_p50: f64,
+    seconds_to_workers_p95: f64,
+    seconds_to_workers_max: f64,
+    unserved: u64,
+    mean_waiting_workers: f64,
+    hires: u64,
+    cost_cents: i64,
+    platform_duplicate_calls: u64,
+}
+
 #[derive(Debug, Serialize)]
 struct Summary<'a> {
     seed: u64,
     hours: f64,
     crowd: &'a CrowdModel,
     policies: BTreeMap<&'static str, PolicySummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retainer: Option<RetainerSummary>,
 }
 
 fn main() -> ExitCode {
@@ -225,6 +291,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut policies: Vec<Policy> = args.policy.clone();
     policies.sort();
     policies.dedup();
+    let retainer = policies.contains(&Policy::Retainer);
+    policies.retain(|p| *p != Policy::Retainer);
     let bar = ProgressBar::new(duration_ms / 60_000 * policies.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} simulated minutes")?
@@ -249,6 +317,16 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()?;
+    let retainer = if retainer {
+        bar.set_message("retainer");
+        let study = retainer_study(args, duration_ms)?;
+        let report = runtime
+            .block_on(sim::run_retainer(study.clone()))
+            .map_err(|e| format!("retainer study: {e}"))?;
+        Some(summarize_retainer(&study, &report))
+    } else {
+        None
+    };
     let mut reports = Vec::new();
     for (index, &policy) in policies.iter().enumerate() {
         bar.set_message(policy.name());
@@ -288,6 +366,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .map(|(p, r)| (p.name(), summarize(r)))
             .collect(),
+        retainer,
     };
     let json = serde_json::to_string_pretty(&summary)? + "\n";
     write(&args.out.join("summary.json"), &json)?;
@@ -296,6 +375,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         &args.out.join("report.md"),
         &report_md(args, &summary, &table),
     )?;
+    if reports.is_empty() {
+        print!("{table}");
+        eprintln!("wrote summary.json and report.md to {}", args.out.display());
+        return Ok(());
+    }
     queues_chart(
         &args.out.join("queues.svg"),
         &reports,
@@ -310,6 +394,93 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+fn retainer_study(
+    args: &Args,
+    duration_ms: u64,
+) -> Result<RetainerStudy, Box<dyn std::error::Error>> {
+    let k = args.workers_per_task;
+    let recruit_ms = args.recruit_s * 1_000.0;
+    let pool = match args.pool {
+        Some(pool) => pool,
+        // Worker requests arrive at k·λ; each holds a pool seat for the recruiting time.
+        None => {
+            smallest_pool(
+                f64::from(k) * args.tasks_per_minute,
+                args.recruit_s / 60.0,
+                args.max_miss,
+            )?
+            .c
+        }
+        .max(k),
+    };
+    let spec = HitSpec {
+        title: "Stand by for real-time tasks".into(),
+        description: "Wait on the page; when a task arrives you are sent to it.".into(),
+        keywords: vec!["real-time".into(), "retainer".into()],
+        reward: Money::usd_cents(args.base_cents),
+        assignment_duration_ms: 2 * 3_600_000,
+        lifetime_ms: duration_ms + 3_600_000,
+        max_assignments: pool.max(1) * 10,
+        auto_approval_delay_ms: 3 * 86_400_000,
+        qualifications: Vec::new(),
+        landing_url: "https://localhost/land".into(),
+        frame_height: 800,
+    };
+    spec.validate()?;
+    let mut engine = RetainerEngineConfig::new(RetainerConfig {
+        heartbeat_timeout_ms: args.heartbeat_timeout_s.saturating_mul(1_000),
+        waiting_cents_per_minute: args.waiting_cents_per_minute,
+        active_cents_per_minute: args.active_cents_per_minute,
+        ..RetainerConfig::default()
+    });
+    engine.observe_every_ms = 60_000;
+    engine.snapshot_every = 0;
+    let study = RetainerStudy {
+        seed: args.seed,
+        duration_ms,
+        tasks_per_minute: args.tasks_per_minute,
+        workers_per_task: k,
+        pool,
+        recruit_ms,
+        task_ms: args.task_min * 60_000.0,
+        heartbeat_every_ms: args.heartbeat_s.saturating_mul(1_000),
+        on_miss: match args.on_miss {
+            MissKind::Wait => OnMiss::Wait,
+            MissKind::Drop => OnMiss::Drop,
+        },
+        spec,
+        engine,
+        funds: Money::usd_cents(i64::MAX / 4),
+        session: SessionId::new(format!("simulate-retainer-{}", args.seed)),
+    };
+    study.validate()?;
+    Ok(study)
+}
+
+fn summarize_retainer(study: &RetainerStudy, r: &RetainerReport) -> RetainerSummary {
+    let s = |ms: u64| ms as f64 / 1_000.0;
+    RetainerSummary {
+        tasks_per_minute: study.tasks_per_minute,
+        workers_per_task: study.workers_per_task,
+        pool: study.pool,
+        recruit_seconds: study.recruit_ms / 1_000.0,
+        on_miss: study.on_miss,
+        tasks: r.tasks,
+        missed: r.missed,
+        miss_rate: r.miss_rate,
+        erlang_b: r.erlang_b,
+        offered_load_erlangs: r.offered_load,
+        seconds_to_workers_p50: s(r.time_to_workers_ms.p50),
+        seconds_to_workers_p95: s(r.time_to_workers_ms.p95),
+        seconds_to_workers_max: s(r.time_to_workers_ms.max),
+        unserved: r.unserved,
+        mean_waiting_workers: r.mean_waiting,
+        hires: r.hires,
+        cost_cents: r.cost_cents,
+        platform_duplicate_calls: r.platform_duplicate_calls,
+    }
+}
+
 fn sim_config(
     args: &Args,
     policy: Policy,
@@ -319,6 +490,7 @@ fn sim_config(
     let (min_waiting, max_waiting) = match policy {
         Policy::Pavilion => (args.min_waiting, args.max_waiting),
         Policy::NoWaiting => (0, 0),
+        Policy::Retainer => unreachable!("the retainer study is not a queue policy"),
     };
     let pavilion = PavilionConfig {
         min_active: args.min_active,
@@ -383,6 +555,41 @@ fn summarize(r: &SimReport) -> PolicySummary {
 }
 
 fn table(summary: &Summary<'_>) -> String {
+    let mut t = queue_table(summary);
+    if let Some(r) = &summary.retainer {
+        if !t.is_empty() {
+            t.push('\n');
+        }
+        let _ = write!(
+            t,
+            "| retainer | tasks | k | pool | load E | missed | miss rate | Erlang-B | to k workers p50 s | p95 s | unserved | mean waiting | cost $ |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|\n\
+             | {} | {} | {} | {} | {:.2} | {} | {:.2} % | {:.2} % | {:.0} | {:.0} | {} | {:.1} | {:.2} |\n",
+            match r.on_miss {
+                OnMiss::Wait => "wait",
+                OnMiss::Drop => "drop",
+            },
+            r.tasks,
+            r.workers_per_task,
+            r.pool,
+            r.offered_load_erlangs,
+            r.missed,
+            r.miss_rate * 100.0,
+            r.erlang_b * 100.0,
+            r.seconds_to_workers_p50,
+            r.seconds_to_workers_p95,
+            r.unserved,
+            r.mean_waiting_workers,
+            r.cost_cents as f64 / 100.0,
+        );
+    }
+    t
+}
+
+fn queue_table(summary: &Summary<'_>) -> String {
+    if summary.policies.is_empty() {
+        return String::new();
+    }
     let mut t = String::from(
         "| policy | active fill | refill p50 s | refill p95 s | refill max s | hires | turned away | paid waiting min | paid active min | cost $ | ¢ per useful min |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -420,6 +627,28 @@ fn report_md(args: &Args, summary: &Summary<'_>, table: &str) -> String {
         args.patience_min,
         args.task_min,
     );
+    if let Some(r) = &summary.retainer {
+        let _ = writeln!(
+            md,
+            "Retainer: {} tasks per minute, each needing {} workers at once, served from a pool \
+             of {} retained workers; a worker routed away is replaced in {:.0} s on average, so \
+             the offered load is {:.2} erlangs. {:.2} % of the tasks found too few workers \
+             waiting (Erlang-B predicts {:.2} % of the worker requests for this load and pool; \
+             exact for one worker per task when missed tasks are dropped). Tasks had their \
+             workers {:.0} s after arriving at the median (p95 {:.0} s); {:.1} workers waited \
+             on average.\n",
+            r.tasks_per_minute,
+            r.workers_per_task,
+            r.pool,
+            r.recruit_seconds,
+            r.offered_load_erlangs,
+            r.miss_rate * 100.0,
+            r.erlang_b * 100.0,
+            r.seconds_to_workers_p50,
+            r.seconds_to_workers_p95,
+            r.mean_waiting_workers,
+        );
+    }
     let (Some(p), Some(n)) = (
         summary.policies.get("pavilion"),
         summary.policies.get("no-waiting"),
