@@ -21,6 +21,8 @@
 //!   event's assignment id (the HIT id for a hire answer), with the event's time as the value.
 //!   `FxHashMap` (rustc-hash) is the map and hasher the machine itself uses, so the ratio
 //!   measures the machine's logic, not a hasher choice.
+//! - `std_hashmap_baseline`: the same loop on the standard library's `HashMap` (SipHash-1-3,
+//!   randomly keyed), the "bare `HashMap`" the issue names.
 //!
 //! Both consume pre-built event vectors, cloned outside the timed region by `iter_batched` with
 //! `BatchSize::PerIteration` (one 100 000-event copy, about 4 MB, set up right before each timed
@@ -28,7 +30,7 @@
 //! copies, as `LargeInput` does, measures memory bandwidth more than the machine), and return
 //! their state so that dropping it is not timed either.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -286,32 +288,46 @@ fn pavilion(c: &mut Criterion) {
     });
     group.bench_function("hashmap_baseline", |b| {
         b.iter_batched(
-            || {
-                ops.iter()
-                    .map(|op| match op {
-                        Op::Insert(a, at) => Op::Insert(a.clone(), *at),
-                        Op::Remove(a) => Op::Remove(a.clone()),
-                    })
-                    .collect::<Vec<_>>()
-            },
-            |ops| {
-                let mut map: FxHashMap<AssignmentId, Timestamp> = FxHashMap::default();
-                for op in ops {
-                    match op {
-                        Op::Insert(a, at) => {
-                            black_box(map.insert(a, at));
-                        }
-                        Op::Remove(a) => {
-                            black_box(map.remove(&a));
-                        }
-                    }
-                }
-                map
-            },
+            || copy(&ops),
+            |ops| replay_ops(FxHashMap::default(), ops),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("std_hashmap_baseline", |b| {
+        b.iter_batched(
+            || copy(&ops),
+            |ops| replay_ops(HashMap::new(), ops),
             BatchSize::PerIteration,
         )
     });
     group.finish();
+}
+
+fn copy(ops: &[Op]) -> Vec<Op> {
+    ops.iter()
+        .map(|op| match op {
+            Op::Insert(a, at) => Op::Insert(a.clone(), *at),
+            Op::Remove(a) => Op::Remove(a.clone()),
+        })
+        .collect()
+}
+
+/// The baseline's loop, over either map.
+fn replay_ops<S: std::hash::BuildHasher>(
+    mut map: HashMap<AssignmentId, Timestamp, S>,
+    ops: Vec<Op>,
+) -> HashMap<AssignmentId, Timestamp, S> {
+    for op in ops {
+        match op {
+            Op::Insert(a, at) => {
+                black_box(map.insert(a, at));
+            }
+            Op::Remove(a) => {
+                black_box(map.remove(&a));
+            }
+        }
+    }
+    map
 }
 
 criterion_group!(benches, pavilion);
