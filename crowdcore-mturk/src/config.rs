@@ -126,6 +126,14 @@ pub struct MturkConfig {
     /// is neither lost nor reported twice.
     #[serde(default = "default_settle_ms")]
     pub settle_window_ms: u64,
+    /// How long MTurk remembers a `UniqueRequestToken`, in milliseconds (24 h). A create
+    /// this instance first sent longer ago is looked up by annotation before it is sent again.
+    #[serde(default = "default_token_lifetime_ms")]
+    pub token_lifetime_ms: u64,
+}
+
+fn default_token_lifetime_ms() -> u64 {
+    24 * 3_600_000
 }
 
 fn default_region() -> String {
@@ -149,6 +157,7 @@ impl MturkConfig {
             retry: RetrySettings::default(),
             timeouts: TimeoutSettings::default(),
             settle_window_ms: default_settle_ms(),
+            token_lifetime_ms: default_token_lifetime_ms(),
         }
     }
 

@@ -45,6 +45,4 @@ pub mod wire;
 pub use config::{
     Endpoint, MturkConfig, PRODUCTION_URL, RetrySettings, SANDBOX_URL, TimeoutSettings,
 };
-pub use platform::{
-    HitSummary, MturkPlatform, NOTIFY_BATCH, PAGE_SIZE, TOKEN_LIFETIME, UNSUBMITTED_RETRIES,
-};
+pub use platform::{HitSummary, MturkPlatform, NOTIFY_BATCH, PAGE_SIZE, UNSUBMITTED_RETRIES};

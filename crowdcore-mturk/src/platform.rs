@@ -31,8 +31,6 @@ use crate::wire;
 pub const PAGE_SIZE: usize = 100;
 /// MTurk's limit on workers per `NotifyWorkers` call.
 pub const NOTIFY_BATCH: usize = 100;
-/// How long MTurk remembers a `UniqueRequestToken`.
-pub const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// How often an approval or bonus for an assignment MTurk does not show as submitted yet is
 /// retried (the page tells the engine before it submits to MTurk) before it fails for good.
 pub const UNSUBMITTED_RETRIES: u32 = 20;
@@ -363,10 +361,11 @@ impl MturkPlatform {
 
     /// Whether this instance first sent `key` longer ago than MTurk remembers tokens.
     fn token_stale(&self, key: &IdempotencyKey) -> bool {
+        let lifetime = Duration::from_millis(self.config.token_lifetime_ms);
         self.lock()
             .first_sent
             .get(key.as_str())
-            .is_some_and(|t| t.elapsed() >= TOKEN_LIFETIME)
+            .is_some_and(|t| t.elapsed() >= lifetime)
     }
 
     /// After MTurk called a create token a duplicate: the HIT it made, found by annotation.
