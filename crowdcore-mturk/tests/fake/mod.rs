@@ -238,6 +238,13 @@ impl FakeMturk {
         *self.faults.lock().unwrap() = None;
     }
 
+    /// No more faults, but keep the counts of those injected.
+    pub fn clear_faults_keep_counts(&self) {
+        if let Some(f) = self.faults.lock().unwrap().as_mut() {
+            f.rate = 0.0;
+        }
+    }
+
     /// Faults injected so far.
     pub fn fault_counts(&self) -> FaultCounts {
         self.faults

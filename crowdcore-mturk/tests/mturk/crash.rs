@@ -49,7 +49,10 @@ async fn scoped_instances_see_only_their_session() {
         c
     })
     .await;
-    assert_eq!(fresh_a.watched_hits().await.unwrap(), std::slice::from_ref(&ha));
+    assert_eq!(
+        fresh_a.watched_hits().await.unwrap(),
+        std::slice::from_ref(&ha)
+    );
     // Expiring a session touches its HITs only.
     let expired = b.expire_scope("beta/").await.unwrap();
     assert_eq!(expired, [hb]);
