@@ -136,7 +136,7 @@ async fn run(
             eprintln!("{} HITs on the account", hits.len());
         }
         Command::ExpireSession { session } => {
-            let expired = mturk.expire_scope(&format!("{session}/")).await?;
+            let expired = mturk.expire_session(&session).await?;
             for hit in &expired {
                 println!("{hit}");
             }

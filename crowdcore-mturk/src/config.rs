@@ -105,10 +105,10 @@ pub struct MturkConfig {
     /// instead of the spec's `landing_url` when set.
     #[serde(default)]
     pub landing_url: Option<String>,
-    /// Only HITs whose idempotency key starts with this (a session id) are this platform's:
-    /// [`Platform::updates`](crowdcore::platform::Platform::updates) watches them and
-    /// duplicate tokens are resolved among them. `None`: every HIT crowdcore posted on the
-    /// account.
+    /// The session whose HITs (keys `<session>/<seq>`) this platform watches in
+    /// [`Platform::updates`](crowdcore::platform::Platform::updates), besides those it posts
+    /// itself. `None`: every HIT crowdcore posted on the account. Keys are looked up (a crash,
+    /// a duplicate token) among all of crowdcore's HITs whatever the scope.
     #[serde(default)]
     pub scope: Option<String>,
     /// Ask `GetAccountBalance` before every post and refuse (insufficient funds) a HIT whose

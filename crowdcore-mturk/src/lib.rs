@@ -30,7 +30,7 @@
 //! # async fn run() {
 //! let mut config = MturkConfig::sandbox();
 //! config.landing_url = Some("https://study.example/land".into());
-//! config.scope = Some("0190c3a4-7a5e-7cc2-9a51-1f0b3c5d6e7f/".into()); // the session id + "/"
+//! config.scope = Some("0190c3a4-7a5e-7cc2-9a51-1f0b3c5d6e7f".into()); // the session id
 //! config.check_balance = true;
 //! let platform = Arc::new(MturkPlatform::connect(config).await);
 //! // Hand it to `crowdcore::engine::EngineBuilder::new(platform, store, engine_config)`.

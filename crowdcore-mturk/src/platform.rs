@@ -1,6 +1,6 @@
 //! [`MturkPlatform`]: crowdcore's [`Platform`] over `aws-sdk-mturk`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -54,12 +54,32 @@ pub struct HitSummary {
     pub expires_at_ms: Option<u64>,
 }
 
+/// A HIT's (max, pending, available, completed) assignments: any submission, approval or
+/// rejection changes them.
+type Counts = (i32, i32, i32, i32);
+
+fn counts_of(h: &Hit) -> Counts {
+    (
+        h.max_assignments().unwrap_or(0),
+        h.number_of_assignments_pending().unwrap_or(0),
+        h.number_of_assignments_available().unwrap_or(0),
+        h.number_of_assignments_completed().unwrap_or(0),
+    )
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// HIT type id per spec (as JSON): `CreateHITType` is asked once per spec.
     hit_types: HashMap<String, String>,
-    /// The HITs in scope by idempotency key; `None` until first listed.
+    /// Every HIT crowdcore posted on the account, by idempotency key; `None` until first
+    /// listed. Keys are unique per effect, so a key is looked up here whatever the scope.
     index: Option<BTreeMap<String, HitId>>,
+    /// Keys this instance posted (or resolved): watched even where the scope cannot tell
+    /// (a long session id's key is a digest).
+    posted: BTreeSet<String>,
+    /// Per watched HIT, its assignment counts when last listed and when they last changed:
+    /// a HIT whose counts have not moved for the settle window is not listed again.
+    counts: HashMap<HitId, (Counts, Instant)>,
     /// When this instance first sent each create token.
     first_sent: HashMap<String, Instant>,
     /// Known assignment totals per HIT.
@@ -185,11 +205,12 @@ impl MturkPlatform {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether a key belongs to the configured session: `<session>/<seq>`.
     fn in_scope(&self, key: &str) -> bool {
-        self.config
-            .scope
-            .as_deref()
-            .is_none_or(|s| key.starts_with(s))
+        self.config.scope.as_deref().is_none_or(|s| {
+            key.strip_prefix(s)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
     }
 
     // ----- the HIT index: which HITs are ours, by the key that posted them --------------------
@@ -222,30 +243,31 @@ impl MturkPlatform {
         }
     }
 
-    /// Lists the account's HITs again and keeps the ones in scope.
+    /// Lists the account's HITs again and indexes crowdcore's by key.
     async fn load_index(&self) -> Result<(), PlatformError> {
         let hits = self.all_hits().await?;
-        let mut index = BTreeMap::new();
-        let mut totals = Vec::new();
-        for h in &hits {
+        self.absorb(&hits);
+        Ok(())
+    }
+
+    /// Indexes the crowdcore HITs of a listing (keeping what the listing may lag behind).
+    fn absorb(&self, hits: &[Hit]) {
+        let mut s = self.lock();
+        let s = &mut *s;
+        let index = s.index.get_or_insert_with(BTreeMap::new);
+        for h in hits {
             let (Some(id), Some(key)) = (
                 h.hit_id(),
                 h.requester_annotation().and_then(wire::key_of_annotation),
             ) else {
                 continue;
             };
-            if self.in_scope(key) {
-                let id = HitId::new(id);
-                if let Some(n) = h.max_assignments() {
-                    totals.push((id.clone(), u32::try_from(n).unwrap_or(0)));
-                }
-                index.insert(key.to_owned(), id);
+            let id = HitId::new(id);
+            if let Some(n) = h.max_assignments().and_then(|n| u32::try_from(n).ok()) {
+                s.max_assignments.insert(id.clone(), n);
             }
+            index.insert(key.to_owned(), id);
         }
-        let mut s = self.lock();
-        s.index = Some(index);
-        s.max_assignments.extend(totals);
-        Ok(())
     }
 
     async fn ensure_index(&self) -> Result<(), PlatformError> {
@@ -255,29 +277,44 @@ impl MturkPlatform {
         Ok(())
     }
 
+    /// The HIT `key` posted, if listed; it is watched from now on.
     fn indexed(&self, key: &IdempotencyKey) -> Option<HitId> {
-        self.lock().index.as_ref()?.get(key.as_str()).cloned()
+        let mut s = self.lock();
+        let hit = s.index.as_ref()?.get(key.as_str()).cloned()?;
+        s.posted.insert(key.as_str().to_owned());
+        Some(hit)
     }
 
-    /// The HITs this platform watches, oldest key first.
+    /// The HITs this platform watches: those of its scope, and those it posted.
     pub async fn watched_hits(&self) -> Result<Vec<HitId>, PlatformError> {
         self.ensure_index().await?;
-        Ok(self
-            .lock()
-            .index
-            .as_ref()
-            .map(|i| i.values().cloned().collect())
-            .unwrap_or_default())
+        Ok(self.watched())
     }
 
-    /// Expires every HIT whose key starts with `scope` (a session id); returns them.
-    pub async fn expire_scope(&self, scope: &str) -> Result<Vec<HitId>, PlatformError> {
+    fn watched(&self) -> Vec<HitId> {
+        let s = self.lock();
+        self.watched_in(&s)
+    }
+
+    fn watched_in(&self, s: &State) -> Vec<HitId> {
+        s.index
+            .iter()
+            .flatten()
+            .filter(|(key, _)| self.in_scope(key) || s.posted.contains(*key))
+            .map(|(_, hit)| hit.clone())
+            .collect()
+    }
+
+    /// Expires every HIT the session `session` posted (whose key is `<session>/<seq>`);
+    /// returns them.
+    pub async fn expire_session(&self, session: &str) -> Result<Vec<HitId>, PlatformError> {
+        let scope = format!("{session}/");
         let mut expired = Vec::new();
         for h in self.all_hits().await? {
             let ours = h
                 .requester_annotation()
                 .and_then(wire::key_of_annotation)
-                .is_some_and(|k| k.starts_with(scope));
+                .is_some_and(|k| k.starts_with(&scope));
             if let (true, Some(id)) = (ours, h.hit_id()) {
                 let id = HitId::new(id);
                 self.expire(&id).await?;
@@ -629,7 +666,8 @@ impl Platform for MturkPlatform {
                     })?;
                 let mut s = self.lock();
                 s.max_assignments.insert(hit.clone(), slots);
-                if let (true, Some(index)) = (self.in_scope(key.as_str()), s.index.as_mut()) {
+                s.posted.insert(key.as_str().to_owned());
+                if let Some(index) = s.index.as_mut() {
                     index.insert(key.as_str().to_owned(), hit.clone());
                 }
                 Ok(hit)
@@ -718,10 +756,46 @@ impl Platform for MturkPlatform {
                 });
             }
         }
+        // One paged ListHITs gives every HIT's counts; only HITs whose counts moved within
+        // the settle window (or never listed) have their assignments listed.
+        let hits = self.all_hits().await?;
+        self.absorb(&hits);
+        let settle = Duration::from_millis(self.config.settle_window_ms);
+        let listed: HashMap<&str, Counts> = hits
+            .iter()
+            .filter_map(|h| Some((h.hit_id()?, counts_of(h))))
+            .collect();
+        // (HIT, its new counts to remember once its assignments are listed)
+        let mut to_list: Vec<(HitId, Option<Counts>)> = Vec::new();
+        {
+            let s = self.lock();
+            for hit in self.watched_in(&s) {
+                match listed.get(hit.as_str()).copied() {
+                    // Missing from ListHITs (it may lag a new HIT): look anyway.
+                    None => to_list.push((hit, None)),
+                    Some(now) => match s.counts.get(&hit) {
+                        Some((before, since)) if *before == now => {
+                            if since.elapsed() < settle {
+                                to_list.push((hit, None));
+                            }
+                        }
+                        _ => to_list.push((hit, Some(now))),
+                    },
+                }
+            }
+        }
         let mut events = Vec::new();
-        for hit in self.watched_hits().await? {
-            for a in self.assignments_of(&hit).await? {
+        for (hit, _) in &to_list {
+            for a in self.assignments_of(hit).await? {
                 events.extend(events_of(&a));
+            }
+        }
+        {
+            let mut s = self.lock();
+            for (hit, counts) in to_list {
+                if let Some(counts) = counts {
+                    s.counts.insert(hit, (counts, Instant::now()));
+                }
             }
         }
         let (items, next, more) = position.advance(events, self.config.settle_window_ms, PAGE_SIZE);

@@ -69,7 +69,7 @@ async fn the_sandbox_round_trip() {
     }
     let session = SessionId::new_v7();
     let mut config = MturkConfig::sandbox();
-    config.scope = Some(format!("{session}/"));
+    config.scope = Some(session.to_string());
     let key = |n| IdempotencyKey::for_effect(&EffectId::new(session.clone(), n));
     let a = MturkPlatform::connect(config.clone()).await;
     let balance = a.balance().await.expect("GetAccountBalance");

@@ -37,15 +37,15 @@ async fn a_fresh_instance_resolves_a_create_whose_answer_was_lost() {
 async fn scoped_instances_see_only_their_session() {
     let (_, fake, _) = setup().await;
     let mut a = config(&fake);
-    a.scope = Some("alpha/".into());
+    a.scope = Some("alpha".into());
     let mut b = config(&fake);
-    b.scope = Some("beta/".into());
+    b.scope = Some("beta".into());
     let (a, b) = (platform_with(a).await, platform_with(b).await);
     let ha = a.post(&spec(), 1, &key("alpha", 1)).await.unwrap();
     let hb = b.post(&spec(), 1, &key("beta", 1)).await.unwrap();
     let fresh_a = platform_with({
         let mut c = config(&fake);
-        c.scope = Some("alpha/".into());
+        c.scope = Some("alpha".into());
         c
     })
     .await;
@@ -54,7 +54,29 @@ async fn scoped_instances_see_only_their_session() {
         std::slice::from_ref(&ha)
     );
     // Expiring a session touches its HITs only.
-    let expired = b.expire_scope("beta/").await.unwrap();
+    let expired = b.expire_session("beta").await.unwrap();
     assert_eq!(expired, [hb]);
     assert_eq!(fake.available("W1"), [ha.to_string()]);
+}
+
+#[tokio::test]
+async fn a_digest_key_is_found_whatever_the_scope() {
+    let (_, fake, _) = setup().await;
+    // A session id so long that its keys are digests, which no scope can recognise.
+    let long = "s".repeat(80);
+    let mut c = config(&fake);
+    c.scope = Some(long.clone());
+    let first = platform_with(c.clone()).await;
+    let k = key(&long, 1);
+    assert!(!k.as_str().starts_with(&long));
+    let hit = first.post(&spec(), 2, &k).await.unwrap();
+    assert_eq!(
+        first.watched_hits().await.unwrap(),
+        std::slice::from_ref(&hit),
+        "its own HIT is watched"
+    );
+    let second = platform_with(c).await;
+    assert_eq!(second.post(&spec(), 2, &k).await.unwrap(), hit);
+    assert_eq!(fake.requests("CreateHITWithHITType").len(), 1);
+    assert_eq!(second.watched_hits().await.unwrap(), [hit]);
 }

@@ -77,3 +77,37 @@ async fn hits_and_assignments_are_paged_and_each_event_reported_once() {
     let e = fresh.updates(Some(&Cursor("17".into()))).await.unwrap_err();
     assert_eq!(e.code, "InvalidCursor");
 }
+
+#[tokio::test]
+async fn only_hits_whose_counts_moved_are_listed_again() {
+    let (_, fake, _) = setup().await;
+    let mut c = config(&fake);
+    c.settle_window_ms = 0; // trust MTurk's counts at once
+    let platform = platform_with(c).await;
+    let h1 = platform.post(&spec(), 3, &key("s", 1)).await.unwrap();
+    let h2 = platform.post(&spec(), 3, &key("s", 2)).await.unwrap();
+    let listings = |fake: &crate::fake::FakeMturk| -> Vec<String> {
+        fake.requests("ListAssignmentsForHIT")
+            .iter()
+            .map(|b| b["HITId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut cursor = None;
+    assert!(drain(&platform, &mut cursor).await.is_empty());
+    assert_eq!(
+        listings(&fake),
+        [h1.to_string(), h2.to_string()],
+        "both seen once"
+    );
+    assert!(drain(&platform, &mut cursor).await.is_empty());
+    assert_eq!(listings(&fake).len(), 2, "nothing moved: nothing listed");
+    let a = fake.accept("W1", h2.as_str()).unwrap();
+    fake.submit(&a, "x").unwrap();
+    let got = drain(&platform, &mut cursor).await;
+    assert_eq!(got, [(a.clone(), AssignmentStatus::Submitted)]);
+    assert_eq!(
+        listings(&fake)[2..],
+        [h2.to_string()],
+        "only the HIT that moved"
+    );
+}

@@ -543,7 +543,7 @@ async fn run(seed: Option<u64>, crash_at: Option<(u64, FailMode)>) -> (Outcome, 
         fake.set_faults(seed, 0.2, LATE_MS);
     }
     let mut mturk = config(&fake);
-    mturk.scope = Some(format!("{SESSION}/"));
+    mturk.scope = Some(SESSION.into());
     let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let store: Arc<dyn Store> = match crash_at {
         Some((n, mode)) => Arc::new(FailingStore::new(memory, Some(n), mode)),
