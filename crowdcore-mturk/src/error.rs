@@ -59,6 +59,7 @@ turk_shapes!(
     disassociate_qualification_from_worker::DisassociateQualificationFromWorkerError,
     get_account_balance::GetAccountBalanceError,
     create_qualification_type::CreateQualificationTypeError,
+    get_qualification_score::GetQualificationScoreError,
 );
 
 /// What a failed call means to crowdcore.

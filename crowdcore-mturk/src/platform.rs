@@ -264,7 +264,8 @@ impl MturkPlatform {
             };
             let id = HitId::new(id);
             if let Some(n) = h.max_assignments().and_then(|n| u32::try_from(n).ok()) {
-                s.max_assignments.insert(id.clone(), n);
+                // A listing may lag an increase this instance made: what it knows wins.
+                s.max_assignments.entry(id.clone()).or_insert(n);
             }
             index.insert(key.to_owned(), id);
         }
@@ -322,6 +323,34 @@ impl MturkPlatform {
             }
         }
         Ok(expired)
+    }
+
+    /// A worker's score on a qualification (`None`: they do not hold it).
+    pub async fn qualification_score(
+        &self,
+        worker: &WorkerId,
+        qualification: &str,
+    ) -> Result<Option<i64>, PlatformError> {
+        let sent = self
+            .client
+            .get_qualification_score()
+            .qualification_type_id(qualification)
+            .worker_id(worker.as_str())
+            .send()
+            .await;
+        match sent {
+            Ok(out) => Ok(out
+                .qualification()
+                .and_then(|q| q.integer_value())
+                .map(i64::from)),
+            Err(e) => {
+                let f = failure("GetQualificationScore", &e);
+                match f.error.kind {
+                    PlatformErrorKind::NotFound => Ok(None),
+                    _ => Err(f.error),
+                }
+            }
+        }
     }
 
     /// Creates a qualification type workers can be granted; returns its id.

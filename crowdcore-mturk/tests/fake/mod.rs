@@ -935,6 +935,22 @@ impl World {
                 self.qualifications.insert((w, q), v);
                 Ok(json!({}))
             }
+            "GetQualificationScore" => {
+                let q = need("QualificationTypeId")?;
+                let w = need("WorkerId")?;
+                let v = self
+                    .qualifications
+                    .get(&(w.clone(), q.clone()))
+                    .ok_or_else(|| {
+                        request_error(
+                            "AWS.MechanicalTurk.QualificationDoesNotExist",
+                            "You requested a Qualification that does not exist.",
+                        )
+                    })?;
+                Ok(
+                    json!({"Qualification": {"QualificationTypeId": q, "WorkerId": w, "IntegerValue": v, "Status": "Granted"}}),
+                )
+            }
             "DisassociateQualificationFromWorker" => {
                 let q = need("QualificationTypeId")?;
                 let w = need("WorkerId")?;

@@ -318,6 +318,14 @@ async fn blocks_qualifications_and_balance() {
     platform.block(&w, "spam").await.unwrap();
     platform.grant_qualification(&w, "3QUAL", 4).await.unwrap();
     assert_eq!(
+        platform.qualification_score(&w, "3QUAL").await.unwrap(),
+        Some(4)
+    );
+    assert_eq!(
+        fake.requests("GetQualificationScore"),
+        [json!({"QualificationTypeId": "3QUAL", "WorkerId": "W9"})]
+    );
+    assert_eq!(
         fake.world()
             .qualifications
             .get(&("W9".into(), "3QUAL".into())),
@@ -325,6 +333,10 @@ async fn blocks_qualifications_and_balance() {
     );
     platform.revoke_qualification(&w, "3QUAL").await.unwrap();
     assert!(fake.world().qualifications.is_empty());
+    assert_eq!(
+        platform.qualification_score(&w, "3QUAL").await.unwrap(),
+        None
+    );
     assert_eq!(
         fake.requests("CreateWorkerBlock"),
         [json!({"WorkerId": "W9", "Reason": "spam"})]
