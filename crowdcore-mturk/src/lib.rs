@@ -1,0 +1,49 @@
+//! # crowdcore-mturk
+//!
+//! crowdcore's [`Platform`](crowdcore::platform::Platform) on Amazon Mechanical Turk, over
+//! `aws-sdk-mturk`. Only this crate knows AWS exists.
+//!
+//! - **Posting**: a HIT type per [`HitSpec`](crowdcore::HitSpec) (`CreateHITType`, cached),
+//!   then `CreateHITWithHITType` with an ExternalQuestion framing the landing page, the spec's
+//!   qualification requirements, and a `RequesterAnnotation` naming the effect
+//!   (`crowdcore:<key>`).
+//! - **Idempotency**: every create and `SendBonus` carries the effect's key as its
+//!   `UniqueRequestToken`. MTurk's duplicate-token error is resolved to the first result: for
+//!   a HIT, by listing HITs and matching the annotation. Before a HIT is posted, the HITs
+//!   already annotated with its key are looked up (once per instance, then kept), so a crash
+//!   between a create and its record, or a token MTurk forgot after 24 hours, never posts
+//!   twice.
+//! - **Observing**: [`updates`](crowdcore::platform::Platform::updates) lists the assignments of
+//!   the HITs in scope (`ListAssignmentsForHIT`, paged with `NextToken`) and reports
+//!   submissions, approvals and rejections once each, behind a text cursor that survives a
+//!   restart (see `cursor.rs`). MTurk does not list returned or abandoned assignments: those
+//!   come from the landing page.
+//! - **Errors**: throttling (`ThrottlingException`, "Rate exceeded"), `ServiceFault`, HTTP 5xx
+//!   and timeouts are retryable [`PlatformError`](crowdcore::platform::PlatformError)s (after
+//!   the SDK's own retries, see [`RetrySettings`]); a `RequestError` is permanent and mapped by
+//!   its `TurkErrorCode` (insufficient funds, not found, conflict, bad request).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use crowdcore_mturk::{MturkConfig, MturkPlatform};
+//!
+//! # async fn run() {
+//! let mut config = MturkConfig::sandbox();
+//! config.landing_url = Some("https://study.example/land".into());
+//! config.scope = Some("0190c3a4-7a5e-7cc2-9a51-1f0b3c5d6e7f".into()); // the session id
+//! config.check_balance = true;
+//! let platform = Arc::new(MturkPlatform::connect(config).await);
+//! // Hand it to `crowdcore::engine::EngineBuilder::new(platform, store, engine_config)`.
+//! # }
+//! ```
+
+mod config;
+mod cursor;
+mod error;
+mod platform;
+pub mod wire;
+
+pub use config::{
+    Endpoint, MturkConfig, PRODUCTION_URL, RetrySettings, SANDBOX_URL, TimeoutSettings,
+};
+pub use platform::{HitSummary, MturkPlatform, NOTIFY_BATCH, PAGE_SIZE, UNSUBMITTED_RETRIES};

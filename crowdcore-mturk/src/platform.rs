@@ -1,0 +1,1089 @@
+//! [`MturkPlatform`]: crowdcore's [`Platform`] over `aws-sdk-mturk`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sdk_mturk::Client;
+use aws_sdk_mturk::types::{
+    Assignment, AssignmentStatus as TurkStatus, Hit, NotifyWorkersFailureCode,
+};
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_types::DateTime;
+
+use crowdcore::platform::{
+    AssignmentStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey, Page, Platform,
+    PlatformError, PlatformErrorKind,
+};
+use crowdcore::{AssignmentId, HitId, HitSpec, Money, Timestamp, WorkerId};
+
+use crate::config::MturkConfig;
+use crate::cursor::{Event, Position, status_code};
+use crate::error::failure;
+use crate::wire;
+
+/// How many updates one [`Platform::updates`] page holds.
+pub const PAGE_SIZE: usize = 100;
+/// MTurk's limit on workers per `NotifyWorkers` call.
+pub const NOTIFY_BATCH: usize = 100;
+/// How often an approval or bonus for an assignment MTurk does not show as submitted yet is
+/// retried (the page tells the engine before it submits to MTurk) before it fails for good.
+pub const UNSUBMITTED_RETRIES: u32 = 20;
+
+/// A HIT as the admin tools list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitSummary {
+    /// The HIT.
+    pub hit: HitId,
+    /// Its title.
+    pub title: String,
+    /// MTurk's status (`Assignable`, `Unassignable`, `Reviewable`, …).
+    pub status: String,
+    /// The idempotency key of the effect that posted it, if crowdcore did.
+    pub key: Option<String>,
+    /// Assignments in total.
+    pub max_assignments: u32,
+    /// Assignments open, held, and completed.
+    pub counts: (u32, u32, u32),
+    /// When it stops being listed, in ms since the epoch.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// A HIT's (max, pending, available, completed) assignments: any submission, approval or
+/// rejection changes them.
+type Counts = (i32, i32, i32, i32);
+
+fn counts_of(h: &Hit) -> Counts {
+    (
+        h.max_assignments().unwrap_or(0),
+        h.number_of_assignments_pending().unwrap_or(0),
+        h.number_of_assignments_available().unwrap_or(0),
+        h.number_of_assignments_completed().unwrap_or(0),
+    )
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// HIT type id per spec (as JSON): `CreateHITType` is asked once per spec.
+    hit_types: HashMap<String, String>,
+    /// Every HIT crowdcore posted on the account, by idempotency key; `None` until first
+    /// listed. Keys are unique per effect, so a key is looked up here whatever the scope.
+    index: Option<BTreeMap<String, HitId>>,
+    /// Keys this instance posted (or resolved): watched even where the scope cannot tell
+    /// (a long session id's key is a digest).
+    posted: BTreeSet<String>,
+    /// Per watched HIT, its assignment counts when last listed and when they last changed:
+    /// a HIT whose counts have not moved for the settle window is not listed again.
+    counts: HashMap<HitId, (Counts, Instant)>,
+    /// When this instance first sent each create token.
+    first_sent: HashMap<String, Instant>,
+    /// Known assignment totals per HIT.
+    max_assignments: HashMap<HitId, u32>,
+    /// A cursor just returned with everything there was: asked for again at once, it is
+    /// answered without listing (the engine asks until a page brings nothing new).
+    drained: Option<Cursor>,
+    /// Approvals and bonuses retried because MTurk did not show the assignment submitted.
+    unsubmitted: HashMap<AssignmentId, u32>,
+}
+
+/// Amazon Mechanical Turk as a crowdcore [`Platform`]. See the [crate docs](crate).
+pub struct MturkPlatform {
+    client: Client,
+    config: MturkConfig,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for MturkPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MturkPlatform")
+            .field("endpoint", &self.config.endpoint)
+            .field("scope", &self.config.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(kind: PlatformErrorKind, code: &str, message: impl Into<String>) -> PlatformError {
+    PlatformError::new(kind, code, message)
+}
+
+fn bad(code: &str, message: impl Into<String>) -> PlatformError {
+    err(PlatformErrorKind::BadRequest, code, message)
+}
+
+/// Whole seconds, rounded up, within MTurk's bounds for the field.
+fn seconds(name: &str, ms: u64, min: i64, max: i64) -> Result<i64, PlatformError> {
+    let s = i64::try_from(ms.div_ceil(1_000)).unwrap_or(i64::MAX);
+    if s < min || s > max {
+        return Err(bad(
+            "InvalidDuration",
+            format!("{name} is {s} s; MTurk allows {min} to {max} s"),
+        ));
+    }
+    Ok(s)
+}
+
+fn millis(t: &DateTime) -> u64 {
+    u64::try_from(t.to_millis().unwrap_or(0)).unwrap_or(0)
+}
+
+impl MturkPlatform {
+    /// Connects with credentials from the standard AWS chain (`AWS_ACCESS_KEY_ID` /
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE` and `~/.aws`, web identity, ECS, IMDS,
+    /// `credential_process`).
+    pub async fn connect(config: MturkConfig) -> Self {
+        Self::load(config, None).await
+    }
+
+    /// Connects with the given credentials (tests, or keys held elsewhere).
+    pub async fn connect_with_credentials(
+        config: MturkConfig,
+        credentials: impl ProvideCredentials + 'static,
+    ) -> Self {
+        Self::load(
+            config,
+            Some(aws_credential_types::provider::SharedCredentialsProvider::new(credentials)),
+        )
+        .await
+    }
+
+    async fn load(
+        config: MturkConfig,
+        credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+    ) -> Self {
+        // rustls with ring: no aws-lc build; certificates from the system store.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let retry = RetryConfig::standard()
+            .with_max_attempts(config.retry.max_attempts.max(1))
+            .with_initial_backoff(Duration::from_millis(config.retry.initial_backoff_ms))
+            .with_max_backoff(Duration::from_millis(config.retry.max_backoff_ms));
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(config.timeouts.connect())
+            .operation_attempt_timeout(config.timeouts.attempt())
+            .operation_timeout(config.timeouts.operation())
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(config.region.clone()))
+            .http_client(http)
+            .retry_config(retry)
+            .timeout_config(timeouts)
+            .endpoint_url(config.endpoint.url());
+        if let Some(credentials) = credentials {
+            loader = loader.credentials_provider(credentials);
+        }
+        let sdk = loader.load().await;
+        Self::from_client(Client::new(&sdk), config)
+    }
+
+    /// Wraps a client configured elsewhere.
+    pub fn from_client(client: Client, config: MturkConfig) -> Self {
+        Self {
+            client,
+            config,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The SDK client, for calls this crate does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MturkConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No method leaves the state half-changed, so a poisoned lock's data is intact.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a key belongs to the configured session: `<session>/<seq>`.
+    fn in_scope(&self, key: &str) -> bool {
+        self.config.scope.as_deref().is_none_or(|s| {
+            key.strip_prefix(s)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
+    // ----- the HIT index: which HITs are ours, by the key that posted them --------------------
+
+    /// Every HIT of the account, paged with `NextToken`.
+    pub async fn list_hits(&self) -> Result<Vec<HitSummary>, PlatformError> {
+        Ok(self.all_hits().await?.iter().map(summary).collect())
+    }
+
+    async fn all_hits(&self) -> Result<Vec<Hit>, PlatformError> {
+        let mut hits = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_hits()
+                .max_results(100)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| failure("ListHITs", &e).error)?;
+            let page = out.hits();
+            hits.extend_from_slice(page);
+            match out.next_token() {
+                Some(next) if !page.is_empty() && Some(next) != token.as_deref() => {
+                    token = Some(next.to_owned());
+                }
+                _ => return Ok(hits),
+            }
+        }
+    }
+
+    /// Lists the account's HITs again and indexes crowdcore's by key.
+    async fn load_index(&self) -> Result<(), PlatformError> {
+        let hits = self.all_hits().await?;
+        self.absorb(&hits);
+        Ok(())
+    }
+
+    /// Indexes the crowdcore HITs of a listing (keeping what the listing may lag behind).
+    fn absorb(&self, hits: &[Hit]) {
+        let mut s = self.lock();
+        let s = &mut *s;
+        let index = s.index.get_or_insert_with(BTreeMap::new);
+        for h in hits {
+            let (Some(id), Some(key)) = (
+                h.hit_id(),
+                h.requester_annotation().and_then(wire::key_of_annotation),
+            ) else {
+                continue;
+            };
+            let id = HitId::new(id);
+            if let Some(n) = h.max_assignments().and_then(|n| u32::try_from(n).ok()) {
+                // A listing may lag an increase this instance made: what it knows wins.
+                s.max_assignments.entry(id.clone()).or_insert(n);
+            }
+            index.insert(key.to_owned(), id);
+        }
+    }
+
+    async fn ensure_index(&self) -> Result<(), PlatformError> {
+        if self.lock().index.is_none() {
+            self.load_index().await?;
+        }
+        Ok(())
+    }
+
+    /// The HIT `key` posted, if listed; it is watched from now on.
+    fn indexed(&self, key: &IdempotencyKey) -> Option<HitId> {
+        let mut s = self.lock();
+        let hit = s.index.as_ref()?.get(key.as_str()).cloned()?;
+        s.posted.insert(key.as_str().to_owned());
+        Some(hit)
+    }
+
+    /// The HITs this platform watches: those of its scope, and those it posted.
+    pub async fn watched_hits(&self) -> Result<Vec<HitId>, PlatformError> {
+        self.ensure_index().await?;
+        Ok(self.watched())
+    }
+
+    fn watched(&self) -> Vec<HitId> {
+        let s = self.lock();
+        self.watched_in(&s)
+    }
+
+    fn watched_in(&self, s: &State) -> Vec<HitId> {
+        s.index
+            .iter()
+            .flatten()
+            .filter(|(key, _)| self.in_scope(key) || s.posted.contains(*key))
+            .map(|(_, hit)| hit.clone())
+            .collect()
+    }
+
+    /// Expires every HIT the session `session` posted (whose key is `<session>/<seq>`);
+    /// returns them.
+    pub async fn expire_session(&self, session: &str) -> Result<Vec<HitId>, PlatformError> {
+        let scope = format!("{session}/");
+        let mut expired = Vec::new();
+        for h in self.all_hits().await? {
+            let ours = h
+                .requester_annotation()
+                .and_then(wire::key_of_annotation)
+                .is_some_and(|k| k.starts_with(&scope));
+            if let (true, Some(id)) = (ours, h.hit_id()) {
+                let id = HitId::new(id);
+                self.expire(&id).await?;
+                expired.push(id);
+            }
+        }
+        Ok(expired)
+    }
+
+    /// A worker's score on a qualification (`None`: they do not hold it).
+    pub async fn qualification_score(
+        &self,
+        worker: &WorkerId,
+        qualification: &str,
+    ) -> Result<Option<i64>, PlatformError> {
+        let sent = self
+            .client
+            .get_qualification_score()
+            .qualification_type_id(qualification)
+            .worker_id(worker.as_str())
+            .send()
+            .await;
+        match sent {
+            Ok(out) => Ok(out
+                .qualification()
+                .and_then(|q| q.integer_value())
+                .map(i64::from)),
+            Err(e) => {
+                let f = failure("GetQualificationScore", &e);
+                match f.error.kind {
+                    PlatformErrorKind::NotFound => Ok(None),
+                    _ => Err(f.error),
+                }
+            }
+        }
+    }
+
+    /// Creates a qualification type workers can be granted; returns its id.
+    pub async fn create_qualification_type(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> Result<String, PlatformError> {
+        let out = self
+            .client
+            .create_qualification_type()
+            .name(name)
+            .description(description)
+            .qualification_type_status(aws_sdk_mturk::types::QualificationTypeStatus::Active)
+            .send()
+            .await
+            .map_err(|e| failure("CreateQualificationType", &e).error)?;
+        out.qualification_type()
+            .and_then(|q| q.qualification_type_id())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                err(
+                    PlatformErrorKind::Unavailable,
+                    "MalformedAnswer",
+                    "no qualification type id",
+                )
+            })
+    }
+
+    // ----- posting -------------------------------------------------------------------------------
+
+    async fn hit_type(&self, spec: &HitSpec) -> Result<String, PlatformError> {
+        // Specs are plain data; the JSON is their identity.
+        let id = serde_json::to_string(spec).expect("plain data serializes");
+        if let Some(t) = self.lock().hit_types.get(&id) {
+            return Ok(t.clone());
+        }
+        let out = self
+            .client
+            .create_hit_type()
+            .title(&spec.title)
+            .description(&spec.description)
+            .keywords(spec.keywords.join(","))
+            .reward(wire::dollars(spec.reward)?)
+            .assignment_duration_in_seconds(seconds(
+                "assignment_duration_ms",
+                spec.assignment_duration_ms,
+                30,
+                31_536_000,
+            )?)
+            .auto_approval_delay_in_seconds(seconds(
+                "auto_approval_delay_ms",
+                spec.auto_approval_delay_ms,
+                0,
+                2_592_000,
+            )?)
+            .set_qualification_requirements(Some(wire::requirements(spec)?))
+            .send()
+            .await
+            .map_err(|e| failure("CreateHITType", &e).error)?;
+        let t = out
+            .hit_type_id()
+            .ok_or_else(|| {
+                err(
+                    PlatformErrorKind::Unavailable,
+                    "MalformedAnswer",
+                    "no HITTypeId",
+                )
+            })?
+            .to_owned();
+        self.lock().hit_types.insert(id, t.clone());
+        Ok(t)
+    }
+
+    /// Whether this instance first sent `key` longer ago than MTurk remembers tokens.
+    fn token_stale(&self, key: &IdempotencyKey) -> bool {
+        let lifetime = Duration::from_millis(self.config.token_lifetime_ms);
+        self.lock()
+            .first_sent
+            .get(key.as_str())
+            .is_some_and(|t| t.elapsed() >= lifetime)
+    }
+
+    /// After MTurk called a create token a duplicate: the HIT it made, found by annotation.
+    async fn resolve_duplicate(&self, key: &IdempotencyKey) -> Result<HitId, PlatformError> {
+        self.load_index().await?;
+        self.indexed(key).ok_or_else(|| {
+            err(
+                PlatformErrorKind::Unavailable,
+                "DuplicateNotListed",
+                format!("MTurk knows token {key} but lists no HIT annotated with it yet"),
+            )
+        })
+    }
+
+    async fn known_max_assignments(&self, hit: &HitId) -> Result<u32, PlatformError> {
+        if let Some(n) = self.lock().max_assignments.get(hit) {
+            return Ok(*n);
+        }
+        let out = self
+            .client
+            .get_hit()
+            .hit_id(hit.as_str())
+            .send()
+            .await
+            .map_err(|e| failure("GetHIT", &e).error)?;
+        let n = out
+            .hit()
+            .and_then(|h| h.max_assignments())
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                err(
+                    PlatformErrorKind::Unavailable,
+                    "MalformedAnswer",
+                    "no MaxAssignments",
+                )
+            })?;
+        self.lock().max_assignments.insert(hit.clone(), n);
+        Ok(n)
+    }
+
+    // ----- review --------------------------------------------------------------------------------
+
+    /// After MTurk refused to approve, reject or pay for an assignment: where it really is.
+    /// `Ok(Some(status))` when MTurk lists it; `Ok(None)` when MTurk does not show it
+    /// submitted; retryable errors pass through.
+    async fn assignment_status(
+        &self,
+        assignment: &AssignmentId,
+    ) -> Result<Option<TurkStatus>, PlatformError> {
+        match self
+            .client
+            .get_assignment()
+            .assignment_id(assignment.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .assignment()
+                .and_then(|a| a.assignment_status())
+                .cloned()),
+            Err(e) => {
+                let f = failure("GetAssignment", &e);
+                if f.error.is_retryable() {
+                    Err(f.error)
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    /// An assignment MTurk does not show submitted: the page told the engine first; retry a
+    /// while, then give up.
+    fn not_submitted_yet(
+        &self,
+        assignment: &AssignmentId,
+        original: PlatformError,
+    ) -> PlatformError {
+        let mut s = self.lock();
+        let tries = s.unsubmitted.entry(assignment.clone()).or_default();
+        *tries += 1;
+        if *tries > UNSUBMITTED_RETRIES {
+            return original;
+        }
+        err(
+            PlatformErrorKind::Unavailable,
+            "NotSubmittedYet",
+            format!(
+                "MTurk does not show assignment {assignment} submitted yet: {}",
+                original.message
+            ),
+        )
+    }
+
+    fn settled(&self, assignment: &AssignmentId) {
+        self.lock().unsubmitted.remove(assignment);
+    }
+
+    // ----- observing -----------------------------------------------------------------------------
+
+    async fn assignments_of(&self, hit: &HitId) -> Result<Vec<Assignment>, PlatformError> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_assignments_for_hit()
+                .hit_id(hit.as_str())
+                .max_results(100)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| failure("ListAssignmentsForHIT", &e).error)?;
+            let page = out.assignments();
+            all.extend_from_slice(page);
+            match out.next_token() {
+                Some(next) if !page.is_empty() && Some(next) != token.as_deref() => {
+                    token = Some(next.to_owned());
+                }
+                _ => return Ok(all),
+            }
+        }
+    }
+}
+
+fn summary(h: &Hit) -> HitSummary {
+    let n = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    HitSummary {
+        hit: HitId::new(h.hit_id().unwrap_or_default()),
+        title: h.title().unwrap_or_default().to_owned(),
+        status: h
+            .hit_status()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        key: h
+            .requester_annotation()
+            .and_then(wire::key_of_annotation)
+            .map(str::to_owned),
+        max_assignments: n(h.max_assignments()),
+        counts: (
+            n(h.number_of_assignments_available()),
+            n(h.number_of_assignments_pending()),
+            n(h.number_of_assignments_completed()),
+        ),
+        expires_at_ms: h.expiration().map(millis),
+    }
+}
+
+/// The events one listed assignment stands for.
+fn events_of(a: &Assignment) -> Vec<Event> {
+    let (Some(id), Some(worker), Some(hit)) = (a.assignment_id(), a.worker_id(), a.hit_id()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut push = |at: Option<&DateTime>, status| {
+        if let Some(at) = at {
+            let at_ms = millis(at);
+            out.push(Event {
+                at_ms,
+                assignment: id.to_owned(),
+                status: status_code(status),
+                update: AssignmentUpdate {
+                    assignment: AssignmentId::new(id),
+                    worker: WorkerId::new(worker),
+                    hit: HitId::new(hit),
+                    status,
+                    at: Timestamp::from_millis(at_ms),
+                },
+            });
+        }
+    };
+    push(a.submit_time(), AssignmentStatus::Submitted);
+    push(a.approval_time(), AssignmentStatus::Approved);
+    push(a.rejection_time(), AssignmentStatus::Rejected);
+    out
+}
+
+#[async_trait]
+impl Platform for MturkPlatform {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            // A returned or abandoned assignment is offered to the next worker.
+            returned_slots_reopen: true,
+            push_notifications: false,
+            bonus_without_assignment: false,
+            max_slots_per_hit: None,
+        }
+    }
+
+    async fn post(
+        &self,
+        spec: &HitSpec,
+        slots: u32,
+        key: &IdempotencyKey,
+    ) -> Result<HitId, PlatformError> {
+        spec.validate()
+            .map_err(|e| bad("InvalidSpec", e.to_string()))?;
+        if slots == 0 || slots > spec.max_assignments {
+            return Err(bad(
+                "InvalidSlots",
+                format!(
+                    "{slots} slots; the spec allows 1 to {}",
+                    spec.max_assignments
+                ),
+            ));
+        }
+        let url = wire::landing_url(spec, self.config.landing_url.as_deref())?;
+        let lifetime = seconds("lifetime_ms", spec.lifetime_ms, 30, 31_536_000)?;
+        // A HIT this key posted before (a crash between create and record, another
+        // instance) is found by its annotation and not posted again.
+        self.ensure_index().await?;
+        if let Some(hit) = self.indexed(key) {
+            return Ok(hit);
+        }
+        if self.token_stale(key) {
+            // MTurk has forgotten the token: only the annotation can tell.
+            self.load_index().await?;
+            if let Some(hit) = self.indexed(key) {
+                return Ok(hit);
+            }
+        }
+        if self.config.check_balance {
+            let cost = wire::posting_cost(spec.reward, slots);
+            let balance = self.balance().await?;
+            if balance.minor < cost.minor {
+                return Err(err(
+                    PlatformErrorKind::InsufficientFunds,
+                    "InsufficientFunds",
+                    format!("posting costs {cost} with MTurk's fee; the balance is {balance}"),
+                ));
+            }
+        }
+        let hit_type = self.hit_type(spec).await?;
+        self.lock()
+            .first_sent
+            .entry(key.as_str().to_owned())
+            .or_insert_with(Instant::now);
+        let sent = self
+            .client
+            .create_hit_with_hit_type()
+            .hit_type_id(hit_type)
+            .max_assignments(i32::try_from(slots).unwrap_or(i32::MAX))
+            .lifetime_in_seconds(lifetime)
+            .question(wire::external_question(url, spec.frame_height))
+            .requester_annotation(wire::annotation(key))
+            .unique_request_token(key.as_str())
+            .send()
+            .await;
+        match sent {
+            Ok(out) => {
+                let hit = out
+                    .hit()
+                    .and_then(|h| h.hit_id())
+                    .map(HitId::new)
+                    .ok_or_else(|| {
+                        err(
+                            PlatformErrorKind::Unavailable,
+                            "MalformedAnswer",
+                            "no HITId",
+                        )
+                    })?;
+                let mut s = self.lock();
+                s.max_assignments.insert(hit.clone(), slots);
+                s.posted.insert(key.as_str().to_owned());
+                if let Some(index) = s.index.as_mut() {
+                    index.insert(key.as_str().to_owned(), hit.clone());
+                }
+                Ok(hit)
+            }
+            Err(e) => {
+                let f = failure("CreateHITWithHITType", &e);
+                if f.duplicate {
+                    tracing::debug!(%key, "duplicate token: finding the HIT it made");
+                    self.resolve_duplicate(key).await
+                } else {
+                    Err(f.error)
+                }
+            }
+        }
+    }
+
+    async fn add_slots(
+        &self,
+        hit: &HitId,
+        n: u32,
+        key: &IdempotencyKey,
+    ) -> Result<(), PlatformError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let current = self.known_max_assignments(hit).await?;
+        // MTurk: a HIT made with fewer than 10 assignments never reaches 10 or more.
+        if current < 10 && current.saturating_add(n) >= 10 {
+            return Err(bad(
+                "InvalidMaximumAssignmentsIncrease",
+                format!("HIT {hit} has {current} assignments; MTurk cannot take it to 10 or more"),
+            ));
+        }
+        let sent = self
+            .client
+            .create_additional_assignments_for_hit()
+            .hit_id(hit.as_str())
+            .number_of_additional_assignments(i32::try_from(n).unwrap_or(i32::MAX))
+            .unique_request_token(key.as_str())
+            .send()
+            .await;
+        let mut s = self.lock();
+        match sent {
+            Ok(_) => {
+                s.max_assignments.insert(hit.clone(), current + n);
+                Ok(())
+            }
+            Err(e) => {
+                // Whether the increase happened is unknown until MTurk is asked again.
+                s.max_assignments.remove(hit);
+                let f = failure("CreateAdditionalAssignmentsForHIT", &e);
+                if f.duplicate { Ok(()) } else { Err(f.error) }
+            }
+        }
+    }
+
+    async fn expire(&self, hit: &HitId) -> Result<(), PlatformError> {
+        // A time in the past expires the HIT at once; repeating it changes nothing.
+        self.client
+            .update_expiration_for_hit()
+            .hit_id(hit.as_str())
+            .expire_at(DateTime::from_secs(0))
+            .send()
+            .await
+            .map_err(|e| failure("UpdateExpirationForHIT", &e).error)?;
+        Ok(())
+    }
+
+    async fn updates(
+        &self,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<AssignmentUpdate>, PlatformError> {
+        let position = Position::parse(cursor).ok_or_else(|| {
+            bad(
+                "InvalidCursor",
+                format!("{:?} is not an MTurk cursor", cursor.map(|c| &c.0)),
+            )
+        })?;
+        if let Some(c) = cursor {
+            let mut s = self.lock();
+            if s.drained.as_ref() == Some(c) {
+                s.drained = None;
+                return Ok(Page {
+                    items: Vec::new(),
+                    next: Some(c.clone()),
+                });
+            }
+        }
+        // One paged ListHITs gives every HIT's counts; only HITs whose counts moved within
+        // the settle window (or never listed) have their assignments listed.
+        let hits = self.all_hits().await?;
+        self.absorb(&hits);
+        let settle = Duration::from_millis(self.config.settle_window_ms);
+        let listed: HashMap<&str, Counts> = hits
+            .iter()
+            .filter_map(|h| Some((h.hit_id()?, counts_of(h))))
+            .collect();
+        // (HIT, its new counts to remember once its assignments are listed)
+        let mut to_list: Vec<(HitId, Option<Counts>)> = Vec::new();
+        {
+            let s = self.lock();
+            for hit in self.watched_in(&s) {
+                match listed.get(hit.as_str()).copied() {
+                    // Missing from ListHITs (it may lag a new HIT): look anyway.
+                    None => to_list.push((hit, None)),
+                    Some(now) => match s.counts.get(&hit) {
+                        Some((before, since)) if *before == now => {
+                            if since.elapsed() < settle {
+                                to_list.push((hit, None));
+                            }
+                        }
+                        _ => to_list.push((hit, Some(now))),
+                    },
+                }
+            }
+        }
+        let mut events = Vec::new();
+        for (hit, _) in &to_list {
+            for a in self.assignments_of(hit).await? {
+                events.extend(events_of(&a));
+            }
+        }
+        {
+            let mut s = self.lock();
+            for (hit, counts) in to_list {
+                if let Some(counts) = counts {
+                    s.counts.insert(hit, (counts, Instant::now()));
+                }
+            }
+        }
+        let (items, next, more) = position.advance(events, self.config.settle_window_ms, PAGE_SIZE);
+        let next = next.to_cursor();
+        self.lock().drained = (!more && !items.is_empty()).then(|| next.clone());
+        Ok(Page {
+            items,
+            next: Some(next),
+        })
+    }
+
+    async fn approve(
+        &self,
+        assignment: &AssignmentId,
+        _key: &IdempotencyKey,
+    ) -> Result<(), PlatformError> {
+        let sent = self
+            .client
+            .approve_assignment()
+            .assignment_id(assignment.as_str())
+            .send()
+            .await;
+        let Err(e) = sent else {
+            self.settled(assignment);
+            return Ok(());
+        };
+        let f = failure("ApproveAssignment", &e);
+        if f.error.is_retryable() {
+            return Err(f.error);
+        }
+        // Approving twice, or before MTurk has the submission: ask where it is.
+        match self.assignment_status(assignment).await? {
+            Some(TurkStatus::Approved) => {
+                self.settled(assignment);
+                Ok(())
+            }
+            Some(TurkStatus::Rejected) => Err(f.error),
+            Some(_) => Err(err(
+                PlatformErrorKind::Unavailable,
+                "ApproveRaced",
+                format!("assignment {assignment} is submitted; approve again"),
+            )),
+            None => Err(self.not_submitted_yet(assignment, f.error)),
+        }
+    }
+
+    async fn reject(
+        &self,
+        assignment: &AssignmentId,
+        feedback: &str,
+        _key: &IdempotencyKey,
+    ) -> Result<(), PlatformError> {
+        let feedback: String = feedback.chars().take(1024).collect();
+        let feedback = if feedback.trim().is_empty() {
+            "rejected".to_owned()
+        } else {
+            feedback
+        };
+        let sent = self
+            .client
+            .reject_assignment()
+            .assignment_id(assignment.as_str())
+            .requester_feedback(feedback)
+            .send()
+            .await;
+        let Err(e) = sent else {
+            self.settled(assignment);
+            return Ok(());
+        };
+        let f = failure("RejectAssignment", &e);
+        if f.error.is_retryable() {
+            return Err(f.error);
+        }
+        match self.assignment_status(assignment).await? {
+            Some(TurkStatus::Rejected) => {
+                self.settled(assignment);
+                Ok(())
+            }
+            Some(TurkStatus::Approved) => Err(f.error),
+            Some(_) => Err(err(
+                PlatformErrorKind::Unavailable,
+                "RejectRaced",
+                format!("assignment {assignment} is submitted; reject again"),
+            )),
+            None => Err(self.not_submitted_yet(assignment, f.error)),
+        }
+    }
+
+    async fn bonus(
+        &self,
+        worker: &WorkerId,
+        assignment: Option<&AssignmentId>,
+        amount: Money,
+        reason: &str,
+        key: &IdempotencyKey,
+    ) -> Result<(), PlatformError> {
+        let Some(assignment) = assignment else {
+            return Err(bad(
+                "AssignmentRequired",
+                "MTurk pays bonuses for an assignment",
+            ));
+        };
+        if amount.minor <= 0 {
+            return Err(bad("InvalidAmount", format!("a bonus of {amount}")));
+        }
+        let dollars = wire::dollars(amount)?;
+        let reason = if reason.trim().is_empty() {
+            "bonus"
+        } else {
+            reason
+        };
+        let sent = self
+            .client
+            .send_bonus()
+            .worker_id(worker.as_str())
+            .assignment_id(assignment.as_str())
+            .bonus_amount(dollars)
+            .reason(reason)
+            .unique_request_token(key.as_str())
+            .send()
+            .await;
+        let Err(e) = sent else {
+            return Ok(());
+        };
+        let f = failure("SendBonus", &e);
+        if f.duplicate {
+            return Ok(()); // paid by an earlier call with this token
+        }
+        if f.error.is_retryable() || f.error.kind != PlatformErrorKind::Conflict {
+            return Err(f.error);
+        }
+        // MTurk pays bonuses on submitted work only: the submission may still be on its way.
+        match self.assignment_status(assignment).await? {
+            Some(_) => Err(err(
+                PlatformErrorKind::Unavailable,
+                "BonusRaced",
+                format!("assignment {assignment} is submitted now; pay again"),
+            )),
+            None => Err(self.not_submitted_yet(assignment, f.error)),
+        }
+    }
+
+    async fn notify(
+        &self,
+        workers: &[WorkerId],
+        subject: &str,
+        message: &str,
+    ) -> Result<(), PlatformError> {
+        for batch in workers.chunks(NOTIFY_BATCH) {
+            let mut pending: Vec<String> = batch.iter().map(|w| w.to_string()).collect();
+            // Soft failures (MTurk could not deliver now) are retried for those workers only.
+            for round in 0..3 {
+                let out = self
+                    .client
+                    .notify_workers()
+                    .subject(subject)
+                    .message_text(message)
+                    .set_worker_ids(Some(pending.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| failure("NotifyWorkers", &e).error)?;
+                let mut soft = Vec::new();
+                for f in out.notify_workers_failure_statuses() {
+                    let worker = f.worker_id().unwrap_or_default().to_owned();
+                    match f.notify_workers_failure_code() {
+                        Some(NotifyWorkersFailureCode::SoftFailure) => soft.push(worker),
+                        _ => tracing::warn!(
+                            %worker,
+                            reason = f.notify_workers_failure_message().unwrap_or_default(),
+                            "MTurk cannot notify worker"
+                        ),
+                    }
+                }
+                pending = soft;
+                if pending.is_empty() {
+                    break;
+                }
+                if round == 2 {
+                    return Err(err(
+                        PlatformErrorKind::Unavailable,
+                        "SoftFailure",
+                        format!("MTurk could not notify {} yet", pending.join(", ")),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn block(&self, worker: &WorkerId, reason: &str) -> Result<(), PlatformError> {
+        let reason = if reason.trim().is_empty() {
+            "blocked"
+        } else {
+            reason
+        };
+        self.client
+            .create_worker_block()
+            .worker_id(worker.as_str())
+            .reason(reason)
+            .send()
+            .await
+            .map_err(|e| failure("CreateWorkerBlock", &e).error)?;
+        Ok(())
+    }
+
+    async fn grant_qualification(
+        &self,
+        worker: &WorkerId,
+        qualification: &str,
+        value: i64,
+    ) -> Result<(), PlatformError> {
+        let value = i32::try_from(value).map_err(|_| {
+            bad(
+                "InvalidQualificationValue",
+                format!("{value} does not fit 32 bits"),
+            )
+        })?;
+        self.client
+            .associate_qualification_with_worker()
+            .qualification_type_id(qualification)
+            .worker_id(worker.as_str())
+            .integer_value(value)
+            .send_notification(false)
+            .send()
+            .await
+            .map_err(|e| failure("AssociateQualificationWithWorker", &e).error)?;
+        Ok(())
+    }
+
+    async fn revoke_qualification(
+        &self,
+        worker: &WorkerId,
+        qualification: &str,
+    ) -> Result<(), PlatformError> {
+        self.client
+            .disassociate_qualification_from_worker()
+            .qualification_type_id(qualification)
+            .worker_id(worker.as_str())
+            .reason("revoked")
+            .send()
+            .await
+            .map_err(|e| failure("DisassociateQualificationFromWorker", &e).error)?;
+        Ok(())
+    }
+
+    async fn balance(&self) -> Result<Money, PlatformError> {
+        let out = self
+            .client
+            .get_account_balance()
+            .send()
+            .await
+            .map_err(|e| failure("GetAccountBalance", &e).error)?;
+        let text = out.available_balance().unwrap_or_default();
+        wire::parse_dollars(text).ok_or_else(|| {
+            err(
+                PlatformErrorKind::Unavailable,
+                "MalformedAnswer",
+                format!("balance {text:?}"),
+            )
+        })
+    }
+}

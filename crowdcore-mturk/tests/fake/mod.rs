@@ -1,0 +1,1098 @@
+//! A fake Amazon Mechanical Turk requester API for tests: an axum app speaking AWS JSON 1.1
+//! (`POST /`, `X-Amz-Target: MTurkRequesterServiceV20170117.<Op>`, `Content-Type:
+//! application/x-amz-json-1.1`, SigV4 `Authorization` with the test key for
+//! `us-east-1/mturk-requester`), keeping HITs, assignments, bonuses and money in memory.
+//!
+//! It behaves as MTurk does where crowdcore depends on it: `UniqueRequestToken`s are remembered
+//! per operation and a reuse gets MTurk's duplicate error (`AWS.MechanicalTurk.HitAlreadyExists`
+//! for HITs, `AWS.MechanicalTurk.DuplicateRequest` otherwise) without doing anything; lists are
+//! paged with `NextToken`; only submitted, approved and rejected assignments are listed;
+//! approving needs a submitted assignment; a HIT made with fewer than 10 assignments never
+//! reaches 10; posting escrows rewards plus MTurk's fee.
+//!
+//! Workers act through [`FakeMturk::accept`], [`FakeMturk::submit`] and
+//! [`FakeMturk::return_assignment`] (the worker's side, as a test helper). A seeded fault plan
+//! ([`FakeMturk::set_faults`]) throttles, fails with 5xx, or carries a call out and then answers
+//! too late, at a given rate.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use crowdcore::clock::Clock;
+
+/// The access key tests sign with.
+pub const ACCESS_KEY: &str = "AKIDFAKEMTURKTEST";
+/// Its secret.
+pub const SECRET_KEY: &str = "fake-secret-not-a-real-key";
+/// The target prefix of every operation.
+pub const TARGET_PREFIX: &str = "MTurkRequesterServiceV20170117.";
+
+/// How a faulty call fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// `ThrottlingException` "Rate exceeded"; nothing done.
+    Throttle,
+    /// HTTP 500 `ServiceFault` or a bare 503; nothing done.
+    ServerError,
+    /// Carried out, then answered after the client gave up.
+    LateAnswer,
+}
+
+/// Faults injected so far, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Calls answered (or not) so far.
+    pub calls: u64,
+    /// Throttled.
+    pub throttled: u64,
+    /// 5xx.
+    pub server_errors: u64,
+    /// Carried out but answered too late.
+    pub late: u64,
+}
+
+impl FaultCounts {
+    /// All injected faults.
+    pub fn total(&self) -> u64 {
+        self.throttled + self.server_errors + self.late
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Accepted,
+    Submitted,
+    Approved,
+    Rejected,
+    Returned,
+    Abandoned,
+}
+
+impl Status {
+    fn listed(self) -> Option<&'static str> {
+        match self {
+            Status::Submitted => Some("Submitted"),
+            Status::Approved => Some("Approved"),
+            Status::Rejected => Some("Rejected"),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeHit {
+    pub id: String,
+    pub type_id: String,
+    pub max_assignments: u32,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    pub annotation: Option<String>,
+    pub question: String,
+    pub workers: HashSet<String>,
+    /// Assignments accepted, submitted, approved or rejected (not returned or abandoned).
+    pub taken: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeAssignment {
+    pub id: String,
+    pub hit: String,
+    pub worker: String,
+    pub status: Status,
+    pub accept_ms: u64,
+    pub deadline_ms: u64,
+    pub submit_ms: Option<u64>,
+    pub approval_ms: Option<u64>,
+    pub rejection_ms: Option<u64>,
+    pub answer: Option<String>,
+    pub feedback: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Bonus {
+    pub worker: String,
+    pub assignment: String,
+    pub cents: i64,
+    pub token: Option<String>,
+}
+
+struct Faults {
+    rng: ChaCha8Rng,
+    rate: f64,
+    late_ms: u64,
+    counts: FaultCounts,
+}
+
+#[derive(Default)]
+pub struct World {
+    pub balance_cents: i64,
+    pub hit_types: Vec<(String, Value)>,
+    pub hits: BTreeMap<String, FakeHit>,
+    pub assignments: BTreeMap<String, FakeAssignment>,
+    /// Token uses per (operation, token); the first result.
+    pub tokens: HashMap<(String, String), (u32, Value)>,
+    pub bonuses: Vec<Bonus>,
+    pub blocks: HashMap<String, String>,
+    pub qualifications: HashMap<(String, String), i64>,
+    pub qualification_types: Vec<String>,
+    pub messages: Vec<(String, String, String)>,
+    /// Workers NotifyWorkers soft-fails for, and how many more times.
+    pub soft_fail: HashMap<String, u32>,
+    /// Every request: operation and body.
+    pub requests: Vec<(String, Value)>,
+    /// Forced errors for the next calls of an operation: (operation, status, body).
+    pub scripted: Vec<(String, u16, Value)>,
+    /// The most items one list page holds, whatever MaxResults says.
+    pub page_cap: usize,
+    /// Earnings per worker (approved rewards and bonuses).
+    pub earnings: HashMap<String, i64>,
+    next_id: u64,
+}
+
+/// The fake, running on a local port.
+#[derive(Clone)]
+pub struct FakeMturk {
+    world: Arc<Mutex<World>>,
+    faults: Arc<Mutex<Option<Faults>>>,
+    clock: Arc<dyn Clock>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+fn secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+fn request_error(code: &str, message: &str) -> (u16, Value) {
+    (
+        400,
+        json!({"__type": "RequestError", "Message": message, "TurkErrorCode": code}),
+    )
+}
+
+type Answer = Result<Value, (u16, Value)>;
+
+impl FakeMturk {
+    /// Starts the fake on a free local port with `balance_cents` to spend, on `clock`.
+    pub async fn start(clock: Arc<dyn Clock>, balance_cents: i64) -> Self {
+        let world = World {
+            balance_cents,
+            page_cap: 100,
+            ..World::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a local port");
+        let addr = listener.local_addr().expect("local address");
+        let fake = Self {
+            world: Arc::new(Mutex::new(world)),
+            faults: Arc::new(Mutex::new(None)),
+            clock,
+            addr,
+        };
+        let app = Router::new()
+            .route("/", post(handle))
+            .with_state(fake.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("the fake serves");
+        });
+        fake
+    }
+
+    /// The endpoint URL to give the SDK.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Injects faults into `rate` of the calls from now on, drawn from `seed`; a late answer
+    /// comes after `late_ms`.
+    pub fn set_faults(&self, seed: u64, rate: f64, late_ms: u64) {
+        *self.faults.lock().unwrap() = Some(Faults {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            rate,
+            late_ms,
+            counts: FaultCounts::default(),
+        });
+    }
+
+    /// No more faults.
+    pub fn clear_faults(&self) {
+        *self.faults.lock().unwrap() = None;
+    }
+
+    /// No more faults, but keep the counts of those injected.
+    pub fn clear_faults_keep_counts(&self) {
+        if let Some(f) = self.faults.lock().unwrap().as_mut() {
+            f.rate = 0.0;
+        }
+    }
+
+    /// Faults injected so far.
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.faults
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|f| f.counts.clone())
+            .unwrap_or_default()
+    }
+
+    /// Makes the next call of `op` fail with `status` and `body`.
+    pub fn script(&self, op: &str, status: u16, body: Value) {
+        self.world().scripted.push((op.to_owned(), status, body));
+    }
+
+    /// Makes the next call of `op` succeed at the fake but answer after `ms` (a lost answer).
+    pub fn answer_late(&self, op: &str, ms: u64) {
+        self.world().scripted.push((op.to_owned(), 0, json!(ms)));
+    }
+
+    /// Request bodies of `op`, oldest first.
+    pub fn requests(&self, op: &str) -> Vec<Value> {
+        self.world()
+            .requests
+            .iter()
+            .filter(|(o, _)| o == op)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// Operations called, in order.
+    pub fn operations(&self) -> Vec<String> {
+        self.world()
+            .requests
+            .iter()
+            .map(|(o, _)| o.clone())
+            .collect()
+    }
+
+    /// How many times a token was presented to `op`.
+    pub fn token_uses(&self, op: &str, token: &str) -> u32 {
+        self.world()
+            .tokens
+            .get(&(op.to_owned(), token.to_owned()))
+            .map_or(0, |(n, _)| *n)
+    }
+
+    pub fn hits(&self) -> Vec<FakeHit> {
+        self.world().hits.values().cloned().collect()
+    }
+
+    pub fn bonuses(&self) -> Vec<Bonus> {
+        self.world().bonuses.clone()
+    }
+
+    pub fn assignment(&self, id: &str) -> Option<FakeAssignment> {
+        self.world().assignments.get(id).cloned()
+    }
+
+    pub fn earnings(&self, worker: &str) -> i64 {
+        self.world().earnings.get(worker).copied().unwrap_or(0)
+    }
+
+    // ----- the worker's side -------------------------------------------------------------------
+
+    /// HITs `worker` may accept now, oldest first.
+    pub fn available(&self, worker: &str) -> Vec<String> {
+        let now = self.clock.now().as_millis();
+        let mut w = self.world();
+        w.abandon_overdue(now);
+        if w.blocks.contains_key(worker) {
+            return Vec::new();
+        }
+        w.hits
+            .values()
+            .filter(|h| h.open(now) > 0 && !h.workers.contains(worker))
+            .map(|h| h.id.clone())
+            .collect()
+    }
+
+    /// `worker` accepts an assignment of `hit`.
+    pub fn accept(&self, worker: &str, hit: &str) -> Result<String, String> {
+        let now = self.clock.now().as_millis();
+        let mut w = self.world();
+        w.abandon_overdue(now);
+        let duration_ms = {
+            let h = w.hits.get(hit).ok_or("no such HIT")?;
+            if h.open(now) == 0 {
+                return Err("no open assignment".into());
+            }
+            if h.workers.contains(worker) {
+                return Err("already taken".into());
+            }
+            let t = w
+                .hit_types
+                .iter()
+                .find(|(id, _)| *id == h.type_id)
+                .ok_or("type")?;
+            t.1["AssignmentDurationInSeconds"].as_u64().unwrap_or(3600) * 1000
+        };
+        w.next_id += 1;
+        let id = format!("A{:05}", w.next_id);
+        let h = w.hits.get_mut(hit).expect("checked above");
+        h.workers.insert(worker.to_owned());
+        h.taken += 1;
+        w.assignments.insert(
+            id.clone(),
+            FakeAssignment {
+                id: id.clone(),
+                hit: hit.to_owned(),
+                worker: worker.to_owned(),
+                status: Status::Accepted,
+                accept_ms: now,
+                deadline_ms: now + duration_ms,
+                submit_ms: None,
+                approval_ms: None,
+                rejection_ms: None,
+                answer: None,
+                feedback: None,
+            },
+        );
+        Ok(id)
+    }
+
+    /// The worker submits.
+    pub fn submit(&self, assignment: &str, answer: &str) -> Result<(), String> {
+        let now = self.clock.now().as_millis();
+        let mut w = self.world();
+        w.abandon_overdue(now);
+        let a = w
+            .assignments
+            .get_mut(assignment)
+            .ok_or("no such assignment")?;
+        if a.status != Status::Accepted {
+            return Err(format!("assignment is {:?}", a.status));
+        }
+        a.status = Status::Submitted;
+        a.submit_ms = Some(now);
+        a.answer = Some(answer.to_owned());
+        Ok(())
+    }
+
+    /// The worker returns the assignment; it is offered again.
+    pub fn return_assignment(&self, assignment: &str) -> Result<(), String> {
+        let now = self.clock.now().as_millis();
+        let mut w = self.world();
+        w.abandon_overdue(now);
+        let a = w
+            .assignments
+            .get_mut(assignment)
+            .ok_or("no such assignment")?;
+        if a.status != Status::Accepted {
+            return Err(format!("assignment is {:?}", a.status));
+        }
+        a.status = Status::Returned;
+        let hit = a.hit.clone();
+        if let Some(h) = w.hits.get_mut(&hit) {
+            h.taken -= 1;
+        }
+        Ok(())
+    }
+}
+
+impl FakeHit {
+    fn open(&self, now: u64) -> u32 {
+        if now >= self.expires_ms {
+            0
+        } else {
+            self.max_assignments - self.taken
+        }
+    }
+
+    fn status(&self, now: u64, completed: u32) -> &'static str {
+        if now < self.expires_ms && self.open(now) > 0 {
+            "Assignable"
+        } else if completed >= self.max_assignments || now >= self.expires_ms {
+            "Reviewable"
+        } else {
+            "Unassignable"
+        }
+    }
+}
+
+impl World {
+    fn abandon_overdue(&mut self, now: u64) {
+        let overdue: Vec<String> = self
+            .assignments
+            .values()
+            .filter(|a| a.status == Status::Accepted && a.deadline_ms <= now)
+            .map(|a| a.id.clone())
+            .collect();
+        for id in overdue {
+            let a = self.assignments.get_mut(&id).expect("listed above");
+            a.status = Status::Abandoned;
+            let hit = a.hit.clone();
+            if let Some(h) = self.hits.get_mut(&hit) {
+                h.taken -= 1;
+            }
+        }
+    }
+
+    fn hit_json(&self, h: &FakeHit, now: u64) -> Value {
+        let t = &self
+            .hit_types
+            .iter()
+            .find(|(id, _)| *id == h.type_id)
+            .expect("HITs have types")
+            .1;
+        let of_hit = || self.assignments.values().filter(|a| a.hit == h.id);
+        let pending = of_hit().filter(|a| a.status == Status::Accepted).count() as u32;
+        let completed = of_hit().filter(|a| a.status.listed().is_some()).count() as u32;
+        let mut v = json!({
+            "HITId": h.id,
+            "HITTypeId": h.type_id,
+            "HITGroupId": format!("G{}", h.type_id),
+            "CreationTime": secs(h.created_ms),
+            "Title": t["Title"],
+            "Description": t["Description"],
+            "Question": h.question,
+            "Keywords": t["Keywords"],
+            "HITStatus": h.status(now, completed),
+            "MaxAssignments": h.max_assignments,
+            "Reward": t["Reward"],
+            "AutoApprovalDelayInSeconds": t["AutoApprovalDelayInSeconds"],
+            "Expiration": secs(h.expires_ms),
+            "AssignmentDurationInSeconds": t["AssignmentDurationInSeconds"],
+            "QualificationRequirements": t.get("QualificationRequirements").cloned().unwrap_or(json!([])),
+            "NumberOfAssignmentsPending": pending,
+            "NumberOfAssignmentsAvailable": h.open(now),
+            "NumberOfAssignmentsCompleted": completed,
+        });
+        if let Some(a) = &h.annotation {
+            v["RequesterAnnotation"] = json!(a);
+        }
+        v
+    }
+
+    fn assignment_json(a: &FakeAssignment) -> Value {
+        let mut v = json!({
+            "AssignmentId": a.id,
+            "WorkerId": a.worker,
+            "HITId": a.hit,
+            "AssignmentStatus": a.status.listed().unwrap_or("Submitted"),
+            "AcceptTime": secs(a.accept_ms),
+            "Deadline": secs(a.deadline_ms),
+        });
+        for (k, t) in [
+            ("SubmitTime", a.submit_ms),
+            ("ApprovalTime", a.approval_ms),
+            ("RejectionTime", a.rejection_ms),
+        ] {
+            if let Some(t) = t {
+                v[k] = json!(secs(t));
+            }
+        }
+        if let Some(answer) = &a.answer {
+            v["Answer"] = json!(answer);
+        }
+        if let Some(f) = &a.feedback {
+            v["RequesterFeedback"] = json!(f);
+        }
+        v
+    }
+
+    /// A page of `items` after `NextToken`, at most `MaxResults` (and the cap).
+    fn page(&self, items: Vec<Value>, body: &Value, field: &str) -> Answer {
+        let start = match body.get("NextToken").and_then(Value::as_str) {
+            None => 0,
+            Some(t) => t
+                .strip_prefix("next-")
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&n| n <= items.len())
+                .ok_or_else(|| {
+                    request_error("AWS.MechanicalTurk.InvalidNextToken", "bad NextToken")
+                })?,
+        };
+        let max = body.get("MaxResults").and_then(Value::as_u64).unwrap_or(10) as usize;
+        if !(1..=100).contains(&max) {
+            return Err(request_error(
+                "AWS.ParameterOutOfRange",
+                "MaxResults is 1 to 100",
+            ));
+        }
+        let end = (start + max.min(self.page_cap)).min(items.len());
+        let mut v = json!({ field: items[start..end].to_vec(), "NumResults": end - start });
+        if end < items.len() {
+            v["NextToken"] = json!(format!("next-{end}"));
+        }
+        Ok(v)
+    }
+
+    /// Remembers a token; `Some(first result)` if it was seen.
+    fn token_seen(&mut self, op: &str, body: &Value) -> Option<Value> {
+        let token = body.get("UniqueRequestToken")?.as_str()?.to_owned();
+        let entry = self.tokens.get_mut(&(op.to_owned(), token))?;
+        entry.0 += 1;
+        Some(entry.1.clone())
+    }
+
+    fn remember(&mut self, op: &str, body: &Value, result: &Value) {
+        if let Some(token) = body.get("UniqueRequestToken").and_then(Value::as_str) {
+            self.tokens
+                .insert((op.to_owned(), token.to_owned()), (1, result.clone()));
+        }
+    }
+
+    fn execute(&mut self, op: &str, body: &Value, now: u64) -> Answer {
+        self.abandon_overdue(now);
+        let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+        let need = |k: &str| {
+            s(k).ok_or_else(|| {
+                request_error(
+                    "AWS.MechanicalTurk.ParameterMissing",
+                    &format!("{k} is required"),
+                )
+            })
+        };
+        match op {
+            "GetAccountBalance" => Ok(json!({
+                "AvailableBalance": format!("{}.{:02}", self.balance_cents / 100, self.balance_cents % 100)
+            })),
+            "CreateHITType" => {
+                for k in ["Title", "Description", "Reward"] {
+                    need(k)?;
+                }
+                let Some(duration) = body
+                    .get("AssignmentDurationInSeconds")
+                    .and_then(Value::as_u64)
+                else {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.ParameterMissing",
+                        "AssignmentDurationInSeconds",
+                    ));
+                };
+                if !(30..=31_536_000).contains(&duration) {
+                    return Err(request_error(
+                        "AWS.ParameterOutOfRange",
+                        "AssignmentDurationInSeconds",
+                    ));
+                }
+                // The same parameters give the same HIT type, as on MTurk.
+                if let Some((id, _)) = self.hit_types.iter().find(|(_, b)| b == body) {
+                    return Ok(json!({"HITTypeId": id}));
+                }
+                let id = format!("T{:04}", self.hit_types.len() + 1);
+                self.hit_types.push((id.clone(), body.clone()));
+                Ok(json!({"HITTypeId": id}))
+            }
+            "CreateHITWithHITType" => {
+                if let Some(first) = self.token_seen(op, body) {
+                    let hit = first["HIT"]["HITId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.HitAlreadyExists",
+                        &format!(
+                            "There is already a HIT which exists with the same UniqueRequestToken. HITId: {hit}"
+                        ),
+                    ));
+                }
+                let type_id = need("HITTypeId")?;
+                let reward = self
+                    .hit_types
+                    .iter()
+                    .find(|(id, _)| *id == type_id)
+                    .map(|(_, t)| t["Reward"].as_str().unwrap_or("0").to_owned())
+                    .ok_or_else(|| {
+                        request_error("AWS.MechanicalTurk.HITTypeDoesNotExist", "no such HIT type")
+                    })?;
+                let question = need("Question")?;
+                if !question.contains("<ExternalQuestion") || !question.contains("<ExternalURL>") {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.XMLParseError",
+                        "not an ExternalQuestion",
+                    ));
+                }
+                let n = body
+                    .get("MaxAssignments")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1) as u32;
+                let lifetime = body
+                    .get("LifetimeInSeconds")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                if !(30..=31_536_000).contains(&lifetime) {
+                    return Err(request_error(
+                        "AWS.ParameterOutOfRange",
+                        "LifetimeInSeconds",
+                    ));
+                }
+                let reward_cents = cents(&reward);
+                let cost = cost_with_fee(reward_cents, n);
+                if cost > self.balance_cents {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InsufficientFunds",
+                        "This Requester has insufficient funds in their account to complete this transaction.",
+                    ));
+                }
+                self.balance_cents -= cost;
+                self.next_id += 1;
+                let id = format!("H{:05}", self.next_id);
+                let hit = FakeHit {
+                    id: id.clone(),
+                    type_id,
+                    max_assignments: n,
+                    created_ms: now,
+                    expires_ms: now + lifetime * 1000,
+                    annotation: s("RequesterAnnotation"),
+                    question,
+                    workers: HashSet::new(),
+                    taken: 0,
+                };
+                let out = json!({"HIT": self.hit_json(&hit, now)});
+                self.hits.insert(id, hit);
+                self.remember(op, body, &out);
+                Ok(out)
+            }
+            "CreateAdditionalAssignmentsForHIT" => {
+                if self.token_seen(op, body).is_some() {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.DuplicateRequest",
+                        "The request has the same UniqueRequestToken as an earlier one.",
+                    ));
+                }
+                let id = need("HITId")?;
+                let n = body
+                    .get("NumberOfAdditionalAssignments")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0) as u32;
+                let h = self.hits.get(&id).ok_or_else(|| {
+                    request_error("AWS.MechanicalTurk.HITDoesNotExist", "no such HIT")
+                })?;
+                if h.max_assignments < 10 && h.max_assignments + n >= 10 {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InvalidMaximumAssignmentsIncrease",
+                        "a HIT created with fewer than 10 assignments cannot reach 10",
+                    ));
+                }
+                let type_id = h.type_id.clone();
+                let reward = self
+                    .hit_types
+                    .iter()
+                    .find(|(t, _)| *t == type_id)
+                    .map(|(_, t)| cents(t["Reward"].as_str().unwrap_or("0")))
+                    .unwrap_or(0);
+                let cost = cost_with_fee(reward, n);
+                if cost > self.balance_cents {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InsufficientFunds",
+                        "insufficient funds",
+                    ));
+                }
+                self.balance_cents -= cost;
+                self.hits.get_mut(&id).expect("checked").max_assignments += n;
+                let out = json!({});
+                self.remember(op, body, &out);
+                Ok(out)
+            }
+            "UpdateExpirationForHIT" => {
+                let id = need("HITId")?;
+                let at = body
+                    .get("ExpireAt")
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| {
+                        request_error("AWS.MechanicalTurk.ParameterMissing", "ExpireAt")
+                    })?;
+                let h = self.hits.get_mut(&id).ok_or_else(|| {
+                    request_error("AWS.MechanicalTurk.HITDoesNotExist", "no such HIT")
+                })?;
+                let at_ms = (at * 1000.0).max(0.0) as u64;
+                h.expires_ms = if at_ms <= now {
+                    now.min(h.expires_ms)
+                } else {
+                    at_ms
+                };
+                Ok(json!({}))
+            }
+            "ListHITs" => {
+                let items = self.hits.values().map(|h| self.hit_json(h, now)).collect();
+                self.page(items, body, "HITs")
+            }
+            "GetHIT" => {
+                let id = need("HITId")?;
+                let h = self.hits.get(&id).ok_or_else(|| {
+                    request_error("AWS.MechanicalTurk.HITDoesNotExist", "no such HIT")
+                })?;
+                Ok(json!({"HIT": self.hit_json(h, now)}))
+            }
+            "ListAssignmentsForHIT" => {
+                let id = need("HITId")?;
+                if !self.hits.contains_key(&id) {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.HITDoesNotExist",
+                        "no such HIT",
+                    ));
+                }
+                let wanted: Option<Vec<String>> = body
+                    .get("AssignmentStatuses")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    });
+                let items = self
+                    .assignments
+                    .values()
+                    .filter(|a| a.hit == id)
+                    .filter(|a| {
+                        a.status.listed().is_some_and(|s| {
+                            wanted.as_ref().is_none_or(|w| w.iter().any(|x| x == s))
+                        })
+                    })
+                    .map(Self::assignment_json)
+                    .collect();
+                self.page(items, body, "Assignments")
+            }
+            "GetAssignment" => {
+                let id = need("AssignmentId")?;
+                let a = self
+                    .assignments
+                    .get(&id)
+                    .filter(|a| a.status.listed().is_some())
+                    .ok_or_else(|| {
+                        request_error(
+                            "AWS.MechanicalTurk.AssignmentDoesNotExist",
+                            "no such assignment",
+                        )
+                    })?;
+                let h = &self.hits[&a.hit];
+                Ok(json!({"Assignment": Self::assignment_json(a), "HIT": self.hit_json(h, now)}))
+            }
+            "ApproveAssignment" => {
+                let id = need("AssignmentId")?;
+                let a = self.assignments.get_mut(&id).ok_or_else(|| {
+                    request_error(
+                        "AWS.MechanicalTurk.AssignmentDoesNotExist",
+                        "no such assignment",
+                    )
+                })?;
+                if a.status != Status::Submitted {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InvalidAssignmentState",
+                        "This operation can be called with a status of: Submitted",
+                    ));
+                }
+                a.status = Status::Approved;
+                a.approval_ms = Some(now);
+                a.feedback = s("RequesterFeedback");
+                let (hit, worker) = (a.hit.clone(), a.worker.clone());
+                let type_id = self.hits[&hit].type_id.clone();
+                let reward = self
+                    .hit_types
+                    .iter()
+                    .find(|(t, _)| *t == type_id)
+                    .map(|(_, t)| cents(t["Reward"].as_str().unwrap_or("0")))
+                    .unwrap_or(0);
+                *self.earnings.entry(worker).or_default() += reward;
+                Ok(json!({}))
+            }
+            "RejectAssignment" => {
+                let id = need("AssignmentId")?;
+                let feedback = need("RequesterFeedback")?;
+                let a = self.assignments.get_mut(&id).ok_or_else(|| {
+                    request_error(
+                        "AWS.MechanicalTurk.AssignmentDoesNotExist",
+                        "no such assignment",
+                    )
+                })?;
+                if a.status != Status::Submitted {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InvalidAssignmentState",
+                        "This operation can be called with a status of: Submitted",
+                    ));
+                }
+                a.status = Status::Rejected;
+                a.rejection_ms = Some(now);
+                a.feedback = Some(feedback);
+                Ok(json!({}))
+            }
+            "SendBonus" => {
+                if self.token_seen(op, body).is_some() {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.DuplicateRequest",
+                        "The bonus was already paid: the UniqueRequestToken was used before.",
+                    ));
+                }
+                let worker = need("WorkerId")?;
+                let assignment = need("AssignmentId")?;
+                need("Reason")?;
+                let amount = need("BonusAmount")?;
+                let a = self.assignments.get(&assignment).ok_or_else(|| {
+                    request_error(
+                        "AWS.MechanicalTurk.AssignmentDoesNotExist",
+                        "no such assignment",
+                    )
+                })?;
+                if a.worker != worker {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InvalidParameterValue",
+                        "another worker's assignment",
+                    ));
+                }
+                if a.status.listed().is_none() {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InvalidAssignmentState",
+                        "a bonus needs a submitted assignment",
+                    ));
+                }
+                let c = cents(&amount);
+                if c <= 0 {
+                    return Err(request_error("AWS.ParameterOutOfRange", "BonusAmount"));
+                }
+                let cost = c + ((c * 20 + 99) / 100).max(1);
+                if cost > self.balance_cents {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InsufficientFunds",
+                        "insufficient funds",
+                    ));
+                }
+                self.balance_cents -= cost;
+                *self.earnings.entry(worker.clone()).or_default() += c;
+                self.bonuses.push(Bonus {
+                    worker,
+                    assignment,
+                    cents: c,
+                    token: s("UniqueRequestToken"),
+                });
+                let out = json!({});
+                self.remember(op, body, &out);
+                Ok(out)
+            }
+            "NotifyWorkers" => {
+                let subject = need("Subject")?;
+                let text = need("MessageText")?;
+                let workers: Vec<String> = body
+                    .get("WorkerIds")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if workers.is_empty() || workers.len() > 100 {
+                    return Err(request_error(
+                        "AWS.ParameterOutOfRange",
+                        "WorkerIds holds 1 to 100 ids",
+                    ));
+                }
+                let mut failures = Vec::new();
+                for w in workers {
+                    match self.soft_fail.get_mut(&w) {
+                        Some(n) if *n > 0 => {
+                            *n -= 1;
+                            failures.push(json!({
+                                "NotifyWorkersFailureCode": "SoftFailure",
+                                "NotifyWorkersFailureMessage": "try again later",
+                                "WorkerId": w,
+                            }));
+                        }
+                        _ if w.starts_with("UNKNOWN") => failures.push(json!({
+                            "NotifyWorkersFailureCode": "HardFailure",
+                            "NotifyWorkersFailureMessage": "no such worker",
+                            "WorkerId": w,
+                        })),
+                        _ => self.messages.push((w, subject.clone(), text.clone())),
+                    }
+                }
+                Ok(json!({"NotifyWorkersFailureStatuses": failures}))
+            }
+            "CreateWorkerBlock" => {
+                let w = need("WorkerId")?;
+                let reason = need("Reason")?;
+                self.blocks.insert(w, reason);
+                Ok(json!({}))
+            }
+            "AssociateQualificationWithWorker" => {
+                let q = need("QualificationTypeId")?;
+                let w = need("WorkerId")?;
+                let v = body
+                    .get("IntegerValue")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
+                self.qualifications.insert((w, q), v);
+                Ok(json!({}))
+            }
+            "GetQualificationScore" => {
+                let q = need("QualificationTypeId")?;
+                let w = need("WorkerId")?;
+                let v = self
+                    .qualifications
+                    .get(&(w.clone(), q.clone()))
+                    .ok_or_else(|| {
+                        request_error(
+                            "AWS.MechanicalTurk.QualificationDoesNotExist",
+                            "You requested a Qualification that does not exist.",
+                        )
+                    })?;
+                Ok(
+                    json!({"Qualification": {"QualificationTypeId": q, "WorkerId": w, "IntegerValue": v, "Status": "Granted"}}),
+                )
+            }
+            "DisassociateQualificationFromWorker" => {
+                let q = need("QualificationTypeId")?;
+                let w = need("WorkerId")?;
+                self.qualifications.remove(&(w, q));
+                Ok(json!({}))
+            }
+            "CreateQualificationType" => {
+                let name = need("Name")?;
+                need("Description")?;
+                need("QualificationTypeStatus")?;
+                let id = format!("Q{:04}", self.qualification_types.len() + 1);
+                self.qualification_types.push(name.clone());
+                Ok(json!({"QualificationType": {"QualificationTypeId": id, "Name": name}}))
+            }
+            _ => Err((
+                400,
+                json!({"__type": "UnknownOperationException", "message": format!("unknown operation {op}")}),
+            )),
+        }
+    }
+}
+
+/// Cents in MTurk's dollar text.
+pub fn cents(text: &str) -> i64 {
+    let (whole, frac) = text.split_once('.').unwrap_or((text, "0"));
+    let frac = format!("{frac:0<2}");
+    whole.parse::<i64>().unwrap_or(0) * 100 + frac[..2].parse::<i64>().unwrap_or(0)
+}
+
+/// Rewards plus MTurk's fee (20 %, 40 % at 10 or more assignments, at least half a cent each).
+pub fn cost_with_fee(reward_cents: i64, n: u32) -> i64 {
+    let rewards = reward_cents * i64::from(n);
+    let percent = if n >= 10 { 40 } else { 20 };
+    let tenths = (rewards * 10 * percent / 100).max(5 * i64::from(n));
+    rewards + (tenths + 9) / 10
+}
+
+fn reply(status: u16, body: Value) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", "application/x-amz-json-1.1")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn handle(State(fake): State<FakeMturk>, headers: HeaderMap, body: Bytes) -> Response {
+    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(op) = header("x-amz-target")
+        .strip_prefix(TARGET_PREFIX)
+        .map(str::to_owned)
+    else {
+        return reply(
+            400,
+            json!({"__type": "UnknownOperationException", "message": "no X-Amz-Target"}),
+        );
+    };
+    if header("content-type") != "application/x-amz-json-1.1" {
+        return reply(
+            400,
+            json!({"__type": "SerializationException", "message": "wrong content type"}),
+        );
+    }
+    let auth = header("authorization");
+    let scope = format!("AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/");
+    if !auth.starts_with(&scope) || !auth.contains("/us-east-1/mturk-requester/aws4_request") {
+        return reply(
+            400,
+            json!({"__type": "UnrecognizedClientException", "message": "bad signature"}),
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return reply(
+            400,
+            json!({"__type": "SerializationException", "message": "not JSON"}),
+        );
+    };
+    let now = fake.clock.now().as_millis();
+    let fault = {
+        let mut f = fake.faults.lock().unwrap();
+        f.as_mut().and_then(|f| {
+            f.counts.calls += 1;
+            if f.rng.random::<f64>() >= f.rate {
+                return None;
+            }
+            let kind = match f.rng.random_range(0..3u32) {
+                0 => {
+                    f.counts.throttled += 1;
+                    Fault::Throttle
+                }
+                1 => {
+                    f.counts.server_errors += 1;
+                    Fault::ServerError
+                }
+                _ => {
+                    f.counts.late += 1;
+                    Fault::LateAnswer
+                }
+            };
+            Some((kind, f.late_ms, f.counts.calls))
+        })
+    };
+    let ((status, out), late) = {
+        let mut w = fake.world();
+        w.requests.push((op.clone(), body.clone()));
+        let mut late = fault
+            .filter(|(k, _, _)| *k == Fault::LateAnswer)
+            .map(|(_, ms, _)| ms);
+        if let Some(i) = w.scripted.iter().position(|(o, _, _)| *o == op) {
+            let (_, status, out) = w.scripted.remove(i);
+            if status != 0 {
+                return reply(status, out);
+            }
+            // Status 0: carry the call out, answer too late.
+            late = Some(out.as_u64().unwrap_or(1_500));
+        }
+        match fault {
+            Some((Fault::Throttle, _, _)) => {
+                return reply(
+                    400,
+                    json!({"__type": "ThrottlingException", "message": "Rate exceeded"}),
+                );
+            }
+            Some((Fault::ServerError, _, n)) if n % 2 == 0 => {
+                return reply(
+                    500,
+                    json!({"__type": "ServiceFault", "Message": "We encountered an internal error.", "TurkErrorCode": "AWS.MechanicalTurk.ServiceFault"}),
+                );
+            }
+            Some((Fault::ServerError, _, _)) => {
+                return reply(503, json!({"message": "Service Unavailable"}));
+            }
+            _ => {}
+        }
+        let answer = match w.execute(&op, &body, now) {
+            Ok(v) => (200, v),
+            Err((s, v)) => (s, v),
+        };
+        (answer, late)
+    };
+    if let Some(ms) = late {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    reply(status, out)
+}

@@ -1,0 +1,603 @@
+//! A whole Pavilion session through the engine on MTurk (the fake): simulated workers find the
+//! HITs, accept, land on the page (the engine hears `arrive`), heartbeat, submit or return at
+//! the fake; the engine posts, approves, pays bonuses and expires through `MturkPlatform`, and
+//! polls it for assignment updates. With seeded faults at the fake, and with the process
+//! crashing at a store write (engine and platform started afresh), the session ends with the
+//! same ledger and the same money at MTurk, and nothing done twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crowdcore::clock::{Clock, VirtualClock};
+use crowdcore::engine::{Engine, EngineBuilder, EngineConfig, EngineError, RetryPolicy};
+use crowdcore::pavilion::{Departure, Effect, EffectKind, PavilionConfig, SeatState};
+use crowdcore::store::{FailMode, FailingStore, MemoryStore, OutboxState, Store};
+use crowdcore::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
+use crowdcore_mturk::MturkConfig;
+
+use crate::fake::FakeMturk;
+use crate::{LATE_MS, T0, config, platform_with, spec};
+
+const SESSION: &str = "mturk-session";
+
+fn at(secs: u64) -> Timestamp {
+    T0.plus_millis(secs * 1_000)
+}
+
+/// Two active and two waiting seats; 50 ¢ base, 6 ¢ a minute waiting, 12 ¢ active, 5 ¢ a
+/// contribution; short engine retries so that faults settle well inside the 10 s grid.
+fn engine_config() -> EngineConfig {
+    let pavilion = PavilionConfig {
+        min_active: 1,
+        max_active: 2,
+        min_waiting: 1,
+        max_waiting: 2,
+        heartbeat_timeout_ms: 30_000,
+        base_pay_cents: 50,
+        waiting_cents_per_minute: 6,
+        active_cents_per_minute: 12,
+        per_contribution_cents: 5,
+        ..PavilionConfig::default()
+    };
+    let mut config = EngineConfig::new(spec(), pavilion);
+    config.retry = RetryPolicy {
+        base_ms: 20,
+        max_ms: 400,
+    };
+    config.observe_every_ms = 10_000;
+    config.snapshot_every = 7;
+    config
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Start,
+    Stop,
+    Expire,
+    Advance,
+    Arrive(WorkerId, AssignmentId, HitId),
+    Heartbeat(AssignmentId),
+    Submit(AssignmentId, u32),
+    Return(AssignmentId),
+}
+
+/// Drives the session; when the store fails, the process "dies": a new platform instance and a
+/// new engine start on the same store and fake, and the call is made again.
+struct Host {
+    fake: FakeMturk,
+    /// Restarts that found a HIT at MTurk whose hire the store had not recorded: a crash
+    /// between the create and its record.
+    orphans: u32,
+    /// The first engine started.
+    started: bool,
+    mturk: MturkConfig,
+    store: Arc<dyn Store>,
+    clock: VirtualClock,
+    engine: Option<Engine>,
+    restarts: u32,
+}
+
+impl Host {
+    async fn new(
+        fake: FakeMturk,
+        mturk: MturkConfig,
+        store: Arc<dyn Store>,
+        clock: VirtualClock,
+    ) -> Self {
+        let mut host = Self {
+            fake,
+            orphans: 0,
+            started: false,
+            mturk,
+            store,
+            clock,
+            engine: None,
+            restarts: 0,
+        };
+        host.ensure().await;
+        host.restarts = 0;
+        host.started = true;
+        host
+    }
+
+    /// Hires pending in the store whose HIT MTurk already has.
+    async fn count_orphans(&mut self) {
+        let Ok(pending) = self.store.pending(&SessionId::new(SESSION)).await else {
+            return;
+        };
+        let annotations: Vec<String> = self
+            .fake
+            .hits()
+            .into_iter()
+            .filter_map(|h| h.annotation)
+            .collect();
+        for entry in pending {
+            let effect: Effect = serde_json::from_str(&entry.body).unwrap();
+            let posted = annotations.contains(&format!("crowdcore:{}", effect.id));
+            if matches!(effect.kind, EffectKind::Hire { .. }) && posted {
+                self.orphans += 1;
+            }
+        }
+    }
+
+    fn engine(&mut self) -> &mut Engine {
+        self.engine.as_mut().expect("the engine runs between calls")
+    }
+
+    async fn ensure(&mut self) {
+        for _ in 0..10 {
+            if self.engine.is_some() {
+                return;
+            }
+            if self.started {
+                self.count_orphans().await;
+            }
+            self.restarts += 1;
+            let platform = Arc::new(platform_with(self.mturk.clone()).await);
+            let started = EngineBuilder::new(platform, self.store.clone(), engine_config())
+                .session(SessionId::new(SESSION))
+                .clock(Arc::new(self.clock.clone()))
+                .start()
+                .await;
+            let mut engine = match started {
+                Ok(engine) => engine,
+                Err(EngineError::Store(_)) => continue,
+                Err(e) => panic!("recovery failed: {e}"),
+            };
+            match engine.advance().await {
+                Ok(()) => self.engine = Some(engine),
+                Err(EngineError::Store(_)) => {}
+                Err(e) => panic!("catching up after recovery failed: {e}"),
+            }
+        }
+        assert!(self.engine.is_some(), "the engine never came back");
+    }
+
+    async fn call(&mut self, op: Op) -> Result<(), EngineError> {
+        let mut repeated = false;
+        for _ in 0..10 {
+            self.ensure().await;
+            let engine = self.engine();
+            let result = match op.clone() {
+                Op::Start => engine.start().await,
+                Op::Stop => engine.stop().await,
+                Op::Expire => engine.expire().await,
+                Op::Advance => engine.advance().await,
+                Op::Arrive(w, a, h) => engine.arrive(w, a, h).await,
+                Op::Heartbeat(a) => engine.heartbeat(a).await,
+                Op::Submit(a, n) => engine.submit(a, n).await,
+                Op::Return(a) => engine.return_assignment(a).await,
+            };
+            match result {
+                Err(EngineError::Store(_)) => {
+                    self.engine = None;
+                    repeated = true;
+                }
+                Err(EngineError::Rejected(_)) if repeated => return Ok(()),
+                other => return other,
+            }
+        }
+        panic!("{op:?} failed ten times");
+    }
+
+    async fn next_wakeup(&mut self) -> Option<Timestamp> {
+        self.ensure().await;
+        self.engine().next_wakeup()
+    }
+
+    async fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let Some(w) = self.next_wakeup().await else {
+                assert_eq!(self.engine().pending_effects(), 0);
+                return;
+            };
+            self.clock.set(w.max(self.clock.now()));
+            self.call(Op::Advance).await.expect("advance");
+        }
+        panic!("the engine never settled");
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    Work { work_s: u64, contributions: u32 },
+    GiveUp { after_s: u64 },
+    Return { after_s: u64 },
+    Vanish { after_s: u64 },
+}
+
+#[derive(Debug)]
+enum State {
+    Browsing(u32),
+    Holding {
+        assignment: AssignmentId,
+        since: Timestamp,
+        active_since: Option<Timestamp>,
+    },
+    Gone,
+}
+
+struct Sim {
+    id: WorkerId,
+    plan: Plan,
+    state: State,
+    next: Timestamp,
+}
+
+/// The crowd (as in crowdcore's engine tests): first looks at 5 s past each 10 s, page actions
+/// on each 10 s.
+fn crowd() -> Vec<(u64, Plan)> {
+    let work = |work_s, contributions| Plan::Work {
+        work_s,
+        contributions,
+    };
+    let give_up = |after_s| Plan::GiveUp { after_s };
+    let give_back = |after_s| Plan::Return { after_s };
+    let vanish = |after_s| Plan::Vanish { after_s };
+    vec![
+        (5, work(120, 3)),
+        (5, give_up(200)),
+        (15, work(60, 1)),
+        (15, give_back(45)),
+        (25, work(90, 2)),
+        (35, vanish(25)),
+        (45, give_up(60)),
+        (65, work(150, 4)),
+        (75, give_back(120)),
+        (95, work(40, 0)),
+        (155, work(70, 2)),
+        (185, give_up(30)),
+        (215, work(100, 5)),
+        (305, give_back(20)),
+        (335, work(50, 2)),
+        (455, work(300, 1)),
+        (485, work(300, 2)),
+        (515, give_up(300)),
+        (575, give_back(300)),
+    ]
+}
+
+const END_S: u64 = 600;
+
+async fn run_workload(host: &mut Host, fake: &FakeMturk) {
+    let mut crowd: Vec<Sim> = crowd()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (first, plan))| Sim {
+            id: WorkerId::new(format!("W{i:02}")),
+            plan,
+            state: State::Browsing(6),
+            next: at(first),
+        })
+        .collect();
+    let end = at(END_S);
+    host.clock.set(T0);
+    host.call(Op::Start).await.expect("start");
+    for _ in 0..100_000 {
+        let worker_next = crowd
+            .iter()
+            .filter(|s| !matches!(s.state, State::Gone))
+            .map(|s| s.next)
+            .min();
+        let engine_next = host.next_wakeup().await;
+        let t = [worker_next, engine_next, Some(end)]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("the end is always there");
+        host.clock.set(t.max(host.clock.now()));
+        if engine_next.is_some_and(|w| w <= t) {
+            host.call(Op::Advance).await.expect("advance");
+        }
+        if t >= end {
+            break;
+        }
+        for sim in crowd.iter_mut().filter(|s| s.next <= t) {
+            step(sim, t, host, fake).await;
+        }
+    }
+    host.call(Op::Expire).await.expect("expire");
+    host.call(Op::Stop).await.expect("stop");
+    // Pages of released workers submit to MTurk (that is how a released worker gets paid);
+    // turned-away workers give their slot back.
+    for sim in &mut crowd {
+        if let State::Holding { assignment, .. } = &sim.state {
+            match host.engine().machine().seat_of(assignment) {
+                Some(SeatState::Left(Departure::Released)) => {
+                    fake.submit(assignment.as_str(), "released")
+                        .expect("submit");
+                }
+                Some(SeatState::Left(Departure::TurnedAway)) => {
+                    fake.return_assignment(assignment.as_str()).expect("return");
+                }
+                _ => {}
+            }
+            sim.state = State::Gone;
+        }
+    }
+    host.settle().await;
+}
+
+async fn step(sim: &mut Sim, t: Timestamp, host: &mut Host, fake: &FakeMturk) {
+    const TEN_S: u64 = 10_000;
+    match &mut sim.state {
+        State::Gone => {}
+        State::Browsing(tries) => {
+            let Some(hit) = fake.available(sim.id.as_str()).into_iter().next() else {
+                *tries -= 1;
+                sim.next = t.plus_millis(TEN_S);
+                if *tries == 0 {
+                    sim.state = State::Gone;
+                }
+                return;
+            };
+            let assignment = AssignmentId::new(fake.accept(sim.id.as_str(), &hit).expect("accept"));
+            host.call(Op::Arrive(
+                sim.id.clone(),
+                assignment.clone(),
+                HitId::new(hit),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{} arriving: {e}", sim.id));
+            sim.state = State::Holding {
+                assignment,
+                since: t,
+                active_since: None,
+            };
+            sim.next = t.plus_millis(TEN_S / 2);
+        }
+        State::Holding {
+            assignment,
+            since,
+            active_since,
+        } => {
+            let a = assignment.clone();
+            let held = t.millis_since(*since) / 1_000;
+            let seat = host
+                .engine()
+                .machine()
+                .seat_of(&a)
+                .expect("the machine knows every arrival");
+            if seat == SeatState::Active {
+                active_since.get_or_insert(t);
+            }
+            let worked = active_since.map_or(0, |s| t.millis_since(s) / 1_000);
+            enum Act {
+                Beat,
+                Submit(u32),
+                Return,
+                PageSubmits,
+                Leave,
+            }
+            let act = match (seat, sim.plan) {
+                (SeatState::Left(Departure::TurnedAway), _) => Act::Return,
+                (SeatState::Left(Departure::Released), _) => Act::PageSubmits,
+                (SeatState::Left(_), _) => Act::Leave,
+                (_, Plan::Vanish { after_s }) if held >= after_s => Act::Leave,
+                (_, Plan::Return { after_s }) if held >= after_s => Act::Return,
+                (SeatState::Waiting, Plan::GiveUp { after_s }) if held >= after_s => Act::Submit(0),
+                (SeatState::Active, Plan::GiveUp { .. }) if worked >= 30 => Act::Submit(1),
+                (
+                    SeatState::Active,
+                    Plan::Work {
+                        work_s,
+                        contributions,
+                    },
+                ) if worked >= work_s => Act::Submit(contributions),
+                _ => Act::Beat,
+            };
+            match act {
+                Act::Beat => {
+                    host.call(Op::Heartbeat(a))
+                        .await
+                        .unwrap_or_else(|e| panic!("{} heartbeat: {e}", sim.id));
+                    sim.next = t.plus_millis(TEN_S);
+                    return;
+                }
+                Act::Submit(n) => {
+                    // The page reports to the engine first, then submits to MTurk: the
+                    // engine's approval may reach MTurk before the submission does.
+                    host.call(Op::Submit(a.clone(), n))
+                        .await
+                        .unwrap_or_else(|e| panic!("{} submit: {e}", sim.id));
+                    fake.submit(a.as_str(), "answer").expect("submit at MTurk");
+                }
+                Act::PageSubmits => fake.submit(a.as_str(), "released").expect("submit"),
+                Act::Return => {
+                    host.call(Op::Return(a.clone()))
+                        .await
+                        .unwrap_or_else(|e| panic!("{} return: {e}", sim.id));
+                    fake.return_assignment(a.as_str()).expect("return");
+                }
+                Act::Leave => {}
+            }
+            sim.state = State::Gone;
+        }
+    }
+}
+
+/// A ledger entry without its time: (effect, worker, kind, amount, paid).
+type Payment = (EffectId, WorkerId, String, i64, bool);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    ledger: Vec<Payment>,
+    /// (HIT, assignments, expired).
+    hits: Vec<(String, u32, bool)>,
+    /// (worker, assignment, cents).
+    bonuses: Vec<(String, String, i64)>,
+    /// Assignment statuses at MTurk.
+    statuses: Vec<(String, String)>,
+    earnings: BTreeMap<String, i64>,
+    balance: i64,
+}
+
+async fn outcome(host: &mut Host, fake: &FakeMturk) -> Outcome {
+    let ledger = host.engine().ledger().await.expect("ledger");
+    let mut payments: Vec<Payment> = ledger
+        .iter()
+        .map(|e| {
+            (
+                e.effect.clone(),
+                e.worker.clone(),
+                e.kind.clone(),
+                e.amount.minor,
+                e.paid,
+            )
+        })
+        .collect();
+    payments.sort();
+    let now = host.clock.now().as_millis();
+    let w = fake.world();
+    let mut bonuses: Vec<_> = w
+        .bonuses
+        .iter()
+        .map(|b| (b.worker.clone(), b.assignment.clone(), b.cents))
+        .collect();
+    bonuses.sort();
+    Outcome {
+        ledger: payments,
+        hits: w
+            .hits
+            .values()
+            .map(|h| (h.id.clone(), h.max_assignments, h.expires_ms <= now))
+            .collect(),
+        bonuses,
+        statuses: w
+            .assignments
+            .values()
+            .map(|a| (a.id.clone(), format!("{:?}", a.status)))
+            .collect(),
+        earnings: w.earnings.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        balance: w.balance_cents,
+    }
+}
+
+/// Nothing done twice, nothing lost: every platform effect done, one HIT per hire (by
+/// annotation), one bonus per bonus entry and token, every base pay approved at MTurk, and
+/// MTurk's earnings equal to the ledger.
+async fn check_done_once(host: &mut Host, fake: &FakeMturk) {
+    let session = SessionId::new(SESSION);
+    let next_effect = host.engine().snapshot().next_effect_seq;
+    let mut hires = Vec::new();
+    for seq in 1..next_effect {
+        let id = EffectId::new(session.clone(), seq);
+        let Some(entry) = host.store.effect(&id).await.unwrap() else {
+            continue;
+        };
+        assert!(
+            matches!(entry.state, OutboxState::Done { .. }),
+            "effect {id} is {:?}",
+            entry.state
+        );
+        let effect: Effect = serde_json::from_str(&entry.body).unwrap();
+        if let EffectKind::Hire { .. } = effect.kind {
+            hires.push(format!("crowdcore:{id}"));
+        }
+    }
+    let mut annotations: Vec<String> = fake
+        .hits()
+        .into_iter()
+        .map(|h| h.annotation.expect("every HIT is annotated"))
+        .collect();
+    annotations.sort();
+    hires.sort();
+    assert_eq!(annotations, hires, "one HIT per hire");
+
+    let ledger = host.engine().ledger().await.unwrap();
+    assert!(
+        ledger.iter().all(|e| e.paid),
+        "a payment failed: {ledger:?}"
+    );
+    let bonuses = fake.bonuses();
+    assert_eq!(
+        bonuses.len(),
+        ledger.iter().filter(|e| e.kind != "base").count(),
+        "bonuses at MTurk vs the ledger"
+    );
+    let mut tokens: Vec<_> = bonuses.iter().filter_map(|b| b.token.clone()).collect();
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), bonuses.len(), "a bonus token paid twice");
+    for e in ledger.iter().filter(|e| e.kind == "base") {
+        let a = e
+            .assignment
+            .as_ref()
+            .expect("base pay names its assignment");
+        let status = fake.assignment(a.as_str()).map(|a| a.status);
+        assert_eq!(status, Some(crate::fake::Status::Approved), "{a}");
+    }
+    let mut owed: BTreeMap<String, i64> = BTreeMap::new();
+    for e in &ledger {
+        *owed.entry(e.worker.to_string()).or_default() += e.amount.minor;
+    }
+    for (worker, amount) in &owed {
+        assert_eq!(fake.earnings(worker), *amount, "earnings of {worker}");
+    }
+}
+
+async fn run(seed: Option<u64>, crash_at: Option<(u64, FailMode)>) -> (Outcome, FakeMturk, u32) {
+    let clock = VirtualClock::new(T0);
+    let fake = FakeMturk::start(Arc::new(clock.clone()), 1_000_000).await;
+    if let Some(seed) = seed {
+        fake.set_faults(seed, 0.2, LATE_MS);
+    }
+    let mut mturk = config(&fake);
+    mturk.scope = Some(SESSION.into());
+    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Store> = match crash_at {
+        Some((n, mode)) => Arc::new(FailingStore::new(memory, Some(n), mode)),
+        None => memory,
+    };
+    let mut host = Host::new(fake.clone(), mturk, store, clock).await;
+    run_workload(&mut host, &fake).await;
+    fake.clear_faults_keep_counts();
+    check_done_once(&mut host, &fake).await;
+    let outcome = outcome(&mut host, &fake).await;
+    (outcome, fake, host.orphans)
+}
+
+#[tokio::test]
+async fn a_pavilion_session_ends_the_same_with_faults_as_without() {
+    let (baseline, clean, orphans) = run(None, None).await;
+    assert_eq!(orphans, 0);
+    assert!(baseline.hits.len() >= 3, "{:?}", baseline.hits);
+    assert!(baseline.hits.iter().all(|h| h.2), "every HIT expired");
+    assert!(
+        baseline.ledger.len() > 20,
+        "{} payments",
+        baseline.ledger.len()
+    );
+    assert!(!baseline.bonuses.is_empty());
+    let calls = clean.operations().len();
+    assert!(calls > 100, "only {calls} calls");
+    let mut late = 0;
+    for seed in 1..=4 {
+        let (faulted, fake, _) = run(Some(seed), None).await;
+        let counts = fake.fault_counts();
+        assert!(counts.total() > 10, "seed {seed}: {counts:?}");
+        assert_eq!(faulted, baseline, "seed {seed}: {counts:?}");
+        late += counts.late;
+    }
+    assert!(late > 0);
+}
+
+#[tokio::test]
+async fn a_crash_at_any_early_store_write_posts_nothing_twice() {
+    let (baseline, _, _) = run(None, None).await;
+    let mut orphans = 0;
+    for n in 1..=10 {
+        for mode in [FailMode::Before, FailMode::After] {
+            let (crashed, fake, found) = run(None, Some((n, mode))).await;
+            assert_eq!(crashed, baseline, "crash at write {n} ({mode:?})");
+            // Found by annotation: the fresh platform did not even send the create again.
+            assert_eq!(
+                fake.requests("CreateHITWithHITType").len(),
+                fake.hits().len(),
+                "crash at write {n} ({mode:?})"
+            );
+            orphans += found;
+        }
+    }
+    assert!(orphans > 0, "no crash fell between a create and its record");
+}
