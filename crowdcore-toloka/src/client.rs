@@ -453,8 +453,30 @@ impl TolokaClient {
         offset: usize,
         into: &mut BatchCreated<String>,
     ) -> Result<(), TolokaError> {
-        let op = self.wait_operation_success(op).await?;
-        for item in self.get_operation_log(&op.id).await? {
+        let op = self.wait_operation(op).await?;
+        let failed = op.status == OperationStatus::Fail;
+        let log = match self.get_operation_log(&op.id).await {
+            Ok(log) => log,
+            Err(_) if failed => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        if failed {
+            // A batch refused for its items is a validation error with their field errors.
+            let errors: Vec<&Value> = log
+                .iter()
+                .filter(|i| !i.success && i.input.get(ITEM_INDEX).is_some())
+                .map(|i| &i.output)
+                .collect();
+            return Err(if errors.is_empty() {
+                TolokaError::OperationFailed {
+                    id: op.id,
+                    details: op.details.to_string(),
+                }
+            } else {
+                TolokaError::Validation(format!("operation {} refused: {}", op.id, json!(errors)))
+            });
+        }
+        for item in log {
             let Some(index) = item
                 .input
                 .get(ITEM_INDEX)

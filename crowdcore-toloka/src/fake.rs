@@ -76,6 +76,8 @@ impl FakeConfig {
 pub enum Fault {
     /// `429 TOO_MANY_REQUESTS` with a per-minute quota window and `Retry-After: 0`; nothing done.
     Throttle,
+    /// `429 TOO_MANY_REQUESTS` with a per-day quota window and no `Retry-After`; nothing done.
+    QuotaExhausted,
     /// `503 REMOTE_SERVICE_UNAVAILABLE`; nothing done.
     Unavailable,
     /// The request is carried out, then `500 INTERNAL_ERROR` is answered: the answer is lost.
@@ -918,6 +920,14 @@ async fn handle(
             r.headers_mut()
                 .insert("retry-after", axum::http::HeaderValue::from_static("0"));
             return r;
+        }
+        Some(Fault::QuotaExhausted) => {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_REQUESTS",
+                "daily quota exhausted",
+                json!({ "interval": "DAY", "limit": 2_000_000 }),
+            );
         }
         Some(Fault::Unavailable) => {
             return error(
