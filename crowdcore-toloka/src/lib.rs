@@ -27,6 +27,24 @@
 //! println!("pool {} is {:?}", pool.id, pool.status);
 //! # Ok(()) }
 //! ```
+//!
+//! As a crowdcore platform (the README's example):
+//!
+//! ```no_run
+//! use crowdcore_toloka::{ClientConfig, TolokaClient, TolokaPlatform, TolokaPlatformConfig};
+//!
+//! async fn connect() -> Result<TolokaPlatform, crowdcore_toloka::TolokaError> {
+//!     let client = TolokaClient::new(ClientConfig::sandbox_from_env()?)?;
+//!     // HITs become tasks in this pool; slots are the task's overlap.
+//!     let mut config = TolokaPlatformConfig::new("36502086");
+//!     config.input = std::sync::Arc::new(|spec: &crowdcore::HitSpec| {
+//!         let mut inputs = serde_json::Map::new();
+//!         inputs.insert("url".into(), spec.landing_url.clone().into()); // the project's input field
+//!         inputs
+//!     });
+//!     Ok(TolokaPlatform::new(client, config)) // an `Arc<dyn Platform>` for the engine
+//! }
+//! ```
 
 mod client;
 mod error;
