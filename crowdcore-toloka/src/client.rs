@@ -664,7 +664,8 @@ impl TolokaClient {
     }
 
     /// Accepts a submitted assignment. Accepting an accepted one succeeds (the state already
-    /// matches); accepting a rejected one is [`TolokaError::AlreadyReviewed`].
+    /// matches); accepting a rejected one is [`TolokaError::AlreadyReviewed`]; one still with
+    /// its worker is [`TolokaError::NotSubmitted`] (retryable).
     pub async fn accept_assignment(
         &self,
         id: &str,
@@ -722,6 +723,8 @@ impl TolokaClient {
                         assignment: id.to_owned(),
                         status: current.status,
                     })
+                } else if current.status == AssignmentStatus::Active {
+                    Err(TolokaError::NotSubmitted(id.to_owned()))
                 } else {
                     Err(e)
                 }

@@ -42,6 +42,11 @@ pub enum TolokaError {
         /// Its status on Toloka.
         status: AssignmentStatus,
     },
+    /// The assignment is still with its worker (`ACTIVE`): Toloka reviews only submitted
+    /// work. Retryable: the worker's page may be submitting it; once it expires instead, a
+    /// retry gets a permanent error.
+    #[error("assignment {0} is not submitted yet")]
+    NotSubmitted(String),
     /// Every item of a batch failed validation (or one item did, without `skip_invalid_items`).
     #[error("validation failed: {0}")]
     Validation(String),
@@ -177,9 +182,10 @@ impl TolokaError {
     pub fn is_retryable(&self) -> bool {
         match self {
             TolokaError::Api(e) => e.is_retryable(),
-            TolokaError::Timeout | TolokaError::Transport(_) | TolokaError::OperationTimeout(_) => {
-                true
-            }
+            TolokaError::Timeout
+            | TolokaError::Transport(_)
+            | TolokaError::OperationTimeout(_)
+            | TolokaError::NotSubmitted(_) => true,
             _ => false,
         }
     }
@@ -204,7 +210,7 @@ impl TolokaError {
                 }
             }
             TolokaError::Timeout | TolokaError::OperationTimeout(_) => K::Timeout,
-            TolokaError::Transport(_) => K::Unavailable,
+            TolokaError::Transport(_) | TolokaError::NotSubmitted(_) => K::Unavailable,
             TolokaError::OperationFailed { .. } | TolokaError::AlreadyReviewed { .. } => {
                 K::Conflict
             }
@@ -224,6 +230,7 @@ impl TolokaError {
             TolokaError::OperationFailed { .. } => "OPERATION_FAILED".into(),
             TolokaError::OperationTimeout(_) => "OPERATION_TIMEOUT".into(),
             TolokaError::AlreadyReviewed { .. } => "ALREADY_REVIEWED".into(),
+            TolokaError::NotSubmitted(_) => "NOT_SUBMITTED".into(),
             TolokaError::Validation(_) => "VALIDATION_ERROR".into(),
             TolokaError::Config(_) => "CONFIG".into(),
             TolokaError::Invalid(_) => "INVALID_REQUEST".into(),

@@ -512,6 +512,11 @@ impl FakeToloka {
         self.world().assignments.get(id).map(|a| a.status)
     }
 
+    /// The task an assignment is for.
+    pub fn assignment_task(&self, id: &str) -> Option<String> {
+        self.world().assignments.get(id).map(|a| a.task_id.clone())
+    }
+
     /// An assignment's public comment.
     pub fn assignment_comment(&self, id: &str) -> Option<String> {
         self.world()

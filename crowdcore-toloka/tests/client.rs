@@ -335,11 +335,20 @@ async fn reviews_patch_with_a_comment_and_already_reviewed_is_success_when_it_ma
     );
     w.client.reject_assignment(&b, "Wrong label").await.unwrap();
 
-    // An active assignment cannot be reviewed, and it is not "already reviewed" either.
+    // An active assignment cannot be reviewed yet: a retryable error, not "already reviewed".
     let err = w.client.accept_assignment(&active, "x").await.unwrap_err();
-    assert!(err.has_code("INAPPROPRIATE_STATUS"), "{err}");
+    assert!(
+        matches!(&err, TolokaError::NotSubmitted(a) if *a == active),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+    w.fake.submit(&active, json!({ "label": "cow" })).unwrap();
+    w.client.accept_assignment(&active, "x").await.unwrap();
+    assert_eq!(w.fake.charged(), cents(50));
+    let expired = w.fake.take_next(&pool, "w4");
+    assert!(expired.unwrap().is_none(), "three slots, all used");
     // A rejection without a comment is a validation error.
-    let err = w.client.reject_assignment(&active, "").await.unwrap_err();
+    let err = w.client.reject_assignment(&b, "").await.unwrap_err();
     assert_eq!(err.api().unwrap().class(), ErrorClass::Validation);
 }
 
