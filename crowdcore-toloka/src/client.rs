@@ -599,6 +599,40 @@ impl TolokaClient {
         Ok(result)
     }
 
+    /// `GET /tasks?pool_id=…&sort=id&id_gt=…`: one page of a pool's tasks, by id.
+    pub async fn find_tasks(
+        &self,
+        pool_id: &str,
+        id_gt: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<SearchPage<Task>, TolokaError> {
+        let mut q = vec![
+            ("pool_id".to_owned(), pool_id.to_owned()),
+            ("sort".to_owned(), "id".to_owned()),
+        ];
+        if let Some(id) = id_gt {
+            q.push(("id_gt".to_owned(), id.to_owned()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit".to_owned(), l.to_string()));
+        }
+        self.get("/tasks", &q).await
+    }
+
+    /// Every task of a pool, by id, 500 a page, following `has_more` with `id_gt`.
+    pub async fn all_tasks(&self, pool_id: &str) -> Result<Vec<Task>, TolokaError> {
+        let mut all: Vec<Task> = Vec::new();
+        loop {
+            let after = all.last().map(|t| t.id.clone());
+            let page = self.find_tasks(pool_id, after.as_deref(), Some(500)).await?;
+            let more = page.has_more && !page.items.is_empty();
+            all.extend(page.items);
+            if !more {
+                return Ok(all);
+            }
+        }
+    }
+
     /// `PATCH /tasks/{id}` with a new overlap.
     pub async fn set_task_overlap(&self, task_id: &str, overlap: u32) -> Result<Task, TolokaError> {
         let body = json!({ "overlap": overlap });
@@ -785,6 +819,27 @@ impl TolokaClient {
             .item(0)
             .ok_or_else(|| TolokaError::Decode("the operation log names no bonus".into()))?;
         self.get_user_bonus(id).await
+    }
+
+    /// `GET /user-bonuses?user_id=…&assignment_id=…&sort=id`: one page of bonuses paid.
+    pub async fn find_user_bonuses(
+        &self,
+        user_id: Option<&str>,
+        assignment_id: Option<&str>,
+        id_gt: Option<&str>,
+    ) -> Result<SearchPage<UserBonus>, TolokaError> {
+        let mut q = Vec::new();
+        for (k, v) in [
+            ("user_id", user_id),
+            ("assignment_id", assignment_id),
+            ("id_gt", id_gt),
+        ] {
+            if let Some(v) = v {
+                q.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        q.push(("sort".to_owned(), "id".to_owned()));
+        self.get("/user-bonuses", &q).await
     }
 
     /// `GET /user-bonuses/{id}`.

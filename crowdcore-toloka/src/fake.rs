@@ -1029,6 +1029,30 @@ fn route(
             None => not_found("operation"),
         },
         ("POST", ["tasks"]) => create_tasks(w, query, body),
+        ("GET", ["tasks"]) => {
+            let items: Vec<Value> = w
+                .tasks
+                .iter()
+                .filter(|(_, t)| param(query, "pool_id").is_none_or(|p| t.pool_id == p))
+                .filter(|(id, _)| param(query, "id_gt").is_none_or(|g| id.as_str() > g))
+                .take(limit(query) + 1)
+                .map(|(id, _)| w.task_json(id))
+                .collect();
+            page(items, query)
+        }
+        ("GET", ["user-bonuses"]) => {
+            let items: Vec<Value> = w
+                .bonuses
+                .iter()
+                .filter(|(_, b)| param(query, "user_id").is_none_or(|u| b["user_id"] == u))
+                .filter(|(_, b)| {
+                    param(query, "assignment_id").is_none_or(|a| b["assignment_id"] == a)
+                })
+                .filter(|(id, _)| param(query, "id_gt").is_none_or(|g| id.as_str() > g))
+                .map(|(_, b)| b.clone())
+                .collect();
+            page(items, query)
+        }
         ("GET", ["tasks", id]) => match w.tasks.contains_key(*id) {
             true => ok(StatusCode::OK, w.task_json(id)),
             false => not_found("task"),
@@ -1095,6 +1119,25 @@ fn route(
         }
         _ => not_found("route"),
     }
+}
+
+/// The page size asked for: Toloka's default 50, at most 100 000.
+fn limit(query: &[(String, String)]) -> usize {
+    param(query, "limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(50)
+        .clamp(1, 100_000)
+}
+
+/// The first `limit` items (default 50) and whether more follow.
+fn page(mut items: Vec<Value>, query: &[(String, String)]) -> Response {
+    let limit = limit(query);
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    ok(
+        StatusCode::OK,
+        json!({ "items": items, "has_more": has_more }),
+    )
 }
 
 fn pool_action(w: &mut World, id: &str, action: &str) -> Response {

@@ -51,6 +51,9 @@ async fn pools_open_and_close_through_polled_operations() {
     assert_eq!(closed.status, PoolStatus::Closed);
     assert_eq!(closed.last_close_reason.as_deref(), Some("MANUAL"));
     assert_eq!(w.fake.pool_status(&pool).as_deref(), Some("CLOSED"));
+    let tasks = w.client.all_tasks(&pool).await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].input_values["image"], "https://img/0.png");
     let missing = w.client.get_pool("nope").await.unwrap_err();
     assert_eq!(missing.platform_kind(), PlatformErrorKind::NotFound);
 }
@@ -180,6 +183,11 @@ async fn large_batches_go_in_several_operations_with_derived_ids() {
         .await
         .unwrap();
     assert_eq!(created.items.len(), n);
+    assert_eq!(
+        w.client.all_tasks(&pool).await.unwrap().len(),
+        n,
+        "paged by id_gt"
+    );
     let last = created.item(n - 1).unwrap();
     assert_eq!(
         w.fake.task_input(last).unwrap()["image"],
@@ -387,6 +395,21 @@ async fn bonuses_are_paid_once_per_operation_id() {
     assert_eq!(again.id, paid.id);
     assert_eq!(w.fake.bonuses().len(), 1);
     assert_eq!(w.fake.charged(), cents(15));
+    let listed = w
+        .client
+        .find_user_bonuses(Some("w1"), Some(&a), None)
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].id, paid.id);
+    assert!(
+        w.client
+            .find_user_bonuses(Some("w2"), None, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 
     let post = &calls(&w.fake, "POST", "/user-bonuses")[0];
     assert_eq!(post.param("async_mode"), Some("true"));
