@@ -624,7 +624,9 @@ impl TolokaClient {
         let mut all: Vec<Task> = Vec::new();
         loop {
             let after = all.last().map(|t| t.id.clone());
-            let page = self.find_tasks(pool_id, after.as_deref(), Some(500)).await?;
+            let page = self
+                .find_tasks(pool_id, after.as_deref(), Some(500))
+                .await?;
             let more = page.has_more && !page.items.is_empty();
             all.extend(page.items);
             if !more {

@@ -42,6 +42,10 @@ async fn pools_open_and_close_through_polled_operations() {
     // The operation answered RUNNING twice before it was done: three reads.
     assert_eq!(calls(&w.fake, "GET", "/operations/").len(), 3);
 
+    let open = calls(&w.fake, "POST", "/pools/");
+    assert_eq!(open.last().unwrap().path, format!("/pools/{pool}/open"));
+    assert_eq!(open.last().unwrap().body, serde_json::Value::Null);
+
     // Opening an open pool: 204, no operation to wait for.
     let before = w.fake.requests().len();
     assert_eq!(w.client.open_pool_async(&pool).await.unwrap(), None);
@@ -217,6 +221,40 @@ async fn large_batches_go_in_several_operations_with_derived_ids() {
             .param("async_mode"),
         Some("true")
     );
+}
+
+#[tokio::test]
+async fn task_overlap_is_raised_and_a_task_is_stopped_with_patches() {
+    let w = world().await;
+    let pool = w.fake.create_pool("prj", cents(5));
+    let opts = CreateTasksOptions {
+        open_pool: true,
+        ..Default::default()
+    };
+    let created = w
+        .client
+        .create_tasks(&[task(&pool, 0, 1)], opts, None)
+        .await
+        .unwrap();
+    let id = created.item(0).unwrap().clone();
+    let raised = w.client.set_task_overlap(&id, 4).await.unwrap();
+    assert_eq!(raised.overlap, Some(4));
+    assert_eq!(raised.remaining_overlap, Some(4));
+    let patch = calls(&w.fake, "PATCH", "/tasks/").pop().unwrap();
+    assert_eq!(patch.path, format!("/tasks/{id}"));
+    assert_eq!(patch.body, json!({ "overlap": 4 }));
+    w.fake.take(&id, "w1").unwrap();
+    let stopped = w.client.stop_task(&id).await.unwrap();
+    assert_eq!(stopped.overlap, Some(1));
+    assert_eq!(stopped.remaining_overlap, Some(0));
+    let patch = calls(&w.fake, "PATCH", "/tasks/").pop().unwrap();
+    assert_eq!(patch.path, format!("/tasks/{id}/set-overlap-or-min"));
+    assert_eq!(patch.body, json!({ "overlap": 0 }));
+    // Below the assignments issued is a conflict; a missing task is not found.
+    let err = w.client.set_task_overlap(&id, 0).await.unwrap_err();
+    assert_eq!(err.platform_kind(), PlatformErrorKind::Conflict);
+    let err = w.client.stop_task("nope").await.unwrap_err();
+    assert_eq!(err.platform_kind(), PlatformErrorKind::NotFound);
 }
 
 #[tokio::test]
@@ -512,11 +550,19 @@ async fn skills_are_read_set_and_deleted() {
     let second = w.client.set_user_skill(&set(85.5)).await.unwrap();
     assert_eq!(first.id, second.id, "setting again updates the same record");
     assert_eq!(second.value, Some(86));
+    let put = calls(&w.fake, "PUT", "/user-skills").pop().unwrap();
+    assert_eq!(
+        put.body,
+        json!({ "skill_id": skill, "user_id": "w1", "value": 85.5 })
+    );
     let found = w
         .client
         .find_user_skills(Some("w1"), Some(&skill))
         .await
         .unwrap();
+    let get = calls(&w.fake, "GET", "/user-skills").pop().unwrap();
+    assert_eq!(get.param("user_id"), Some("w1"));
+    assert_eq!(get.param("skill_id"), Some(skill.as_str()));
     assert_eq!(found.items.len(), 1);
     assert!(matches!(
         w.client.set_user_skill(&set(101.0)).await,
@@ -703,11 +749,20 @@ async fn seeded_faults_give_the_same_final_state_and_no_duplicates() {
     for seed in [1_u64, 2, 3] {
         let w = world_with(|c| {
             c.faults = FaultPlan::seeded(seed, 250);
+            if seed == 3 {
+                // Timeouts too: answers held past the client's timeout, after the work.
+                c.faults.kinds.push(Fault::SlowAnswer);
+                c.faults.per_mille = 100;
+                c.faults.slow_ms = 400;
+            }
             c.operation_polls = 1;
         })
         .await;
         let mut config = client_config(&w.fake);
         config.retry.max_attempts = 30;
+        if seed == 3 {
+            config.timeout = Duration::from_millis(150);
+        }
         let client = TolokaClient::new(config).unwrap();
         let pool = w.fake.create_pool("prj", cents(5));
         let got = study(&client, &w, &pool).await;
