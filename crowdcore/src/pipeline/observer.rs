@@ -130,7 +130,15 @@ impl Observer {
                 let bound =
                     Timestamp::from_millis(now.as_millis().saturating_sub(self.config.lag_ms));
                 let start = self.start();
-                if start.is_some_and(|s| s >= bound) || bound == Timestamp::ZERO {
+                if start.is_some_and(|s| s >= bound)
+                    || self.cursor.caught_up.is_some_and(|c| c >= bound)
+                    || bound == Timestamp::ZERO
+                {
+                    // Nothing can be new below `bound` yet, or this listing is done.
+                    if start.is_some_and(|s| s >= bound) {
+                        // Everything below `bound` is seen: so is the listing up to it.
+                        self.cursor.caught_up = self.cursor.caught_up.max(Some(bound));
+                    }
                     return None;
                 }
                 self.cursor.bound = Some(bound);

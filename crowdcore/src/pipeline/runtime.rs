@@ -417,6 +417,15 @@ impl PipelineBuilder {
     }
 }
 
+/// What of a cursor says which assignments were seen (not where a listing stands).
+fn position_of(cursor: &ObserverCursor) -> ObserverCursor {
+    ObserverCursor {
+        bound: None,
+        caught_up: None,
+        ..cursor.clone()
+    }
+}
+
 fn cursor_name(stage: &str) -> String {
     format!("pipeline/{stage}")
 }
@@ -477,14 +486,15 @@ impl Pipeline {
         self.stages.iter().position(|s| s.name == name)
     }
 
-    /// Runs one assignment through its stage's handler; adds its decisions to `commit`.
+    /// Runs one assignment through its stage's handler and adds its decisions to `commit`;
+    /// `false` if the stage had seen it already (then nothing happens).
     fn handle(
         &mut self,
         index: usize,
         now: Timestamp,
         assignment: &super::platform::PoolAssignment,
         commit: &mut Commit,
-    ) {
+    ) -> bool {
         let name = self.stages[index].name.clone();
         if !self
             .seen
@@ -492,7 +502,7 @@ impl Pipeline {
             .or_default()
             .insert(assignment.id.clone())
         {
-            return;
+            return false;
         }
         let mut cx = Decide::new(now, &name, &self.overlaps);
         let decisions = match self.stages[index].handler.handle(&mut cx, assignment) {
@@ -528,6 +538,7 @@ impl Pipeline {
                 commit.effects.push(effect);
             }
         }
+        true
     }
 
     fn live(&self) -> Result<(), PipelineError> {
@@ -579,6 +590,7 @@ impl Pipeline {
     async fn observe(&mut self, index: usize, now: Timestamp) -> Result<usize, PipelineError> {
         let mut observed = 0;
         while let Some(query) = self.observers[index].next_query(now) {
+            let position = position_of(self.observers[index].cursor());
             let page = match self.platform.list_assignments(&query).await {
                 Ok(page) => page,
                 Err(e) if e.is_retryable() => {
@@ -590,13 +602,7 @@ impl Pipeline {
             let fresh = self.observers[index].ingest(&query, &page)?;
             let mut commit = Commit::default();
             for assignment in &fresh {
-                let before = commit.effects.len() + commit.journal.len();
-                let seen_before = self
-                    .seen
-                    .get(&self.stages[index].name)
-                    .is_some_and(|s| s.contains(&assignment.id));
-                self.handle(index, now, assignment, &mut commit);
-                if !seen_before {
+                if self.handle(index, now, assignment, &mut commit) {
                     commit.inputs.push(NewInput {
                         at: now,
                         body: serde_json::to_string(&PipelineInput::Observed {
@@ -607,7 +613,15 @@ impl Pipeline {
                     });
                     observed += 1;
                 }
-                debug_assert!(commit.effects.len() + commit.journal.len() >= before);
+            }
+            if commit.inputs.is_empty()
+                && commit.effects.is_empty()
+                && commit.journal.is_empty()
+                && position == position_of(self.observers[index].cursor())
+            {
+                // Nothing new: no write. (The stored cursor may lag in its listing bounds,
+                // which costs at most a listing again after a restart.)
+                continue;
             }
             let cursor =
                 serde_json::to_string(self.observers[index].cursor()).expect("cursors serialize");
