@@ -81,6 +81,25 @@
 //! | `study_workers` | worker in a session | `session`, `worker`, `assignments`, `first_arrived_at_ms`, `last_left_at_ms`, `present_ms`, `waiting_ms_est`, `active_ms_est`, `paid_minor`, `currency` |
 //! | `study_payments` | ledger row | the `ledger` columns and `amount`, formatted as `1.25 USD` |
 //!
+//! ## Pipelines (version 3)
+//!
+//! `crowdcore::pipeline` keeps its decisions and its answers log in the outbox (bodies of
+//! type `pipeline`), and its single-run lock in `leases`:
+//!
+//! | table / view | one row per | columns |
+//! | --- | --- | --- |
+//! | `leases` | lease (`pipeline`: one run per store) | `name`, `owner`, `expires_at_ms` |
+//! | `pipeline_decisions` | decision | `session`, `seq`, `id` (the idempotency key's source), `at_ms`, `stage` (that it acts on), `assignment`, `decision` (`accept`, `reject`, `bonus`, `create_tasks`, `open_pool`, `close_pool`, `unhandled`), `comment`, `worker`, `amount_minor`, `currency` (bonuses), `tasks` (how many created), `by` (the deciding stage), `cause` (the assignment handled), `state` (`pending`, `done`, `failed`), `result`, `error` |
+//! | `pipeline_answers` | worker answer to an aggregated task | `session`, `seq`, `at_ms`, `stage`, `task`, `worker`, `label`, `skill`, `result` (the aggregate) |
+//!
+//! ```sql
+//! -- Decisions per stage, as the pipeline example reports them.
+//! SELECT stage, decision, state, count(*) FROM pipeline_decisions GROUP BY 1, 2, 3;
+//! -- Workers who disagree with the aggregate most.
+//! SELECT worker, avg(label <> result) AS disagreement, count(*) FROM pipeline_answers
+//! GROUP BY worker ORDER BY disagreement DESC;
+//! ```
+//!
 //! How the views know what they know: arrivals and departures are inputs in the log, so
 //! `arrived_at_ms`, `left_at_ms` and `present_ms` are exact (as the engine saw them; a
 //! departure the machine refused still shows). Promotions from waiting to active are not

@@ -8,7 +8,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The migrations, oldest first: entry `i` takes version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and the newest it reads.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -353,6 +353,53 @@ SELECT session, worker,
        min(currency)      AS currency
 FROM study_assignments
 GROUP BY session, worker;
+"#;
+
+/// Version 3: leases (one run per store), and views of multi-pool pipelines' decisions and
+/// answers (`crowdcore::pipeline` journals both in the outbox).
+const V3: &str = r#"
+CREATE TABLE leases (
+    name          TEXT    NOT NULL PRIMARY KEY,
+    owner         TEXT    NOT NULL,
+    expires_at_ms INTEGER NOT NULL CHECK (expires_at_ms >= 0)
+) STRICT;
+
+-- A pipeline's decisions: the outbox rows of type 'pipeline' other than answers. `stage` is
+-- the stage the decision acts on, `by` the stage whose handler decided, `cause` the
+-- assignment being handled; `state` is the outbox state (pending, done, failed).
+CREATE VIEW pipeline_decisions AS
+SELECT session, seq, id,
+       json_extract(body, '$.at_ms')    AS at_ms,
+       coalesce(json_extract(body, '$.stage'), json_extract(body, '$.by')) AS stage,
+       coalesce(json_extract(body, '$.assignment'), json_extract(body, '$.about')) AS assignment,
+       json_extract(body, '$.decision') AS decision,
+       coalesce(json_extract(body, '$.comment'), json_extract(body, '$.reason')) AS comment,
+       json_extract(body, '$.worker')   AS worker,
+       json_extract(body, '$.amount.minor') AS amount_minor,
+       json_extract(body, '$.amount.currency') AS currency,
+       json_array_length(body, '$.tasks') AS tasks,
+       json_extract(body, '$.by')       AS by,
+       json_extract(body, '$.cause')    AS cause,
+       state, result, error
+FROM outbox
+WHERE json_valid(body)
+  AND json_extract(body, '$.type') = 'pipeline'
+  AND json_extract(body, '$.decision') <> 'answer';
+
+-- A pipeline's answers log: one row per worker answer to an aggregated task.
+CREATE VIEW pipeline_answers AS
+SELECT session, seq,
+       json_extract(body, '$.at_ms')  AS at_ms,
+       json_extract(body, '$.by')     AS stage,
+       json_extract(body, '$.task')   AS task,
+       json_extract(body, '$.worker') AS worker,
+       json_extract(body, '$.label')  AS label,
+       json_extract(body, '$.skill')  AS skill,
+       json_extract(body, '$.result') AS result
+FROM outbox
+WHERE json_valid(body)
+  AND json_extract(body, '$.type') = 'pipeline'
+  AND json_extract(body, '$.decision') = 'answer';
 "#;
 
 /// Reads the schema version.

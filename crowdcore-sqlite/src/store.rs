@@ -13,8 +13,8 @@ use crowdcore::AssignmentId;
 use crowdcore::model::{Currency, EffectId, Money, SessionId, Timestamp, WorkerId};
 use crowdcore::platform::Cursor;
 use crowdcore::store::{
-    Completion, LedgerEntry, LogRecord, NewEffect, NewInput, OutboxEntry, OutboxState, Store,
-    StoreError, StoredSnapshot,
+    Commit, Completion, LeaseOutcome, LedgerEntry, LogRecord, NewEffect, NewInput, OutboxEntry,
+    OutboxState, Store, StoreError, StoredSnapshot,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
@@ -542,5 +542,46 @@ impl Store for SqliteStore {
                 .optional()
         })
         .await
+    }
+
+    async fn commit(&self, session: &SessionId, commit: &Commit) -> Result<u64, StoreError> {
+        let write = Write::Commit {
+            session: session.clone(),
+            commit: commit.clone(),
+        };
+        match self.write(write).await? {
+            Written::Seq(seq) => Ok(seq),
+            other => unreachable!("a commit answers with a sequence number, not {other:?}"),
+        }
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        ttl_ms: u64,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let write = Write::AcquireLease {
+            name: name.to_owned(),
+            owner: owner.to_owned(),
+            now,
+            ttl_ms,
+        };
+        match self.write(write).await? {
+            Written::Lease(outcome) => Ok(outcome),
+            other => unreachable!("a lease request answers with its outcome, not {other:?}"),
+        }
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<bool, StoreError> {
+        let write = Write::ReleaseLease {
+            name: name.to_owned(),
+            owner: owner.to_owned(),
+        };
+        match self.write(write).await? {
+            Written::Fresh(held) => Ok(held),
+            other => unreachable!("a lease release answers whether it held, not {other:?}"),
+        }
     }
 }

@@ -7,8 +7,12 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use crowdcore::SessionId;
+use crowdcore::Timestamp;
 use crowdcore::platform::Cursor;
-use crowdcore::store::{Completion, NewEffect, NewInput, OutboxState, StoreError, StoredSnapshot};
+use crowdcore::store::{
+    Commit, Completion, JOURNAL_RESULT, LeaseOutcome, NewEffect, NewInput, OutboxState, StoreError,
+    StoredSnapshot,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
@@ -43,15 +47,31 @@ pub(crate) enum Write {
         key: String,
         value: String,
     },
+    Commit {
+        session: SessionId,
+        commit: Commit,
+    },
+    AcquireLease {
+        name: String,
+        owner: String,
+        now: Timestamp,
+        ttl_ms: u64,
+    },
+    ReleaseLease {
+        name: String,
+        owner: String,
+    },
 }
 
 /// What a successful write answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Written {
     /// An append: the log's last sequence number.
     Seq(u64),
-    /// A completion: whether it was fresh.
+    /// A completion: whether it was fresh. A lease release: whether it was held.
     Fresh(bool),
+    /// A lease request: what it found.
+    Lease(LeaseOutcome),
     /// Anything else.
     Done,
 }
@@ -378,7 +398,116 @@ fn apply(conn: &Connection, state: &mut TxState<'_>, write: &Write) -> Result<Wr
             .execute(params![session.as_str(), key, value])?;
             Ok(Written::Done)
         }
+        Write::Commit { session, commit } => commit_batch(conn, state, session, commit),
+        Write::AcquireLease {
+            name,
+            owner,
+            now,
+            ttl_ms,
+        } => {
+            let now_ms = sql_int(now.as_millis(), "lease time")?;
+            let expires = now.plus_millis(*ttl_ms);
+            let expires_ms = sql_int(expires.as_millis(), "lease expiry")?;
+            let held: Option<(String, i64)> = conn
+                .prepare_cached("SELECT owner, expires_at_ms FROM leases WHERE name = ?1")?
+                .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((holder, until)) = held
+                && holder != *owner
+                && until > now_ms
+            {
+                return Ok(Written::Lease(LeaseOutcome::Held {
+                    owner: holder,
+                    expires: Timestamp::from_millis(u64::try_from(until).unwrap_or(0)),
+                }));
+            }
+            conn.prepare_cached(
+                "INSERT INTO leases (name, owner, expires_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,
+                                                  expires_at_ms = excluded.expires_at_ms",
+            )?
+            .execute(params![name, owner, expires_ms])?;
+            Ok(Written::Lease(LeaseOutcome::Acquired { expires }))
+        }
+        Write::ReleaseLease { name, owner } => {
+            let n = conn
+                .prepare_cached("DELETE FROM leases WHERE name = ?1 AND owner = ?2")?
+                .execute([name, owner])?;
+            Ok(Written::Fresh(n > 0))
+        }
     }
+}
+
+/// A [`Commit`]: everything checked first, then inputs, cursors, outbox rows and snapshot.
+fn commit_batch(
+    conn: &Connection,
+    state: &mut TxState<'_>,
+    session: &SessionId,
+    commit: &Commit,
+) -> Result<Written, Failure> {
+    let rows = input_rows(&commit.inputs)?;
+    let mut seq = last_seq(conn, state, session)?;
+    let end = room(seq, rows.len())?;
+    let effect_rows = commit
+        .effects
+        .iter()
+        .chain(&commit.journal)
+        .map(|e| sql_int(e.id.seq, "effect sequence number"))
+        .collect::<Result<Vec<_>, Failure>>()?;
+    let snapshot_seq = match &commit.snapshot {
+        Some(snapshot) if snapshot.seq > end => {
+            return Err(Failure::Refused(StoreError::Other(format!(
+                "snapshot at {} is past the log's end {end}",
+                snapshot.seq
+            ))));
+        }
+        Some(snapshot) => Some(sql_int(snapshot.seq, "snapshot sequence number")?),
+        None => None,
+    };
+    if rows.is_empty()
+        && commit.cursors.is_empty()
+        && effect_rows.is_empty()
+        && snapshot_seq.is_none()
+    {
+        return Ok(Written::Seq(seq));
+    }
+    ensure_session(conn, state, session)?;
+    seq = insert_inputs(conn, session, seq, &rows)?;
+    state.new.last_seq.insert(session.clone(), seq);
+    for (name, Cursor(cursor)) in &commit.cursors {
+        conn.prepare_cached(
+            "INSERT INTO cursors (session, name, cursor) VALUES (?1, ?2, ?3)
+             ON CONFLICT (session, name) DO UPDATE SET cursor = excluded.cursor",
+        )?
+        .execute(params![session.as_str(), name, cursor])?;
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO outbox (session, seq, id, body, state, result) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (session, seq) DO NOTHING",
+    )?;
+    let pending = commit.effects.iter().map(|e| (e, "pending", None));
+    let journal = commit
+        .journal
+        .iter()
+        .map(|e| (e, "done", Some(JOURNAL_RESULT)));
+    for ((e, state_name, result), row) in pending.chain(journal).zip(effect_rows) {
+        insert.execute(params![
+            session.as_str(),
+            row,
+            e.id.to_string(),
+            e.body,
+            state_name,
+            result
+        ])?;
+    }
+    if let (Some(snapshot), Some(at)) = (&commit.snapshot, snapshot_seq) {
+        conn.prepare_cached(
+            "INSERT INTO snapshots (session, seq, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (session) DO UPDATE SET seq = excluded.seq, body = excluded.body",
+        )?
+        .execute(params![session.as_str(), at, snapshot.body])?;
+    }
+    Ok(Written::Seq(seq))
 }
 
 fn complete(

@@ -1,6 +1,6 @@
 //! Databases of every schema version open: an empty file, and a database of each version as
-//! crowdcore-sqlite wrote it (`data/v1.sql`, `data/v2.sql`, frozen). When version 3 comes, add
-//! `data/v3.sql` and a line to `EARLIER`.
+//! crowdcore-sqlite wrote it (`data/v1.sql`, `data/v2.sql`, `data/v3.sql`, frozen). When
+//! version 4 comes, add `data/v4.sql` and a line to `EARLIER`.
 
 use std::path::Path;
 
@@ -14,6 +14,7 @@ use rusqlite::Connection;
 const EARLIER: &[(i64, &str)] = &[
     (1, include_str!("data/v1.sql")),
     (2, include_str!("data/v2.sql")),
+    (3, include_str!("data/v3.sql")),
 ];
 
 /// The schema as SQLite describes it.
@@ -141,5 +142,28 @@ async fn every_earlier_version_opens_with_its_data() {
             })
             .unwrap();
         assert_eq!(expired, 0, "v{version}: the expiry is still pending");
+        if *version >= 3 {
+            let (stage, decision, state): (String, String, String) = conn
+                .query_row(
+                    "SELECT stage, decision, state FROM pipeline_decisions WHERE assignment = 'A1'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap();
+            assert_eq!(
+                (stage.as_str(), decision.as_str(), state.as_str()),
+                ("submit", "accept", "done")
+            );
+            let (label, result): (String, String) = conn
+                .query_row("SELECT label, result FROM pipeline_answers", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap();
+            assert_eq!((label.as_str(), result.as_str()), ("yes", "yes"));
+            let owner: String = conn
+                .query_row("SELECT owner FROM leases", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(owner, "host-a/4242");
+        }
     }
 }

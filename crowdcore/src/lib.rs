@@ -24,6 +24,7 @@ pub mod faults;
 pub mod local;
 pub mod model;
 pub mod pavilion;
+pub mod pipeline;
 pub mod platform;
 pub mod replay;
 pub mod retainer;

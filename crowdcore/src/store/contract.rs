@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{
-    Completion, LedgerEntry, LogRecord, NewEffect, NewInput, OutboxEntry, OutboxState, Store,
-    StoreError, StoredSnapshot,
+    Commit, Completion, JOURNAL_RESULT, LeaseOutcome, LedgerEntry, LogRecord, NewEffect, NewInput,
+    OutboxEntry, OutboxState, Store, StoreError, StoredSnapshot,
 };
 use crate::model::{AssignmentId, EffectId, Money, SessionId, Timestamp, WorkerId};
 use crate::platform::Cursor;
@@ -51,6 +51,9 @@ pub async fn run_all(make: impl Fn() -> Arc<dyn Store>) {
     effect_lookup(make()).await;
     metadata(make()).await;
     concurrent_appends(make()).await;
+    commit_writes_everything(make()).await;
+    commit_refuses_a_snapshot_past_the_end(make()).await;
+    leases(make()).await;
 }
 
 // ----- helpers ---------------------------------------------------------------------------------
@@ -989,4 +992,222 @@ pub async fn concurrent_appends(store: Arc<dyn Store>) {
             }
         }
     }
+}
+
+// ----- batches and leases ------------------------------------------------------------------------
+
+/// `commit` appends its inputs after the log's end, sets its cursors, enqueues its effects as
+/// pending and its journal as done, and saves its snapshot; ids already in the outbox stay as
+/// they are; an empty commit changes nothing.
+pub async fn commit_writes_everything(store: Arc<dyn Store>) {
+    const P: &str = "commit_writes_everything";
+    let s = session("commit");
+    let store = &*store;
+    ok(
+        P,
+        "append",
+        store.append(&s, &[input(1, "first")], None).await,
+    );
+    let (e1, j2, e3) = (
+        effect(&s, 1, "accept"),
+        effect(&s, 2, "answer"),
+        effect(&s, 3, "bonus"),
+    );
+    let commit = Commit {
+        inputs: vec![input(2, "second"), input(3, "third")],
+        cursors: vec![
+            ("stage-a".into(), Cursor("a-1".into())),
+            ("stage-b".into(), Cursor("b-1".into())),
+        ],
+        effects: vec![e1.clone(), e3.clone()],
+        journal: vec![j2.clone()],
+        snapshot: Some(StoredSnapshot {
+            seq: 3,
+            body: "state at 3".into(),
+        }),
+    };
+    assert_eq!(
+        ok(P, "commit", store.commit(&s, &commit).await),
+        3,
+        "{P}: commit returns the log's last sequence number"
+    );
+    let log = whole_log(store, &s).await;
+    assert_eq!(seqs(&log), [1, 2, 3], "{P}: inputs continue the log");
+    assert_eq!(bodies(&log), ["first", "second", "third"], "{P}: bodies");
+    for (name, want) in [("stage-a", "a-1"), ("stage-b", "b-1")] {
+        assert_eq!(
+            ok(P, "cursor", store.cursor(&s, name).await),
+            Some(Cursor(want.into())),
+            "{P}: cursor {name}"
+        );
+    }
+    assert_eq!(
+        ok(P, "pending", store.pending(&s).await),
+        [
+            entry(&e1, OutboxState::Pending),
+            entry(&e3, OutboxState::Pending)
+        ],
+        "{P}: effects are pending, the journal is not"
+    );
+    assert_eq!(
+        ok(P, "effect", store.effect(&j2.id).await),
+        Some(entry(&j2, done(JOURNAL_RESULT))),
+        "{P}: a journal entry is done"
+    );
+    assert_eq!(
+        ok(P, "snapshot", store.load_snapshot(&s).await).map(|n| n.seq),
+        Some(3),
+        "{P}: the snapshot is saved"
+    );
+    // Again after a crash: the same ids change nothing in the outbox.
+    let done_e1 = Completion {
+        id: e1.id.clone(),
+        state: done("accepted"),
+        ledger: Vec::new(),
+        inputs: Vec::new(),
+    };
+    ok(P, "complete", store.complete(&s, &done_e1).await);
+    let again = Commit {
+        effects: vec![effect(&s, 1, "changed"), effect(&s, 2, "changed")],
+        journal: vec![effect(&s, 3, "changed")],
+        ..Commit::default()
+    };
+    assert_eq!(ok(P, "commit again", store.commit(&s, &again).await), 3);
+    assert_eq!(
+        ok(P, "effect", store.effect(&e1.id).await),
+        Some(entry(&e1, done("accepted"))),
+        "{P}: a done effect committed again stays done"
+    );
+    assert_eq!(
+        ok(P, "pending", store.pending(&s).await),
+        [entry(&e3, OutboxState::Pending)],
+        "{P}: ids already in the outbox keep their state and body"
+    );
+    assert_eq!(
+        ok(
+            P,
+            "empty commit",
+            store.commit(&s, &Commit::default()).await
+        ),
+        3,
+        "{P}: an empty commit returns the log's end"
+    );
+}
+
+/// A commit whose snapshot lies past the log's end (after its own inputs) writes nothing.
+pub async fn commit_refuses_a_snapshot_past_the_end(store: Arc<dyn Store>) {
+    const P: &str = "commit_refuses_a_snapshot_past_the_end";
+    let s = session("commit-refused");
+    let store = &*store;
+    let bad = Commit {
+        inputs: vec![input(1, "one")],
+        cursors: vec![("c".into(), Cursor("moved".into()))],
+        effects: vec![effect(&s, 1, "accept")],
+        journal: vec![effect(&s, 2, "answer")],
+        snapshot: Some(StoredSnapshot {
+            seq: 2,
+            body: "too far".into(),
+        }),
+    };
+    assert!(
+        store.commit(&s, &bad).await.is_err(),
+        "{P}: the commit is refused"
+    );
+    assert!(whole_log(store, &s).await.is_empty(), "{P}: no input");
+    assert_eq!(
+        ok(P, "cursor", store.cursor(&s, "c").await),
+        None,
+        "{P}: no cursor"
+    );
+    assert!(
+        ok(P, "pending", store.pending(&s).await).is_empty(),
+        "{P}: no effect"
+    );
+    assert_eq!(
+        ok(
+            P,
+            "effect",
+            store.effect(&EffectId::new(s.clone(), 2)).await
+        ),
+        None,
+        "{P}: no journal entry"
+    );
+    assert_eq!(
+        ok(P, "snapshot", store.load_snapshot(&s).await),
+        None,
+        "{P}: no snapshot"
+    );
+}
+
+/// A lease is held by one owner until it expires; its owner renews it; another owner takes
+/// it over once it has expired; only the owner releases it; names are independent.
+pub async fn leases(store: Arc<dyn Store>) {
+    const P: &str = "leases";
+    let store = &*store;
+    let t = Timestamp::from_millis;
+    assert_eq!(
+        ok(
+            P,
+            "acquire",
+            store.acquire_lease("run", "alice", t(1_000), 500).await
+        ),
+        LeaseOutcome::Acquired { expires: t(1_500) },
+        "{P}: a free lease is acquired"
+    );
+    assert_eq!(
+        ok(
+            P,
+            "acquire",
+            store.acquire_lease("run", "bob", t(1_200), 500).await
+        ),
+        LeaseOutcome::Held {
+            owner: "alice".into(),
+            expires: t(1_500)
+        },
+        "{P}: a held lease is refused to another owner"
+    );
+    assert_eq!(
+        ok(
+            P,
+            "acquire",
+            store.acquire_lease("other", "bob", t(1_200), 500).await
+        ),
+        LeaseOutcome::Acquired { expires: t(1_700) },
+        "{P}: another name is another lease"
+    );
+    assert_eq!(
+        ok(
+            P,
+            "renew",
+            store.acquire_lease("run", "alice", t(1_400), 500).await
+        ),
+        LeaseOutcome::Acquired { expires: t(1_900) },
+        "{P}: the owner renews"
+    );
+    assert!(
+        !ok(P, "release", store.release_lease("run", "bob").await),
+        "{P}: only the owner releases"
+    );
+    assert_eq!(
+        ok(
+            P,
+            "take over",
+            store.acquire_lease("run", "bob", t(1_900), 500).await
+        ),
+        LeaseOutcome::Acquired { expires: t(2_400) },
+        "{P}: an expired lease is taken over"
+    );
+    assert!(
+        ok(P, "release", store.release_lease("run", "bob").await),
+        "{P}: the owner releases"
+    );
+    assert_eq!(
+        ok(
+            P,
+            "acquire",
+            store.acquire_lease("run", "alice", t(2_000), 500).await
+        ),
+        LeaseOutcome::Acquired { expires: t(2_500) },
+        "{P}: a released lease is free"
+    );
 }

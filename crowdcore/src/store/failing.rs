@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 
 use super::{
-    Completion, LedgerEntry, LogRecord, NewEffect, NewInput, OutboxEntry, Store, StoreError,
-    StoredSnapshot,
+    Commit, Completion, LeaseOutcome, LedgerEntry, LogRecord, NewEffect, NewInput, OutboxEntry,
+    Store, StoreError, StoredSnapshot,
 };
-use crate::model::{EffectId, SessionId};
+use crate::model::{EffectId, SessionId, Timestamp};
 use crate::platform::Cursor;
 
 /// Where the failing write leaves the store.
@@ -25,7 +25,7 @@ pub enum FailMode {
     After,
 }
 
-/// A store whose N-th write (append, enqueue, complete, save_snapshot) fails once: a crash
+/// A store whose N-th write (append, enqueue, complete, save_snapshot, commit) fails once: a crash
 /// between two writes, for recovery tests. Reads and metadata pass through.
 pub struct FailingStore {
     inner: Arc<dyn Store>,
@@ -140,5 +140,23 @@ impl Store for FailingStore {
 
     async fn meta(&self, session: &SessionId, key: &str) -> Result<Option<String>, StoreError> {
         self.inner.meta(session, key).await
+    }
+
+    async fn commit(&self, session: &SessionId, commit: &Commit) -> Result<u64, StoreError> {
+        self.write(self.inner.commit(session, commit)).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        ttl_ms: u64,
+    ) -> Result<LeaseOutcome, StoreError> {
+        self.inner.acquire_lease(name, owner, now, ttl_ms).await
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<bool, StoreError> {
+        self.inner.release_lease(name, owner).await
     }
 }

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    Completion, LedgerEntry, LogRecord, NewEffect, NewInput, OutboxEntry, OutboxState, Store,
-    StoreError, StoredSnapshot,
+    Commit, Completion, JOURNAL_RESULT, LeaseOutcome, LedgerEntry, LogRecord, NewEffect, NewInput,
+    OutboxEntry, OutboxState, Store, StoreError, StoredSnapshot,
 };
-use crate::model::{EffectId, SessionId};
+use crate::model::{EffectId, SessionId, Timestamp};
 use crate::platform::Cursor;
 
 /// A [`Store`] in memory. Clones share the same data, so a test can drop an engine and start
@@ -18,6 +18,7 @@ use crate::platform::Cursor;
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<HashMap<SessionId, Session>>>,
+    leases: Arc<Mutex<HashMap<String, (String, Timestamp)>>>,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +42,16 @@ impl Session {
             });
         }
         self.log.len() as u64
+    }
+
+    fn insert_effects(&mut self, effects: &[NewEffect], state: &OutboxState) {
+        for e in effects {
+            self.outbox.entry(e.id.seq).or_insert_with(|| OutboxEntry {
+                id: e.id.clone(),
+                body: e.body.clone(),
+                state: state.clone(),
+            });
+        }
     }
 }
 
@@ -120,13 +131,7 @@ impl Store for MemoryStore {
 
     async fn enqueue(&self, session: &SessionId, effects: &[NewEffect]) -> Result<(), StoreError> {
         self.with(session, |s| {
-            for e in effects {
-                s.outbox.entry(e.id.seq).or_insert_with(|| OutboxEntry {
-                    id: e.id.clone(),
-                    body: e.body.clone(),
-                    state: OutboxState::Pending,
-                });
-            }
+            s.insert_effects(effects, &OutboxState::Pending)
         });
         Ok(())
     }
@@ -188,5 +193,66 @@ impl Store for MemoryStore {
 
     async fn meta(&self, session: &SessionId, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self.with(session, |s| s.meta.get(key).cloned()))
+    }
+
+    async fn commit(&self, session: &SessionId, commit: &Commit) -> Result<u64, StoreError> {
+        self.with(session, |s| {
+            let end = s.log.len() as u64 + commit.inputs.len() as u64;
+            if let Some(snapshot) = &commit.snapshot
+                && snapshot.seq > end
+            {
+                return Err(StoreError::Other(format!(
+                    "snapshot at {} is past the log's end {end}",
+                    snapshot.seq
+                )));
+            }
+            let seq = s.push_inputs(&commit.inputs);
+            for (name, c) in &commit.cursors {
+                s.cursors.insert(name.clone(), c.clone());
+            }
+            s.insert_effects(&commit.effects, &OutboxState::Pending);
+            s.insert_effects(
+                &commit.journal,
+                &OutboxState::Done {
+                    result: JOURNAL_RESULT.into(),
+                },
+            );
+            if let Some(snapshot) = &commit.snapshot {
+                s.snapshot = Some(snapshot.clone());
+            }
+            Ok(seq)
+        })
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        ttl_ms: u64,
+    ) -> Result<LeaseOutcome, StoreError> {
+        // Poisoning: every write below is a single insert, so the map is always whole.
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((holder, expires)) = leases.get(name)
+            && holder != owner
+            && *expires > now
+        {
+            return Ok(LeaseOutcome::Held {
+                owner: holder.clone(),
+                expires: *expires,
+            });
+        }
+        let expires = now.plus_millis(ttl_ms);
+        leases.insert(name.to_owned(), (owner.to_owned(), expires));
+        Ok(LeaseOutcome::Acquired { expires })
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<bool, StoreError> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if leases.get(name).is_some_and(|(holder, _)| holder == owner) {
+            leases.remove(name);
+            return Ok(true);
+        }
+        Ok(false)
     }
 }

@@ -7,7 +7,9 @@
 //! - an **outbox** of effects keyed by effect id: pending → done / failed;
 //! - **observer cursors**, advanced in the same write as the inputs they produced;
 //! - the payments **ledger**, written in the same write as the payment's completion;
-//! - small **metadata** values (the session's configuration, say).
+//! - small **metadata** values (the session's configuration, say);
+//! - **leases**: one row per name with an owner and an expiry, so that two runs cannot drive
+//!   the same store ([`Store::acquire_lease`]).
 //!
 //! Writes that belong together are one call, so a store can make each call one transaction —
 //! and batch many calls into one fsync (group commit) — without the driver knowing.
@@ -126,6 +128,48 @@ pub struct LedgerEntry {
     pub at: Timestamp,
 }
 
+/// Everything one step of a driver writes at once ([`Store::commit`]): inputs appended to the
+/// log, observer cursors, effects put in the outbox as pending, journal entries put in the
+/// outbox as already done (records for researchers that need no platform call), and a
+/// snapshot. One transaction: all of it is visible, or none of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+    /// Inputs to append to the log, in order.
+    pub inputs: Vec<NewInput>,
+    /// Observer cursors to set: `(name, cursor)`.
+    pub cursors: Vec<(String, Cursor)>,
+    /// Effects to put in the outbox as pending (an id already there is left as it is).
+    pub effects: Vec<NewEffect>,
+    /// Entries to put in the outbox as done with the result `"journal"` (an id already there is
+    /// left as it is).
+    pub journal: Vec<NewEffect>,
+    /// A snapshot to save, covering the log up to its `seq` (at most the log's end after
+    /// `inputs` are appended).
+    pub snapshot: Option<StoredSnapshot>,
+}
+
+/// The result an outbox journal entry carries ([`Commit::journal`]).
+pub const JOURNAL_RESULT: &str = "journal";
+
+/// What [`Store::acquire_lease`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum LeaseOutcome {
+    /// The caller holds the lease until `expires` (newly taken, renewed, or taken over from an
+    /// owner whose lease had expired).
+    Acquired {
+        /// When it runs out unless renewed.
+        expires: Timestamp,
+    },
+    /// Someone else holds it.
+    Held {
+        /// Who.
+        owner: String,
+        /// Until when.
+        expires: Timestamp,
+    },
+}
+
 /// A store could not do what was asked. Nothing was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -215,4 +259,34 @@ pub trait Store: Send + Sync {
 
     /// A metadata value.
     async fn meta(&self, session: &SessionId, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Writes everything in `commit` in one transaction and returns the log's last sequence
+    /// number. Refused, writing nothing, if the snapshot lies past the log's end.
+    ///
+    /// Stores written before this method existed refuse it (the default); `MemoryStore` and
+    /// `SqliteStore` implement it.
+    async fn commit(&self, session: &SessionId, commit: &Commit) -> Result<u64, StoreError> {
+        let _ = (session, commit);
+        Err(StoreError::Other("this store cannot commit batches".into()))
+    }
+
+    /// Takes the lease `name` for `owner` until `now + ttl_ms` if nobody else holds it at
+    /// `now` (renewing it if `owner` already does). Leases are per store, not per session:
+    /// they keep two runs off one store.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        ttl_ms: u64,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let _ = (name, owner, now, ttl_ms);
+        Err(StoreError::Other("this store has no leases".into()))
+    }
+
+    /// Gives the lease `name` up if `owner` holds it; returns whether it did.
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<bool, StoreError> {
+        let _ = (name, owner);
+        Err(StoreError::Other("this store has no leases".into()))
+    }
 }
