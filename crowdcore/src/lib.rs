@@ -21,6 +21,8 @@ pub mod clock;
 pub mod compete;
 pub mod engine;
 pub mod faults;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod local;
 pub mod model;
 pub mod pavilion;

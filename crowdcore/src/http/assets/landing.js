@@ -1,0 +1,235 @@
+// The worker landing page: arrive, heartbeat, follow the page's state over Server-Sent Events
+// (polling when the stream is down), submit or return. No framework, no build step.
+"use strict";
+(function () {
+  const q = new URLSearchParams(location.search);
+  const ids = {
+    assignment: q.get("assignmentId"),
+    hit: q.get("hitId"),
+    worker: q.get("workerId"),
+    submitTo: q.get("turkSubmitTo"),
+  };
+  const $ = (id) => document.getElementById(id);
+  let token = null;
+  let state = null;
+  let receivedAt = 0; // performance.now() when `state` came
+  let heartbeat = null;
+  let poller = null;
+  let stream = null;
+  let units = 0;
+  let busy = false;
+
+  const sections = ["preview", "problem", "waiting", "active", "over"];
+  function show(id) {
+    for (const s of sections) $(s).hidden = s !== id;
+  }
+  function setLink(text, cls) {
+    const el = $("link");
+    el.textContent = text;
+    el.className = "link-state " + (cls || "");
+  }
+  function fmt(ms) {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const r = String(s % 60).padStart(2, "0");
+    return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${r}` : `${m}:${r}`;
+  }
+  // Server time now, from the last state's clock plus local time since.
+  function serverNow() {
+    return state.now + (performance.now() - receivedAt);
+  }
+
+  const OVER = {
+    job_full: ["Sorry, this job is full", "Every seat is taken. Please return the HIT.", "bad"],
+    job_ended: ["The job has ended", "Please return the HIT.", "bad"],
+    over_budget: ["Sorry, this job is full", "Please return the HIT.", "bad"],
+    already_seated: ["You already have a seat", "You hold this job under another assignment; please return this one.", "bad"],
+    released: ["The job has ended", "Thank you! Your work was submitted for you and will be paid.", "neutral"],
+    timed_out: ["You were away too long", "This page stopped responding, so your seat went to someone else.", "bad"],
+    submitted: ["Submitted — thank you!", "Your work is in. You may close this page.", "go"],
+    returned: ["Returned", "You gave the HIT back. You may close this page.", "neutral"],
+    abandoned: ["Time ran out", "The assignment expired on the platform.", "bad"],
+  };
+
+  function render(next) {
+    if (!next) return;
+    state = next;
+    receivedAt = performance.now();
+    document.body.dataset.status = state.status;
+    const over = OVER[state.status];
+    if (state.status === "waiting" || state.status === "arriving") {
+      show("waiting");
+      document.title = "Waiting… " + document.title.replace(/^(Waiting… |▶ Your turn! )/, "");
+    } else if (state.status === "active") {
+      show("active");
+      document.title = "▶ Your turn! " + document.title.replace(/^(Waiting… |▶ Your turn! )/, "");
+    } else if (over) {
+      show("over");
+      $("over-title").textContent = over[0];
+      $("over-text").textContent = over[1];
+      $("over-badge").textContent = state.status.replace("_", " ");
+      $("over-badge").className = "badge " + over[2];
+      stopAll();
+    }
+    if (state.earned_cents > 0) {
+      $("earned").textContent = `Paid so far: $${(state.earned_cents / 100).toFixed(2)}`;
+    }
+    tick();
+  }
+
+  function tick() {
+    if (!state || state.arrived_at == null) return;
+    const now = serverNow();
+    const waitedUntil = state.promoted_at != null ? state.promoted_at : now;
+    $("waited").textContent = fmt(waitedUntil - state.arrived_at);
+    $("waited-final").textContent = fmt(waitedUntil - state.arrived_at);
+    if (state.promoted_at != null) $("active-for").textContent = fmt(now - state.promoted_at);
+  }
+
+  function stopAll() {
+    if (heartbeat) clearInterval(heartbeat);
+    if (poller) clearInterval(poller);
+    if (stream) stream.close();
+    heartbeat = poller = stream = null;
+    setLink("", "");
+  }
+
+  function problem(text) {
+    show("problem");
+    document.body.dataset.status = "problem";
+    $("problem-text").textContent = text;
+    setLink("", "");
+  }
+
+  async function call(path, body) {
+    const r = await fetch(path, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    let json = null;
+    try { json = await r.json(); } catch (_) { /* not JSON */ }
+    return { ok: r.ok, status: r.status, json };
+  }
+
+  function page() {
+    return { assignment_id: ids.assignment, token };
+  }
+
+  async function beat() {
+    try {
+      const r = await call("w/heartbeat", page());
+      if (r.ok) render(r.json);
+      else if (r.json && r.json.state) render(r.json.state);
+    } catch (_) {
+      setLink("offline — retrying", "warn");
+    }
+  }
+
+  // The polling fallback while the event stream is down.
+  function startPolling() {
+    if (poller) return;
+    poller = setInterval(async () => {
+      try {
+        const qs = new URLSearchParams(page()).toString();
+        const r = await fetch("w/state?" + qs);
+        if (r.ok) render(await r.json());
+      } catch (_) { /* the next round retries */ }
+    }, 2000);
+  }
+  function stopPolling() {
+    if (poller) clearInterval(poller);
+    poller = null;
+  }
+
+  function connect() {
+    if (!window.EventSource) { startPolling(); setLink("polling", "warn"); return; }
+    const qs = new URLSearchParams(page()).toString();
+    stream = new EventSource("w/events?" + qs);
+    stream.addEventListener("state", (e) => render(JSON.parse(e.data)));
+    stream.onopen = () => { stopPolling(); setLink("live", "ok"); };
+    stream.onerror = () => {
+      if (!stream) return;
+      setLink("reconnecting…", "warn");
+      startPolling();
+    };
+  }
+
+  async function leave(kind) {
+    if (busy) return;
+    busy = true;
+    try {
+      const body = page();
+      if (kind === "submit") body.contributions = units;
+      const r = await call(kind === "submit" ? "w/submit" : "w/return", body);
+      const result = r.ok ? r.json : null;
+      if (result && result.form) {
+        // The platform's own submit form (MTurk externalSubmit), so it and the engine agree.
+        const f = document.createElement("form");
+        f.method = "POST";
+        f.action = result.form.action;
+        for (const [name, value] of result.form.fields) {
+          const i = document.createElement("input");
+          i.type = "hidden"; i.name = name; i.value = value;
+          f.appendChild(i);
+        }
+        document.body.appendChild(f);
+        render(result.state);
+        f.submit();
+        return;
+      }
+      if (result) render(result.state);
+      else if (r.json && r.json.state) render(r.json.state);
+      else problem((r.json && r.json.message) || "Something went wrong; please try again.");
+    } catch (_) {
+      setLink("offline — try again", "warn");
+    } finally {
+      busy = false;
+    }
+  }
+
+  async function start() {
+    if (!ids.assignment || ids.assignment === "ASSIGNMENT_ID_NOT_AVAILABLE") {
+      show("preview");
+      document.body.dataset.status = "preview";
+      setLink("", "");
+      return;
+    }
+    if (!ids.hit || !ids.worker) {
+      problem("This link is missing its hitId or workerId.");
+      return;
+    }
+    const body = {
+      assignment_id: ids.assignment,
+      hit_id: ids.hit,
+      worker_id: ids.worker,
+    };
+    if (ids.submitTo) body.turk_submit_to = ids.submitTo;
+    let r;
+    try {
+      r = await call("w/arrive", body);
+    } catch (_) {
+      setLink("offline — retrying", "warn");
+      setTimeout(start, 3000);
+      return;
+    }
+    if (!r.ok) {
+      problem((r.json && r.json.message) || `The server refused this page (${r.status}).`);
+      return;
+    }
+    token = r.json.token;
+    render(r.json.state);
+    if (state.status && OVER[state.status]) return;
+    heartbeat = setInterval(beat, r.json.heartbeat_every_ms || 5000);
+    connect();
+  }
+
+  $("unit").addEventListener("click", () => { units += 1; $("units").textContent = String(units); });
+  $("submit-active").addEventListener("click", () => leave("submit"));
+  $("submit-waiting").addEventListener("click", () => leave("submit"));
+  $("return-active").addEventListener("click", () => leave("return"));
+  $("return-waiting").addEventListener("click", () => leave("return"));
+  setInterval(tick, 1000);
+  start();
+})();

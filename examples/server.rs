@@ -1,0 +1,451 @@
+//! # server — the HTTP front over a running engine: landing page, admin API, status page
+//!
+//! Serves the worker landing page (what a HIT's ExternalQuestion points at), the admin API and
+//! the operator's live status page over one Pavilion engine, with the SQLite store and the
+//! local marketplace by default:
+//!
+//! ```text
+//! cargo run --release -p crowdcore-examples --example server -- --listen 127.0.0.1:8080 --demo
+//! ```
+//!
+//! then open the status page URL it prints. With `--demo`, simulated workers take the
+//! session's HITs on the local marketplace and then behave like browsers **through the real
+//! HTTP endpoints**: they arrive, open the event stream, send heartbeats, wait, are promoted,
+//! work, submit; some give up waiting, some return, some close the tab and time out.
+//!
+//! Secrets come from the environment and are never logged:
+//!
+//! - `CROWDCORE_ADMIN_KEY` — the admin API key (at least 16 bytes). If it is not set, a
+//!   random one is made for this run and printed **once** to stderr, inside the status page
+//!   link (`/status#key=…`; the part after `#` never leaves the browser). Set it for anything
+//!   but a local trial.
+//! - `CROWDCORE_PAGE_SECRET` — the key page tokens are derived from. If it is not set, a
+//!   random one is made and not shown; pages then stop working across a restart (their tokens
+//!   no longer verify), so set it for a real study.
+//!
+//! `--public-url` is the base URL workers reach the server at; HITs point at
+//! `<public-url>/work`. The store keeps the session (`--session`, default `server`) in
+//! `--db` (default `server.db`); starting again with the same file resumes it.
+//! `--platform local` is the only platform so far (MTurk and Toloka arrive with their crates).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use crowdcore::clock::{Clock, SystemClock};
+use crowdcore::engine::{EngineBuilder, EngineConfig, EngineHandle};
+use crowdcore::http::sse::SseReader;
+use crowdcore::http::{HttpConfig, HttpState, Secret};
+use crowdcore::local::LocalMarketplace;
+use crowdcore::model::{HitSpec, Money, SessionId, WorkerId};
+use crowdcore::pavilion::{Input, PavilionConfig};
+use crowdcore::store::{MemoryStore, Store};
+use crowdcore_sqlite::{SqliteOptions, SqliteStore};
+use futures_util::StreamExt;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// Serve the landing page, admin API and status page over a crowdcore engine.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Base URL workers reach this server at (HITs point at `<public-url>/work`); defaults to
+    /// `http://<listen>`.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// The crowd platform.
+    #[arg(long, value_enum, default_value_t = PlatformKind::Local)]
+    platform: PlatformKind,
+    /// Where the session's log, outbox and ledger are kept.
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+    /// The SQLite file.
+    #[arg(long, default_value = "server.db")]
+    db: PathBuf,
+    /// The session to run or resume.
+    #[arg(long, default_value = "server")]
+    session: String,
+    /// Simulated workers arrive through the HTTP endpoints; the session starts at once.
+    #[arg(long)]
+    demo: bool,
+    /// Demo: mean time between simulated arrivals, in milliseconds.
+    #[arg(long, default_value_t = 1_500)]
+    demo_every_ms: u64,
+    /// Demo: seed of the simulated workers.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Most workers on the task at once.
+    #[arg(long, default_value_t = 4)]
+    max_active: u32,
+    /// Workers the task needs to begin.
+    #[arg(long, default_value_t = 2)]
+    min_active: u32,
+    /// Most workers standing by.
+    #[arg(long, default_value_t = 3)]
+    max_waiting: u32,
+    /// Workers that must stand by before the task begins.
+    #[arg(long, default_value_t = 1)]
+    min_waiting: u32,
+    /// A page silent this long has left, in milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    heartbeat_timeout_ms: u64,
+    /// Base pay per assignment, in cents.
+    #[arg(long, default_value_t = 50)]
+    base_cents: i64,
+    /// Waiting bonus, in cents per minute.
+    #[arg(long, default_value_t = 10)]
+    waiting_cents_per_minute: i64,
+    /// Active bonus, in cents per minute.
+    #[arg(long, default_value_t = 20)]
+    active_cents_per_minute: i64,
+    /// Budget cap, in cents.
+    #[arg(long, default_value_t = 10_000)]
+    budget_cents: i64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PlatformKind {
+    /// The in-process marketplace.
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StoreKind {
+    /// A SQLite file (`--db`).
+    Sqlite,
+    /// Memory: nothing survives the process.
+    Memory,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 24];
+    rand::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The secret in `var`, or a fresh random one (and whether it was made here).
+fn secret(var: &str) -> Result<(Secret, Option<String>), String> {
+    match std::env::var(var) {
+        Ok(_) => Secret::from_env(var)
+            .map(|s| (s, None))
+            .map_err(|e| format!("{var}: {e}")),
+        Err(_) => {
+            let made = random_secret();
+            let s = Secret::new(made.clone().into_bytes()).map_err(|e| e.to_string())?;
+            Ok((s, Some(made)))
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let public = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen))
+        .trim_end_matches('/')
+        .to_owned();
+    let (admin_key, made_key) = secret("CROWDCORE_ADMIN_KEY")?;
+    let (page_secret, _) = secret("CROWDCORE_PAGE_SECRET")?;
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let PlatformKind::Local = args.platform;
+    let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(1_000_000));
+    let store: Arc<dyn Store> = match args.store {
+        StoreKind::Sqlite => Arc::new(
+            SqliteStore::open(&args.db, SqliteOptions::default())
+                .map_err(|e| format!("cannot open {}: {e}", args.db.display()))?,
+        ),
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+    };
+    let pavilion = PavilionConfig {
+        min_active: args.min_active,
+        max_active: args.max_active,
+        min_waiting: args.min_waiting,
+        max_waiting: args.max_waiting,
+        heartbeat_timeout_ms: args.heartbeat_timeout_ms,
+        hire_retry_ms: 10_000,
+        budget_cents: Some(args.budget_cents),
+        base_pay_cents: args.base_cents,
+        waiting_cents_per_minute: args.waiting_cents_per_minute,
+        active_cents_per_minute: args.active_cents_per_minute,
+        ..PavilionConfig::default()
+    };
+    let spec = HitSpec {
+        title: "Real-time task: stand by, then work".into(),
+        description: "Wait on the page until a seat opens, then do the task. Paid for waiting."
+            .into(),
+        keywords: vec!["real-time".into()],
+        reward: Money::usd_cents(args.base_cents),
+        assignment_duration_ms: 2 * 3_600_000,
+        lifetime_ms: 24 * 3_600_000,
+        max_assignments: 100,
+        auto_approval_delay_ms: 3 * 86_400_000,
+        qualifications: Vec::new(),
+        landing_url: format!("{public}/work"),
+        frame_height: 800,
+    };
+    let mut config = EngineConfig::new(spec.clone(), pavilion);
+    config.observe_every_ms = 2_000;
+    let engine = EngineBuilder::new(Arc::new(market.clone()), store, config)
+        .clock(clock.clone())
+        .session(SessionId::new(args.session.as_str()))
+        .start()
+        .await
+        .map_err(|e| e.to_string())?
+        .spawn();
+
+    let mut http = HttpConfig::new(page_secret, admin_key);
+    http.title = spec.title.clone();
+    http.description = spec.description.clone();
+    http.heartbeat_every_ms = (args.heartbeat_timeout_ms / 3).max(500);
+    let state = HttpState::with_parts(engine.clone(), http, clock, Some(Arc::new(market.clone())));
+    let app = crowdcore::http::router(state);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    eprintln!("landing page: {public}/work (what HITs point at)");
+    match made_key {
+        // Printed once, only because it was made here: the operator needs it to get in.
+        Some(key) => eprintln!(
+            "status page:  {public}/status#key={key}\n              \
+             (CROWDCORE_ADMIN_KEY was not set: this key was made for this run only)"
+        ),
+        None => eprintln!("status page:  {public}/status (sign in with CROWDCORE_ADMIN_KEY)"),
+    }
+
+    if args.demo {
+        match engine.input(Input::Start).await {
+            Ok(()) => tracing::info!("demo: session started"),
+            Err(e) => tracing::info!(error = %e, "demo: session not started again"),
+        }
+        let base = format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        tokio::spawn(demo_crowd(
+            engine.clone(),
+            market,
+            base,
+            args.demo_every_ms,
+            args.seed,
+        ));
+    }
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("server: shutting down");
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+// ----- the demo crowd --------------------------------------------------------------------------
+
+/// Simulated workers arrive one by one and take the session's HITs on the local marketplace;
+/// each then drives the real worker endpoints over HTTP as its browser would.
+async fn demo_crowd(
+    engine: EngineHandle,
+    market: LocalMarketplace,
+    base: String,
+    every_ms: u64,
+    seed: u64,
+) {
+    let client = reqwest::Client::new();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut n = 0u64;
+    while !engine.is_finished() {
+        let gap = (every_ms as f64 * -rng.random::<f64>().max(1e-9).ln()) as u64;
+        tokio::time::sleep(Duration::from_millis(gap.clamp(50, 30_000))).await;
+        n += 1;
+        let worker = WorkerId::new(format!("demo-{n:04}"));
+        let Some(listing) = market.first_available(&worker) else {
+            continue; // nothing posted right now: this worker goes elsewhere
+        };
+        let Ok(assignment) = market.accept(&worker, &listing.hit) else {
+            continue;
+        };
+        let persona = Persona {
+            patience_s: rng.random_range(20..240),
+            work_s: rng.random_range(10..60),
+            vanish: rng.random_bool(0.08),
+            returns: rng.random_bool(0.05),
+        };
+        let url = format!(
+            "{base}/work?assignmentId={assignment}&hitId={}&workerId={worker}",
+            listing.hit
+        );
+        let client = client.clone();
+        let base = base.clone();
+        let seed = rng.random::<u64>();
+        tokio::spawn(async move {
+            if let Err(e) = browse(&client, &base, &url, persona, seed).await {
+                tracing::debug!(%worker, error = %e, "demo worker stopped");
+            }
+        });
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Persona {
+    /// Seconds they wait before giving up (submitting for the waiting pay).
+    patience_s: u64,
+    /// Seconds of work once promoted.
+    work_s: u64,
+    /// Closes the tab at some point (their heartbeat stops; they time out).
+    vanish: bool,
+    /// Returns the HIT instead of submitting.
+    returns: bool,
+}
+
+/// One simulated browser on the landing page.
+async fn browse(
+    client: &reqwest::Client,
+    base: &str,
+    url: &str,
+    persona: Persona,
+    seed: u64,
+) -> Result<(), String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let page = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !page.status().is_success() {
+        return Err(format!("landing page: {}", page.status()));
+    }
+    let params: Vec<(String, String)> = reqwest::Url::parse(url)
+        .map_err(|e| e.to_string())?
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let assignment = get("assignmentId");
+    let arrived: Value = client
+        .post(format!("{base}/w/arrive"))
+        .json(&json!({"assignment_id": assignment, "hit_id": get("hitId"), "worker_id": get("workerId")}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let token = arrived["token"].as_str().ok_or("no token")?.to_owned();
+    let every = arrived["heartbeat_every_ms"].as_u64().unwrap_or(5_000);
+    let (tx, mut status) = watch::channel(
+        arrived["state"]["status"]
+            .as_str()
+            .unwrap_or("waiting")
+            .to_owned(),
+    );
+    // The event stream, as the page's EventSource.
+    let events = client
+        .get(format!("{base}/w/events"))
+        .query(&[("assignment_id", &assignment), ("token", &token)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let reader = tokio::spawn(async move {
+        let mut body = events.bytes_stream();
+        let mut sse = SseReader::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            for e in sse.feed(&chunk) {
+                if let Ok(v) = serde_json::from_str::<Value>(&e.data)
+                    && let Some(s) = v["status"].as_str()
+                {
+                    let _ = tx.send(s.to_owned());
+                }
+            }
+        }
+    });
+    let page = json!({"assignment_id": assignment, "token": token});
+    let vanish_after = persona.vanish.then(|| rng.random_range(5..90u64));
+    let started = tokio::time::Instant::now();
+    let mut promoted_at = None;
+    let result = loop {
+        let now_s = started.elapsed().as_secs();
+        if vanish_after.is_some_and(|v| now_s >= v) {
+            break Ok(()); // the tab closed: no more heartbeats
+        }
+        let current = status.borrow_and_update().clone();
+        match current.as_str() {
+            "waiting" | "arriving" => {
+                if now_s >= persona.patience_s {
+                    break leave(client, base, &page, persona.returns, 0).await;
+                }
+            }
+            "active" => {
+                let since = *promoted_at.get_or_insert(now_s);
+                if now_s - since >= persona.work_s {
+                    let units = persona.work_s / 5;
+                    break leave(client, base, &page, persona.returns, units).await;
+                }
+            }
+            _ => break Ok(()), // released, timed out, turned away
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(every), status.changed()).await;
+        let _ = client
+            .post(format!("{base}/w/heartbeat"))
+            .json(&page)
+            .send()
+            .await;
+    };
+    reader.abort();
+    result
+}
+
+async fn leave(
+    client: &reqwest::Client,
+    base: &str,
+    page: &Value,
+    returns: bool,
+    units: u64,
+) -> Result<(), String> {
+    let (path, mut body) = if returns {
+        ("return", page.clone())
+    } else {
+        ("submit", page.clone())
+    };
+    if !returns {
+        body["contributions"] = json!(units);
+    }
+    client
+        .post(format!("{base}/w/{path}"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
