@@ -754,15 +754,22 @@ impl Platform for MturkPlatform {
     }
 
     async fn expire(&self, hit: &HitId) -> Result<(), PlatformError> {
-        // A time in the past expires the HIT at once; repeating it changes nothing.
-        self.client
+        // A time in the past expires the HIT at once. MTurk makes a token of the HIT and the
+        // time, so the same call again is refused as processed: that is success too.
+        let sent = self
+            .client
             .update_expiration_for_hit()
             .hit_id(hit.as_str())
             .expire_at(DateTime::from_secs(0))
             .send()
-            .await
-            .map_err(|e| failure("UpdateExpirationForHIT", &e).error)?;
-        Ok(())
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let f = failure("UpdateExpirationForHIT", &e);
+                if f.duplicate { Ok(()) } else { Err(f.error) }
+            }
+        }
     }
 
     async fn updates(

@@ -712,6 +712,18 @@ impl World {
                     .ok_or_else(|| {
                         request_error("AWS.MechanicalTurk.ParameterMissing", "ExpireAt")
                     })?;
+                // MTurk makes its own token of the HIT and the time, and refuses it again.
+                let token = (op.to_owned(), format!("{id}{at}"));
+                if let Some(entry) = self.tokens.get_mut(&token) {
+                    entry.0 += 1;
+                    let message = format!(
+                        "The idempotency token \"{id}{at}\" has already been processed. (1626172412406)"
+                    );
+                    return Err((400, json!({"__type": "RequestError", "Message": message})));
+                }
+                if self.hits.contains_key(&id) {
+                    self.tokens.insert(token, (1, json!({})));
+                }
                 let h = self.hits.get_mut(&id).ok_or_else(|| {
                     request_error("AWS.MechanicalTurk.HITDoesNotExist", "no such HIT")
                 })?;
