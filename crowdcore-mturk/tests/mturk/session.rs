@@ -16,7 +16,7 @@ use crowdcore::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
 use crowdcore_mturk::MturkConfig;
 
 use crate::fake::FakeMturk;
-use crate::{LATE_MS, T0, config, platform_with, spec};
+use crate::{FAULT_LATE_MS, T0, fault_config, platform_with, spec};
 
 const SESSION: &str = "mturk-session";
 
@@ -540,9 +540,9 @@ async fn run(seed: Option<u64>, crash_at: Option<(u64, FailMode)>) -> (Outcome, 
     let clock = VirtualClock::new(T0);
     let fake = FakeMturk::start(Arc::new(clock.clone()), 1_000_000).await;
     if let Some(seed) = seed {
-        fake.set_faults(seed, 0.2, LATE_MS);
+        fake.set_faults(seed, 0.2, FAULT_LATE_MS);
     }
-    let mut mturk = config(&fake);
+    let mut mturk = fault_config(&fake);
     mturk.scope = Some(SESSION.into());
     let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let store: Arc<dyn Store> = match crash_at {
