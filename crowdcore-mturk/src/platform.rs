@@ -960,7 +960,10 @@ impl Platform for MturkPlatform {
         if f.duplicate {
             return Ok(()); // paid by an earlier call with this token
         }
-        if f.error.is_retryable() || f.error.kind != PlatformErrorKind::Conflict {
+        if !matches!(
+            f.error.kind,
+            PlatformErrorKind::Conflict | PlatformErrorKind::NotFound
+        ) {
             return Err(f.error);
         }
         // MTurk pays bonuses on submitted work only: the submission may still be on its way.
