@@ -145,3 +145,20 @@ async fn skipping_quiet_hits_loses_nothing_across_pages_or_a_lost_page() {
     assert_eq!(all, expected, "every event once, in order, across pages");
     assert!(drain(&platform, &mut cursor).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_caller_that_lost_a_page_gets_it_again_from_the_same_instance() {
+    let (_, fake, _) = setup().await;
+    let mut c = config(&fake);
+    c.settle_window_ms = 0;
+    let platform = platform_with(c).await;
+    let hit = platform.post(&spec(), 3, &key("s", 1)).await.unwrap();
+    let a = fake.accept("W1", hit.as_str()).unwrap();
+    fake.submit(&a, "x").unwrap();
+    let page = platform.updates(None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    // The engine failed to record that page (a store error) and polls from where it was.
+    let again = platform.updates(None).await.unwrap();
+    assert_eq!(again.items, page.items);
+    assert_eq!(again.next, page.next);
+}
