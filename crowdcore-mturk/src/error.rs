@@ -145,9 +145,12 @@ pub(crate) fn service_failure(
     if turk.is_some_and(|t| t.fault) || code == Some("ServiceFault") || status >= 500 {
         return make(Unavailable);
     }
+    // MTurk words it several ways; UpdateExpirationForHIT derives its own token from the HIT
+    // and the time ("The idempotency token \"…\" has already been processed").
     let duplicate = turk_code.is_some_and(|c| DUPLICATE_CODES.contains(&c))
         || lower.contains("uniquerequesttoken")
-        || lower.contains("unique request token");
+        || lower.contains("unique request token")
+        || lower.contains("has already been processed");
     if duplicate {
         return Failure {
             duplicate: true,
@@ -248,6 +251,20 @@ mod tests {
             assert!(request(code, "There is already a HIT with this token").duplicate);
         }
         assert!(request("AWS.X", "The UniqueRequestToken was used before").duplicate);
+        let processed = service_failure(
+            "UpdateExpirationForHIT",
+            Some("RequestError"),
+            Some(
+                "The idempotency token \"3VJ4Wed Jul 14 20:26:06 UTC 2021\" has already been processed. (1626172412406)",
+            ),
+            Some(Turk {
+                fault: false,
+                turk_code: None,
+                message: None,
+            }),
+            400,
+        );
+        assert!(processed.duplicate);
         assert!(!request("AWS.MechanicalTurk.HITDoesNotExist", "x").duplicate);
     }
 }

@@ -80,6 +80,9 @@ struct State {
     /// Per watched HIT, its assignment counts when last listed and when they last changed:
     /// a HIT whose counts have not moved for the settle window is not listed again.
     counts: HashMap<HitId, (Counts, Instant)>,
+    /// The cursor those counts go with: the one returned after the last complete scan. A
+    /// caller polling from another cursor (it lost a page, or restarted) gets a full scan.
+    counts_for: Option<Cursor>,
     /// When this instance first sent each create token.
     first_sent: HashMap<String, Instant>,
     /// Known assignment totals per HIT.
@@ -754,15 +757,22 @@ impl Platform for MturkPlatform {
     }
 
     async fn expire(&self, hit: &HitId) -> Result<(), PlatformError> {
-        // A time in the past expires the HIT at once; repeating it changes nothing.
-        self.client
+        // A time in the past expires the HIT at once. MTurk makes a token of the HIT and the
+        // time, so the same call again is refused as processed: that is success too.
+        let sent = self
+            .client
             .update_expiration_for_hit()
             .hit_id(hit.as_str())
             .expire_at(DateTime::from_secs(0))
             .send()
-            .await
-            .map_err(|e| failure("UpdateExpirationForHIT", &e).error)?;
-        Ok(())
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let f = failure("UpdateExpirationForHIT", &e);
+                if f.duplicate { Ok(()) } else { Err(f.error) }
+            }
+        }
     }
 
     async fn updates(
@@ -798,16 +808,18 @@ impl Platform for MturkPlatform {
         let mut to_list: Vec<(HitId, Option<Counts>)> = Vec::new();
         {
             let s = self.lock();
+            let trusted = s.counts_for.as_ref() == cursor;
             for hit in self.watched_in(&s) {
                 match listed.get(hit.as_str()).copied() {
                     // Missing from ListHITs (it may lag a new HIT): look anyway.
                     None => to_list.push((hit, None)),
                     Some(now) => match s.counts.get(&hit) {
-                        Some((before, since)) if *before == now => {
+                        Some((before, since)) if *before == now && trusted => {
                             if since.elapsed() < settle {
                                 to_list.push((hit, None));
                             }
                         }
+                        Some((before, _)) if *before == now => to_list.push((hit, None)),
                         _ => to_list.push((hit, Some(now))),
                     },
                 }
@@ -819,17 +831,22 @@ impl Platform for MturkPlatform {
                 events.extend(events_of(&a));
             }
         }
-        {
-            let mut s = self.lock();
+        let (items, next, more) = position.advance(events, self.config.settle_window_ms, PAGE_SIZE);
+        let next = next.to_cursor();
+        let mut s = self.lock();
+        s.drained = (!more && !items.is_empty()).then(|| next.clone());
+        if more {
+            // The caller has not seen everything yet: its next poll lists everything again.
+            s.counts_for = None;
+        } else {
             for (hit, counts) in to_list {
                 if let Some(counts) = counts {
                     s.counts.insert(hit, (counts, Instant::now()));
                 }
             }
+            s.counts_for = Some(next.clone());
         }
-        let (items, next, more) = position.advance(events, self.config.settle_window_ms, PAGE_SIZE);
-        let next = next.to_cursor();
-        self.lock().drained = (!more && !items.is_empty()).then(|| next.clone());
+        drop(s);
         Ok(Page {
             items,
             next: Some(next),
@@ -953,7 +970,10 @@ impl Platform for MturkPlatform {
         if f.duplicate {
             return Ok(()); // paid by an earlier call with this token
         }
-        if f.error.is_retryable() || f.error.kind != PlatformErrorKind::Conflict {
+        if !matches!(
+            f.error.kind,
+            PlatformErrorKind::Conflict | PlatformErrorKind::NotFound
+        ) {
             return Err(f.error);
         }
         // MTurk pays bonuses on submitted work only: the submission may still be on its way.

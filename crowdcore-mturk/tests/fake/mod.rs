@@ -1,6 +1,6 @@
 //! A fake Amazon Mechanical Turk requester API for tests: an axum app speaking AWS JSON 1.1
 //! (`POST /`, `X-Amz-Target: MTurkRequesterServiceV20170117.<Op>`, `Content-Type:
-//! application/x-amz-json-1.1`, SigV4 `Authorization` with the test key for
+//! application/x-amz-json-1.1`, a SigV4 `Authorization` it verifies with the test secret for
 //! `us-east-1/mturk-requester`), keeping HITs, assignments, bonuses and money in memory.
 //!
 //! It behaves as MTurk does where crowdcore depends on it: `UniqueRequestToken`s are remembered
@@ -712,6 +712,18 @@ impl World {
                     .ok_or_else(|| {
                         request_error("AWS.MechanicalTurk.ParameterMissing", "ExpireAt")
                     })?;
+                // MTurk makes its own token of the HIT and the time, and refuses it again.
+                let token = (op.to_owned(), format!("{id}{at}"));
+                if let Some(entry) = self.tokens.get_mut(&token) {
+                    entry.0 += 1;
+                    let message = format!(
+                        "The idempotency token \"{id}{at}\" has already been processed. (1626172412406)"
+                    );
+                    return Err((400, json!({"__type": "RequestError", "Message": message})));
+                }
+                if self.hits.contains_key(&id) {
+                    self.tokens.insert(token, (1, json!({})));
+                }
                 let h = self.hits.get_mut(&id).ok_or_else(|| {
                     request_error("AWS.MechanicalTurk.HITDoesNotExist", "no such HIT")
                 })?;
@@ -988,6 +1000,89 @@ pub fn cost_with_fee(reward_cents: i64, n: u32) -> i64 {
     rewards + (tenths + 9) / 10
 }
 
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+    use hmac::Mac;
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Checks the request's SigV4 signature with the test secret, for the MTurk requester service
+/// in `us-east-1`, as AWS does.
+fn check_signature(headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no Authorization header")?;
+    let rest = auth
+        .strip_prefix("AWS4-HMAC-SHA256 ")
+        .ok_or("not AWS4-HMAC-SHA256")?;
+    let mut credential = None;
+    let mut signed = None;
+    let mut signature = None;
+    for part in rest.split(',') {
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or("malformed Authorization")?;
+        match k {
+            "Credential" => credential = Some(v),
+            "SignedHeaders" => signed = Some(v),
+            "Signature" => signature = Some(v),
+            _ => {}
+        }
+    }
+    let (credential, signed, signature) = (
+        credential.ok_or("no Credential")?,
+        signed.ok_or("no SignedHeaders")?,
+        signature.ok_or("no Signature")?,
+    );
+    let scope = credential
+        .strip_prefix(&format!("{ACCESS_KEY}/"))
+        .ok_or("unknown access key")?;
+    let date = scope.split('/').next().unwrap_or_default();
+    if scope != format!("{date}/us-east-1/mturk-requester/aws4_request") {
+        return Err(format!("wrong credential scope {scope}"));
+    }
+    let amz_date = headers
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no X-Amz-Date")?;
+    let mut canonical_headers = String::new();
+    for name in signed.split(';') {
+        let value = headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| format!("signed header {name} missing"))?;
+        let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+        canonical_headers.push_str(&format!("{name}:{value}\n"));
+    }
+    let canonical = format!(
+        "POST\n/\n\n{canonical_headers}\n{signed}\n{}",
+        sha256_hex(body)
+    );
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        sha256_hex(canonical.as_bytes())
+    );
+    let k_date = hmac(format!("AWS4{SECRET_KEY}").as_bytes(), date);
+    let k_region = hmac(&k_date, "us-east-1");
+    let k_service = hmac(&k_region, "mturk-requester");
+    let k_signing = hmac(&k_service, "aws4_request");
+    let expected = hex::encode(hmac(&k_signing, &to_sign));
+    if expected != signature {
+        return Err("the request signature does not match".into());
+    }
+    Ok(())
+}
+
 fn reply(status: u16, body: Value) -> Response {
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -1014,12 +1109,10 @@ async fn handle(State(fake): State<FakeMturk>, headers: HeaderMap, body: Bytes) 
             json!({"__type": "SerializationException", "message": "wrong content type"}),
         );
     }
-    let auth = header("authorization");
-    let scope = format!("AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/");
-    if !auth.starts_with(&scope) || !auth.contains("/us-east-1/mturk-requester/aws4_request") {
+    if let Err(why) = check_signature(&headers, &body) {
         return reply(
             400,
-            json!({"__type": "UnrecognizedClientException", "message": "bad signature"}),
+            json!({"__type": "InvalidSignatureException", "message": why}),
         );
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {

@@ -5,6 +5,8 @@ use crowdcore::platform::{Platform, PlatformErrorKind};
 use crowdcore::{AssignmentId, WorkerId};
 use serde_json::json;
 
+use crowdcore_mturk::MturkPlatform;
+
 use crate::{LATE_MS, config, key, platform_with, setup, spec};
 
 #[tokio::test]
@@ -123,4 +125,25 @@ async fn the_sdk_retries_throttling_by_itself_when_allowed() {
     );
     assert!(patient.balance().await.is_err());
     assert_eq!(fake.requests("GetAccountBalance").len(), 4);
+}
+
+#[tokio::test]
+async fn requests_are_signed_with_the_configured_secret() {
+    let (_, fake, platform) = setup().await;
+    // The fake checks every SigV4 signature: the right secret passes…
+    platform.balance().await.unwrap();
+    // …a wrong one is refused for good.
+    let wrong = aws_credential_types::Credentials::new(
+        crate::fake::ACCESS_KEY,
+        "not-the-secret",
+        None,
+        None,
+        "test",
+    );
+    let forged = MturkPlatform::connect_with_credentials(config(&fake), wrong).await;
+    let e = forged.balance().await.unwrap_err();
+    assert_eq!(
+        (e.kind, e.code.as_str()),
+        (PlatformErrorKind::BadRequest, "InvalidSignatureException")
+    );
 }

@@ -8,7 +8,11 @@ use crowdcore::platform::{Platform, PlatformError};
 use crowdcore::{AssignmentId, Money, WorkerId};
 
 use crate::fake::FakeMturk;
-use crate::{LATE_MS, key, setup, spec};
+use std::sync::Arc;
+
+use crowdcore::clock::VirtualClock;
+
+use crate::{FAULT_LATE_MS, T0, fault_config, key, platform_with, spec};
 
 /// Calls until the platform answers for good (as the engine does, with the same key).
 async fn retry<T, F: Future<Output = Result<T, PlatformError>>>(
@@ -35,9 +39,11 @@ struct End {
 }
 
 async fn run(seed: Option<u64>) -> (End, FakeMturk) {
-    let (clock, fake, p) = setup().await;
+    let clock = VirtualClock::new(T0);
+    let fake = FakeMturk::start(Arc::new(clock.clone()), 100_000).await;
+    let p = platform_with(fault_config(&fake)).await;
     if let Some(seed) = seed {
-        fake.set_faults(seed, 0.2, LATE_MS);
+        fake.set_faults(seed, 0.2, FAULT_LATE_MS);
     }
     let mut hits = Vec::new();
     for i in 1..=4 {

@@ -28,11 +28,16 @@ use fake::{ACCESS_KEY, FakeMturk, SECRET_KEY};
 pub(crate) const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 
 /// How long the fake waits before a late answer, and how long the client waits for one: the
-/// client gives up first, so the call is done at the fake and lost to the caller.
-pub(crate) const LATE_MS: u64 = 900;
-pub(crate) const ATTEMPT_MS: u64 = 300;
+/// client gives up first, so the call is done at the fake and lost to the caller. Generous, so
+/// that a loaded machine never times out a call the test expects to succeed.
+pub(crate) const LATE_MS: u64 = 3_000;
+pub(crate) const ATTEMPT_MS: u64 = 1_500;
+/// The same for the fault tests, where many answers come late and every call is retried (so a
+/// spurious timeout on a loaded machine changes nothing).
+pub(crate) const FAULT_LATE_MS: u64 = 900;
+pub(crate) const FAULT_ATTEMPT_MS: u64 = 300;
 
-/// A configuration pointing at `fake`: one SDK attempt (the caller retries), short timeouts.
+/// A configuration pointing at `fake`: one SDK attempt (the caller retries).
 pub(crate) fn config(fake: &FakeMturk) -> MturkConfig {
     let mut c = MturkConfig::new(Endpoint::Url(fake.url()));
     c.landing_url = Some("https://front.example/land?study=7".into());
@@ -42,10 +47,17 @@ pub(crate) fn config(fake: &FakeMturk) -> MturkConfig {
         max_backoff_ms: 5,
     };
     c.timeouts = TimeoutSettings {
-        connect_ms: 1_000,
+        connect_ms: 2_000,
         attempt_ms: ATTEMPT_MS,
-        operation_ms: 5_000,
+        operation_ms: 10_000,
     };
+    c
+}
+
+/// [`config`] with the short timeouts of the fault tests.
+pub(crate) fn fault_config(fake: &FakeMturk) -> MturkConfig {
+    let mut c = config(fake);
+    c.timeouts.attempt_ms = FAULT_ATTEMPT_MS;
     c
 }
 

@@ -147,6 +147,11 @@ async fn expiring_sets_the_expiration_in_the_past() {
     assert_eq!(sent[0]["HITId"], hit.as_str());
     assert!(sent[0]["ExpireAt"].as_f64().unwrap() * 1000.0 <= clock.now().as_millis() as f64);
     assert!(fake.available("W1").is_empty());
+    assert_eq!(
+        fake.token_uses("UpdateExpirationForHIT", &format!("{hit}0")),
+        2,
+        "the second call was refused as processed, and that is success"
+    );
     let e = platform.expire(&HitId::new("NOPE")).await.unwrap_err();
     assert_eq!(
         (e.kind, e.code.as_str()),

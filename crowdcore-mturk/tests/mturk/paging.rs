@@ -111,3 +111,54 @@ async fn only_hits_whose_counts_moved_are_listed_again() {
         "only the HIT that moved"
     );
 }
+
+#[tokio::test]
+async fn skipping_quiet_hits_loses_nothing_across_pages_or_a_lost_page() {
+    let (clock, fake, _) = setup().await;
+    let mut c = config(&fake);
+    c.settle_window_ms = 0;
+    let platform = platform_with(c).await;
+    let mut expected = Vec::new();
+    for h in 0..11 {
+        let hit = platform.post(&spec(), 10, &key("s", h)).await.unwrap();
+        for w in 0..10 {
+            clock.advance(1_000);
+            let a = fake.accept(&format!("W{h}-{w}"), hit.as_str()).unwrap();
+            fake.submit(&a, "x").unwrap();
+            expected.push((a, AssignmentStatus::Submitted));
+        }
+    }
+    // 110 events: more than a page.
+    let first = platform.updates(None).await.unwrap();
+    assert_eq!(first.items.len(), crowdcore_mturk::PAGE_SIZE);
+    // The caller loses that page and asks again from the start: it gets it again.
+    let again = platform.updates(None).await.unwrap();
+    assert_eq!(again.items, first.items);
+    let mut cursor = again.next.clone();
+    let rest = drain(&platform, &mut cursor).await;
+    let mut all: Vec<_> = again
+        .items
+        .iter()
+        .map(|u| (u.assignment.to_string(), u.status))
+        .collect();
+    all.extend(rest);
+    assert_eq!(all, expected, "every event once, in order, across pages");
+    assert!(drain(&platform, &mut cursor).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_caller_that_lost_a_page_gets_it_again_from_the_same_instance() {
+    let (_, fake, _) = setup().await;
+    let mut c = config(&fake);
+    c.settle_window_ms = 0;
+    let platform = platform_with(c).await;
+    let hit = platform.post(&spec(), 3, &key("s", 1)).await.unwrap();
+    let a = fake.accept("W1", hit.as_str()).unwrap();
+    fake.submit(&a, "x").unwrap();
+    let page = platform.updates(None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    // The engine failed to record that page (a store error) and polls from where it was.
+    let again = platform.updates(None).await.unwrap();
+    assert_eq!(again.items, page.items);
+    assert_eq!(again.next, page.next);
+}

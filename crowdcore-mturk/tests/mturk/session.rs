@@ -11,12 +11,16 @@ use std::sync::Arc;
 use crowdcore::clock::{Clock, VirtualClock};
 use crowdcore::engine::{Engine, EngineBuilder, EngineConfig, EngineError, RetryPolicy};
 use crowdcore::pavilion::{Departure, Effect, EffectKind, PavilionConfig, SeatState};
-use crowdcore::store::{FailMode, FailingStore, MemoryStore, OutboxState, Store};
+use crowdcore::platform::Cursor;
+use crowdcore::store::{
+    Completion, FailMode, FailingStore, LedgerEntry, LogRecord, MemoryStore, NewEffect, NewInput,
+    OutboxEntry, OutboxState, Store, StoreError, StoredSnapshot,
+};
 use crowdcore::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
 use crowdcore_mturk::MturkConfig;
 
 use crate::fake::FakeMturk;
-use crate::{LATE_MS, T0, config, platform_with, spec};
+use crate::{FAULT_LATE_MS, T0, fault_config, platform_with, spec};
 
 const SESSION: &str = "mturk-session";
 
@@ -540,9 +544,9 @@ async fn run(seed: Option<u64>, crash_at: Option<(u64, FailMode)>) -> (Outcome, 
     let clock = VirtualClock::new(T0);
     let fake = FakeMturk::start(Arc::new(clock.clone()), 1_000_000).await;
     if let Some(seed) = seed {
-        fake.set_faults(seed, 0.2, LATE_MS);
+        fake.set_faults(seed, 0.2, FAULT_LATE_MS);
     }
-    let mut mturk = config(&fake);
+    let mut mturk = fault_config(&fake);
     mturk.scope = Some(SESSION.into());
     let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let store: Arc<dyn Store> = match crash_at {
@@ -583,10 +587,10 @@ async fn a_pavilion_session_ends_the_same_with_faults_as_without() {
 }
 
 #[tokio::test]
-async fn a_crash_at_any_early_store_write_posts_nothing_twice() {
+async fn a_crash_at_each_early_store_write_changes_nothing() {
     let (baseline, _, _) = run(None, None).await;
     let mut orphans = 0;
-    for n in 1..=10 {
+    for n in 1..=4 {
         for mode in [FailMode::Before, FailMode::After] {
             let (crashed, fake, found) = run(None, Some((n, mode))).await;
             assert_eq!(crashed, baseline, "crash at write {n} ({mode:?})");
@@ -600,4 +604,111 @@ async fn a_crash_at_any_early_store_write_posts_nothing_twice() {
         }
     }
     assert!(orphans > 0, "no crash fell between a create and its record");
+}
+
+/// A store that loses the record of the `k`-th posted hire: the process dies after MTurk made
+/// the HIT and before the store learnt of it.
+struct LoseHireRecord {
+    inner: Arc<dyn Store>,
+    k: u64,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Store for LoseHireRecord {
+    async fn append(
+        &self,
+        session: &SessionId,
+        inputs: &[NewInput],
+        cursor: Option<(&str, &Cursor)>,
+    ) -> Result<u64, StoreError> {
+        self.inner.append(session, inputs, cursor).await
+    }
+    async fn read_log(
+        &self,
+        session: &SessionId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        self.inner.read_log(session, after, limit).await
+    }
+    async fn save_snapshot(
+        &self,
+        session: &SessionId,
+        s: &StoredSnapshot,
+    ) -> Result<(), StoreError> {
+        self.inner.save_snapshot(session, s).await
+    }
+    async fn load_snapshot(
+        &self,
+        session: &SessionId,
+    ) -> Result<Option<StoredSnapshot>, StoreError> {
+        self.inner.load_snapshot(session).await
+    }
+    async fn enqueue(&self, session: &SessionId, effects: &[NewEffect]) -> Result<(), StoreError> {
+        self.inner.enqueue(session, effects).await
+    }
+    async fn complete(&self, session: &SessionId, c: &Completion) -> Result<bool, StoreError> {
+        let posted = c.inputs.iter().any(|i| i.body.contains("\"hire_posted\""));
+        if posted {
+            let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if n == self.k {
+                return Err(StoreError::Other(format!("lost the record of hire {n}")));
+            }
+        }
+        self.inner.complete(session, c).await
+    }
+    async fn pending(&self, session: &SessionId) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner.pending(session).await
+    }
+    async fn effect(&self, id: &EffectId) -> Result<Option<OutboxEntry>, StoreError> {
+        self.inner.effect(id).await
+    }
+    async fn cursor(&self, session: &SessionId, name: &str) -> Result<Option<Cursor>, StoreError> {
+        self.inner.cursor(session, name).await
+    }
+    async fn ledger(&self, session: &SessionId) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.inner.ledger(session).await
+    }
+    async fn put_meta(
+        &self,
+        session: &SessionId,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.put_meta(session, key, value).await
+    }
+    async fn meta(&self, session: &SessionId, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.meta(session, key).await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_any_create_and_its_record_posts_nothing_twice() {
+    let (baseline, _, _) = run(None, None).await;
+    let hires = baseline.hits.len() as u64;
+    for k in 1..=hires {
+        let clock = VirtualClock::new(T0);
+        let fake = FakeMturk::start(Arc::new(clock.clone()), 1_000_000).await;
+        let mut mturk = fault_config(&fake);
+        mturk.scope = Some(SESSION.into());
+        let store: Arc<dyn Store> = Arc::new(LoseHireRecord {
+            inner: Arc::new(MemoryStore::new()),
+            k,
+            seen: Default::default(),
+        });
+        let mut host = Host::new(fake.clone(), mturk, store, clock).await;
+        run_workload(&mut host, &fake).await;
+        check_done_once(&mut host, &fake).await;
+        assert_eq!(
+            host.orphans, 1,
+            "hire {k}: the restart found its HIT unrecorded"
+        );
+        assert_eq!(outcome(&mut host, &fake).await, baseline, "hire {k}");
+        assert_eq!(
+            fake.requests("CreateHITWithHITType").len() as u64,
+            hires,
+            "hire {k}: found by annotation, not sent again"
+        );
+    }
 }
