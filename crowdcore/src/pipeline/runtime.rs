@@ -318,8 +318,22 @@ impl PipelineBuilder {
                     s.name
                 )));
             }
-            if config.period_ms == 0 {
-                return Err(PipelineError::Config("period_ms must be positive".into()));
+        }
+        if config.period_ms == 0 {
+            return Err(PipelineError::Config("period_ms must be positive".into()));
+        }
+        if config.lease_ttl_ms <= config.period_ms {
+            return Err(PipelineError::Config(
+                "lease_ttl_ms must be longer than period_ms, or the lease lapses between ticks"
+                    .into(),
+            ));
+        }
+        for s in &stages {
+            if s.overlap == 0 {
+                return Err(PipelineError::Config(format!(
+                    "stage {:?} has overlap 0",
+                    s.name
+                )));
             }
         }
         match store
@@ -810,8 +824,16 @@ impl Pipeline {
     ) -> Result<Report, PipelineError> {
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            if self.tick().await?.finished {
-                break;
+            match self.tick().await {
+                Ok(tick) if tick.finished => break,
+                Ok(_) => {}
+                Err(e) => {
+                    // What the store holds is consistent: let a restart resume at once.
+                    if !matches!(e, PipelineError::LeaseLost(_)) {
+                        let _ = self.store.release_lease(LEASE, &self.owner).await;
+                    }
+                    return Err(e);
+                }
             }
             tokio::select! {
                 () = &mut shutdown => break,
