@@ -226,7 +226,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let finished = loop {
         let tick = pipeline.tick().await?;
         ticks += 1;
-        if tick.observed > 0 || tick.finished || ticks % 60 == 0 {
+        if tick.observed > 0 || tick.finished || ticks.is_multiple_of(60) {
             let counts = fake.counts();
             eprintln!(
                 "[{:>6.1} min] observed {:>3}  carried out {:>3}  pending {:>2}  tasks {:>4}  accepted {:>4}  rejected {:>3}  bonuses {:>3}  faults {}",
