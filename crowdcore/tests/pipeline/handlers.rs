@@ -259,3 +259,17 @@ fn forward_sends_the_whole_group_on() {
         "no own review"
     );
 }
+
+#[test]
+fn operation_ids_are_stable_uuids_per_key() {
+    use crowdcore::pipeline::operation_id;
+    use crowdcore::platform::IdempotencyKey;
+    use crowdcore::{EffectId, SessionId};
+    let key = |seq| IdempotencyKey::for_effect(&EffectId::new(SessionId::new("photos"), seq));
+    assert_eq!(operation_id(&key(1)), operation_id(&key(1)));
+    assert_ne!(operation_id(&key(1)), operation_id(&key(2)));
+    assert_eq!(operation_id(&key(1)).get_version_num(), 8);
+    // Pinned: a build that derived other ids would re-create, after an upgrade, the operations
+    // a crashed run had started.
+    assert_eq!(operation_id(&key(1)).to_string(), "38ae94c9-4db2-8e14-95d6-6eb1efe61237");
+}
