@@ -305,7 +305,7 @@ impl PipelineBuilder {
             session,
             owner,
             config,
-            mut stages,
+            stages,
         } = self;
         if stages.is_empty() {
             return Err(PipelineError::Config("a pipeline needs a stage".into()));
@@ -345,6 +345,24 @@ impl PipelineBuilder {
                 return Err(PipelineError::InUse { owner, expires });
             }
         }
+        let (lease_store, lease_owner) = (store.clone(), owner.clone());
+        let result = Self::recover(platform, store, clock, session, owner, config, stages).await;
+        if result.is_err() {
+            // Nothing runs: let the next attempt start at once.
+            let _ = lease_store.release_lease(LEASE, &lease_owner).await;
+        }
+        result
+    }
+
+    async fn recover(
+        platform: Arc<dyn PipelinePlatform>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        session: SessionId,
+        owner: String,
+        config: PipelineConfig,
+        mut stages: Vec<Stage>,
+    ) -> Result<Pipeline, PipelineError> {
         let shape: Vec<(&str, &str)> = stages
             .iter()
             .map(|s| (s.name.as_str(), s.pool.as_str()))
@@ -403,9 +421,21 @@ impl PipelineBuilder {
                 let index = pipeline.stage_index(&stage).ok_or_else(|| {
                     PipelineError::Recovery(format!("log {}: unknown stage {stage}", record.seq))
                 })?;
-                // Replayed decisions are in the outbox already: only the state matters.
+                // Replayed decisions are in the outbox already (written with this input):
+                // only the state matters, but check that the handler decided the same.
                 let mut commit = Commit::default();
                 pipeline.handle(index, record.at, &assignment, &mut commit);
+                for effect in commit.effects.iter().chain(&commit.journal) {
+                    let stored = pipeline.store.effect(&effect.id).await?;
+                    if stored.as_ref().map(|e| &e.body) != Some(&effect.body) {
+                        return Err(PipelineError::Recovery(format!(
+                            "replaying log {}: stage {stage} decided otherwise than before \
+                             (effect {}); its handler is not deterministic, or its \
+                             configuration changed",
+                            record.seq, effect.id
+                        )));
+                    }
+                }
                 pipeline.log_end = record.seq;
                 pipeline.since_snapshot += 1;
             }

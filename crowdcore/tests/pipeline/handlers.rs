@@ -271,5 +271,8 @@ fn operation_ids_are_stable_uuids_per_key() {
     assert_eq!(operation_id(&key(1)).get_version_num(), 8);
     // Pinned: a build that derived other ids would re-create, after an upgrade, the operations
     // a crashed run had started.
-    assert_eq!(operation_id(&key(1)).to_string(), "38ae94c9-4db2-8e14-95d6-6eb1efe61237");
+    assert_eq!(
+        operation_id(&key(1)).to_string(),
+        "38ae94c9-4db2-8e14-95d6-6eb1efe61237"
+    );
 }
