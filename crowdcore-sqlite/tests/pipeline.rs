@@ -233,3 +233,90 @@ async fn two_runs_cannot_share_a_file() {
     running.release().await.unwrap();
     start(platform, second, &clock, "host-b").await.unwrap();
 }
+
+/// Drives the flow to its end on `store`, a tick per period; a tick that fails on the store
+/// drops the pipeline and starts a new one from the same store at the same virtual time.
+async fn drive(
+    store: Arc<dyn Store>,
+) -> (Vec<(Decision, bool)>, crowdcore::pipeline::FakeCounts, u32) {
+    let clock = VirtualClock::new(T0);
+    let fake = fake(&clock).await;
+    let platform: Arc<dyn PipelinePlatform> = Arc::new(fake.clone());
+    let mut pipeline: Option<Pipeline> = None;
+    let mut restarts = 0;
+    for _ in 0..1_000 {
+        let p = match pipeline.as_mut() {
+            Some(p) => p,
+            None => match start(platform.clone(), store.clone(), &clock, "host").await {
+                Ok(p) => pipeline.insert(p),
+                Err(PipelineError::Store(_)) => {
+                    restarts += 1;
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            },
+        };
+        match p.tick().await {
+            Ok(tick) if tick.finished => {
+                let decisions = p
+                    .decisions()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| {
+                        let done = matches!(e.state, crowdcore::store::OutboxState::Done { .. });
+                        (e.record.decision, done)
+                    })
+                    .collect();
+                return (decisions, fake.counts(), restarts);
+            }
+            Ok(_) => clock.advance(10_000),
+            Err(PipelineError::Store(_)) => {
+                pipeline = None;
+                restarts += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the pipeline did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sqlite_write_anywhere_changes_nothing() {
+    use crowdcore::store::{FailMode, FailingStore};
+    let counting = Arc::new(FailingStore::new(
+        Arc::new(SqliteStore::open_in_memory().unwrap()),
+        None,
+        FailMode::Before,
+    ));
+    let (baseline, counts, _) = drive(counting.clone()).await;
+    assert_eq!(
+        counts.duplicate_reviews + counts.duplicate_tasks + counts.duplicate_bonuses,
+        0
+    );
+    assert!(baseline.iter().all(|(_, done)| *done));
+    let writes = counting.writes();
+    // Every third write, in both modes (`CROWDCORE_SQLITE_CRASH_STEP=1` for every write).
+    let step: u64 = std::env::var("CROWDCORE_SQLITE_CRASH_STEP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    for mode in [FailMode::Before, FailMode::After] {
+        for n in (1..=writes).step_by(step as usize) {
+            let store = Arc::new(FailingStore::new(
+                Arc::new(SqliteStore::open_in_memory().unwrap()),
+                Some(n),
+                mode,
+            ));
+            let (decisions, counts, restarts) = drive(store).await;
+            assert_eq!(restarts, 1, "write {n} {mode:?}");
+            assert_eq!(decisions, baseline, "write {n} {mode:?}");
+            assert_eq!(
+                counts.duplicate_reviews + counts.duplicate_tasks + counts.duplicate_bonuses,
+                0,
+                "write {n} {mode:?}: {counts:?}"
+            );
+        }
+    }
+}

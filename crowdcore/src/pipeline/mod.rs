@@ -70,6 +70,7 @@ pub use observer::{ObserveError, Observer, ObserverConfig, ObserverCursor};
 pub use platform::{
     AssignedTask, AssignmentPage, AssignmentQuery, AssignmentStatus, NewTask, PipelinePlatform,
     PoolAssignment, PoolId, PoolInfo, PoolStatus, Solution, SortBy, TaskId, TimeField, Values,
+    operation_id,
 };
 pub use runtime::{
     DecisionEntry, DecisionRecord, LEASE, Pipeline, PipelineBuilder, PipelineConfig, PipelineError,

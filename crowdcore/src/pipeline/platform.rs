@@ -2,6 +2,18 @@
 //! times and solutions. The shape is Toloka API v1's, so that a Toloka client maps onto
 //! [`PipelinePlatform`] one call per method; the in-memory [`FakePipeline`](super::FakePipeline)
 //! implements it for tests.
+//!
+//! | method | Toloka API v1 |
+//! | --- | --- |
+//! | [`list_assignments`](PipelinePlatform::list_assignments) | `GET /api/v1/assignments?pool_id=…&status=SUBMITTED&submitted_gte=…&submitted_lt=…&id_gt=…&sort=submitted,id&limit=…` → `{items, has_more}` |
+//! | [`create_tasks`](PipelinePlatform::create_tasks) | `POST /api/v1/tasks` (`[{pool_id, input_values, overlap}]`; `async_mode=true` with `operation_id` = [`operation_id`]`(key)` beyond the synchronous limit) |
+//! | [`accept`](PipelinePlatform::accept) / [`reject`](PipelinePlatform::reject) | `PATCH /api/v1/assignments/{id}` `{status: ACCEPTED / REJECTED, public_comment}`; a 409 for an assignment already in that state is success |
+//! | [`bonus`](PipelinePlatform::bonus) | `POST /api/v1/user-bonuses` `{user_id, amount, assignment_id, public_title, public_message}` with `operation_id` = [`operation_id`]`(key)` |
+//! | [`pool`](PipelinePlatform::pool) | `GET /api/v1/pools/{id}` (`status`, `last_started`, `last_stopped`) |
+//! | [`open_pool`](PipelinePlatform::open_pool) / [`close_pool`](PipelinePlatform::close_pool) | `POST /api/v1/pools/{id}/open` / `/close`, the returned operation polled to completion |
+//!
+//! Times are [`Timestamp`]s in milliseconds (Toloka's ISO times carry milliseconds); an
+//! adapter converts both ways.
 
 use std::fmt;
 
@@ -11,6 +23,19 @@ use serde_json::{Map, Value};
 
 use crate::model::{AssignmentId, Money, Timestamp, WorkerId};
 use crate::platform::{IdempotencyKey, PlatformError};
+
+/// A UUID derived from an idempotency key, for platforms whose operation ids must be UUIDs
+/// (Toloka `operation_id`): the same key always gives the same UUID (version 8, from two
+/// FNV-1a hashes of the key).
+pub fn operation_id(key: &IdempotencyKey) -> uuid::Uuid {
+    let text = key.as_str();
+    let high = crate::platform::fnv1a(crate::platform::FNV_OFFSET, text);
+    let low = crate::platform::fnv1a(0x6c62_272e_07bb_0142, text);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&high.to_be_bytes());
+    bytes[8..].copy_from_slice(&low.to_be_bytes());
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
 
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident) => {

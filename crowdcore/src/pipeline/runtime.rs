@@ -305,7 +305,7 @@ impl PipelineBuilder {
             session,
             owner,
             config,
-            mut stages,
+            stages,
         } = self;
         if stages.is_empty() {
             return Err(PipelineError::Config("a pipeline needs a stage".into()));
@@ -318,8 +318,22 @@ impl PipelineBuilder {
                     s.name
                 )));
             }
-            if config.period_ms == 0 {
-                return Err(PipelineError::Config("period_ms must be positive".into()));
+        }
+        if config.period_ms == 0 {
+            return Err(PipelineError::Config("period_ms must be positive".into()));
+        }
+        if config.lease_ttl_ms <= config.period_ms {
+            return Err(PipelineError::Config(
+                "lease_ttl_ms must be longer than period_ms, or the lease lapses between ticks"
+                    .into(),
+            ));
+        }
+        for s in &stages {
+            if s.overlap == 0 {
+                return Err(PipelineError::Config(format!(
+                    "stage {:?} has overlap 0",
+                    s.name
+                )));
             }
         }
         match store
@@ -331,6 +345,24 @@ impl PipelineBuilder {
                 return Err(PipelineError::InUse { owner, expires });
             }
         }
+        let (lease_store, lease_owner) = (store.clone(), owner.clone());
+        let result = Self::recover(platform, store, clock, session, owner, config, stages).await;
+        if result.is_err() {
+            // Nothing runs: let the next attempt start at once.
+            let _ = lease_store.release_lease(LEASE, &lease_owner).await;
+        }
+        result
+    }
+
+    async fn recover(
+        platform: Arc<dyn PipelinePlatform>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        session: SessionId,
+        owner: String,
+        config: PipelineConfig,
+        mut stages: Vec<Stage>,
+    ) -> Result<Pipeline, PipelineError> {
         let shape: Vec<(&str, &str)> = stages
             .iter()
             .map(|s| (s.name.as_str(), s.pool.as_str()))
@@ -389,9 +421,21 @@ impl PipelineBuilder {
                 let index = pipeline.stage_index(&stage).ok_or_else(|| {
                     PipelineError::Recovery(format!("log {}: unknown stage {stage}", record.seq))
                 })?;
-                // Replayed decisions are in the outbox already: only the state matters.
+                // Replayed decisions are in the outbox already (written with this input):
+                // only the state matters, but check that the handler decided the same.
                 let mut commit = Commit::default();
                 pipeline.handle(index, record.at, &assignment, &mut commit);
+                for effect in commit.effects.iter().chain(&commit.journal) {
+                    let stored = pipeline.store.effect(&effect.id).await?;
+                    if stored.as_ref().map(|e| &e.body) != Some(&effect.body) {
+                        return Err(PipelineError::Recovery(format!(
+                            "replaying log {}: stage {stage} decided otherwise than before \
+                             (effect {}); its handler is not deterministic, or its \
+                             configuration changed",
+                            record.seq, effect.id
+                        )));
+                    }
+                }
                 pipeline.log_end = record.seq;
                 pipeline.since_snapshot += 1;
             }
@@ -810,8 +854,16 @@ impl Pipeline {
     ) -> Result<Report, PipelineError> {
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            if self.tick().await?.finished {
-                break;
+            match self.tick().await {
+                Ok(tick) if tick.finished => break,
+                Ok(_) => {}
+                Err(e) => {
+                    // What the store holds is consistent: let a restart resume at once.
+                    if !matches!(e, PipelineError::LeaseLost(_)) {
+                        let _ = self.store.release_lease(LEASE, &self.owner).await;
+                    }
+                    return Err(e);
+                }
             }
             tokio::select! {
                 () = &mut shutdown => break,

@@ -3,6 +3,7 @@
 
 mod crash;
 mod flow;
+mod handlers;
 mod observer;
 mod seed_bugs;
 mod support;

@@ -220,3 +220,75 @@ fn a_page_that_ignores_the_query_is_refused_and_changes_nothing() {
         assert_eq!(observer.cursor(), &before);
     }
 }
+
+/// Runs an observer over a random listing: returns every id found, in order.
+fn observe_all(
+    rows: &[(String, u64, u64)],
+    lag_ms: u64,
+    page_size: u32,
+    polls: &[u64],
+) -> Vec<String> {
+    let mut observer = Observer::new(PoolId::new("p"), config(lag_ms, page_size));
+    let mut found = Vec::new();
+    let mut pages = 0;
+    for &now in polls {
+        let now = Timestamp::from_millis(now);
+        while let Some(query) = observer.next_query(now) {
+            pages += 1;
+            assert!(pages < 100_000, "the observer does not stop paging");
+            let mut items: Vec<PoolAssignment> = rows
+                .iter()
+                .filter(|r| r.2 <= now.as_millis())
+                .map(|r| assignment(&r.0, r.1))
+                .filter(|a| query.matches(a))
+                .collect();
+            items.sort_by(|a, b| match query.sort {
+                crowdcore::pipeline::SortBy::TimeThenId => {
+                    (a.submitted, &a.id).cmp(&(b.submitted, &b.id))
+                }
+                crowdcore::pipeline::SortBy::Id => a.id.cmp(&b.id),
+            });
+            let has_more = items.len() > query.limit as usize;
+            items.truncate(query.limit as usize);
+            let page = AssignmentPage { items, has_more };
+            let fresh = observer.ingest(&query, &page).expect("a page that fits");
+            found.extend(fresh.into_iter().map(|a| a.id.as_str().to_owned()));
+        }
+    }
+    found
+}
+
+proptest::proptest! {
+    /// Whatever the timestamps (many equal), page sizes and poll times: an assignment is never
+    /// found twice; and when every listing delay is within the lag, every one is found.
+    #[test]
+    fn every_assignment_once_whatever_the_listing(
+        times in proptest::collection::vec((0u64..60, 0u64..40), 0..40),
+        lag_ms in 0u64..50,
+        page_size in 1u32..5,
+        steps in proptest::collection::vec(1u64..40, 1..30),
+    ) {
+        let rows: Vec<(String, u64, u64)> = times
+            .iter()
+            .enumerate()
+            .map(|(i, (t, delay))| (format!("a{i:03}"), 100 + t, 100 + t + delay))
+            .collect();
+        let mut polls: Vec<u64> = steps
+            .iter()
+            .scan(100, |now, step| {
+                *now += step;
+                Some(*now)
+            })
+            .collect();
+        // A last poll after everything is listed and past the lag.
+        polls.push(1_000);
+        let found = observe_all(&rows, lag_ms, page_size, &polls);
+        let mut unique = found.clone();
+        unique.sort();
+        unique.dedup();
+        proptest::prop_assert_eq!(unique.len(), found.len(), "found twice: {:?}", found);
+        if times.iter().all(|(_, delay)| *delay <= lag_ms) {
+            proptest::prop_assert_eq!(unique.len(), rows.len(), "missed some: {:?}", found);
+        }
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crowdcore::clock::VirtualClock;
+use crowdcore::clock::{Clock, VirtualClock};
 use crowdcore::pipeline::{
     Action, AssignedTask, AssignmentStatus, Decide, Decision, Handler, MajorityVerify,
     PipelinePlatform, PoolAssignment, PoolId, Solution, TaskId, handlers::keys,
@@ -194,4 +194,56 @@ fn a_bad_assignment_is_refused_and_changes_nothing() {
     assert!(handler.handle(&mut cx, &broken).is_err());
     assert_eq!(handler.save(), before);
     assert!(cx.decisions().is_empty());
+}
+
+#[tokio::test]
+async fn a_handler_that_decides_otherwise_on_replay_is_caught() {
+    let clock = VirtualClock::new(T0);
+    let fake = crate::support::fake(&clock, 9, 6).await;
+    let platform: Arc<dyn PipelinePlatform> = Arc::new(fake);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut p = start(platform.clone(), store.clone(), &clock, 0)
+        .await
+        .unwrap();
+    for _ in 0..15 {
+        p.tick().await.unwrap();
+        clock.advance(PERIOD_MS);
+    }
+    assert!(p.decisions().await.unwrap().len() > 10);
+    drop(p);
+    // The same stages, but the first stage fans out to other fields: its replayed decisions
+    // differ from the ones in the outbox.
+    let mut stages = crate::support::stages();
+    stages[0] = crowdcore::pipeline::Stage::new(
+        "submit",
+        crate::support::pool("submit"),
+        1,
+        crowdcore::pipeline::Fanout::new("validate", None),
+    );
+    let mut builder = crowdcore::pipeline::PipelineBuilder::new(
+        platform,
+        store.clone(),
+        crowdcore::SessionId::new("photos"),
+    )
+    .clock(Arc::new(clock.clone()))
+    .owner(crate::support::OWNER)
+    .config(crate::support::config(0));
+    for stage in stages {
+        builder = builder.stage(stage);
+    }
+    match builder.start().await {
+        Err(crowdcore::pipeline::PipelineError::Recovery(message)) => {
+            assert!(message.contains("not deterministic"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The failed start gave the lease up.
+    let outcome = store
+        .acquire_lease(crowdcore::pipeline::LEASE, "another", clock.now(), 1_000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        crowdcore::store::LeaseOutcome::Acquired { .. }
+    ));
 }
