@@ -21,6 +21,36 @@
 //!
 //! Times come from a crowdcore [`Clock`]: share a [`VirtualClock`](crowdcore::clock::VirtualClock)
 //! with the code under test to control lag and timestamps exactly.
+//!
+//! In another crate's tests: `crowdcore-toloka = { workspace = true, features = ["fake"] }`
+//! under `[dev-dependencies]`, then:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use crowdcore::clock::VirtualClock;
+//! use crowdcore::model::Timestamp;
+//! use crowdcore_toloka::fake::{FakeConfig, FakeToloka};
+//! use crowdcore_toloka::model::{CreateTasksOptions, NewTask, Usd};
+//! use crowdcore_toloka::{ClientConfig, Credentials, TolokaClient};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let clock = Arc::new(VirtualClock::new(Timestamp::from_millis(1_714_521_600_000)));
+//! let fake = FakeToloka::start(FakeConfig::new(clock.clone())).await.unwrap();
+//! let pool = fake.create_pool("project-1", Usd::from_cents(5));
+//! let client = TolokaClient::new(ClientConfig::new(
+//!     fake.base_url(),
+//!     Credentials::ApiKey("any".into()),
+//! ))
+//! .unwrap();
+//! let mut input = serde_json::Map::new();
+//! input.insert("image".into(), "https://example.com/1.png".into());
+//! let options = CreateTasksOptions { open_pool: true, ..Default::default() };
+//! client.create_tasks(&[NewTask::new(&pool, input, 2)], options, None).await.unwrap();
+//! // Two simulated workers answer every task they can take.
+//! let done = fake.work(&pool, &["w1", "w2"], |_, worker| serde_json::json!({ "label": worker }));
+//! assert_eq!(done.len(), 2);
+//! # });
+//! ```
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
