@@ -222,12 +222,14 @@ async fn study(fail_at: Option<u64>, mode: FailMode) -> (End, u32, u64) {
     host.call(Op::Observe).await;
     host.idle(60).await;
 
-    // The job ends: the pages still open submit, the job stops and pays them, the HITs close.
+    // The job ends: it stops and releases everyone, and the HITs close. Toloka accepts only
+    // submitted work, so the approvals wait (a retryable "not submitted yet") until the
+    // released pages submit, which they do now.
+    host.call(Op::Stop).await;
+    host.call(Op::Expire).await;
     for a in &held[2..] {
         let _ = w.fake.submit(a, json!({ "label": "dog" }));
     }
-    host.call(Op::Stop).await;
-    host.call(Op::Expire).await;
     for _ in 0..200 {
         host.ensure().await;
         let engine = host.engine.as_mut().unwrap();
@@ -281,6 +283,13 @@ async fn study(fail_at: Option<u64>, mode: FailMode) -> (End, u32, u64) {
         })
         .collect();
     bonuses.sort();
+    if fail_at.is_none() {
+        let patches = calls(&w.fake, "PATCH", "/assignments/").len();
+        assert!(
+            patches > accepted,
+            "approvals before submission were retried: {patches}"
+        );
+    }
     let end = End {
         overlaps,
         accepted,
