@@ -259,6 +259,8 @@ struct World {
     requests: Vec<RecordedRequest>,
     scripted: Vec<(Option<Method>, String, Fault, u32)>,
     fault_count: u64,
+    operation_repeats: u64,
+    review_repeats: u64,
 }
 
 /// A running fake Toloka. Dropping it stops the server.
@@ -332,6 +334,8 @@ impl FakeToloka {
             requests: Vec::new(),
             scripted: Vec::new(),
             fault_count: 0,
+            operation_repeats: 0,
+            review_repeats: 0,
         };
         let world = Arc::new(Mutex::new(world));
         let app = Router::new().fallback(handle).with_state(world.clone());
@@ -497,6 +501,18 @@ impl FakeToloka {
     /// Every request received, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.world().requests.clone()
+    }
+
+    /// How many creations came again with an `operation_id` already used (answered `409
+    /// OPERATION_ALREADY_EXISTS`, nothing done): re-sent effects that did no harm.
+    pub fn operation_repeats(&self) -> u64 {
+        self.world().operation_repeats
+    }
+
+    /// How many reviews asked for the status the assignment already had (answered 409,
+    /// nothing done).
+    pub fn review_repeats(&self) -> u64 {
+        self.world().review_repeats
     }
 
     /// How many faults were injected.
@@ -1301,6 +1317,7 @@ fn create_tasks(w: &mut World, query: &[(String, String)], body: Value) -> Respo
             );
         };
         if w.operations.contains_key(&op_id) {
+            w.operation_repeats += 1;
             return error(
                 StatusCode::CONFLICT,
                 "OPERATION_ALREADY_EXISTS",
@@ -1538,24 +1555,25 @@ fn review(w: &mut World, id: &str, body: &Value) -> Response {
             json!({ "public_comment": { "code": "VALUE_REQUIRED" } }),
         );
     }
-    if a.status != AssignmentStatus::Submitted {
+    let (status, reward) = (a.status, a.reward);
+    if status != AssignmentStatus::Submitted {
+        if status == to {
+            w.review_repeats += 1;
+        }
         return error(
             StatusCode::CONFLICT,
             "INAPPROPRIATE_STATUS",
-            format!("assignment is {}", a.status.as_str()),
+            format!("assignment is {}", status.as_str()),
             Value::Null,
         );
     }
-    if to == AssignmentStatus::Accepted {
-        let reward = a.reward;
-        if !w.charge(reward) {
-            return error(
-                StatusCode::CONFLICT,
-                "NOT_ENOUGH_BALANCE",
-                "not enough money",
-                Value::Null,
-            );
-        }
+    if to == AssignmentStatus::Accepted && !w.charge(reward) {
+        return error(
+            StatusCode::CONFLICT,
+            "NOT_ENOUGH_BALANCE",
+            "not enough money",
+            Value::Null,
+        );
     }
     let a = w.assignments.get_mut(id).expect("checked above");
     a.status = to;
@@ -1648,6 +1666,7 @@ fn create_bonuses(w: &mut World, query: &[(String, String)], body: Value) -> Res
             );
         };
         if w.operations.contains_key(&op_id) {
+            w.operation_repeats += 1;
             return error(
                 StatusCode::CONFLICT,
                 "OPERATION_ALREADY_EXISTS",

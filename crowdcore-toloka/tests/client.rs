@@ -166,6 +166,7 @@ async fn an_operation_id_creates_tasks_once_and_a_repeat_resumes_the_operation()
     assert_eq!(again, first);
     assert_eq!(w.fake.task_count(), 5);
     assert_eq!(w.fake.operation_count(), 1);
+    assert_eq!(w.fake.operation_repeats(), 1);
     for (i, id) in &first.items {
         let n: usize = i.parse().unwrap();
         let input = w.fake.task_input(id).unwrap();
@@ -378,6 +379,7 @@ async fn reviews_patch_with_a_comment_and_already_reviewed_is_success_when_it_ma
     // Again: Toloka says INAPPROPRIATE_STATUS; the assignment is accepted, so it is success.
     let again = w.client.accept_assignment(&a, "Well done").await.unwrap();
     assert_eq!(again.status, AssignmentStatus::Accepted);
+    assert_eq!(w.fake.review_repeats(), 1);
     assert_eq!(
         w.fake.charged().micros,
         start.micros - w.fake.balance().micros
