@@ -21,6 +21,36 @@
 //!
 //! Times come from a crowdcore [`Clock`]: share a [`VirtualClock`](crowdcore::clock::VirtualClock)
 //! with the code under test to control lag and timestamps exactly.
+//!
+//! In another crate's tests: `crowdcore-toloka = { workspace = true, features = ["fake"] }`
+//! under `[dev-dependencies]`, then:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use crowdcore::clock::VirtualClock;
+//! use crowdcore::model::Timestamp;
+//! use crowdcore_toloka::fake::{FakeConfig, FakeToloka};
+//! use crowdcore_toloka::model::{CreateTasksOptions, NewTask, Usd};
+//! use crowdcore_toloka::{ClientConfig, Credentials, TolokaClient};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let clock = Arc::new(VirtualClock::new(Timestamp::from_millis(1_714_521_600_000)));
+//! let fake = FakeToloka::start(FakeConfig::new(clock.clone())).await.unwrap();
+//! let pool = fake.create_pool("project-1", Usd::from_cents(5));
+//! let client = TolokaClient::new(ClientConfig::new(
+//!     fake.base_url(),
+//!     Credentials::ApiKey("any".into()),
+//! ))
+//! .unwrap();
+//! let mut input = serde_json::Map::new();
+//! input.insert("image".into(), "https://example.com/1.png".into());
+//! let options = CreateTasksOptions { open_pool: true, ..Default::default() };
+//! client.create_tasks(&[NewTask::new(&pool, input, 2)], options, None).await.unwrap();
+//! // Two simulated workers answer every task they can take.
+//! let done = fake.work(&pool, &["w1", "w2"], |_, worker| serde_json::json!({ "label": worker }));
+//! assert_eq!(done.len(), 2);
+//! # });
+//! ```
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -229,6 +259,8 @@ struct World {
     requests: Vec<RecordedRequest>,
     scripted: Vec<(Option<Method>, String, Fault, u32)>,
     fault_count: u64,
+    operation_repeats: u64,
+    review_repeats: u64,
 }
 
 /// A running fake Toloka. Dropping it stops the server.
@@ -302,6 +334,8 @@ impl FakeToloka {
             requests: Vec::new(),
             scripted: Vec::new(),
             fault_count: 0,
+            operation_repeats: 0,
+            review_repeats: 0,
         };
         let world = Arc::new(Mutex::new(world));
         let app = Router::new().fallback(handle).with_state(world.clone());
@@ -467,6 +501,18 @@ impl FakeToloka {
     /// Every request received, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.world().requests.clone()
+    }
+
+    /// How many creations came again with an `operation_id` already used (answered `409
+    /// OPERATION_ALREADY_EXISTS`, nothing done): re-sent effects that did no harm.
+    pub fn operation_repeats(&self) -> u64 {
+        self.world().operation_repeats
+    }
+
+    /// How many reviews asked for the status the assignment already had (answered 409,
+    /// nothing done).
+    pub fn review_repeats(&self) -> u64 {
+        self.world().review_repeats
     }
 
     /// How many faults were injected.
@@ -1271,6 +1317,7 @@ fn create_tasks(w: &mut World, query: &[(String, String)], body: Value) -> Respo
             );
         };
         if w.operations.contains_key(&op_id) {
+            w.operation_repeats += 1;
             return error(
                 StatusCode::CONFLICT,
                 "OPERATION_ALREADY_EXISTS",
@@ -1508,24 +1555,25 @@ fn review(w: &mut World, id: &str, body: &Value) -> Response {
             json!({ "public_comment": { "code": "VALUE_REQUIRED" } }),
         );
     }
-    if a.status != AssignmentStatus::Submitted {
+    let (status, reward) = (a.status, a.reward);
+    if status != AssignmentStatus::Submitted {
+        if status == to {
+            w.review_repeats += 1;
+        }
         return error(
             StatusCode::CONFLICT,
             "INAPPROPRIATE_STATUS",
-            format!("assignment is {}", a.status.as_str()),
+            format!("assignment is {}", status.as_str()),
             Value::Null,
         );
     }
-    if to == AssignmentStatus::Accepted {
-        let reward = a.reward;
-        if !w.charge(reward) {
-            return error(
-                StatusCode::CONFLICT,
-                "NOT_ENOUGH_BALANCE",
-                "not enough money",
-                Value::Null,
-            );
-        }
+    if to == AssignmentStatus::Accepted && !w.charge(reward) {
+        return error(
+            StatusCode::CONFLICT,
+            "NOT_ENOUGH_BALANCE",
+            "not enough money",
+            Value::Null,
+        );
     }
     let a = w.assignments.get_mut(id).expect("checked above");
     a.status = to;
@@ -1618,6 +1666,7 @@ fn create_bonuses(w: &mut World, query: &[(String, String)], body: Value) -> Res
             );
         };
         if w.operations.contains_key(&op_id) {
+            w.operation_repeats += 1;
             return error(
                 StatusCode::CONFLICT,
                 "OPERATION_ALREADY_EXISTS",

@@ -64,9 +64,10 @@ pub struct TolokaPlatformConfig {
     pub input: InputMapper,
     /// Open the pool when posting a task into it, if it is closed.
     pub open_pool: bool,
-    /// How far behind now the assignment cursor reads: Toloka's listings are eventually
-    /// consistent, and an event younger than this may still appear with an earlier time.
-    /// Default 60 s, as toloka-kit's streaming cursors.
+    /// How long an event may take to show up in Toloka's listings (they are eventually
+    /// consistent). The assignment cursor reads up to now but re-reads this window on every
+    /// poll, skipping what it reported, so nothing younger than this is missed. Default 60 s,
+    /// the lag toloka-kit's streaming cursors use. The cursor holds the ids reported within it.
     pub time_lag: Duration,
     /// Assignments per listing request.
     pub page_size: u32,
@@ -125,17 +126,23 @@ pub struct UpdatesCursor {
 /// The position of one time field's stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldCursor {
-    /// The time (Unix ms) of the last event read.
+    /// Where the next read starts (Unix ms): the last page's end while catching up, else
+    /// `now − time_lag`, so events that show up late are still read.
     pub at_ms: u64,
-    /// Ids already read at exactly `at_ms`.
+    /// Events already reported that a later read may meet again (those at or after the
+    /// settled time `now − time_lag`, or `at_ms` if earlier), as (time, id): they are skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub seen: Vec<String>,
-    /// Everything at `at_ms` was read: continue strictly after it.
+    pub seen: Vec<(u64, String)>,
+    /// Everything at `at_ms` was read (after paging through it by id): continue after it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub past: bool,
     /// Paging by id through a page-full of events that share `at_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_after: Option<String>,
+    /// The settled time (`now − time_lag`) when the current pass over the field began: a pass
+    /// reads from `at_ms` up to now, over one or more polls; the next pass starts here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_from: Option<u64>,
 }
 
 impl UpdatesCursor {
@@ -302,6 +309,11 @@ impl Platform for TolokaPlatform {
         Ok(())
     }
 
+    /// Reads each time field from its cursor up to now, so updates arrive as soon as Toloka
+    /// lists them; each pass then starts again from the settled time (`now − time_lag`) of the
+    /// pass before, remembering what it reported since, so an event listed late (with an
+    /// earlier time) is still reported, once.
+    /// Within a call updates are in time order; an event listed late comes after later ones.
     async fn updates(
         &self,
         cursor: Option<&Cursor>,
@@ -311,11 +323,12 @@ impl Platform for TolokaPlatform {
             None => UpdatesCursor::default(),
         };
         let lag = u64::try_from(self.config.time_lag.as_millis()).unwrap_or(u64::MAX);
-        let upper = time(self.now_ms().saturating_sub(lag))?;
+        let settled = self.now_ms().saturating_sub(lag);
         let limit = self.config.page_size.max(1);
         let mut pages = Vec::new();
         for field in TimeField::ALL {
             let fc = cur.fields.entry(field).or_default();
+            fc.pass_from.get_or_insert(settled);
             let at = time(fc.at_ms)?;
             let mut filter = AssignmentFilter {
                 limit: Some(limit),
@@ -331,17 +344,25 @@ impl Platform for TolokaPlatform {
                 } else {
                     TimeBound::Gte(at)
                 };
-                filter.time = vec![(field, lower), (field, TimeBound::Lte(upper))];
+                filter.time = vec![(field, lower)];
                 filter.sort = AssignmentSort::Time(field);
             }
             let page = self.client.find_assignments(&filter).await?;
             pages.push((field, page));
         }
-        // A field whose page was cut may hold unread events from its last time on: nothing
-        // later than the earliest such time is handed out yet, so updates stay in time order.
+        // A field catching up (a full page with news in it) may hold unread events from its
+        // last time on: nothing later than the earliest such time is handed out yet, so a
+        // backlog comes out in time order. A page of events already reported (a pass
+        // re-reading its window) holds nothing back.
         let horizon = pages
             .iter()
-            .filter(|(_, p)| p.has_more)
+            .filter(|(f, p)| {
+                let seen = &cur.fields[f].seen;
+                p.has_more
+                    && p.items
+                        .iter()
+                        .any(|a| millis(a, *f).is_some_and(|t| !seen.contains(&(t, a.id.clone()))))
+            })
             .filter_map(|(f, p)| p.items.last().and_then(|a| millis(a, *f)))
             .min()
             .unwrap_or(u64::MAX);
@@ -353,23 +374,22 @@ impl Platform for TolokaPlatform {
                 .expect("every field was inserted");
             let id_mode = fc.id_after.is_some();
             let mut cut = false;
+            let mut last_read = None;
             for a in &page.items {
                 let Some(t) = millis(a, field) else { continue };
                 if t > horizon {
                     cut = true;
                     break;
                 }
+                last_read = Some(t);
                 if id_mode {
                     fc.id_after = Some(a.id.clone());
-                } else if t == fc.at_ms && !fc.past && fc.seen.contains(&a.id) {
-                    continue;
-                } else if t > fc.at_ms || fc.past {
-                    fc.at_ms = t;
-                    fc.past = false;
-                    fc.seen = vec![a.id.clone()];
-                } else {
-                    fc.seen.push(a.id.clone());
                 }
+                let event = (t, a.id.clone());
+                if fc.seen.contains(&event) {
+                    continue;
+                }
+                fc.seen.push(event);
                 let hit = a
                     .tasks
                     .first()
@@ -394,13 +414,30 @@ impl Platform for TolokaPlatform {
                     // Every event at this time is read: continue after it.
                     fc.id_after = None;
                     fc.past = true;
-                    fc.seen.clear();
                 }
-            } else if page.has_more && !cut && first.is_some() && first == last {
-                // A whole page shares one time: page through that time by id.
-                fc.at_ms = first.unwrap_or(fc.at_ms);
-                fc.id_after = page.items.last().map(|a| a.id.clone());
+            } else if page.has_more && !cut {
+                if first.is_some() && first == last {
+                    // A whole page shares one time: page through that time by id.
+                    fc.at_ms = first.unwrap_or(fc.at_ms);
+                    fc.past = false;
+                    fc.id_after = page.items.last().map(|a| a.id.clone());
+                } else if let Some(t) = last_read {
+                    // Catching up: the next page starts at this page's last time.
+                    if t > fc.at_ms {
+                        fc.at_ms = t;
+                        fc.past = false;
+                    }
+                }
+            } else if !cut {
+                // This pass read up to now. Everything older than the settled time at its
+                // start was listed by then and read; the next pass starts there (what was
+                // reported since is in `seen`), so an event listed late is not missed.
+                fc.at_ms = fc.pass_from.take().unwrap_or(settled);
+                fc.past = false;
             }
+            // Keep what a later pass may meet again.
+            let floor = fc.at_ms.min(fc.pass_from.unwrap_or(settled));
+            fc.seen.retain(|(t, _)| *t >= floor);
         }
         out.sort_by(|a, b| (a.0, a.1, &a.2.assignment).cmp(&(b.0, b.1, &b.2.assignment)));
         Ok(Page {

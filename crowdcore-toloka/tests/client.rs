@@ -104,6 +104,30 @@ async fn synchronous_task_batches_have_toloka_shape_and_limits() {
     assert!(err.api().unwrap().payload.as_ref().unwrap()["1"]["overlap"].is_object());
     assert_eq!(w.fake.task_count(), 2);
 
+    // A synchronous creation carries no operation id, so a lost answer is not retried (a
+    // retry could create the tasks twice); a refusal (429) is.
+    w.fake
+        .inject(Some(Method::POST), "/tasks", Fault::LostAnswer, 1);
+    let err = w
+        .client
+        .create_tasks_sync(&[task(&pool, 7, 1)], CreateTasksOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.platform_kind(), PlatformErrorKind::Unavailable);
+    assert_eq!(
+        w.fake.task_count(),
+        3,
+        "created once, answer lost, not repeated"
+    );
+    w.fake
+        .inject(Some(Method::POST), "/tasks", Fault::Throttle, 2);
+    w.client
+        .create_tasks_sync(&[task(&pool, 8, 1)], CreateTasksOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(w.fake.task_count(), 4);
+    assert_eq!(calls(&w.fake, "POST", "/tasks").len(), 2 + 1 + 3);
+
     // Over the limit is refused before anything is sent.
     let before = w.fake.requests().len();
     let many: Vec<_> = (0..=SYNC_TASKS_LIMIT).map(|n| task(&pool, n, 1)).collect();
@@ -142,6 +166,7 @@ async fn an_operation_id_creates_tasks_once_and_a_repeat_resumes_the_operation()
     assert_eq!(again, first);
     assert_eq!(w.fake.task_count(), 5);
     assert_eq!(w.fake.operation_count(), 1);
+    assert_eq!(w.fake.operation_repeats(), 1);
     for (i, id) in &first.items {
         let n: usize = i.parse().unwrap();
         let input = w.fake.task_input(id).unwrap();
@@ -354,6 +379,7 @@ async fn reviews_patch_with_a_comment_and_already_reviewed_is_success_when_it_ma
     // Again: Toloka says INAPPROPRIATE_STATUS; the assignment is accepted, so it is success.
     let again = w.client.accept_assignment(&a, "Well done").await.unwrap();
     assert_eq!(again.status, AssignmentStatus::Accepted);
+    assert_eq!(w.fake.review_repeats(), 1);
     assert_eq!(
         w.fake.charged().micros,
         start.micros - w.fake.balance().micros

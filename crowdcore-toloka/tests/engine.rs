@@ -1,8 +1,8 @@
 //! crowdcore's engine driving the Pavilion machine on Toloka (the fake): hires become tasks,
 //! Toloka's assignment listing feeds departures back, approvals and bonuses go out with keys.
-//! Then the same study with the store failing at each of its writes in turn (the engine
-//! restarts and re-sends its pending effects): the fake ends in the same state, and nothing is
-//! created, accepted or paid twice.
+//! Then the same study with the store failing at each of its writes in turn, before or after
+//! the write (the engine restarts and re-sends its pending effects): the fake ends in the same
+//! state, and nothing is created, accepted or paid twice.
 
 mod common;
 
@@ -162,7 +162,7 @@ struct End {
     charged: i64,
 }
 
-async fn study(fail_at: Option<u64>) -> (End, u32, u64) {
+async fn study(fail_at: Option<u64>, mode: FailMode) -> (End, u32, u64) {
     let w = world().await;
     let pool = w.fake.create_pool("prj", cents(50));
     let mut pc = TolokaPlatformConfig::new(&pool);
@@ -172,7 +172,7 @@ async fn study(fail_at: Option<u64>) -> (End, u32, u64) {
     let failing = Arc::new(FailingStore::new(
         Arc::new(MemoryStore::new()),
         fail_at,
-        FailMode::Before,
+        mode,
     ));
     let mut host = Host {
         platform,
@@ -222,12 +222,14 @@ async fn study(fail_at: Option<u64>) -> (End, u32, u64) {
     host.call(Op::Observe).await;
     host.idle(60).await;
 
-    // The job ends: the pages still open submit, the job stops and pays them, the HITs close.
+    // The job ends: it stops and releases everyone, and the HITs close. Toloka accepts only
+    // submitted work, so the approvals wait (a retryable "not submitted yet") until the
+    // released pages submit, which they do now.
+    host.call(Op::Stop).await;
+    host.call(Op::Expire).await;
     for a in &held[2..] {
         let _ = w.fake.submit(a, json!({ "label": "dog" }));
     }
-    host.call(Op::Stop).await;
-    host.call(Op::Expire).await;
     for _ in 0..200 {
         host.ensure().await;
         let engine = host.engine.as_mut().unwrap();
@@ -281,6 +283,13 @@ async fn study(fail_at: Option<u64>) -> (End, u32, u64) {
         })
         .collect();
     bonuses.sort();
+    if fail_at.is_none() {
+        let patches = calls(&w.fake, "PATCH", "/assignments/").len();
+        assert!(
+            patches > accepted,
+            "approvals before submission were retried: {patches}"
+        );
+    }
     let end = End {
         overlaps,
         accepted,
@@ -292,7 +301,7 @@ async fn study(fail_at: Option<u64>) -> (End, u32, u64) {
 
 #[tokio::test]
 async fn the_engine_runs_a_pavilion_study_on_toloka_and_a_crash_at_any_write_changes_nothing() {
-    let (calm, restarts, writes) = study(None).await;
+    let (calm, restarts, writes) = study(None, FailMode::Before).await;
     assert_eq!(restarts, 1);
     assert!(calm.accepted >= 4, "{calm:?}");
     assert!(!calm.bonuses.is_empty(), "{calm:?}");
@@ -308,7 +317,7 @@ async fn the_engine_runs_a_pavilion_study_on_toloka_and_a_crash_at_any_write_cha
     };
     let mut crashed = 0;
     for n in (1..=writes).step_by(stride) {
-        let (end, restarts, _) = study(Some(n)).await;
+        let (end, restarts, _) = study(Some(n), FailMode::Before).await;
         assert_eq!(end, calm, "crash before write {n}");
         if restarts > 1 {
             crashed += 1;
@@ -318,4 +327,10 @@ async fn the_engine_runs_a_pavilion_study_on_toloka_and_a_crash_at_any_write_cha
         crashed > writes as usize / (2 * stride),
         "the crashes happened: {crashed}"
     );
+    // A crash right after a write (the write holds; the process never heard): from the
+    // second write on, at every other stride.
+    for n in (2..=writes).step_by(2 * stride) {
+        let (end, _, _) = study(Some(n), FailMode::After).await;
+        assert_eq!(end, calm, "crash after write {n}");
+    }
 }

@@ -12,7 +12,9 @@ use crowdcore::platform::{
     AssignmentStatus as Core, AssignmentUpdate, Cursor, IdempotencyKey, Platform, PlatformErrorKind,
 };
 use crowdcore_toloka::fake::{Fault, FaultPlan};
-use crowdcore_toloka::{BlockPolicy, TolokaClient, TolokaPlatform, TolokaPlatformConfig};
+use crowdcore_toloka::{
+    BlockPolicy, TolokaClient, TolokaPlatform, TolokaPlatformConfig, UpdatesCursor,
+};
 use serde_json::{Map, Value, json};
 
 fn spec(url: &str) -> HitSpec {
@@ -52,19 +54,22 @@ fn platform(w: &World, pool: &str, tune: impl FnOnce(&mut TolokaPlatformConfig))
     TolokaPlatform::new(w.client.clone(), config)
 }
 
-/// Every update from `cursor` on, following pages until none come; returns them and the cursor.
+/// Every update from `cursor` on: polls until the cursor stops moving with nothing new, or
+/// fifty polls in a row bring nothing (a cursor re-reading its window keeps moving while the
+/// clock stands still), as the engine's observer would over time.
 async fn drain(
     p: &TolokaPlatform,
     mut cursor: Option<Cursor>,
 ) -> (Vec<AssignmentUpdate>, Option<Cursor>) {
     let mut all = Vec::new();
-    for _ in 0..1_000 {
+    let mut quiet = 0;
+    for _ in 0..5_000 {
         let page = p.updates(cursor.as_ref()).await.unwrap();
-        let empty = page.items.is_empty();
+        quiet = if page.items.is_empty() { quiet + 1 } else { 0 };
         all.extend(page.items);
         let moved = page.next != cursor;
         cursor = page.next;
-        if empty && !moved {
+        if quiet > 0 && !moved || quiet == 50 {
             return (all, cursor);
         }
     }
@@ -264,32 +269,46 @@ async fn the_time_lag_catches_events_that_a_lagging_listing_shows_late() {
     let w = world().await;
     let pool = w.fake.create_pool("prj", cents(5));
     let eager = platform(&w, &pool, |c| c.time_lag = Duration::ZERO);
-    let patient = platform(&w, &pool, |c| c.time_lag = Duration::from_secs(10));
+    let patient = platform(&w, &pool, |c| {
+        c.time_lag = Duration::from_secs(10);
+        c.page_size = 1; // so it catches up page by page, past A's time
+    });
     let hit = eager.post(&spec("u"), 5, &key("post")).await.unwrap();
 
-    // A is written at t+1s but the listing shows it only 5 s later; B at t+2s shows at once.
+    // A is written at t+1s but the listing shows it only 5 s later; B at t+2s and C at t+2.5s
+    // show at once. Both cursors are read at t+3s, when A is not listed yet.
     w.clock.advance(1_000);
     w.fake.set_listing_lag(5_000);
     let a = w.fake.take(hit.as_str(), "wa").unwrap();
     w.clock.advance(1_000);
     w.fake.set_listing_lag(0);
     let b = w.fake.take(hit.as_str(), "wb").unwrap();
-    w.clock.advance(1_000);
+    w.clock.advance(500);
+    let c = w.fake.take(hit.as_str(), "wc").unwrap();
+    w.clock.advance(500);
 
     let (eager_first, eager_cursor) = drain(&eager, None).await;
     let (patient_first, patient_cursor) = drain(&patient, None).await;
-    assert_eq!(eager_first.len(), 1, "the eager cursor saw only B");
-    assert!(patient_first.is_empty(), "the patient cursor waits");
+    let ids = |u: &[AssignmentUpdate]| -> Vec<String> {
+        u.iter().map(|u| u.assignment.as_str().to_owned()).collect()
+    };
+    // Both report B and C at once: the cursor reads up to now.
+    assert_eq!(ids(&eager_first), [b.clone(), c.clone()]);
+    assert_eq!(ids(&patient_first), [b.clone(), c.clone()]);
 
     w.clock.advance(20_000);
     let (eager_rest, _) = drain(&eager, eager_cursor).await;
-    let (patient_rest, _) = drain(&patient, patient_cursor).await;
+    let (patient_rest, patient_cursor) = drain(&patient, patient_cursor).await;
     assert!(
         eager_rest.is_empty(),
         "A came in behind the eager cursor: missed"
     );
-    let got: Vec<&str> = patient_rest.iter().map(|u| u.assignment.as_str()).collect();
-    assert_eq!(got, [a.as_str(), b.as_str()]);
+    // The patient cursor re-read its 10 s window: A, once, and B and C not again.
+    assert_eq!(ids(&patient_rest), std::slice::from_ref(&a));
+    assert_eq!(patient_rest[0].at.as_millis(), START_MS + 1_000);
+    // Past the window the cursor forgets what it reported: it stays small.
+    let kept = UpdatesCursor::decode(&patient_cursor.unwrap()).unwrap();
+    assert!(kept.fields.values().all(|f| f.seen.is_empty()), "{kept:?}");
 }
 
 #[tokio::test]
@@ -474,4 +493,81 @@ async fn every_effect_resent_under_seeded_faults_happens_once() {
         hits.iter()
             .all(|h| w.fake.task_overlap(h.as_str()) == Some(2))
     );
+}
+
+/// A small deterministic generator (xorshift64*), so the test needs no RNG crate API.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+#[tokio::test]
+async fn under_random_listing_delays_within_the_lag_every_event_is_reported_exactly_once() {
+    for seed in 1..=6_u64 {
+        let w = world().await;
+        let pool = w.fake.create_pool("prj", cents(5));
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let lag_ms = 5_000;
+        let p = platform(&w, &pool, |c| {
+            c.time_lag = Duration::from_millis(lag_ms);
+            c.page_size = 1 + rng.below(3) as u32;
+        });
+        let hit = p.post(&spec("u"), 200, &key("post")).await.unwrap();
+        let mut expected = Vec::new();
+        let mut active: Vec<String> = Vec::new();
+        let mut reported = Vec::new();
+        let mut cursor = None;
+        for step in 0..80 {
+            w.clock.advance(rng.below(1_500));
+            // Each write shows in listings after its own delay, at most the platform's lag.
+            w.fake.set_listing_lag(rng.below(lag_ms + 1));
+            match rng.below(4) {
+                0 | 1 => {
+                    let a = w.fake.take(hit.as_str(), &format!("w{step}")).unwrap();
+                    expected.push((a.clone(), Core::Accepted));
+                    active.push(a);
+                }
+                _ if !active.is_empty() => {
+                    let a = active.swap_remove(rng.below(active.len() as u64) as usize);
+                    let status = match rng.below(3) {
+                        0 => {
+                            w.fake.submit(&a, json!({})).unwrap();
+                            Core::Submitted
+                        }
+                        1 => {
+                            w.fake.skip(&a).unwrap();
+                            Core::Returned
+                        }
+                        _ => {
+                            w.fake.expire(&a).unwrap();
+                            Core::Abandoned
+                        }
+                    };
+                    expected.push((a, status));
+                }
+                _ => {}
+            }
+            if rng.below(2) == 0 {
+                let page = p.updates(cursor.as_ref()).await.unwrap();
+                reported.extend(page.items);
+                cursor = page.next;
+            }
+        }
+        w.clock.advance(2 * lag_ms);
+        let (rest, _) = drain(&p, cursor).await;
+        reported.extend(rest);
+        let mut got: Vec<(String, Core)> = reported
+            .iter()
+            .map(|u| (u.assignment.as_str().to_owned(), u.status))
+            .collect();
+        got.sort_by(|a, b| (&a.0, a.1 as u8).cmp(&(&b.0, b.1 as u8)));
+        expected.sort_by(|a, b| (&a.0, a.1 as u8).cmp(&(&b.0, b.1 as u8)));
+        assert_eq!(got, expected, "seed {seed}");
+    }
 }
