@@ -308,7 +308,10 @@ mod tests {
             ErrorCode::EngineStopped
         );
         assert_eq!(
-            ApiError::from(HandleError::Failed(EngineError::<crate::pavilion::Rejected>::Stopped.to_string())).code,
+            ApiError::from(HandleError::Failed(
+                EngineError::<crate::pavilion::Rejected>::Stopped.to_string()
+            ))
+            .code,
             ErrorCode::EngineStopped
         );
     }
