@@ -705,3 +705,161 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
     assert!(!s.engine.is_finished());
     let _ = PavilionConfig::default();
 }
+
+// ----- the interim retainer routes --------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_route_a_polling_worker_through_the_retainer_routes() {
+    let s = TestServer::start_retainer().await;
+    let spec = serde_json::to_value(support::spec()).unwrap();
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/api/templates",
+            Some(json!({"template": "T", "spec": spec})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/api/templates",
+            Some(json!({"template": "T", "spec": spec})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("duplicate")));
+    let far = 4_102_444_800_000u64; // 2100: invoked by hand, not by time
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/api/reservations",
+            Some(
+                json!({"reservation": "R1", "template": "T", "foreign_id": "task-42",
+                        "payload": {"image": "cat.png"}, "start_at_ms": far, "needed": 1}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/api/reservations",
+            Some(
+                json!({"reservation": "R2", "template": "nope", "foreign_id": "x",
+                        "start_at_ms": far, "needed": 1}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_template"))
+    );
+
+    // The pool hired for R1; a worker takes the slot and lands on the retainer page.
+    let (a, h) = s.take("alice").await;
+    let (status, body) = s
+        .post(
+            "/r/arrive",
+            json!({"assignment_id": a.as_str(), "hit_id": h.as_str(), "worker_id": "alice"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let page = json!({"assignment_id": a.as_str(), "token": token});
+    let (status, body) = s.post("/r/gettask", page.clone()).await;
+    assert_eq!((status, body.clone()), (200, json!({"task": null})));
+    let mut ping = page.clone();
+    ping["kind"] = json!("waiting");
+    assert_eq!(s.post("/r/ping", ping).await.0, 200);
+
+    // Someone else's token gets nothing.
+    let forged = json!({"assignment_id": a.as_str(), "token": "00".repeat(32)});
+    let (status, body) = s.post("/r/gettask", forged).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("bad_token")));
+
+    // Invoke: the polling worker is routed to the task.
+    assert_eq!(
+        s.admin("POST", "/api/reservations/R1/invoke", None).await.0,
+        200
+    );
+    let (status, body) = s.post("/r/gettask", page.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["task"]["task"], "task-42");
+    assert_eq!(body["task"]["reservation"], "R1");
+    assert_eq!(body["task"]["payload"], json!({"image": "cat.png"}));
+
+    let (status, one) = s.admin("GET", "/api/reservations/R1", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["state"], "invoked");
+    assert_eq!(one["working"], 1);
+    let (status, all) = s.admin("GET", "/api/reservations", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(all.as_array().unwrap().len(), 1);
+
+    // Lifecycle: finish, unfinish, finish all, then cancel; wrong steps are refused.
+    assert_eq!(
+        s.admin("POST", "/api/reservations/R1/finish", None).await.0,
+        200
+    );
+    let (status, body) = s.admin("POST", "/api/reservations/R1/finish", None).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("not_allowed")));
+    assert_eq!(
+        s.admin("POST", "/api/reservations/R1/unfinish", None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.admin(
+            "POST",
+            "/api/reservations/finish_all",
+            Some(json!({"template": "T"}))
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.admin("GET", "/api/reservations/R1", None).await.1["state"],
+        "finished"
+    );
+    assert_eq!(
+        s.admin("POST", "/api/reservations/R1/cancel", None).await.0,
+        200
+    );
+    let (status, body) = s.admin("POST", "/api/reservations/R9/invoke", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_reservation"))
+    );
+    let (status, body) = s.admin("POST", "/api/reservations/R1/explode", None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+
+    // The routed worker submits; a second submit is refused as already left.
+    let mut done = page.clone();
+    done["contributions"] = json!(2);
+    assert_eq!(s.post("/r/submit", done.clone()).await.0, 200);
+    let (status, body) = s.post("/r/submit", done).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("already_left")));
+
+    // Nothing of it without the key.
+    for (method, path) in [
+        ("POST", "/api/templates"),
+        ("POST", "/api/reservations"),
+        ("GET", "/api/reservations"),
+        ("GET", "/api/reservations/R1"),
+        ("POST", "/api/reservations/R1/invoke"),
+        ("POST", "/api/reservations/finish_all"),
+    ] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = s
+            .client
+            .request(m, s.url(path))
+            .header("authorization", "Bearer not-the-admin-key")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method} {path}");
+    }
+}

@@ -52,14 +52,18 @@
 //! # Adding routes
 //!
 //! [`router`] merges [`worker_routes`], [`admin_routes`] and [`page_routes`]; a host adds its own
-//! with `Router::merge`. Admin routes for another machine (the retainer's `/api/reservations…`)
-//! go behind [`require_admin`] the same way.
+//! with `Router::merge`, admin ones behind [`require_admin`]. The retainer's routes
+//! (`/api/templates`, `/api/reservations…`, the worker page's `/r/…` calls with `gettask`
+//! polling) are in [`retainer`]: an interim adapter that drives a `Retainer` machine directly
+//! (not durably) until the engine drives it; pass [`retainer::retainer_routes`] to
+//! [`router_with`] to serve them.
 
 mod admin;
 mod auth;
 mod error;
 mod hub;
 mod pages;
+pub mod retainer;
 pub mod sse;
 mod worker;
 
@@ -200,8 +204,15 @@ impl HttpState {
 /// The whole front: worker routes, admin routes and pages, with a JSON 404/405 fallback and
 /// `X-Content-Type-Options: nosniff` on every response.
 pub fn router(state: HttpState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with more routes (the [`retainer`]'s, a host's own), which get the same body
+/// limit, fallbacks and headers.
+pub fn router_with(state: HttpState, extra: Router) -> Router {
     let limit = state.inner.config.max_body_bytes;
     Router::new()
+        .merge(extra)
         .merge(worker_routes(state.clone()))
         .merge(admin_routes(state.clone()))
         .merge(page_routes(state.clone()))
