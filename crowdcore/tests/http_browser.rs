@@ -291,3 +291,56 @@ async fn a_browser_waits_is_promoted_over_sse_and_submits() {
     shot(&c, "status.png").await;
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_lists_reservations_when_the_retainer_routes_are_served() {
+    let Some((_driver, c)) = browser().await else {
+        return;
+    };
+    let s = TestServer::start_retainer().await;
+    let spec = serde_json::to_value(support::spec()).unwrap();
+    let (status, _) = s
+        .admin(
+            "POST",
+            "/api/templates",
+            Some(json!({"template": "T", "spec": spec})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for (id, needed) in [("R1", 2), ("R2", 1)] {
+        let (status, body) = s
+            .admin(
+                "POST",
+                "/api/reservations",
+                Some(
+                    json!({"reservation": id, "template": "T", "foreign_id": format!("task-{id}"),
+                            "start_at_ms": 4_102_444_800_000u64, "needed": needed}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        s.admin("POST", "/api/reservations/R1/invoke", None).await.0,
+        200
+    );
+    c.goto(&s.url(&format!("/status#key={ADMIN_KEY}")))
+        .await
+        .unwrap();
+    wait_css(&c, "body[data-ready='yes']").await;
+    wait_css(&c, "#reservations:not([hidden]) #reservation-rows tr").await;
+    let rows = c
+        .find(Locator::Id("reservation-rows"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        rows.contains("task-R1") && rows.contains("invoked"),
+        "{rows}"
+    );
+    assert!(rows.contains("task-R2") && rows.contains("made"), "{rows}");
+    shot(&c, "status-reservations.png").await;
+    c.close().await.unwrap();
+}
