@@ -531,8 +531,25 @@ impl Lcg {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_clear_4xx_and_change_nothing() {
     const LIMIT: usize = 4096;
-    let s = TestServer::start_with(small(), |c| c.max_body_bytes = LIMIT).await;
+    let s = TestServer::start_full(small(), |c| c.max_body_bytes = LIMIT, true).await;
     s.admin("POST", "/api/start", None).await;
+    let spec = serde_json::to_value(support::spec()).unwrap();
+    s.admin(
+        "POST",
+        "/api/templates",
+        Some(json!({"template": "T", "spec": spec})),
+    )
+    .await;
+    s.admin(
+        "POST",
+        "/api/reservations",
+        Some(
+            json!({"reservation": "R1", "template": "T", "foreign_id": "t",
+                    "start_at_ms": 4_102_444_800_000u64, "needed": 1}),
+        ),
+    )
+    .await;
+    let reservations_before = s.admin("GET", "/api/reservations", None).await;
     let w1 = s.arrive("alice").await;
     let w2 = s.arrive("bob").await;
     let before = s.snapshot().await;
@@ -569,6 +586,12 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
         b"{\"min_active\": 5, \"max_active\": 1, \"min_waiting\": 0, \"max_waiting\": 0}".to_vec(),
         b"{\"min_active\": 0, \"max_active\": 0, \"min_waiting\": 0, \"max_waiting\": 0}".to_vec(),
         b"{\"unknown\": true}".to_vec(),
+        b"{\"template\": \"T\", \"spec\": {\"title\": 1}}".to_vec(),
+        b"{\"reservation\": \"R1\", \"template\": \"T\", \"foreign_id\": \"x\", \"start_at_ms\": 1, \"needed\": 1}".to_vec(),
+        b"{\"reservation\": \"R3\", \"template\": \"T\", \"foreign_id\": \"x\", \"start_at_ms\": -1, \"needed\": 1}".to_vec(),
+        b"{\"reservation\": \"R4\", \"template\": \"T\", \"foreign_id\": \"x\", \"start_at_ms\": 1, \"needed\": 0}".to_vec(),
+        b"{\"template\": 7}".to_vec(),
+        format!("{{\"assignment_id\": \"{}\", \"token\": \"{}\", \"kind\": \"dancing\"}}", w1.assignment, w1.token).into_bytes(),
     ];
     let posts = [
         "/w/arrive",
@@ -578,6 +601,16 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
         "/api/migrate",
         "/api/targets",
         "/api/start",
+        "/api/templates",
+        "/api/reservations",
+        "/api/reservations/R9/invoke",
+        "/api/reservations/R1/explode",
+        "/api/reservations/finish_all",
+        "/r/arrive",
+        "/r/ping",
+        "/r/gettask",
+        "/r/submit",
+        "/r/return",
     ];
     let queries = [
         "/w/state?assignment_id=%FF%FE&token=00".to_owned(),
@@ -612,6 +645,7 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(400);
     let mut last_len;
+    let mut last_method;
     for case in 0..cases {
         last_len = 0;
         let r = if rng.next().is_multiple_of(4) {
@@ -619,6 +653,7 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
             let method = rng
                 .pick(&["GET", "GET", "POST", "DELETE", "PATCH"])
                 .to_owned();
+            last_method = method;
             s.client
                 .request(
                     reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
@@ -632,6 +667,7 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
             last_len = body.len();
             let ct = *rng.pick(&content_types);
             let method = rng.pick(&["POST", "POST", "POST", "PUT", "GET"]).to_owned();
+            last_method = method;
             let mut req = s
                 .client
                 .request(
@@ -658,9 +694,12 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
         if status == 200 {
-            // Only a well-formed request that changes nothing may pass: a heartbeat of a
-            // present page, or reading one's own state.
-            assert!(text.contains("\"status\""), "case {case}: 200 with {text}");
+            // Only a well-formed request that changes nothing may pass: a read, or a heartbeat
+            // of a present page (checked below: nothing changed).
+            assert!(
+                last_method == "GET" || text.contains("\"status\""),
+                "case {case}: 200 with {text}"
+            );
             continue;
         }
         assert!(
@@ -690,6 +729,11 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["code"], "body_too_large");
     }
+    assert_eq!(
+        s.admin("GET", "/api/reservations", None).await,
+        reservations_before,
+        "no reservation changed"
+    );
     let after = s.snapshot().await;
     // Heartbeats of present pages may have moved `last_seen` and the machine's clock; nothing
     // else may differ.

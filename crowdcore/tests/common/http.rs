@@ -92,7 +92,7 @@ impl TestServer {
         Self::start_full(small(), |_| {}, true).await
     }
 
-    async fn start_full(
+    pub async fn start_full(
         pavilion: PavilionConfig,
         tune: impl FnOnce(&mut HttpConfig),
         retainer: bool,
