@@ -209,6 +209,38 @@ async fn heartbeats_keep_a_page_and_polling_reads_the_same_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_within_the_forward_gap_are_answered_without_an_input() {
+    let mut cfg = small();
+    cfg.start = crowdcore::pavilion::StartCondition::Manual;
+    let s = TestServer::start_with(cfg, |h| h.heartbeat_forward_gap_ms = 3_600_000).await;
+    s.admin("POST", "/api/start", None).await;
+    let w = s.arrive("alice").await;
+    let seen = || async { s.snapshot().await.waiting[0].last_seen };
+    let (status, _) = s.post("/w/heartbeat", TestServer::page_body(&w)).await;
+    assert_eq!(status, 200);
+    let first = seen().await;
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (status, body) = s.post("/w/heartbeat", TestServer::page_body(&w)).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("waiting")));
+    }
+    assert_eq!(
+        seen().await,
+        first,
+        "no heartbeat within the gap reached the engine"
+    );
+
+    // Without a gap, each heartbeat is an input.
+    let s = TestServer::start(small()).await;
+    s.admin("POST", "/api/start", None).await;
+    let w = s.arrive("bob").await;
+    let before = s.snapshot().await.waiting[0].last_seen;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    s.post("/w/heartbeat", TestServer::page_body(&w)).await;
+    assert!(s.snapshot().await.waiting[0].last_seen > before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mturk_page_gets_the_platforms_submit_form_and_only_from_mturk() {
     let s = TestServer::start(small()).await;
     s.admin("POST", "/api/start", None).await;
@@ -639,6 +671,12 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
         "application/x-www-form-urlencoded",
         "",
     ];
+    // A fresh connection per request: a connection the server closed after refusing an
+    // oversized body must not be reused for the next case.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let mut rng = Lcg(0x5eed);
     let cases = std::env::var("CROWDCORE_HTTP_FUZZ_CASES")
         .ok()
@@ -654,7 +692,7 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
                 .pick(&["GET", "GET", "POST", "DELETE", "PATCH"])
                 .to_owned();
             last_method = method;
-            s.client
+            client
                 .request(
                     reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
                     s.url(&q),
@@ -668,8 +706,7 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
             let ct = *rng.pick(&content_types);
             let method = rng.pick(&["POST", "POST", "POST", "PUT", "GET"]).to_owned();
             last_method = method;
-            let mut req = s
-                .client
+            let mut req = client
                 .request(
                     reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
                     s.url(path),
@@ -716,8 +753,7 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
     }
     // Just over the limit: a clear 413.
     for path in ["/w/heartbeat", "/w/arrive", "/api/migrate"] {
-        let r = s
-            .client
+        let r = client
             .post(s.url(path))
             .bearer_auth(ADMIN_KEY)
             .header("content-type", "application/json")

@@ -93,6 +93,13 @@ pub struct HttpConfig {
     /// How often a worker page sends a heartbeat, in milliseconds. Keep it well under the
     /// machine's heartbeat timeout (a third of it, say).
     pub heartbeat_every_ms: u64,
+    /// Sends a page's heartbeat to the engine at most once in this many milliseconds; the
+    /// others are answered from the page's state without an input (0: every heartbeat is an
+    /// input). The engine logs every input, so on a durable store this caps the heartbeat
+    /// load: with `g` here and a heartbeat timeout `T`, a live page beating every `b` ms is seen
+    /// at least every `g + b` ms (keep that under `T`), and a page that stops is declared gone
+    /// between `T − g` and `T` after its last heartbeat.
+    pub heartbeat_forward_gap_ms: u64,
     /// The title on the landing page.
     pub title: String,
     /// What the landing page says about the work (also in preview mode).
@@ -110,13 +117,14 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    /// Defaults: heartbeat every 5 s, 16 KiB bodies, MTurk's and its sandbox's submit origins,
+    /// Defaults: heartbeat every 5 s (each one an engine input), 16 KiB bodies, MTurk's and its sandbox's submit origins,
     /// 200 recent events, a chart point every 5 s.
     pub fn new(page_secret: Secret, admin_key: Secret) -> Self {
         Self {
             page_secret,
             admin_key,
             heartbeat_every_ms: 5_000,
+            heartbeat_forward_gap_ms: 0,
             title: "Real-time task".to_owned(),
             description: "Keep this page open: you will be told the moment it is your turn."
                 .to_owned(),

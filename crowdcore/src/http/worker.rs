@@ -252,14 +252,18 @@ async fn heartbeat(
     Body(body): Body<PageBody>,
 ) -> Result<axum::Json<PageState>, ApiError> {
     let assignment = authorize(&state, &body.assignment_id, &body.token)?;
-    state
-        .inner
-        .engine
-        .input(Input::Heartbeat {
-            assignment: assignment.clone(),
-        })
-        .await
-        .map_err(|e| refused(&state, &assignment, e))?;
+    let now = state.inner.clock.now();
+    let gap = state.inner.config.heartbeat_forward_gap_ms;
+    if state.inner.hub.forward_heartbeat(&assignment, now, gap) {
+        state
+            .inner
+            .engine
+            .input(Input::Heartbeat {
+                assignment: assignment.clone(),
+            })
+            .await
+            .map_err(|e| refused(&state, &assignment, e))?;
+    }
     Ok(axum::Json(current(&state, &assignment)?))
 }
 
