@@ -27,6 +27,9 @@
 //! `<public-url>/work`. The store keeps the session (`--session`, default `server`) in
 //! `--db` (default `server.db`); starting again with the same file resumes it.
 //! `--platform local` is the only platform so far (MTurk and Toloka arrive with their crates).
+//! `--retainer` also serves the retainer's routes (reservations, `gettask` polling) over an
+//! interim, in-memory retainer on the same marketplace; the status page then lists the
+//! reservations.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,11 +40,13 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use crowdcore::clock::{Clock, SystemClock};
 use crowdcore::engine::{EngineBuilder, EngineConfig, EngineHandle};
+use crowdcore::http::retainer::{RetainerFront, retainer_routes};
 use crowdcore::http::sse::SseReader;
 use crowdcore::http::{HttpConfig, HttpState, Secret};
 use crowdcore::local::LocalMarketplace;
 use crowdcore::model::{HitSpec, Money, SessionId, WorkerId};
 use crowdcore::pavilion::{Input, PavilionConfig};
+use crowdcore::retainer::{Retainer, RetainerConfig};
 use crowdcore::store::{MemoryStore, Store};
 use crowdcore_sqlite::{SqliteOptions, SqliteStore};
 use futures_util::StreamExt;
@@ -76,6 +81,10 @@ struct Args {
     /// Simulated workers arrive through the HTTP endpoints; the session starts at once.
     #[arg(long)]
     demo: bool,
+    /// Also serve the retainer's routes (`/api/templates`, `/api/reservations…`, `/r/…`),
+    /// over an interim in-memory retainer on the same marketplace (not durable).
+    #[arg(long)]
+    retainer: bool,
     /// Demo: mean time between simulated arrivals, in milliseconds.
     #[arg(long, default_value_t = 1_500)]
     demo_every_ms: u64,
@@ -227,8 +236,19 @@ async fn run(args: Args) -> Result<(), String> {
     http.title = spec.title.clone();
     http.description = spec.description.clone();
     http.heartbeat_every_ms = (args.heartbeat_timeout_ms / 3).max(500);
+    let extra = if args.retainer {
+        let machine = Retainer::new(
+            SessionId::new(format!("{}-retainer", args.session)),
+            RetainerConfig::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        let front = RetainerFront::new(machine, Arc::new(market.clone()), clock.clone(), &http);
+        retainer_routes(front)
+    } else {
+        axum::Router::new()
+    };
     let state = HttpState::with_parts(engine.clone(), http, clock, Some(Arc::new(market.clone())));
-    let app = crowdcore::http::router(state);
+    let app = crowdcore::http::router_with(state, extra);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
