@@ -24,8 +24,9 @@
 //!   no longer verify), so set it for a real study.
 //!
 //! `--public-url` is the base URL workers reach the server at; HITs point at
-//! `<public-url>/work`. The store keeps the session (`--session`, default `server`) in
-//! `--db` (default `server.db`); starting again with the same file resumes it.
+//! `<public-url>/work`. The store keeps the session in `--db` (default `server.db`); each run
+//! starts a new session unless `--session` names one to resume (which needs a platform that
+//! outlives the process — the in-process local marketplace does not).
 //! `--platform local` is the only platform so far (MTurk and Toloka arrive with their crates).
 //! `--retainer` also serves the retainer's routes (reservations, `gettask` polling) over an
 //! interim, in-memory retainer on the same marketplace; the status page then lists the
@@ -75,9 +76,11 @@ struct Args {
     /// The SQLite file.
     #[arg(long, default_value = "server.db")]
     db: PathBuf,
-    /// The session to run or resume.
-    #[arg(long, default_value = "server")]
-    session: String,
+    /// The session to run or resume (default: a new one). Resuming needs a platform that
+    /// outlives the process: the local marketplace does not, so a resumed session on it finds
+    /// its HITs and assignments gone.
+    #[arg(long)]
+    session: Option<String>,
     /// Simulated workers arrive through the HTTP endpoints; the session starts at once.
     #[arg(long)]
     demo: bool,
@@ -222,11 +225,16 @@ async fn run(args: Args) -> Result<(), String> {
         landing_url: format!("{public}/work"),
         frame_height: 800,
     };
+    let session = args
+        .session
+        .as_deref()
+        .map_or_else(SessionId::new_v7, SessionId::new);
+    eprintln!("session:      {session}");
     let mut config = EngineConfig::new(spec.clone(), pavilion);
     config.observe_every_ms = 2_000;
     let engine = EngineBuilder::new(Arc::new(market.clone()), store, config)
         .clock(clock.clone())
-        .session(SessionId::new(args.session.as_str()))
+        .session(session.clone())
         .start()
         .await
         .map_err(|e| e.to_string())?
@@ -238,7 +246,7 @@ async fn run(args: Args) -> Result<(), String> {
     http.heartbeat_every_ms = (args.heartbeat_timeout_ms / 3).max(500);
     let extra = if args.retainer {
         let machine = Retainer::new(
-            SessionId::new(format!("{}-retainer", args.session)),
+            SessionId::new(format!("{session}-retainer")),
             RetainerConfig::default(),
         )
         .map_err(|e| e.to_string())?;
