@@ -293,7 +293,7 @@ async fn a_browser_waits_is_promoted_over_sse_and_submits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_status_page_lists_reservations_when_the_retainer_routes_are_served() {
+async fn a_retainer_page_is_routed_by_polling_and_the_status_page_lists_reservations() {
     let Some((_driver, c)) = browser().await else {
         return;
     };
@@ -320,10 +320,36 @@ async fn the_status_page_lists_reservations_when_the_retainer_routes_are_served(
             .await;
         assert_eq!(status, 200, "{body}");
     }
+    // A worker on call: the retainer page waits, polls, and is routed once R1 is invoked.
+    let (a, h) = s.take("on-call-worker").await;
+    c.goto(&s.url(&format!(
+        "/retainer?assignmentId={a}&hitId={h}&workerId=on-call-worker"
+    )))
+    .await
+    .unwrap();
+    wait_css(&c, "body[data-status='waiting']").await;
     assert_eq!(
         s.admin("POST", "/api/reservations/R1/invoke", None).await.0,
         200
     );
+    wait_css(&c, "body[data-status='routed']").await;
+    let task = c
+        .find(Locator::Id("task"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(task, "task-R1");
+    shot(&c, "retainer-routed.png").await;
+    c.find(Locator::Id("submit-routed"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_css(&c, "body[data-status='submitted']").await;
+
     c.goto(&s.url(&format!("/status#key={ADMIN_KEY}")))
         .await
         .unwrap();

@@ -12,6 +12,7 @@
 //!
 //! | route | what |
 //! | --- | --- |
+//! | `GET /retainer` | the retainer's worker page: arrives, polls `gettask`, shows the task, submits |
 //! | `POST /api/templates` | `{template, spec, pool?, budget_cents?}`: register a HIT template |
 //! | `POST /api/reservations` | `{reservation, template, foreign_id, payload?, start_at_ms, needed}`: make a reservation |
 //! | `GET /api/reservations` | every reservation with its template's spec |
@@ -214,12 +215,35 @@ pub fn retainer_routes(front: Arc<RetainerFront>) -> Router {
         .route("/api/reservations/{id}/{action}", post(lifecycle))
         .route_layer(middleware::from_fn_with_state(front.clone(), guard));
     let worker = Router::new()
+        .route("/retainer", get(page_html))
+        .route("/assets/retainer.js", get(page_js))
         .route("/r/arrive", post(arrive))
         .route("/r/ping", post(ping))
         .route("/r/gettask", post(gettask))
         .route("/r/submit", post(submit))
         .route("/r/return", post(give_back));
     admin.merge(worker).with_state(front)
+}
+
+async fn page_html() -> Response {
+    use axum::response::IntoResponse;
+    let mut r = axum::response::Html(include_str!("assets/retainer.html")).into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; form-action 'self'",
+        ),
+    );
+    r
+}
+
+async fn page_js() -> Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/javascript")],
+        include_str!("assets/retainer.js"),
+    )
+        .into_response()
 }
 
 async fn guard(
