@@ -40,7 +40,9 @@
         if (poller) clearInterval(poller);
         poller = null;
         $("task").textContent = r.json.task.task;
-        $("payload").textContent = JSON.stringify(r.json.task.payload, null, 2);
+        const payload = r.json.task.payload;
+        $("payload").hidden = payload === null || payload === undefined;
+        $("payload").textContent = JSON.stringify(payload, null, 2);
         show("routed");
       } else if (!r.ok && r.json && r.json.code === "already_left") {
         over("You are no longer on call.", "left");
