@@ -250,7 +250,13 @@ async fn run(args: Args) -> Result<(), String> {
             RetainerConfig::default(),
         )
         .map_err(|e| e.to_string())?;
-        let front = RetainerFront::new(machine, Arc::new(market.clone()), clock.clone(), &http);
+        let front = RetainerFront::new(
+            machine,
+            Arc::new(market.clone()),
+            clock.clone(),
+            &http,
+            Some(Arc::new(market.clone())),
+        );
         retainer_routes(front)
     } else {
         axum::Router::new()

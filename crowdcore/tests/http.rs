@@ -502,6 +502,25 @@ async fn tokens_cannot_be_forged_or_reused_for_another_page() {
     );
     assert!(body.get("token").is_none());
 
+    // Nor can anyone take a seat with a made-up assignment on a real HIT, even under a real
+    // worker's id: the platform does not confirm it.
+    for (a, h, w) in [
+        ("made-up", w1.hit.as_str(), "mallory"),
+        ("made-up-too", w2.hit.as_str(), "bob"),
+    ] {
+        let (status, body) = s
+            .post(
+                "/w/arrive",
+                json!({"assignment_id": a, "hit_id": h, "worker_id": w}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("unknown_assignment")),
+            "{a}"
+        );
+    }
+
     let other_secret = crowdcore::http::Secret::new(b"another-secret-0123456789".to_vec()).unwrap();
     let forged = [
         w2.token.clone(),                                                      // bob's token
@@ -846,6 +865,16 @@ async fn reservations_route_a_polling_worker_through_the_retainer_routes() {
     assert_eq!(status, 200, "{body}");
     let token = body["token"].as_str().unwrap().to_owned();
     let page = json!({"assignment_id": a.as_str(), "token": token});
+    let (status, body) = s
+        .post(
+            "/r/arrive",
+            json!({"assignment_id": "made-up", "hit_id": h.as_str(), "worker_id": "alice"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_assignment"))
+    );
     let (status, body) = s.post("/r/gettask", page.clone()).await;
     assert_eq!((status, body.clone()), (200, json!({"task": null})));
     let mut ping = page.clone();

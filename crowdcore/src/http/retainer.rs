@@ -37,9 +37,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::HttpConfig;
 use super::auth::{Secret, admin_check, check_token, page_token};
 use super::error::{ApiError, Body, ErrorCode, NoBody, engine_error_code};
+use super::{HttpConfig, WorkerSide};
 use crate::clock::Clock;
 use crate::model::{AssignmentId, HitId, HitSpec, ReservationId, TemplateId, Timestamp, WorkerId};
 use crate::pavilion::{EffectKind as PoolEffect, PayKind};
@@ -56,6 +56,7 @@ pub struct RetainerFront {
     clock: Arc<dyn Clock>,
     page_secret: Secret,
     admin_key: Secret,
+    worker_side: Option<Arc<dyn WorkerSide>>,
     recent: std::sync::Mutex<VecDeque<Effect>>,
 }
 
@@ -68,7 +69,8 @@ impl std::fmt::Debug for RetainerFront {
 const RECENT: usize = 200;
 
 impl RetainerFront {
-    /// Drives `machine` against `platform` on `clock`, with the keys of `config`. Starts a task
+    /// Drives `machine` against `platform` on `clock`, with the keys of `config`; arrivals
+    /// are confirmed with `worker_side` when given (see [`WorkerSide::holds`]). Starts a task
     /// that runs the machine's deadlines (auto-invocations, heartbeat timeouts, refreshes); it
     /// ends when the front is dropped. Call inside a tokio runtime.
     pub fn new(
@@ -76,6 +78,7 @@ impl RetainerFront {
         platform: Arc<dyn Platform>,
         clock: Arc<dyn Clock>,
         config: &HttpConfig,
+        worker_side: Option<Arc<dyn WorkerSide>>,
     ) -> Arc<Self> {
         let front = Arc::new(Self {
             machine: Mutex::new(machine),
@@ -83,6 +86,7 @@ impl RetainerFront {
             clock,
             page_secret: config.page_secret.clone(),
             admin_key: config.admin_key.clone(),
+            worker_side,
             recent: std::sync::Mutex::new(VecDeque::new()),
         });
         let weak = Arc::downgrade(&front);
@@ -410,11 +414,28 @@ async fn arrive(
         ));
     }
     let assignment = AssignmentId::new(b.assignment_id);
+    let (worker, hit) = (WorkerId::new(b.worker_id), HitId::new(b.hit_id));
+    if let Some(side) = &front.worker_side {
+        let confirmed = side.holds(&worker, &assignment, &hit).await.map_err(|e| {
+            tracing::warn!(%assignment, error = %e, "cannot ask the platform about an arrival");
+            ApiError::new(
+                ErrorCode::EngineFailed,
+                "cannot confirm the assignment with the platform; try again",
+            )
+        })?;
+        // A reload of a present page: the platform still has it accepted, so this holds too.
+        if !confirmed {
+            return Err(ApiError::new(
+                ErrorCode::UnknownAssignment,
+                "the platform does not know this worker to hold this assignment",
+            ));
+        }
+    }
     front
         .input(Input::Arrive {
-            worker: WorkerId::new(b.worker_id),
+            worker,
             assignment: assignment.clone(),
-            hit: HitId::new(b.hit_id),
+            hit,
         })
         .await?;
     Ok(Json(Arrived {

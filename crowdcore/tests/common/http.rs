@@ -131,6 +131,7 @@ impl TestServer {
                 Arc::new(market.clone()),
                 clock2,
                 state.config(),
+                Some(Arc::new(market.clone())),
             );
             crowdcore::http::retainer::retainer_routes(front)
         } else {
