@@ -41,7 +41,9 @@
 //! # Who may do what
 //!
 //! A page token is `HMAC-SHA256(secret, assignment id)`, issued by `POST /w/arrive` once the
-//! engine has accepted the arrival (it refuses an assignment that another worker holds). Every
+//! engine has accepted the arrival (it refuses an assignment that another worker holds) and,
+//! where the platform can be asked ([`WorkerSide::holds`]), the platform has confirmed that this
+//! worker holds that assignment of that HIT. Every
 //! later worker call is checked against it in constant time, so a page can only ever ping,
 //! submit, return or read for its own assignment. The assignment id itself is the bearer
 //! capability the platform hands the worker (MTurk puts it in the page URL); no page is ever
@@ -52,7 +54,7 @@
 //! # Adding routes
 //!
 //! [`router`] merges [`worker_routes`], [`admin_routes`] and [`page_routes`]; a host adds its own
-//! with `Router::merge`, admin ones behind [`require_admin`]. The retainer's routes
+//! with [`router_with`], admin ones behind [`require_admin`]. The retainer's routes
 //! (`/api/templates`, `/api/reservations…`, the worker page's `/r/…` calls with `gettask`
 //! polling) are in [`retainer`]: an interim adapter that drives a `Retainer` machine directly
 //! (not durably) until the engine drives it; pass [`retainer::retainer_routes`] to
