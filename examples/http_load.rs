@@ -54,6 +54,10 @@ struct Args {
     /// Active seats (the rest of the pages wait).
     #[arg(long, default_value_t = 100)]
     active: u32,
+    /// The front sends a page's heartbeat to the engine at most once per this many
+    /// milliseconds (`HttpConfig::heartbeat_forward_gap_ms`; 0: every one).
+    #[arg(long, default_value_t = 0)]
+    forward_gap_ms: u64,
     /// Where the engine logs.
     #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
     store: StoreKind,
@@ -142,6 +146,7 @@ async fn run(args: Args) {
         Secret::new(b"load-test-admin-key-0123456789".to_vec()).unwrap(),
     );
     http.heartbeat_every_ms = args.heartbeat_ms;
+    http.heartbeat_forward_gap_ms = args.forward_gap_ms;
     let state = HttpState::with_parts(engine.clone(), http, clock, Some(Arc::new(market.clone())));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -300,8 +305,8 @@ async fn run(args: Args) {
     promotions.sort();
     let snap = engine.snapshot().await.unwrap();
     println!(
-        "pages {} · heartbeat every {} ms · store {:?} · {} runtime threads · {} s measured",
-        args.pages, args.heartbeat_ms, args.store, args.threads, args.seconds
+        "pages {} · heartbeat every {} ms · forward gap {} ms · store {:?} · {} runtime threads · {} s measured",
+        args.pages, args.heartbeat_ms, args.forward_gap_ms, args.store, args.threads, args.seconds
     );
     println!("| measure | n | p50 ms | p99 ms | max ms |");
     println!("| --- | --- | --- | --- | --- |");

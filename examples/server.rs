@@ -24,9 +24,13 @@
 //!   no longer verify), so set it for a real study.
 //!
 //! `--public-url` is the base URL workers reach the server at; HITs point at
-//! `<public-url>/work`. The store keeps the session (`--session`, default `server`) in
-//! `--db` (default `server.db`); starting again with the same file resumes it.
+//! `<public-url>/work`. The store keeps the session in `--db` (default `server.db`); each run
+//! starts a new session unless `--session` names one to resume (which needs a platform that
+//! outlives the process — the in-process local marketplace does not).
 //! `--platform local` is the only platform so far (MTurk and Toloka arrive with their crates).
+//! `--retainer` also serves the retainer's routes (reservations, `gettask` polling) over an
+//! interim, in-memory retainer on the same marketplace; the status page then lists the
+//! reservations.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,11 +41,13 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use crowdcore::clock::{Clock, SystemClock};
 use crowdcore::engine::{EngineBuilder, EngineConfig, EngineHandle};
+use crowdcore::http::retainer::{RetainerFront, retainer_routes};
 use crowdcore::http::sse::SseReader;
 use crowdcore::http::{HttpConfig, HttpState, Secret};
 use crowdcore::local::LocalMarketplace;
 use crowdcore::model::{HitSpec, Money, SessionId, WorkerId};
 use crowdcore::pavilion::{Input, PavilionConfig};
+use crowdcore::retainer::{Retainer, RetainerConfig};
 use crowdcore::store::{MemoryStore, Store};
 use crowdcore_sqlite::{SqliteOptions, SqliteStore};
 use futures_util::StreamExt;
@@ -70,12 +76,18 @@ struct Args {
     /// The SQLite file.
     #[arg(long, default_value = "server.db")]
     db: PathBuf,
-    /// The session to run or resume.
-    #[arg(long, default_value = "server")]
-    session: String,
+    /// The session to run or resume (default: a new one). Resuming needs a platform that
+    /// outlives the process: the local marketplace does not, so a resumed session on it finds
+    /// its HITs and assignments gone.
+    #[arg(long)]
+    session: Option<String>,
     /// Simulated workers arrive through the HTTP endpoints; the session starts at once.
     #[arg(long)]
     demo: bool,
+    /// Also serve the retainer's routes (`/api/templates`, `/api/reservations…`, `/r/…`),
+    /// over an interim in-memory retainer on the same marketplace (not durable).
+    #[arg(long)]
+    retainer: bool,
     /// Demo: mean time between simulated arrivals, in milliseconds.
     #[arg(long, default_value_t = 1_500)]
     demo_every_ms: u64,
@@ -213,11 +225,16 @@ async fn run(args: Args) -> Result<(), String> {
         landing_url: format!("{public}/work"),
         frame_height: 800,
     };
+    let session = args
+        .session
+        .as_deref()
+        .map_or_else(SessionId::new_v7, SessionId::new);
+    eprintln!("session:      {session}");
     let mut config = EngineConfig::new(spec.clone(), pavilion);
     config.observe_every_ms = 2_000;
     let engine = EngineBuilder::new(Arc::new(market.clone()), store, config)
         .clock(clock.clone())
-        .session(SessionId::new(args.session.as_str()))
+        .session(session.clone())
         .start()
         .await
         .map_err(|e| e.to_string())?
@@ -227,8 +244,25 @@ async fn run(args: Args) -> Result<(), String> {
     http.title = spec.title.clone();
     http.description = spec.description.clone();
     http.heartbeat_every_ms = (args.heartbeat_timeout_ms / 3).max(500);
+    let extra = if args.retainer {
+        let machine = Retainer::new(
+            SessionId::new(format!("{session}-retainer")),
+            RetainerConfig::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        let front = RetainerFront::new(
+            machine,
+            Arc::new(market.clone()),
+            clock.clone(),
+            &http,
+            Some(Arc::new(market.clone())),
+        );
+        retainer_routes(front)
+    } else {
+        axum::Router::new()
+    };
     let state = HttpState::with_parts(engine.clone(), http, clock, Some(Arc::new(market.clone())));
-    let app = crowdcore::http::router(state);
+    let app = crowdcore::http::router_with(state, extra);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

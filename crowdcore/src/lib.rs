@@ -14,7 +14,8 @@
 //!    `poll_effect()`, which makes it deterministic, replayable from a log and fuzzable.
 //! 3. [`replay`] — the public JSON-lines format for driving a machine from a script.
 //!
-//! Drivers (the async engine, platforms and stores) build on these layers.
+//! Drivers (the async engine, platforms and stores) build on these layers, and so does the
+//! optional HTTP front (module `http`, feature `http`).
 
 pub mod aggregate;
 pub mod clock;

@@ -370,6 +370,15 @@ impl LocalMarketplace {
         self.lock().assignments.get(assignment).map(|a| a.status)
     }
 
+    /// Who holds an assignment, through which HIT, and its status (what a landing page's
+    /// arrival is checked against).
+    pub fn holder(&self, assignment: &AssignmentId) -> Option<(WorkerId, HitId, AssignmentStatus)> {
+        self.lock()
+            .assignments
+            .get(assignment)
+            .map(|a| (a.worker.clone(), a.hit.clone(), a.status))
+    }
+
     /// The answer submitted with an assignment, if any: what the requester reviews (and a
     /// competition scores).
     pub fn answer(&self, assignment: &AssignmentId) -> Option<String> {

@@ -209,6 +209,38 @@ async fn heartbeats_keep_a_page_and_polling_reads_the_same_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_within_the_forward_gap_are_answered_without_an_input() {
+    let mut cfg = small();
+    cfg.start = crowdcore::pavilion::StartCondition::Manual;
+    let s = TestServer::start_with(cfg, |h| h.heartbeat_forward_gap_ms = 3_600_000).await;
+    s.admin("POST", "/api/start", None).await;
+    let w = s.arrive("alice").await;
+    let seen = || async { s.snapshot().await.waiting[0].last_seen };
+    let (status, _) = s.post("/w/heartbeat", TestServer::page_body(&w)).await;
+    assert_eq!(status, 200);
+    let first = seen().await;
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (status, body) = s.post("/w/heartbeat", TestServer::page_body(&w)).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("waiting")));
+    }
+    assert_eq!(
+        seen().await,
+        first,
+        "no heartbeat within the gap reached the engine"
+    );
+
+    // Without a gap, each heartbeat is an input.
+    let s = TestServer::start(small()).await;
+    s.admin("POST", "/api/start", None).await;
+    let w = s.arrive("bob").await;
+    let before = s.snapshot().await.waiting[0].last_seen;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    s.post("/w/heartbeat", TestServer::page_body(&w)).await;
+    assert!(s.snapshot().await.waiting[0].last_seen > before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mturk_page_gets_the_platforms_submit_form_and_only_from_mturk() {
     let s = TestServer::start(small()).await;
     s.admin("POST", "/api/start", None).await;
@@ -470,6 +502,25 @@ async fn tokens_cannot_be_forged_or_reused_for_another_page() {
     );
     assert!(body.get("token").is_none());
 
+    // Nor can anyone take a seat with a made-up assignment on a real HIT, even under a real
+    // worker's id: the platform does not confirm it.
+    for (a, h, w) in [
+        ("made-up", w1.hit.as_str(), "mallory"),
+        ("made-up-too", w2.hit.as_str(), "bob"),
+    ] {
+        let (status, body) = s
+            .post(
+                "/w/arrive",
+                json!({"assignment_id": a, "hit_id": h, "worker_id": w}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("unknown_assignment")),
+            "{a}"
+        );
+    }
+
     let other_secret = crowdcore::http::Secret::new(b"another-secret-0123456789".to_vec()).unwrap();
     let forged = [
         w2.token.clone(),                                                      // bob's token
@@ -531,8 +582,25 @@ impl Lcg {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_clear_4xx_and_change_nothing() {
     const LIMIT: usize = 4096;
-    let s = TestServer::start_with(small(), |c| c.max_body_bytes = LIMIT).await;
+    let s = TestServer::start_full(small(), |c| c.max_body_bytes = LIMIT, true).await;
     s.admin("POST", "/api/start", None).await;
+    let spec = serde_json::to_value(support::spec()).unwrap();
+    s.admin(
+        "POST",
+        "/api/templates",
+        Some(json!({"template": "T", "spec": spec})),
+    )
+    .await;
+    s.admin(
+        "POST",
+        "/api/reservations",
+        Some(
+            json!({"reservation": "R1", "template": "T", "foreign_id": "t",
+                    "start_at_ms": 4_102_444_800_000u64, "needed": 1}),
+        ),
+    )
+    .await;
+    let reservations_before = s.admin("GET", "/api/reservations", None).await;
     let w1 = s.arrive("alice").await;
     let w2 = s.arrive("bob").await;
     let before = s.snapshot().await;
@@ -569,6 +637,12 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
         b"{\"min_active\": 5, \"max_active\": 1, \"min_waiting\": 0, \"max_waiting\": 0}".to_vec(),
         b"{\"min_active\": 0, \"max_active\": 0, \"min_waiting\": 0, \"max_waiting\": 0}".to_vec(),
         b"{\"unknown\": true}".to_vec(),
+        b"{\"template\": \"T\", \"spec\": {\"title\": 1}}".to_vec(),
+        b"{\"reservation\": \"R1\", \"template\": \"T\", \"foreign_id\": \"x\", \"start_at_ms\": 1, \"needed\": 1}".to_vec(),
+        b"{\"reservation\": \"R3\", \"template\": \"T\", \"foreign_id\": \"x\", \"start_at_ms\": -1, \"needed\": 1}".to_vec(),
+        b"{\"reservation\": \"R4\", \"template\": \"T\", \"foreign_id\": \"x\", \"start_at_ms\": 1, \"needed\": 0}".to_vec(),
+        b"{\"template\": 7}".to_vec(),
+        format!("{{\"assignment_id\": \"{}\", \"token\": \"{}\", \"kind\": \"dancing\"}}", w1.assignment, w1.token).into_bytes(),
     ];
     let posts = [
         "/w/arrive",
@@ -578,6 +652,16 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
         "/api/migrate",
         "/api/targets",
         "/api/start",
+        "/api/templates",
+        "/api/reservations",
+        "/api/reservations/R9/invoke",
+        "/api/reservations/R1/explode",
+        "/api/reservations/finish_all",
+        "/r/arrive",
+        "/r/ping",
+        "/r/gettask",
+        "/r/submit",
+        "/r/return",
     ];
     let queries = [
         "/w/state?assignment_id=%FF%FE&token=00".to_owned(),
@@ -606,12 +690,19 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
         "application/x-www-form-urlencoded",
         "",
     ];
+    // A fresh connection per request: a connection the server closed after refusing an
+    // oversized body must not be reused for the next case.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let mut rng = Lcg(0x5eed);
     let cases = std::env::var("CROWDCORE_HTTP_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(400);
     let mut last_len;
+    let mut last_method;
     for case in 0..cases {
         last_len = 0;
         let r = if rng.next().is_multiple_of(4) {
@@ -619,7 +710,8 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
             let method = rng
                 .pick(&["GET", "GET", "POST", "DELETE", "PATCH"])
                 .to_owned();
-            s.client
+            last_method = method;
+            client
                 .request(
                     reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
                     s.url(&q),
@@ -632,8 +724,8 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
             last_len = body.len();
             let ct = *rng.pick(&content_types);
             let method = rng.pick(&["POST", "POST", "POST", "PUT", "GET"]).to_owned();
-            let mut req = s
-                .client
+            last_method = method;
+            let mut req = client
                 .request(
                     reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
                     s.url(path),
@@ -658,9 +750,12 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
         if status == 200 {
-            // Only a well-formed request that changes nothing may pass: a heartbeat of a
-            // present page, or reading one's own state.
-            assert!(text.contains("\"status\""), "case {case}: 200 with {text}");
+            // Only a well-formed request that changes nothing may pass: a read, or a heartbeat
+            // of a present page (checked below: nothing changed).
+            assert!(
+                last_method == "GET" || text.contains("\"status\""),
+                "case {case}: 200 with {text}"
+            );
             continue;
         }
         assert!(
@@ -677,8 +772,7 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
     }
     // Just over the limit: a clear 413.
     for path in ["/w/heartbeat", "/w/arrive", "/api/migrate"] {
-        let r = s
-            .client
+        let r = client
             .post(s.url(path))
             .bearer_auth(ADMIN_KEY)
             .header("content-type", "application/json")
@@ -690,6 +784,11 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["code"], "body_too_large");
     }
+    assert_eq!(
+        s.admin("GET", "/api/reservations", None).await,
+        reservations_before,
+        "no reservation changed"
+    );
     let after = s.snapshot().await;
     // Heartbeats of present pages may have moved `last_seen` and the machine's clock; nothing
     // else may differ.
@@ -704,4 +803,172 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
     assert_eq!(strip(after), strip(before));
     assert!(!s.engine.is_finished());
     let _ = PavilionConfig::default();
+}
+
+// ----- the interim retainer routes --------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_route_a_polling_worker_through_the_retainer_routes() {
+    let s = TestServer::start_retainer().await;
+    let spec = serde_json::to_value(support::spec()).unwrap();
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/api/templates",
+            Some(json!({"template": "T", "spec": spec})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/api/templates",
+            Some(json!({"template": "T", "spec": spec})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("duplicate")));
+    let far = 4_102_444_800_000u64; // 2100: invoked by hand, not by time
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/api/reservations",
+            Some(
+                json!({"reservation": "R1", "template": "T", "foreign_id": "task-42",
+                        "payload": {"image": "cat.png"}, "start_at_ms": far, "needed": 1}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/api/reservations",
+            Some(
+                json!({"reservation": "R2", "template": "nope", "foreign_id": "x",
+                        "start_at_ms": far, "needed": 1}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_template"))
+    );
+
+    // The pool hired for R1; a worker takes the slot and lands on the retainer page.
+    let (a, h) = s.take("alice").await;
+    let (status, body) = s
+        .post(
+            "/r/arrive",
+            json!({"assignment_id": a.as_str(), "hit_id": h.as_str(), "worker_id": "alice"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let page = json!({"assignment_id": a.as_str(), "token": token});
+    let (status, body) = s
+        .post(
+            "/r/arrive",
+            json!({"assignment_id": "made-up", "hit_id": h.as_str(), "worker_id": "alice"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_assignment"))
+    );
+    let (status, body) = s.post("/r/gettask", page.clone()).await;
+    assert_eq!((status, body.clone()), (200, json!({"task": null})));
+    let mut ping = page.clone();
+    ping["kind"] = json!("waiting");
+    assert_eq!(s.post("/r/ping", ping).await.0, 200);
+
+    // Someone else's token gets nothing.
+    let forged = json!({"assignment_id": a.as_str(), "token": "00".repeat(32)});
+    let (status, body) = s.post("/r/gettask", forged).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("bad_token")));
+
+    // Invoke: the polling worker is routed to the task.
+    assert_eq!(
+        s.admin("POST", "/api/reservations/R1/invoke", None).await.0,
+        200
+    );
+    let (status, body) = s.post("/r/gettask", page.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["task"]["task"], "task-42");
+    assert_eq!(body["task"]["reservation"], "R1");
+    assert_eq!(body["task"]["payload"], json!({"image": "cat.png"}));
+
+    let (status, one) = s.admin("GET", "/api/reservations/R1", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["state"], "invoked");
+    assert_eq!(one["working"], 1);
+    let (status, all) = s.admin("GET", "/api/reservations", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(all.as_array().unwrap().len(), 1);
+
+    // Lifecycle: finish, unfinish, finish all, then cancel; wrong steps are refused.
+    assert_eq!(
+        s.admin("POST", "/api/reservations/R1/finish", None).await.0,
+        200
+    );
+    let (status, body) = s.admin("POST", "/api/reservations/R1/finish", None).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("not_allowed")));
+    assert_eq!(
+        s.admin("POST", "/api/reservations/R1/unfinish", None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.admin(
+            "POST",
+            "/api/reservations/finish_all",
+            Some(json!({"template": "T"}))
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.admin("GET", "/api/reservations/R1", None).await.1["state"],
+        "finished"
+    );
+    assert_eq!(
+        s.admin("POST", "/api/reservations/R1/cancel", None).await.0,
+        200
+    );
+    let (status, body) = s.admin("POST", "/api/reservations/R9/invoke", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_reservation"))
+    );
+    let (status, body) = s.admin("POST", "/api/reservations/R1/explode", None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+
+    // The routed worker submits; a second submit is refused as already left.
+    let mut done = page.clone();
+    done["contributions"] = json!(2);
+    assert_eq!(s.post("/r/submit", done.clone()).await.0, 200);
+    let (status, body) = s.post("/r/submit", done).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("already_left")));
+
+    // Nothing of it without the key.
+    for (method, path) in [
+        ("POST", "/api/templates"),
+        ("POST", "/api/reservations"),
+        ("GET", "/api/reservations"),
+        ("GET", "/api/reservations/R1"),
+        ("POST", "/api/reservations/R1/invoke"),
+        ("POST", "/api/reservations/finish_all"),
+    ] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = s
+            .client
+            .request(m, s.url(path))
+            .header("authorization", "Bearer not-the-admin-key")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method} {path}");
+    }
 }

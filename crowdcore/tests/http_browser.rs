@@ -291,3 +291,82 @@ async fn a_browser_waits_is_promoted_over_sse_and_submits() {
     shot(&c, "status.png").await;
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retainer_page_is_routed_by_polling_and_the_status_page_lists_reservations() {
+    let Some((_driver, c)) = browser().await else {
+        return;
+    };
+    let s = TestServer::start_retainer().await;
+    let spec = serde_json::to_value(support::spec()).unwrap();
+    let (status, _) = s
+        .admin(
+            "POST",
+            "/api/templates",
+            Some(json!({"template": "T", "spec": spec})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for (id, needed) in [("R1", 2), ("R2", 1)] {
+        let (status, body) = s
+            .admin(
+                "POST",
+                "/api/reservations",
+                Some(
+                    json!({"reservation": id, "template": "T", "foreign_id": format!("task-{id}"),
+                            "start_at_ms": 4_102_444_800_000u64, "needed": needed}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // A worker on call: the retainer page waits, polls, and is routed once R1 is invoked.
+    let (a, h) = s.take("on-call-worker").await;
+    c.goto(&s.url(&format!(
+        "/retainer?assignmentId={a}&hitId={h}&workerId=on-call-worker"
+    )))
+    .await
+    .unwrap();
+    wait_css(&c, "body[data-status='waiting']").await;
+    assert_eq!(
+        s.admin("POST", "/api/reservations/R1/invoke", None).await.0,
+        200
+    );
+    wait_css(&c, "body[data-status='routed']").await;
+    let task = c
+        .find(Locator::Id("task"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(task, "task-R1");
+    shot(&c, "retainer-routed.png").await;
+    c.find(Locator::Id("submit-routed"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_css(&c, "body[data-status='submitted']").await;
+
+    c.goto(&s.url(&format!("/status#key={ADMIN_KEY}")))
+        .await
+        .unwrap();
+    wait_css(&c, "body[data-ready='yes']").await;
+    wait_css(&c, "#reservations:not([hidden]) #reservation-rows tr").await;
+    let rows = c
+        .find(Locator::Id("reservation-rows"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        rows.contains("task-R1") && rows.contains("invoked"),
+        "{rows}"
+    );
+    assert!(rows.contains("task-R2") && rows.contains("made"), "{rows}");
+    shot(&c, "status-reservations.png").await;
+    c.close().await.unwrap();
+}

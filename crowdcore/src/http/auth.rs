@@ -1,7 +1,7 @@
 //! Secrets, page tokens and the admin key check.
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use hmac::{Hmac, Mac};
@@ -104,13 +104,18 @@ pub async fn require_admin(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let headers = request.headers();
+    admin_check(request.headers(), &state.inner.config.admin_key)?;
+    Ok(next.run(request).await)
+}
+
+/// Checks the admin key in `headers` (`Authorization: Bearer` or `X-Api-Key`).
+pub(crate) fn admin_check(headers: &HeaderMap, key: &Secret) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .or_else(|| headers.get("x-api-key").map(|v| v.as_bytes()));
     match given {
-        Some(key) if state.inner.config.admin_key.matches(key) => Ok(next.run(request).await),
+        Some(given) if key.matches(given) => Ok(()),
         Some(_) => Err(ApiError::new(ErrorCode::Unauthorized, "wrong admin key")),
         None => Err(ApiError::new(
             ErrorCode::Unauthorized,

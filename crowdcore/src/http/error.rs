@@ -54,6 +54,14 @@ pub enum ErrorCode {
     BadTargets,
     /// The engine refused the input for another reason (409).
     Rejected,
+    /// No HIT template has this id (404; retainer routes).
+    UnknownTemplate,
+    /// No reservation has this id (404; retainer routes).
+    UnknownReservation,
+    /// A template or reservation with this id exists already (409; retainer routes).
+    Duplicate,
+    /// The reservation's state does not allow this (409; retainer routes).
+    NotAllowed,
     /// The engine has stopped (a store failure); nothing more can be done (503).
     EngineStopped,
     /// The engine failed the call (503).
@@ -71,11 +79,12 @@ impl ErrorCode {
             InvalidBody | BadTargets => StatusCode::UNPROCESSABLE_ENTITY,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            NotFound | UnknownAssignment | UnknownHit => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AlreadyLeft | WorkerMismatch | NotStarted | AlreadyStarted | JobStopped | Rejected => {
-                StatusCode::CONFLICT
+            NotFound | UnknownAssignment | UnknownHit | UnknownTemplate | UnknownReservation => {
+                StatusCode::NOT_FOUND
             }
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AlreadyLeft | WorkerMismatch | NotStarted | AlreadyStarted | JobStopped | Rejected
+            | Duplicate | NotAllowed => StatusCode::CONFLICT,
             EngineStopped | EngineFailed => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -101,6 +101,8 @@ struct Page {
     rank: u8,
     tx: watch::Sender<PageState>,
     submit_to: Option<String>,
+    /// When a heartbeat of this page last went to the engine.
+    forwarded_at: Option<Timestamp>,
 }
 
 /// A point of the status page's chart.
@@ -362,6 +364,33 @@ impl Hub {
         }
     }
 
+    /// Whether a heartbeat of `assignment` at `now` must go to the engine: the page is present
+    /// and none went in the last `gap_ms` (then `now` is noted as the last one sent). A page
+    /// the hub does not know as present always goes, so the engine answers for it.
+    pub(crate) fn forward_heartbeat(
+        &self,
+        assignment: &AssignmentId,
+        now: Timestamp,
+        gap_ms: u64,
+    ) -> bool {
+        let mut pages = lock(&self.pages);
+        let Some(page) = pages.get_mut(assignment) else {
+            return true;
+        };
+        let present = matches!(
+            page.tx.borrow().status,
+            PageStatus::Waiting | PageStatus::Active
+        );
+        let recent = page
+            .forwarded_at
+            .is_some_and(|t| now.millis_since(t) < gap_ms);
+        if present && recent {
+            return false;
+        }
+        page.forwarded_at = Some(now);
+        true
+    }
+
     /// A page's state, if it ever arrived.
     pub(crate) fn state(&self, assignment: &AssignmentId) -> Option<PageState> {
         lock(&self.pages)
@@ -400,6 +429,7 @@ fn new_page(worker: WorkerId, submit_to: Option<String>) -> Page {
         rank: 0,
         tx: watch::Sender::new(PageState::new(PageStatus::Arriving)),
         submit_to,
+        forwarded_at: None,
     }
 }
 

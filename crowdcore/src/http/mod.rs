@@ -41,7 +41,9 @@
 //! # Who may do what
 //!
 //! A page token is `HMAC-SHA256(secret, assignment id)`, issued by `POST /w/arrive` once the
-//! engine has accepted the arrival (it refuses an assignment that another worker holds). Every
+//! engine has accepted the arrival (it refuses an assignment that another worker holds) and,
+//! where the platform can be asked ([`WorkerSide::holds`]), the platform has confirmed that this
+//! worker holds that assignment of that HIT. Every
 //! later worker call is checked against it in constant time, so a page can only ever ping,
 //! submit, return or read for its own assignment. The assignment id itself is the bearer
 //! capability the platform hands the worker (MTurk puts it in the page URL); no page is ever
@@ -52,14 +54,18 @@
 //! # Adding routes
 //!
 //! [`router`] merges [`worker_routes`], [`admin_routes`] and [`page_routes`]; a host adds its own
-//! with `Router::merge`. Admin routes for another machine (the retainer's `/api/reservations…`)
-//! go behind [`require_admin`] the same way.
+//! with [`router_with`], admin ones behind [`require_admin`]. The retainer's routes
+//! (`/api/templates`, `/api/reservations…`, the worker page's `/r/…` calls with `gettask`
+//! polling) are in [`retainer`]: an interim adapter that drives a `Retainer` machine directly
+//! (not durably) until the engine drives it; pass [`retainer::retainer_routes`] to
+//! [`router_with`] to serve them.
 
 mod admin;
 mod auth;
 mod error;
 mod hub;
 mod pages;
+pub mod retainer;
 pub mod sse;
 mod worker;
 
@@ -89,6 +95,13 @@ pub struct HttpConfig {
     /// How often a worker page sends a heartbeat, in milliseconds. Keep it well under the
     /// machine's heartbeat timeout (a third of it, say).
     pub heartbeat_every_ms: u64,
+    /// Sends a page's heartbeat to the engine at most once in this many milliseconds; the
+    /// others are answered from the page's state without an input (0: every heartbeat is an
+    /// input). The engine logs every input, so on a durable store this caps the heartbeat
+    /// load: with `g` here and a heartbeat timeout `T`, a live page beating every `b` ms is seen
+    /// at least every `g + b` ms (keep that under `T`), and a page that stops is declared gone
+    /// between `T − g` and `T` after its last heartbeat.
+    pub heartbeat_forward_gap_ms: u64,
     /// The title on the landing page.
     pub title: String,
     /// What the landing page says about the work (also in preview mode).
@@ -106,13 +119,14 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    /// Defaults: heartbeat every 5 s, 16 KiB bodies, MTurk's and its sandbox's submit origins,
+    /// Defaults: heartbeat every 5 s (each one an engine input), 16 KiB bodies, MTurk's and its sandbox's submit origins,
     /// 200 recent events, a chart point every 5 s.
     pub fn new(page_secret: Secret, admin_key: Secret) -> Self {
         Self {
             page_secret,
             admin_key,
             heartbeat_every_ms: 5_000,
+            heartbeat_forward_gap_ms: 0,
             title: "Real-time task".to_owned(),
             description: "Keep this page open: you will be told the moment it is your turn."
                 .to_owned(),
@@ -200,8 +214,15 @@ impl HttpState {
 /// The whole front: worker routes, admin routes and pages, with a JSON 404/405 fallback and
 /// `X-Content-Type-Options: nosniff` on every response.
 pub fn router(state: HttpState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with more routes (the [`retainer`]'s, a host's own), which get the same body
+/// limit, fallbacks and headers.
+pub fn router_with(state: HttpState, extra: Router) -> Router {
     let limit = state.inner.config.max_body_bytes;
     Router::new()
+        .merge(extra)
         .merge(worker_routes(state.clone()))
         .merge(admin_routes(state.clone()))
         .merge(page_routes(state.clone()))

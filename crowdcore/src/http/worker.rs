@@ -32,6 +32,18 @@ const MAX_ID: usize = 256;
 /// the platform's submit form instead (see [`PlatformForm`]).
 #[async_trait]
 pub trait WorkerSide: Send + Sync {
+    /// Whether `worker` holds `assignment` of `hit` on the platform now. An arrival the
+    /// platform does not confirm is refused before it reaches the engine, so that nobody can
+    /// take a seat with a made-up assignment id. The default confirms everything (for
+    /// platforms that cannot be asked).
+    async fn holds(
+        &self,
+        _worker: &WorkerId,
+        _assignment: &AssignmentId,
+        _hit: &HitId,
+    ) -> Result<bool, String> {
+        Ok(true)
+    }
     /// The worker submitted `assignment` with `contributions` units of work.
     async fn submitted(&self, assignment: &AssignmentId, contributions: u32) -> Result<(), String>;
     /// The worker returned `assignment`.
@@ -40,6 +52,17 @@ pub trait WorkerSide: Send + Sync {
 
 #[async_trait]
 impl WorkerSide for LocalMarketplace {
+    async fn holds(
+        &self,
+        worker: &WorkerId,
+        assignment: &AssignmentId,
+        hit: &HitId,
+    ) -> Result<bool, String> {
+        Ok(self.holder(assignment).is_some_and(|(w, h, status)| {
+            &w == worker && &h == hit && status == crate::platform::AssignmentStatus::Accepted
+        }))
+    }
+
     async fn submitted(&self, assignment: &AssignmentId, contributions: u32) -> Result<(), String> {
         // The engine pays the base by approving, which the local market allows before the
         // worker's own submission arrives: then there is nothing left to submit.
@@ -188,7 +211,30 @@ async fn arrive(
     let submit_to = submit_origin(&state, body.turk_submit_to)?;
     let assignment = AssignmentId::new(body.assignment_id);
     let worker = WorkerId::new(body.worker_id);
+    let hit = HitId::new(body.hit_id);
     let hub = &state.inner.hub;
+    // A page that arrived before (a reload) is known; a new one must be the platform's.
+    let known = hub
+        .state(&assignment)
+        .is_some_and(|s| s.status != PageStatus::Arriving);
+    if !known && let Some(side) = &state.inner.worker_side {
+        match side.holds(&worker, &assignment, &hit).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(ApiError::new(
+                    ErrorCode::UnknownAssignment,
+                    "the platform does not know this worker to hold this assignment",
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(%assignment, error = %e, "cannot ask the platform about an arrival");
+                return Err(ApiError::new(
+                    ErrorCode::EngineFailed,
+                    "cannot confirm the assignment with the platform; try again",
+                ));
+            }
+        }
+    }
     if hub.register(&assignment, &worker, submit_to).is_err() {
         return Err(ApiError::new(
             ErrorCode::WorkerMismatch,
@@ -200,7 +246,7 @@ async fn arrive(
     let input = Input::Arrive {
         worker,
         assignment: assignment.clone(),
-        hit: HitId::new(body.hit_id),
+        hit,
     };
     match state.inner.engine.input(input).await {
         Ok(()) => {
@@ -252,14 +298,18 @@ async fn heartbeat(
     Body(body): Body<PageBody>,
 ) -> Result<axum::Json<PageState>, ApiError> {
     let assignment = authorize(&state, &body.assignment_id, &body.token)?;
-    state
-        .inner
-        .engine
-        .input(Input::Heartbeat {
-            assignment: assignment.clone(),
-        })
-        .await
-        .map_err(|e| refused(&state, &assignment, e))?;
+    let now = state.inner.clock.now();
+    let gap = state.inner.config.heartbeat_forward_gap_ms;
+    if state.inner.hub.forward_heartbeat(&assignment, now, gap) {
+        state
+            .inner
+            .engine
+            .input(Input::Heartbeat {
+                assignment: assignment.clone(),
+            })
+            .await
+            .map_err(|e| refused(&state, &assignment, e))?;
+    }
     Ok(axum::Json(current(&state, &assignment)?))
 }
 

@@ -83,6 +83,20 @@ impl TestServer {
     }
 
     pub async fn start_with(pavilion: PavilionConfig, tune: impl FnOnce(&mut HttpConfig)) -> Self {
+        Self::start_full(pavilion, tune, false).await
+    }
+
+    /// With the interim retainer routes too (a `Retainer` with the default configuration on
+    /// the same marketplace).
+    pub async fn start_retainer() -> Self {
+        Self::start_full(small(), |_| {}, true).await
+    }
+
+    pub async fn start_full(
+        pavilion: PavilionConfig,
+        tune: impl FnOnce(&mut HttpConfig),
+        retainer: bool,
+    ) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(10_000_000));
         let mut config = EngineConfig::new(spec(), pavilion);
@@ -101,11 +115,29 @@ impl TestServer {
         let mut http = HttpConfig::new(secret.clone(), Secret::new(ADMIN_KEY.as_bytes()).unwrap());
         http.heartbeat_every_ms = 1_000;
         tune(&mut http);
+        let clock2 = clock.clone();
         let state =
             HttpState::with_parts(engine.clone(), http, clock, Some(Arc::new(market.clone())));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = crowdcore::http::router(state);
+        let extra = if retainer {
+            let machine = crowdcore::retainer::Retainer::new(
+                crowdcore::model::SessionId::new("retainer"),
+                crowdcore::retainer::RetainerConfig::default(),
+            )
+            .unwrap();
+            let front = crowdcore::http::retainer::RetainerFront::new(
+                machine,
+                Arc::new(market.clone()),
+                clock2,
+                state.config(),
+                Some(Arc::new(market.clone())),
+            );
+            crowdcore::http::retainer::retainer_routes(front)
+        } else {
+            axum::Router::new()
+        };
+        let app = crowdcore::http::router_with(state, extra);
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });

@@ -286,6 +286,31 @@
     } catch (_) { /* next round */ }
   }
 
+  // Reservations and their routing, when the host serves the retainer's routes.
+  async function reservations() {
+    if (!key || $("cockpit").hidden) return;
+    try {
+      const r = await fetch("api/reservations", { headers: { authorization: "Bearer " + key } });
+      if (!r.ok) { $("reservations").hidden = true; return; }
+      const list = await r.json();
+      $("reservations").hidden = list.length === 0;
+      const tb = $("reservation-rows");
+      tb.replaceChildren();
+      for (const { reservation: v } of list) {
+        const tr = document.createElement("tr");
+        tr.appendChild(el("td", v.reservation, "mono"));
+        tr.appendChild(el("td", v.template, "mono muted"));
+        tr.appendChild(el("td", v.foreign_id, "mono"));
+        tr.appendChild(el("td", v.state, "state " + v.state));
+        tr.appendChild(el("td", String(v.needed)));
+        tr.appendChild(el("td", String(v.working)));
+        tr.appendChild(el("td", String(v.submitted)));
+        tr.appendChild(el("td", new Date(v.start_at_ms).toLocaleString()));
+        tb.appendChild(tr);
+      }
+    } catch (_) { /* next round */ }
+  }
+
   document.querySelectorAll("button[data-cmd]").forEach((b) => {
     b.addEventListener("click", () => {
       if (b.dataset.confirm && !window.confirm(b.dataset.confirm)) return;
@@ -318,6 +343,7 @@
   });
   setInterval(() => { renderQueues(); renderChart(); }, 1000);
   setInterval(board, 5000);
+  setInterval(reservations, 3000);
   key = takeKey();
-  if (key) { connect(); setTimeout(board, 500); } else showLogin();
+  if (key) { connect(); setTimeout(board, 500); setTimeout(reservations, 700); } else showLogin();
 })();
