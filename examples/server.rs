@@ -28,9 +28,9 @@
 //! starts a new session unless `--session` names one to resume (which needs a platform that
 //! outlives the process — the in-process local marketplace does not).
 //! `--platform local` is the only platform so far (MTurk and Toloka arrive with their crates).
-//! `--retainer` also serves the retainer's routes (reservations, `gettask` polling) over an
-//! interim, in-memory retainer on the same marketplace; the status page then lists the
-//! reservations.
+//! `--retainer` also serves the retainer's routes (reservations, `gettask` polling) over a
+//! second engine driving the retainer (its own session, `<session>-retainer`, on the same store
+//! and marketplace); the status page then lists the reservations.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,14 +40,14 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use crowdcore::clock::{Clock, SystemClock};
-use crowdcore::engine::{EngineBuilder, EngineConfig, EngineHandle};
+use crowdcore::engine::{EngineBuilder, EngineConfig, EngineHandle, RetainerEngineConfig};
 use crowdcore::http::retainer::{RetainerFront, retainer_routes};
 use crowdcore::http::sse::SseReader;
 use crowdcore::http::{HttpConfig, HttpState, Secret};
 use crowdcore::local::LocalMarketplace;
 use crowdcore::model::{HitSpec, Money, SessionId, WorkerId};
 use crowdcore::pavilion::{Input, PavilionConfig};
-use crowdcore::retainer::{Retainer, RetainerConfig};
+use crowdcore::retainer::RetainerConfig;
 use crowdcore::store::{MemoryStore, Store};
 use crowdcore_sqlite::{SqliteOptions, SqliteStore};
 use futures_util::StreamExt;
@@ -85,7 +85,7 @@ struct Args {
     #[arg(long)]
     demo: bool,
     /// Also serve the retainer's routes (`/api/templates`, `/api/reservations…`, `/r/…`),
-    /// over an interim in-memory retainer on the same marketplace (not durable).
+    /// over an engine driving the retainer on the same store and marketplace.
     #[arg(long)]
     retainer: bool,
     /// Demo: mean time between simulated arrivals, in milliseconds.
@@ -232,6 +232,7 @@ async fn run(args: Args) -> Result<(), String> {
     eprintln!("session:      {session}");
     let mut config = EngineConfig::new(spec.clone(), pavilion);
     config.observe_every_ms = 2_000;
+    let retainer_store = store.clone();
     let engine = EngineBuilder::new(Arc::new(market.clone()), store, config)
         .clock(clock.clone())
         .session(session.clone())
@@ -245,18 +246,17 @@ async fn run(args: Args) -> Result<(), String> {
     http.description = spec.description.clone();
     http.heartbeat_every_ms = (args.heartbeat_timeout_ms / 3).max(500);
     let extra = if args.retainer {
-        let machine = Retainer::new(
-            SessionId::new(format!("{session}-retainer")),
-            RetainerConfig::default(),
-        )
-        .map_err(|e| e.to_string())?;
-        let front = RetainerFront::new(
-            machine,
-            Arc::new(market.clone()),
-            clock.clone(),
-            &http,
-            Some(Arc::new(market.clone())),
-        );
+        // The retainer runs as its own session on the same store and marketplace.
+        let mut config = RetainerEngineConfig::new(RetainerConfig::default());
+        config.observe_every_ms = 2_000;
+        let retainer = EngineBuilder::new(Arc::new(market.clone()), retainer_store, config)
+            .clock(clock.clone())
+            .session(SessionId::new(format!("{session}-retainer")))
+            .start()
+            .await
+            .map_err(|e| e.to_string())?
+            .spawn();
+        let front = RetainerFront::new(retainer, &http, Some(Arc::new(market.clone())));
         retainer_routes(front)
     } else {
         axum::Router::new()

@@ -616,6 +616,40 @@ impl<M: Machine> Engine<M> {
         self.settle(result)
     }
 
+    /// Records `inputs` in one log write, feeds them to the machine in order, and carries out
+    /// what they produced. Each input's own refusal is in the returned list (a refused input
+    /// changes nothing; the others go on); a store failure fails them all.
+    pub async fn input_batch(
+        &mut self,
+        inputs: Vec<M::Input>,
+    ) -> Result<Vec<Result<(), M::Rejected>>, EngineError<M::Rejected>> {
+        self.live()?;
+        let result = self.input_batch_inner(inputs).await;
+        self.settle(result)
+    }
+
+    async fn input_batch_inner(
+        &mut self,
+        inputs: Vec<M::Input>,
+    ) -> Result<Vec<Result<(), M::Rejected>>, EngineError<M::Rejected>> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now().max(self.machine.now());
+        let records: Vec<NewInput> = inputs.iter().map(|i| new_input(now, i)).collect();
+        self.seq = self.store.append(&self.session, &records, None).await?;
+        let mut results = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            match self.apply(now, input, false).await {
+                Ok(()) => results.push(Ok(())),
+                Err(EngineError::Rejected(r)) => results.push(Err(r)),
+                Err(e) => return Err(e),
+            }
+        }
+        self.drive().await?;
+        Ok(results)
+    }
+
     async fn input_at(
         &mut self,
         now: Timestamp,
@@ -870,6 +904,8 @@ impl<M: Machine> Engine<M> {
         let events = self.events_tx.clone();
         let session = self.session.clone();
         let task = tokio::spawn(async move {
+            // A call taken from the channel while gathering a batch of inputs, served next.
+            let mut held: Option<Command<M>> = None;
             loop {
                 let now = self.clock.now();
                 // Whatever is due runs first, so a steady stream of calls cannot starve
@@ -881,29 +917,58 @@ impl<M: Machine> Engine<M> {
                     .next_wakeup()
                     .map_or(1_000, |t| t.millis_since(now))
                     .clamp(1, 1_000);
-                tokio::select! {
-                    command = rx.recv() => match command {
-                        None => return Ok(()),
-                        Some(Command::Input(input, reply)) => {
-                            let result = self.input(input).await;
-                            let fatal = matches!(result, Err(EngineError::Store(_)));
-                            let _ = reply.send(result.map_err(|e| e.to_string()));
-                            if fatal {
-                                // Logged by the engine; the handle reports the task finished.
-                                return Err(EngineError::Stopped);
+                let command = match held.take() {
+                    Some(command) => Some(command),
+                    None => tokio::select! {
+                        command = rx.recv() => match command {
+                            None => return Ok(()),
+                            some => some,
+                        },
+                        () = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => None,
+                    },
+                };
+                match command {
+                    None => self.advance().await?,
+                    Some(Command::Input(input, reply)) => {
+                        // Every input already waiting joins one batch: one log write (one
+                        // fsync on a durable store) for all of them, however many pages call.
+                        let mut batch = vec![(input, reply)];
+                        while batch.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(Command::Input(input, reply)) => batch.push((input, reply)),
+                                Ok(other) => {
+                                    held = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
                             }
                         }
-                        Some(Command::Snapshot(reply)) => {
-                            let _ = reply.send(self.snapshot());
+                        let (inputs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                        match self.input_batch(inputs).await {
+                            Ok(results) => {
+                                for (reply, result) in replies.into_iter().zip(results) {
+                                    let _ = reply.send(result.map_err(HandleError::Rejected));
+                                }
+                            }
+                            Err(e) => {
+                                let fatal = matches!(e, EngineError::Store(_));
+                                for reply in replies {
+                                    let _ = reply.send(Err(HandleError::Failed(e.to_string())));
+                                }
+                                if fatal {
+                                    // Logged by the engine; the handle reports the task finished.
+                                    return Err(EngineError::Stopped);
+                                }
+                            }
                         }
-                        Some(Command::Ledger(reply)) => {
-                            let _ = reply.send(self.ledger().await.map_err(|e| e.to_string()));
-                        }
-                        Some(Command::Read(read)) => read(&self.machine),
-                    },
-                    () = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => {
-                        self.advance().await?;
                     }
+                    Some(Command::Snapshot(reply)) => {
+                        let _ = reply.send(self.snapshot());
+                    }
+                    Some(Command::Ledger(reply)) => {
+                        let _ = reply.send(self.ledger().await.map_err(|e| e.to_string()));
+                    }
+                    Some(Command::Read(read)) => read(&self.machine),
                 }
                 self.events.clear(); // subscribers get events through the channel
             }
@@ -919,8 +984,13 @@ impl<M: Machine> Engine<M> {
 
 type Reader<M> = Box<dyn FnOnce(&M) + Send>;
 
+/// The most inputs a spawned engine logs in one write.
+const MAX_BATCH: usize = 512;
+
+type Reply<R> = oneshot::Sender<Result<(), HandleError<R>>>;
+
 enum Command<M: Machine> {
-    Input(M::Input, oneshot::Sender<Result<(), String>>),
+    Input(M::Input, Reply<M::Rejected>),
     Snapshot(oneshot::Sender<M::Snapshot>),
     Ledger(oneshot::Sender<Result<Vec<LedgerEntry>, String>>),
     Read(Reader<M>),
@@ -953,10 +1023,13 @@ impl<M: Machine> std::fmt::Debug for EngineHandle<M> {
     }
 }
 
-/// Why a call through an [`EngineHandle`] failed.
+/// Why a call through an [`EngineHandle`] failed. `R` is the machine's rejection type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HandleError {
-    /// The engine refused or failed the call.
+pub enum HandleError<R = Rejected> {
+    /// The machine refused the input; its state is unchanged.
+    #[error("rejected: {0}")]
+    Rejected(R),
+    /// The engine failed the call (a store failure, after which it stops).
     #[error("{0}")]
     Failed(String),
     /// The engine task has stopped.
@@ -972,19 +1045,17 @@ impl<M: Machine> EngineHandle<M> {
 
     /// Sends an input (admin or worker-facing) and waits until it is recorded and its effects
     /// are carried out (or queued for retry).
-    pub async fn input(&self, input: M::Input) -> Result<(), HandleError> {
+    pub async fn input(&self, input: M::Input) -> Result<(), HandleError<M::Rejected>> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Input(input, reply))
             .await
             .map_err(|_| HandleError::Stopped)?;
-        rx.await
-            .map_err(|_| HandleError::Stopped)?
-            .map_err(HandleError::Failed)
+        rx.await.map_err(|_| HandleError::Stopped)?
     }
 
     /// The machine's state.
-    pub async fn snapshot(&self) -> Result<M::Snapshot, HandleError> {
+    pub async fn snapshot(&self) -> Result<M::Snapshot, HandleError<M::Rejected>> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Snapshot(reply))
@@ -994,7 +1065,7 @@ impl<M: Machine> EngineHandle<M> {
     }
 
     /// The payments ledger.
-    pub async fn ledger(&self) -> Result<Vec<LedgerEntry>, HandleError> {
+    pub async fn ledger(&self) -> Result<Vec<LedgerEntry>, HandleError<M::Rejected>> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Ledger(reply))
@@ -1007,7 +1078,7 @@ impl<M: Machine> EngineHandle<M> {
 
     /// Reads the machine through `read` (a getter such as the retainer's `task_for`), in the
     /// engine's task, between two inputs.
-    pub async fn read<T, F>(&self, read: F) -> Result<T, HandleError>
+    pub async fn read<T, F>(&self, read: F) -> Result<T, HandleError<M::Rejected>>
     where
         T: Send + 'static,
         F: FnOnce(&M) -> T + Send + 'static,

@@ -128,7 +128,10 @@ impl From<HandleError> for ApiError {
     fn from(e: HandleError) -> Self {
         match e {
             HandleError::Stopped => ApiError::new(ErrorCode::EngineStopped, e.to_string()),
-            HandleError::Failed(message) => ApiError::new(engine_error_code(&message), message),
+            HandleError::Rejected(_) | HandleError::Failed(_) => {
+                let message = e.to_string();
+                ApiError::new(engine_error_code(&message), message)
+            }
         }
     }
 }
@@ -266,7 +269,7 @@ mod tests {
     use crate::pavilion::{ConfigError, Rejected};
 
     fn code(r: Rejected) -> ErrorCode {
-        let e = HandleError::Failed(EngineError::Rejected(r).to_string());
+        let e = HandleError::Rejected(r);
         ApiError::from(e).code
     }
 

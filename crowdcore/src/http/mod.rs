@@ -56,8 +56,8 @@
 //! [`router`] merges [`worker_routes`], [`admin_routes`] and [`page_routes`]; a host adds its own
 //! with [`router_with`], admin ones behind [`require_admin`]. The retainer's routes
 //! (`/api/templates`, `/api/reservations…`, the worker page's `/r/…` calls with `gettask`
-//! polling) are in [`retainer`]: an interim adapter that drives a `Retainer` machine directly
-//! (not durably) until the engine drives it; pass [`retainer::retainer_routes`] to
+//! polling) are in [`retainer`], over an engine driving the retainer (`EngineHandle<Retainer>`);
+//! pass [`retainer::retainer_routes`] to
 //! [`router_with`] to serve them.
 
 mod admin;

@@ -1,14 +1,8 @@
-//! **Interim** retainer routes: the reservation API under `/api/` and the retainer worker page's
-//! calls under `/r/` (arrive, ping, `gettask` polling, submit, return), driving a
-//! [`Retainer`] machine directly behind a tokio `Mutex`.
-//!
-//! This adapter is deliberately small and **not durable**: inputs are not logged, effects are
-//! carried out at once without an outbox (a hire's result is fed back as
-//! [`Input::HirePosted`] / [`Input::HireFailed`]; pay goes out as approve / bonus; HITs are
-//! expired), platform-side returns and abandonments are not observed (pages report their own),
-//! and nothing is retried. It exists so that the retainer's routes, their auth and their errors
-//! are settled and tested now; when the engine drives the retainer (`EngineHandle<Retainer>`),
-//! [`RetainerFront`]'s insides become calls on that handle and the routes stay as they are.
+//! The retainer's routes: the reservation API under `/api/` and the retainer worker page's
+//! calls under `/r/` (arrive, ping, `gettask` polling, submit, return), over an engine driving
+//! the [`Retainer`] ([`EngineHandle<Retainer>`]): every call is logged before the machine sees
+//! it, pool hires, pay and expiries go through the outbox with idempotency keys, platform-side
+//! departures are observed, and a restart resumes the reservations where they were.
 //!
 //! | route | what |
 //! | --- | --- |
@@ -25,9 +19,7 @@
 //! | `POST /r/submit` | `{assignment_id, token, contributions?}` |
 //! | `POST /r/return` | `{assignment_id, token}` |
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
 use axum::middleware::{self, Next};
@@ -35,157 +27,76 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
 use super::auth::{Secret, admin_check, check_token, page_token};
 use super::error::{ApiError, Body, ErrorCode, NoBody, engine_error_code};
 use super::{HttpConfig, WorkerSide};
-use crate::clock::Clock;
+use crate::engine::{EngineHandle, HandleError};
 use crate::model::{AssignmentId, HitId, HitSpec, ReservationId, TemplateId, Timestamp, WorkerId};
-use crate::pavilion::{EffectKind as PoolEffect, PayKind};
-use crate::platform::{IdempotencyKey, Platform};
 use crate::retainer::{
-    Effect, EffectKind, Input, Listing, PingKind, PoolTarget, Rejected, ReservationView, Retainer,
-    RoutedTask,
+    Input, Listing, PingKind, PoolTarget, Rejected, ReservationView, Retainer, RoutedTask,
 };
 
-/// The retainer machine behind the interim routes (see the [module docs](self)).
+/// The retainer engine behind the routes (see the [module docs](self)).
 pub struct RetainerFront {
-    machine: Mutex<Retainer>,
-    platform: Arc<dyn Platform>,
-    clock: Arc<dyn Clock>,
+    engine: EngineHandle<Retainer>,
     page_secret: Secret,
     admin_key: Secret,
     worker_side: Option<Arc<dyn WorkerSide>>,
-    recent: std::sync::Mutex<VecDeque<Effect>>,
 }
 
 impl std::fmt::Debug for RetainerFront {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RetainerFront").finish_non_exhaustive()
+        f.debug_struct("RetainerFront")
+            .field("session", self.engine.session())
+            .finish_non_exhaustive()
     }
 }
 
-const RECENT: usize = 200;
-
 impl RetainerFront {
-    /// Drives `machine` against `platform` on `clock`, with the keys of `config`; arrivals
-    /// are confirmed with `worker_side` when given (see [`WorkerSide::holds`]). Starts a task
-    /// that runs the machine's deadlines (auto-invocations, heartbeat timeouts, refreshes); it
-    /// ends when the front is dropped. Call inside a tokio runtime.
+    /// The routes' state over a running retainer engine ([`Engine::spawn`]), with the keys of
+    /// `config`; arrivals are confirmed with `worker_side` when given (see
+    /// [`WorkerSide::holds`]). The engine runs the machine's deadlines (auto-invocations,
+    /// heartbeat timeouts, refreshes) itself.
+    ///
+    /// [`Engine::spawn`]: crate::engine::Engine::spawn
     pub fn new(
-        machine: Retainer,
-        platform: Arc<dyn Platform>,
-        clock: Arc<dyn Clock>,
+        engine: EngineHandle<Retainer>,
         config: &HttpConfig,
         worker_side: Option<Arc<dyn WorkerSide>>,
     ) -> Arc<Self> {
-        let front = Arc::new(Self {
-            machine: Mutex::new(machine),
-            platform,
-            clock,
+        Arc::new(Self {
+            engine,
             page_secret: config.page_secret.clone(),
             admin_key: config.admin_key.clone(),
             worker_side,
-            recent: std::sync::Mutex::new(VecDeque::new()),
-        });
-        let weak = Arc::downgrade(&front);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                let Some(front) = weak.upgrade() else { return };
-                front.timeouts().await;
-            }
-        });
-        front
+        })
     }
 
-    /// Runs whatever deadline is due.
-    async fn timeouts(&self) {
-        let mut m = self.machine.lock().await;
-        let now = self.clock.now().max(m.now());
-        if m.poll_timeout().is_some_and(|t| t <= now) {
-            m.handle_timeout(now);
-            self.carry_out(&mut m).await;
-        }
+    /// The engine.
+    pub fn engine(&self) -> &EngineHandle<Retainer> {
+        &self.engine
     }
 
-    /// Feeds `input` to the machine and carries out what it produced.
+    /// Logs `input`, feeds it to the machine and carries out what it produced.
     async fn input(&self, input: Input) -> Result<(), ApiError> {
-        let mut m = self.machine.lock().await;
-        let now = self.clock.now().max(m.now());
-        m.handle(now, input).map_err(rejection)?;
-        self.carry_out(&mut m).await;
-        Ok(())
+        self.engine.input(input).await.map_err(handle_error)
     }
 
-    /// Drains the machine's effects, feeding hire results back, until none is left.
-    async fn carry_out(&self, m: &mut Retainer) {
-        while let Some(effect) = m.poll_effect() {
-            let key = IdempotencyKey::for_effect(&effect.id);
-            let p = &self.platform;
-            if let EffectKind::Pool {
-                template,
-                effect: kind,
-            } = &effect.kind
-            {
-                match kind {
-                    PoolEffect::Hire { count } => {
-                        let answer = match m.template(template).cloned() {
-                            Some(spec) => match p.post(&spec, *count, &key).await {
-                                Ok(hit) => Input::HirePosted {
-                                    hire: effect.id.clone(),
-                                    hit,
-                                    slots: *count,
-                                },
-                                Err(e) => Input::HireFailed {
-                                    hire: effect.id.clone(),
-                                    reason: e.to_string(),
-                                },
-                            },
-                            None => Input::HireFailed {
-                                hire: effect.id.clone(),
-                                reason: "unknown template".into(),
-                            },
-                        };
-                        let now = self.clock.now().max(m.now());
-                        if let Err(e) = m.handle(now, answer) {
-                            tracing::warn!(error = %e, "the retainer refused a hire result");
-                        }
-                    }
-                    PoolEffect::Pay {
-                        worker,
-                        assignment,
-                        kind,
-                        amount,
-                    } => {
-                        let result = if *kind == PayKind::Base {
-                            p.approve(assignment, &key).await
-                        } else {
-                            let reason = crate::engine::pay_kind_name(*kind);
-                            p.bonus(worker, Some(assignment), *amount, reason, &key)
-                                .await
-                        };
-                        if let Err(e) = result {
-                            tracing::warn!(%assignment, error = %e, "payment failed");
-                        }
-                    }
-                    PoolEffect::ExpireHits { hits } => {
-                        for hit in hits {
-                            if let Err(e) = p.expire(hit).await {
-                                tracing::warn!(%hit, error = %e, "cannot expire HIT");
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            recent.push_back(effect);
-            while recent.len() > RECENT {
-                recent.pop_front();
-            }
-        }
+    /// Reads the machine between two inputs.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Retainer) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.engine.read(read).await.map_err(handle_error)
+    }
+}
+
+fn handle_error(e: HandleError<Rejected>) -> ApiError {
+    match e {
+        HandleError::Rejected(r) => rejection(r),
+        HandleError::Stopped => ApiError::new(ErrorCode::EngineStopped, e.to_string()),
+        HandleError::Failed(message) => ApiError::new(ErrorCode::EngineFailed, message),
     }
 }
 
@@ -207,7 +118,7 @@ fn rejection(r: Rejected) -> ApiError {
     ApiError::new(code, r.to_string())
 }
 
-/// The interim retainer routes over `front` (see the [module docs](self)). Merge them into
+/// The retainer routes over `front` (see the [module docs](self)). Merge them into
 /// [`router`](super::router)'s router; admin routes check the admin key, worker routes the page
 /// token, as the Pavilion's do.
 pub fn retainer_routes(front: Arc<RetainerFront>) -> Router {
@@ -334,19 +245,18 @@ async fn make(
     Ok(Json(DONE))
 }
 
-async fn list(State(front): State<Arc<RetainerFront>>) -> Json<Vec<Listing>> {
-    Json(front.machine.lock().await.list())
+async fn list(State(front): State<Arc<RetainerFront>>) -> Result<Json<Vec<Listing>>, ApiError> {
+    Ok(Json(front.read(|m| m.list()).await?))
 }
 
 async fn one(
     State(front): State<Arc<RetainerFront>>,
     Path(id): Path<String>,
 ) -> Result<Json<ReservationView>, ApiError> {
+    let reservation = ReservationId::new(id);
     front
-        .machine
-        .lock()
-        .await
-        .reservation(&ReservationId::new(id))
+        .read(move |m| m.reservation(&reservation))
+        .await?
         .map(Json)
         .ok_or_else(|| ApiError::new(ErrorCode::UnknownReservation, "no such reservation"))
 }
@@ -497,17 +407,16 @@ async fn gettask(
 ) -> Result<Json<Task>, ApiError> {
     only(&b, false, false)?;
     let assignment = page(&front, &b)?;
-    let mut m = front.machine.lock().await;
-    let now = front.clock.now().max(m.now());
-    m.handle(
-        now,
-        Input::Poll {
+    front
+        .input(Input::Poll {
             assignment: assignment.clone(),
-        },
-    )
-    .map_err(rejection)?;
-    front.carry_out(&mut m).await;
-    let task = m.task_for(&assignment).map_err(rejection)?;
+        })
+        .await?;
+    // Routes are sticky: what the machine answers now stays true after later inputs.
+    let task = front
+        .read(move |m| m.task_for(&assignment))
+        .await?
+        .map_err(rejection)?;
     Ok(Json(Task { task }))
 }
 

@@ -121,15 +121,22 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let extra = if retainer {
-            let machine = crowdcore::retainer::Retainer::new(
-                crowdcore::model::SessionId::new("retainer"),
+            let config = crowdcore::engine::RetainerEngineConfig::new(
                 crowdcore::retainer::RetainerConfig::default(),
-            )
-            .unwrap();
-            let front = crowdcore::http::retainer::RetainerFront::new(
-                machine,
+            );
+            let engine = EngineBuilder::new(
                 Arc::new(market.clone()),
-                clock2,
+                Arc::new(MemoryStore::new()),
+                config,
+            )
+            .clock(clock2)
+            .session(crowdcore::model::SessionId::new("retainer"))
+            .start()
+            .await
+            .expect("the retainer engine starts")
+            .spawn();
+            let front = crowdcore::http::retainer::RetainerFront::new(
+                engine,
                 state.config(),
                 Some(Arc::new(market.clone())),
             );
