@@ -228,6 +228,9 @@ pub struct World {
     /// The most events one message carries.
     pub batch_size: usize,
     next_id: u64,
+    /// Message ids and receipt serials (apart from HIT and assignment ids, so that a session
+    /// with notifications gets the same ids as one without).
+    next_message: u64,
 }
 
 /// The fake, running on a local port.
@@ -609,8 +612,8 @@ impl World {
     fn flush_events(&mut self, now: u64) {
         let events = std::mem::take(&mut self.pending_events);
         for chunk in events.chunks(self.batch_size.max(1)) {
-            self.next_id += 1;
-            let id = format!("M{:05}", self.next_id);
+            self.next_message += 1;
+            let id = format!("M{:05}", self.next_message);
             let body = json!({
                 "EventDocId": format!("doc-{id}"),
                 "SourceAccount": "123456789012",
@@ -665,8 +668,8 @@ impl World {
                     .get("VisibilityTimeout")
                     .and_then(Value::as_u64)
                     .unwrap_or(DEFAULT_VISIBILITY_S);
-                self.next_id += 1;
-                let serial = self.next_id;
+                self.next_message += 1;
+                let serial = self.next_message;
                 let mut out = Vec::new();
                 for m in self
                     .queue
