@@ -145,7 +145,8 @@ pub struct NotificationSettings {
     /// `Destination` of `UpdateNotificationSettings` and the `QueueUrl` read from. The queue's
     /// policy must let `mturk-requester.amazonaws.com` send to it.
     pub queue_url: String,
-    /// The region the queue lives in; `None`: the MTurk region.
+    /// The region the queue lives in; `None`: the one in `queue_url`
+    /// (`sqs.<region>.amazonaws.com`), else the MTurk region.
     #[serde(default)]
     pub region: Option<String>,
     /// Another SQS endpoint (a local fake); `None`: the region's.

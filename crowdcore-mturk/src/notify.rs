@@ -7,6 +7,12 @@
 //! failed) is delivered again after its visibility timeout, which is harmless because the
 //! engine refuses a departure it has already seen.
 //!
+//! Limits of MTurk's format, not hidden here: an event names no worker (the updates' `worker`
+//! is empty; the engine keys departures by assignment), SQS standard queues do not keep order,
+//! and MTurk may give a returned or abandoned assignment's id to the next worker, so a late
+//! `AssignmentReturned` could name a slot someone holds again. The landing page's own reports
+//! and heartbeats remain the first source for the engine; pushed events confirm them.
+//!
 //! The driving loop, as [`NotificationReader::run`] does it:
 //!
 //! ```no_run
@@ -234,6 +240,13 @@ impl std::fmt::Debug for NotificationReader {
     }
 }
 
+/// The region in a queue URL (`https://sqs.<region>.amazonaws.com/…`).
+fn queue_region(url: &str) -> Option<String> {
+    let host = url.split("://").nth(1)?.split('/').next()?;
+    let region = host.strip_prefix("sqs.")?.split('.').next()?;
+    (!region.is_empty() && host.contains(".amazonaws.com")).then(|| region.to_owned())
+}
+
 fn no_queue() -> PlatformError {
     PlatformError::new(
         PlatformErrorKind::BadRequest,
@@ -265,6 +278,7 @@ impl NotificationReader {
         let region = settings
             .region
             .clone()
+            .or_else(|| queue_region(&settings.queue_url))
             .unwrap_or_else(|| config.region.clone());
         let endpoint = match &settings.endpoint_url {
             Some(url) => url.clone(),
@@ -540,6 +554,16 @@ mod tests {
             parse_message(&no_assignment),
             Err(NotificationError::MissingId("AssignmentSubmitted".into()))
         );
+    }
+
+    #[test]
+    fn the_region_of_a_queue_url() {
+        assert_eq!(
+            queue_region("https://sqs.eu-west-1.amazonaws.com/123456789012/q").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(queue_region("http://127.0.0.1:4566/123456789012/q"), None);
+        assert_eq!(queue_region("not a url"), None);
     }
 
     #[test]

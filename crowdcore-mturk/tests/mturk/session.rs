@@ -86,6 +86,9 @@ struct Host {
     reader: Option<Arc<NotificationReader>>,
     /// Events handed to the engine from the queue.
     pushed_events: usize,
+    /// The store's write counter, and the numbers of the writes that recorded pushed updates.
+    counter: Option<Arc<FailingStore>>,
+    push_writes: Vec<u64>,
 }
 
 impl Host {
@@ -106,6 +109,8 @@ impl Host {
             restarts: 0,
             reader: None,
             pushed_events: 0,
+            counter: None,
+            push_writes: Vec::new(),
         };
         host.ensure().await;
         host.restarts = 0;
@@ -176,8 +181,13 @@ impl Host {
             self.ensure().await;
             let engine = self.engine.as_mut().expect("ensured above");
             let mut store_failed = false;
+            let counter = self.counter.clone();
+            let push_writes = &mut self.push_writes;
             let result = reader
                 .pump(&mut async |u: &[AssignmentUpdate]| {
+                    if let (Some(c), false) = (&counter, u.is_empty()) {
+                        push_writes.push(c.writes() + 1);
+                    }
                     let pushed = engine.push_updates(u).await;
                     store_failed |= matches!(pushed, Err(EngineError::Store(_)));
                     pushed
@@ -634,6 +644,16 @@ async fn a_pavilion_session_ends_the_same_with_faults_as_without() {
 
 /// The session fed by push notifications (no polling), with SQS faults drawn from `sqs_seed`.
 async fn run_push(sqs_seed: Option<u64>) -> (Outcome, FakeMturk, usize) {
+    let (outcome, fake, events, _) = run_push_crashing(sqs_seed, None).await;
+    (outcome, fake, events)
+}
+
+/// [`run_push`] with the process dying at store write `crash_at`; also returns the numbers of
+/// the store writes that recorded pushed updates (with a failing store).
+async fn run_push_crashing(
+    sqs_seed: Option<u64>,
+    crash_at: Option<(u64, FailMode)>,
+) -> (Outcome, FakeMturk, usize, Vec<u64>) {
     let clock = VirtualClock::new(T0);
     let fake = FakeMturk::start(Arc::new(clock.clone()), 1_000_000).await;
     if let Some(seed) = sqs_seed {
@@ -642,9 +662,16 @@ async fn run_push(sqs_seed: Option<u64>) -> (Outcome, FakeMturk, usize) {
     let mut mturk = push_config(fault_config(&fake), &fake);
     mturk.scope = Some(SESSION.into());
     let reader = Arc::new(reader_with(&mturk).await);
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let failing =
+        crash_at.map(|(n, mode)| Arc::new(FailingStore::new(memory.clone(), Some(n), mode)));
+    let store: Arc<dyn Store> = match &failing {
+        Some(f) => f.clone(),
+        None => memory,
+    };
     let mut host = Host::new(fake.clone(), mturk, store, clock.clone()).await;
     host.reader = Some(reader);
+    host.counter = failing.clone();
     run_workload(&mut host, &fake).await;
     // What is still hidden (a failed delete, a failed hand-over) comes after its timeout.
     for _ in 0..100 {
@@ -657,7 +684,7 @@ async fn run_push(sqs_seed: Option<u64>) -> (Outcome, FakeMturk, usize) {
     assert_eq!(fake.undelivered(), (0, 0), "the queue drained");
     check_done_once(&mut host, &fake).await;
     let outcome = outcome(&mut host, &fake).await;
-    (outcome, fake, host.pushed_events)
+    (outcome, fake, host.pushed_events, host.push_writes)
 }
 
 #[tokio::test]
@@ -680,6 +707,35 @@ async fn a_pavilion_session_fed_by_push_notifications_ends_as_the_polled_one() {
             assert!(counts.throttled + counts.server_errors > 0, "{counts:?}");
         } else {
             assert_eq!(events, emitted);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_crash_while_pushing_changes_nothing() {
+    let (baseline, _, _) = run(None, None).await;
+    // Which store writes record pushed updates, in a run that never fails.
+    let (clean, _, _, push_writes) =
+        run_push_crashing(None, Some((u64::MAX, FailMode::Before))).await;
+    assert_eq!(clean, baseline);
+    assert!(push_writes.len() > 10, "{push_writes:?}");
+    // The process dies at some of them (before and after the write): the message stays on the
+    // queue, comes again after its visibility timeout, and the session ends the same.
+    let step = push_writes.len() / 4;
+    for &n in push_writes.iter().step_by(step) {
+        for mode in [FailMode::Before, FailMode::After] {
+            let (crashed, fake, _, _) = run_push_crashing(None, Some((n, mode))).await;
+            assert_eq!(crashed, baseline, "crash at write {n} ({mode:?})");
+            let again = fake
+                .world()
+                .queue
+                .iter()
+                .filter(|m| m.receipts.len() > 1)
+                .count();
+            assert!(
+                again > 0,
+                "crash at write {n} ({mode:?}): nothing came again"
+            );
         }
     }
 }
