@@ -55,7 +55,7 @@ pub use config::{
 };
 pub use notify::{
     Delivery, Notification, NotificationError, NotificationEvent, NotificationReader, PumpStats,
-    parse_message,
+    parse_message, push_to_handle,
 };
 pub use platform::{
     HitSummary, MturkPlatform, NOTIFICATION_VERSION, NOTIFIED_EVENTS, NOTIFY_BATCH, PAGE_SIZE,

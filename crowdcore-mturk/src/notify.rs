@@ -459,6 +459,35 @@ impl NotificationReader {
     }
 }
 
+/// Hands pushed updates to an engine running in its own task (an
+/// [`EngineHandle`](crowdcore::engine::EngineHandle), where [`Engine::push_updates`] is out of
+/// reach): each update the machine takes becomes an input. A refused input (a departure the
+/// engine has already seen) is fine; an error only when the engine has stopped (a store
+/// failure ends its task), so the message stays on the queue. Use it as the sink:
+/// `reader.pump(&mut async |u: &[AssignmentUpdate]| push_to_handle(&handle, u).await)`.
+///
+/// [`Engine::push_updates`]: crowdcore::engine::Engine::push_updates
+pub async fn push_to_handle<M: crowdcore::engine::Machine>(
+    handle: &crowdcore::engine::EngineHandle<M>,
+    updates: &[AssignmentUpdate],
+) -> Result<(), crowdcore::engine::HandleError> {
+    for update in updates {
+        let Some(input) = M::update_input(update) else {
+            continue;
+        };
+        if let Err(e) = handle.input(input).await {
+            if let crowdcore::engine::HandleError::Failed(why) = &e {
+                // A refusal, or the store failure that ends the task: a call after it tells.
+                handle.read(|_| ()).await?;
+                tracing::debug!(assignment = %update.assignment, %why, "pushed update refused");
+            } else {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -934,3 +934,61 @@ async fn returns_and_submissions_only_mturk_saw_reach_the_engine_by_push() {
     assert!(fake.requests("ListAssignmentsForHIT").is_empty());
     assert_eq!(fake.undelivered(), (0, 0));
 }
+
+/// An engine running in its own task takes pushed updates through its handle: a return only
+/// MTurk saw empties the seat, and the same message delivered again is refused harmlessly.
+#[tokio::test]
+async fn pushed_updates_reach_an_engine_through_its_handle() {
+    let clock = VirtualClock::new(T0);
+    let fake = FakeMturk::start(Arc::new(clock.clone()), 1_000_000).await;
+    let mut mturk = push_config(fault_config(&fake), &fake);
+    mturk.scope = Some(SESSION.into());
+    let reader = reader_with(&mturk).await;
+    let platform = Arc::new(platform_with(mturk).await);
+    let mut engine = EngineBuilder::new(platform, Arc::new(MemoryStore::new()), engine_config())
+        .session(SessionId::new(SESSION))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .await
+        .expect("engine");
+    engine.start().await.expect("start");
+    let hit = fake.hits()[0].id.clone();
+    let a = AssignmentId::new(fake.accept("W1", &hit).expect("accept"));
+    engine
+        .arrive(WorkerId::new("W1"), a.clone(), HitId::new(hit.as_str()))
+        .await
+        .expect("arrive");
+    let handle = engine.spawn();
+    fake.return_assignment(a.as_str()).expect("return");
+
+    let mut sink = async |u: &[AssignmentUpdate]| crowdcore_mturk::push_to_handle(&handle, u).await;
+    let stats = reader.pump(&mut sink).await.expect("receive");
+    assert_eq!((stats.updates, stats.deleted), (1, 1));
+    let seat = {
+        let a = a.clone();
+        handle.read(move |m| m.seat_of(&a)).await.expect("read")
+    };
+    assert_eq!(seat, Some(SeatState::Left(Departure::Returned)));
+
+    // The same event again (SQS delivered it twice): refused by the engine, handed over fine.
+    let update = AssignmentUpdate {
+        assignment: a.clone(),
+        worker: WorkerId::new(""),
+        hit: HitId::new(hit.as_str()),
+        status: crowdcore::platform::AssignmentStatus::Returned,
+        at: clock.now(),
+    };
+    let direct = handle
+        .input(crowdcore::pavilion::Input::Return {
+            assignment: a.clone(),
+        })
+        .await;
+    assert!(
+        matches!(direct, Err(crowdcore::engine::HandleError::Failed(_))),
+        "the engine refuses it: {direct:?}"
+    );
+    crowdcore_mturk::push_to_handle(&handle, std::slice::from_ref(&update))
+        .await
+        .expect("a repeated departure is harmless");
+    assert!(!handle.is_finished());
+}
