@@ -250,9 +250,29 @@ fn secs(ms: u64) -> f64 {
 
 /// `2026-01-01T00:00:10Z` (with milliseconds when there are any), as MTurk's events carry it.
 fn iso8601(ms: u64) -> String {
-    let t = aws_smithy_types::DateTime::from_millis(ms as i64);
-    t.fmt(aws_smithy_types::date_time::Format::DateTime)
-        .expect("a time after the epoch formats")
+    // Days to a civil date (Howard Hinnant's algorithm); no date crate in the fake, which
+    // the examples' tests include too.
+    let (days, rest) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, sec, milli) = (
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1_000 % 60,
+        rest % 1_000,
+    );
+    if milli == 0 {
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}Z")
+    } else {
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}.{milli:03}Z")
+    }
 }
 
 fn request_error(code: &str, message: &str) -> (u16, Value) {
