@@ -130,6 +130,61 @@ pub struct MturkConfig {
     /// this instance first sent longer ago is looked up by annotation before it is sent again.
     #[serde(default = "default_token_lifetime_ms")]
     pub token_lifetime_ms: u64,
+    /// Push notifications through an SQS queue: every HIT type the platform creates is set
+    /// to notify the queue, and the platform reports push capability (the engine stops polling;
+    /// a [`NotificationReader`](crate::NotificationReader) feeds it instead). `None`: polled.
+    #[serde(default)]
+    pub notifications: Option<NotificationSettings>,
+}
+
+/// Where MTurk pushes assignment events and how the queue is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
+    /// The SQS queue's URL (`https://sqs.us-east-1.amazonaws.com/<account>/<name>`): the
+    /// `Destination` of `UpdateNotificationSettings` and the `QueueUrl` read from. The queue's
+    /// policy must let `mturk-requester.amazonaws.com` send to it.
+    pub queue_url: String,
+    /// The region the queue lives in; `None`: the one in `queue_url`
+    /// (`sqs.<region>.amazonaws.com`), else the MTurk region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Another SQS endpoint (a local fake); `None`: the region's.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Long-poll wait of one `ReceiveMessage`, in seconds (0 to 20).
+    #[serde(default = "default_wait_s")]
+    pub wait_time_s: i32,
+    /// Messages per `ReceiveMessage` (1 to 10).
+    #[serde(default = "default_max_messages")]
+    pub max_messages: i32,
+    /// How long a received message stays hidden before SQS delivers it again if it is not
+    /// deleted, in seconds; `None`: the queue's own setting.
+    #[serde(default)]
+    pub visibility_timeout_s: Option<i32>,
+}
+
+fn default_wait_s() -> i32 {
+    20
+}
+
+fn default_max_messages() -> i32 {
+    10
+}
+
+impl NotificationSettings {
+    /// A queue with the defaults: 20 s long polls of up to 10 messages, the queue's
+    /// visibility timeout, the MTurk region.
+    pub fn new(queue_url: impl Into<String>) -> Self {
+        Self {
+            queue_url: queue_url.into(),
+            region: None,
+            endpoint_url: None,
+            wait_time_s: default_wait_s(),
+            max_messages: default_max_messages(),
+            visibility_timeout_s: None,
+        }
+    }
 }
 
 fn default_token_lifetime_ms() -> u64 {
@@ -146,7 +201,8 @@ fn default_settle_ms() -> u64 {
 
 impl MturkConfig {
     /// A configuration for `endpoint` with the defaults: `us-east-1`, the spec's landing URL,
-    /// every crowdcore HIT, no balance check, 3 SDK attempts, 10 s per attempt.
+    /// every crowdcore HIT, no balance check, 3 SDK attempts, 10 s per attempt, polled (no
+    /// notification queue).
     pub fn new(endpoint: Endpoint) -> Self {
         Self {
             endpoint,
@@ -158,6 +214,7 @@ impl MturkConfig {
             timeouts: TimeoutSettings::default(),
             settle_window_ms: default_settle_ms(),
             token_lifetime_ms: default_token_lifetime_ms(),
+            notifications: None,
         }
     }
 

@@ -60,6 +60,24 @@ turk_shapes!(
     get_account_balance::GetAccountBalanceError,
     create_qualification_type::CreateQualificationTypeError,
     get_qualification_score::GetQualificationScoreError,
+    update_notification_settings::UpdateNotificationSettingsError,
+);
+
+/// SQS errors have no MTurk shape: their code and status say it all.
+macro_rules! plain_shapes {
+    ($($path:ident :: $ty:ident),* $(,)?) => {$(
+        impl TurkShape for aws_sdk_sqs::operation::$path::$ty {
+            fn turk(&self) -> Option<Turk<'_>> {
+                None
+            }
+        }
+    )*};
+}
+
+plain_shapes!(
+    receive_message::ReceiveMessageError,
+    delete_message::DeleteMessageError,
+    change_message_visibility::ChangeMessageVisibilityError,
 );
 
 /// What a failed call means to crowdcore.
@@ -136,13 +154,20 @@ pub(crate) fn service_failure(
     };
     // Throttling first: MTurk says "Rate exceeded" under more than one shape.
     if code == Some("ThrottlingException")
+        || code.is_some_and(|c| c.ends_with("RequestThrottled") || c.ends_with("Throttling"))
         || turk_code.is_some_and(|c| c.ends_with("Throttled") || c.ends_with("ThrottlingException"))
         || lower.contains("rate exceeded")
         || status == 429
     {
         return make(Throttled);
     }
-    if turk.is_some_and(|t| t.fault) || code == Some("ServiceFault") || status >= 500 {
+    if turk.is_some_and(|t| t.fault)
+        || matches!(
+            code,
+            Some("ServiceFault" | "InternalError" | "ServiceUnavailable")
+        )
+        || status >= 500
+    {
         return make(Unavailable);
     }
     // MTurk words it several ways; UpdateExpirationForHIT derives its own token from the HIT
@@ -162,6 +187,7 @@ pub(crate) fn service_failure(
         InsufficientFunds
     } else if c.contains("DoesNotExist")
         || c.ends_with("NotFound")
+        || code.is_some_and(|c| c.contains("QueueDoesNotExist") || c.contains("NonExistentQueue"))
         || lower.contains("does not exist")
     {
         NotFound

@@ -18,6 +18,11 @@
 //!   submissions, approvals and rejections once each, behind a text cursor that survives a
 //!   restart (see `cursor.rs`). MTurk does not list returned or abandoned assignments: those
 //!   come from the landing page.
+//! - **Push notifications**: with a queue in [`MturkConfig::notifications`], every HIT type is
+//!   set (`UpdateNotificationSettings`, SQS, version `2014-08-15`) to send its assignment and
+//!   HIT events to the queue, the platform reports push capability so the engine stops
+//!   polling, and a [`NotificationReader`] (`aws-sdk-sqs`) long-polls the queue and hands every
+//!   event of every message to `Engine::push_updates`, deleting a message only after that.
 //! - **Errors**: throttling (`ThrottlingException`, "Rate exceeded"), `ServiceFault`, HTTP 5xx
 //!   and timeouts are retryable [`PlatformError`](crowdcore::platform::PlatformError)s (after
 //!   the SDK's own retries, see [`RetrySettings`]); a `RequestError` is permanent and mapped by
@@ -40,10 +45,19 @@
 mod config;
 mod cursor;
 mod error;
+mod notify;
 mod platform;
 pub mod wire;
 
 pub use config::{
-    Endpoint, MturkConfig, PRODUCTION_URL, RetrySettings, SANDBOX_URL, TimeoutSettings,
+    Endpoint, MturkConfig, NotificationSettings, PRODUCTION_URL, RetrySettings, SANDBOX_URL,
+    TimeoutSettings,
 };
-pub use platform::{HitSummary, MturkPlatform, NOTIFY_BATCH, PAGE_SIZE, UNSUBMITTED_RETRIES};
+pub use notify::{
+    Delivery, Notification, NotificationError, NotificationEvent, NotificationReader, PumpStats,
+    parse_message, push_to_handle,
+};
+pub use platform::{
+    HitSummary, MturkPlatform, NOTIFICATION_VERSION, NOTIFIED_EVENTS, NOTIFY_BATCH, PAGE_SIZE,
+    UNSUBMITTED_RETRIES,
+};

@@ -11,7 +11,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_mturk::Client;
 use aws_sdk_mturk::types::{
-    Assignment, AssignmentStatus as TurkStatus, Hit, NotifyWorkersFailureCode,
+    Assignment, AssignmentStatus as TurkStatus, EventType, Hit, NotificationSpecification,
+    NotificationTransport, NotifyWorkersFailureCode,
 };
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_types::DateTime;
@@ -29,6 +30,18 @@ use crate::wire;
 
 /// How many updates one [`Platform::updates`] page holds.
 pub const PAGE_SIZE: usize = 100;
+/// The notification schema version `UpdateNotificationSettings` asks for.
+pub const NOTIFICATION_VERSION: &str = "2014-08-15";
+/// The events every HIT type notifies the queue of.
+pub const NOTIFIED_EVENTS: [&str; 7] = [
+    "AssignmentSubmitted",
+    "AssignmentReturned",
+    "AssignmentAbandoned",
+    "AssignmentApproved",
+    "AssignmentRejected",
+    "HITReviewable",
+    "HITExpired",
+];
 /// MTurk's limit on workers per `NotifyWorkers` call.
 pub const NOTIFY_BATCH: usize = 100;
 /// How often an approval or bonus for an assignment MTurk does not show as submitted yet is
@@ -134,6 +147,39 @@ fn millis(t: &DateTime) -> u64 {
     u64::try_from(t.to_millis().unwrap_or(0)).unwrap_or(0)
 }
 
+/// The SDK configuration both clients (MTurk and SQS) share: rustls with ring (no aws-lc
+/// build, certificates from the system store), the retry and timeout settings, the standard
+/// credential chain unless `credentials` are given.
+pub(crate) async fn sdk_config(
+    config: &MturkConfig,
+    credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+    endpoint_url: &str,
+    region: String,
+) -> aws_config::SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let retry = RetryConfig::standard()
+        .with_max_attempts(config.retry.max_attempts.max(1))
+        .with_initial_backoff(Duration::from_millis(config.retry.initial_backoff_ms))
+        .with_max_backoff(Duration::from_millis(config.retry.max_backoff_ms));
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(config.timeouts.connect())
+        .operation_attempt_timeout(config.timeouts.attempt())
+        .operation_timeout(config.timeouts.operation())
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .http_client(http)
+        .retry_config(retry)
+        .timeout_config(timeouts)
+        .endpoint_url(endpoint_url);
+    if let Some(credentials) = credentials {
+        loader = loader.credentials_provider(credentials);
+    }
+    loader.load().await
+}
+
 impl MturkPlatform {
     /// Connects with credentials from the standard AWS chain (`AWS_ACCESS_KEY_ID` /
     /// `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE` and `~/.aws`, web identity, ECS, IMDS,
@@ -158,29 +204,13 @@ impl MturkPlatform {
         config: MturkConfig,
         credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
     ) -> Self {
-        // rustls with ring: no aws-lc build; certificates from the system store.
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let retry = RetryConfig::standard()
-            .with_max_attempts(config.retry.max_attempts.max(1))
-            .with_initial_backoff(Duration::from_millis(config.retry.initial_backoff_ms))
-            .with_max_backoff(Duration::from_millis(config.retry.max_backoff_ms));
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(config.timeouts.connect())
-            .operation_attempt_timeout(config.timeouts.attempt())
-            .operation_timeout(config.timeouts.operation())
-            .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(config.region.clone()))
-            .http_client(http)
-            .retry_config(retry)
-            .timeout_config(timeouts)
-            .endpoint_url(config.endpoint.url());
-        if let Some(credentials) = credentials {
-            loader = loader.credentials_provider(credentials);
-        }
-        let sdk = loader.load().await;
+        let sdk = sdk_config(
+            &config,
+            credentials,
+            config.endpoint.url(),
+            config.region.clone(),
+        )
+        .await;
         Self::from_client(Client::new(&sdk), config)
     }
 
@@ -424,6 +454,31 @@ impl MturkPlatform {
                 )
             })?
             .to_owned();
+        // Notifications are set before the type's first HIT exists, so no event is missed;
+        // the call is idempotent, and asked again after a restart (the cache is empty then).
+        if let Some(n) = &self.config.notifications {
+            self.client
+                .update_notification_settings()
+                .hit_type_id(&t)
+                .notification(
+                    NotificationSpecification::builder()
+                        .destination(&n.queue_url)
+                        .transport(NotificationTransport::Sqs)
+                        .version(NOTIFICATION_VERSION)
+                        .set_event_types(Some(
+                            NOTIFIED_EVENTS
+                                .iter()
+                                .map(|e| EventType::from(*e))
+                                .collect(),
+                        ))
+                        .build()
+                        .map_err(|e| bad("InvalidNotification", e.to_string()))?,
+                )
+                .active(true)
+                .send()
+                .await
+                .map_err(|e| failure("UpdateNotificationSettings", &e).error)?;
+        }
         self.lock().hit_types.insert(id, t.clone());
         Ok(t)
     }
@@ -618,7 +673,8 @@ impl Platform for MturkPlatform {
         Capabilities {
             // A returned or abandoned assignment is offered to the next worker.
             returned_slots_reopen: true,
-            push_notifications: false,
+            // With a notification queue, a NotificationReader feeds the engine.
+            push_notifications: self.config.notifications.is_some(),
             bonus_without_assignment: false,
             max_slots_per_hit: None,
         }

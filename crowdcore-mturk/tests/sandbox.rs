@@ -11,13 +11,21 @@
 //! session, checks that the same key — from the same instance, from a fresh instance, and from
 //! an instance that must go through MTurk's duplicate-token error — gives the same HIT, adds an
 //! assignment, polls for updates, and expires the HITs again. Sandbox HITs cost nothing.
+//!
+//! With `CROWDCORE_MTURK_SQS_QUEUE=<queue url>` as well (a queue whose policy lets
+//! `mturk-requester.amazonaws.com` send to it), a second test posts a HIT with notifications
+//! to that queue, asks MTurk for a test event (`SendTestEventNotification`) and reads it back
+//! with the `NotificationReader`.
 
 use std::time::Duration;
 
 use aws_credential_types::provider::ProvideCredentials;
+use crowdcore::platform::AssignmentUpdate;
 use crowdcore::platform::{IdempotencyKey, Platform};
 use crowdcore::{EffectId, HitSpec, Money, SessionId};
-use crowdcore_mturk::{MturkConfig, MturkPlatform};
+use crowdcore_mturk::{
+    MturkConfig, MturkPlatform, NOTIFICATION_VERSION, NotificationReader, NotificationSettings,
+};
 
 async fn credentials_present() -> Result<(), String> {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -133,4 +141,68 @@ async fn the_sandbox_round_trip() {
     let mine = listed.iter().find(|h| h.hit == hit).expect("listed");
     assert_eq!(mine.max_assignments, 2, "one assignment added once");
     println!("ok: {} HITs on the sandbox account", listed.len());
+}
+
+#[tokio::test]
+async fn sandbox_notifications_reach_the_queue() {
+    let (Ok("1"), Ok(queue)) = (
+        std::env::var("CROWDCORE_MTURK_SANDBOX").as_deref(),
+        std::env::var("CROWDCORE_MTURK_SQS_QUEUE"),
+    ) else {
+        println!(
+            "skipped: set CROWDCORE_MTURK_SANDBOX=1 and CROWDCORE_MTURK_SQS_QUEUE=<queue url> (with AWS credentials) to check notifications"
+        );
+        return;
+    };
+    if let Err(why) = credentials_present().await {
+        println!("skipped: {why}");
+        return;
+    }
+    let session = SessionId::new_v7();
+    let mut config = MturkConfig::sandbox();
+    config.scope = Some(session.to_string());
+    let mut settings = NotificationSettings::new(queue.clone());
+    settings.wait_time_s = 10;
+    config.notifications = Some(settings);
+    let platform = MturkPlatform::connect(config.clone()).await;
+    assert!(platform.capabilities().push_notifications);
+    let reader = NotificationReader::connect(&config).await.expect("queue");
+    let key = IdempotencyKey::for_effect(&EffectId::new(session.clone(), 1));
+    let hit = platform.post(&spec(), 1, &key).await.expect("post");
+    println!("posted {hit}; notifications of its type go to {queue}");
+    let notification = aws_sdk_mturk::types::NotificationSpecification::builder()
+        .destination(&queue)
+        .transport(aws_sdk_mturk::types::NotificationTransport::Sqs)
+        .version(NOTIFICATION_VERSION)
+        .event_types(aws_sdk_mturk::types::EventType::AssignmentSubmitted)
+        .build()
+        .expect("complete");
+    platform
+        .client()
+        .send_test_event_notification()
+        .notification(notification)
+        .test_event_type(aws_sdk_mturk::types::EventType::AssignmentSubmitted)
+        .send()
+        .await
+        .expect("SendTestEventNotification");
+    let mut got: Vec<AssignmentUpdate> = Vec::new();
+    let mut received = 0;
+    for _ in 0..6 {
+        let stats = reader
+            .pump(&mut async |u: &[AssignmentUpdate]| {
+                got.extend_from_slice(u);
+                Ok::<(), String>(())
+            })
+            .await
+            .expect("ReceiveMessage");
+        println!("{stats:?}");
+        assert_eq!(stats.malformed, 0, "MTurk's test message did not parse");
+        received += stats.received;
+        if received > 0 {
+            break;
+        }
+    }
+    platform.expire(&hit).await.expect("expire");
+    assert!(received > 0, "no notification within a minute");
+    println!("ok: {} updates from the test event: {got:?}", got.len());
 }

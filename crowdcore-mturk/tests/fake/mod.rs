@@ -14,6 +14,16 @@
 //! [`FakeMturk::return_assignment`] (the worker's side, as a test helper). A seeded fault plan
 //! ([`FakeMturk::set_faults`]) throttles, fails with 5xx, or carries a call out and then answers
 //! too late, at a given rate.
+//!
+//! It is also a fake SQS on the same port (AWS JSON 1.0, `X-Amz-Target: AmazonSQS.<Op>`,
+//! signed for `sqs`), holding one queue ([`FakeMturk::queue_url`]). A HIT type set with
+//! `UpdateNotificationSettings` (SQS, version `2014-08-15`) writes MTurk's notification
+//! documents into it when its assignments are submitted, returned, abandoned, approved or
+//! rejected and when its HITs expire. Events wait until the next `ReceiveMessage` and go out
+//! several to a message (up to [`World::batch_size`]); a received message is hidden for its
+//! visibility timeout on the fake's clock and delivered again if not deleted by then. SQS faults
+//! ([`FakeMturk::set_sqs_faults`]): throttling, 5xx, and a message whose visibility runs out at
+//! once (delivered twice).
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -40,6 +50,38 @@ pub const ACCESS_KEY: &str = "AKIDFAKEMTURKTEST";
 pub const SECRET_KEY: &str = "fake-secret-not-a-real-key";
 /// The target prefix of every operation.
 pub const TARGET_PREFIX: &str = "MTurkRequesterServiceV20170117.";
+/// The target prefix of every SQS operation.
+pub const SQS_PREFIX: &str = "AmazonSQS.";
+/// The queue's path under the fake's URL.
+pub const QUEUE_PATH: &str = "/123456789012/mturk-events";
+/// SQS's default visibility timeout, in seconds.
+pub const DEFAULT_VISIBILITY_S: u64 = 30;
+
+/// How a faulty SQS call fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SqsFault {
+    /// `RequestThrottled` "Rate exceeded"; nothing done.
+    Throttle,
+    /// HTTP 500 `InternalError`; nothing done.
+    ServerError,
+    /// A `ReceiveMessage` whose messages become visible again at once (their visibility timeout
+    /// ran out): they are delivered twice.
+    Redeliver,
+}
+
+/// A message in the fake queue.
+#[derive(Debug, Clone)]
+pub struct QueueMessage {
+    pub id: String,
+    pub body: String,
+    /// The events it carries.
+    pub events: usize,
+    /// Hidden until then (ms on the fake's clock).
+    pub visible_at_ms: u64,
+    /// Every receipt handle it was delivered with.
+    pub receipts: Vec<String>,
+    pub deleted: bool,
+}
 
 /// How a faulty call fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -130,6 +172,21 @@ pub struct Bonus {
     pub token: Option<String>,
 }
 
+/// SQS faults injected so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SqsFaultCounts {
+    pub calls: u64,
+    pub throttled: u64,
+    pub server_errors: u64,
+    pub redelivered: u64,
+}
+
+struct SqsFaults {
+    rng: ChaCha8Rng,
+    rate: f64,
+    counts: SqsFaultCounts,
+}
+
 struct Faults {
     rng: ChaCha8Rng,
     rate: f64,
@@ -160,7 +217,20 @@ pub struct World {
     pub page_cap: usize,
     /// Earnings per worker (approved rewards and bonuses).
     pub earnings: HashMap<String, i64>,
+    /// Notification settings per HIT type (`UpdateNotificationSettings` bodies).
+    pub notifications: HashMap<String, Value>,
+    /// Events not yet in a message.
+    pub pending_events: Vec<Value>,
+    /// Every event ever written, in order (the MTurk side's record).
+    pub emitted: Vec<Value>,
+    /// The queue, oldest first (deleted messages stay, marked).
+    pub queue: Vec<QueueMessage>,
+    /// The most events one message carries.
+    pub batch_size: usize,
     next_id: u64,
+    /// Message ids and receipt serials (apart from HIT and assignment ids, so that a session
+    /// with notifications gets the same ids as one without).
+    next_message: u64,
 }
 
 /// The fake, running on a local port.
@@ -168,6 +238,7 @@ pub struct World {
 pub struct FakeMturk {
     world: Arc<Mutex<World>>,
     faults: Arc<Mutex<Option<Faults>>>,
+    sqs_faults: Arc<Mutex<Option<SqsFaults>>>,
     clock: Arc<dyn Clock>,
     /// Where it listens.
     pub addr: SocketAddr,
@@ -175,6 +246,33 @@ pub struct FakeMturk {
 
 fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
+}
+
+/// `2026-01-01T00:00:10Z` (with milliseconds when there are any), as MTurk's events carry it.
+fn iso8601(ms: u64) -> String {
+    // Days to a civil date (Howard Hinnant's algorithm); no date crate in the fake, which
+    // the examples' tests include too.
+    let (days, rest) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, sec, milli) = (
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1_000 % 60,
+        rest % 1_000,
+    );
+    if milli == 0 {
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}Z")
+    } else {
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}.{milli:03}Z")
+    }
 }
 
 fn request_error(code: &str, message: &str) -> (u16, Value) {
@@ -192,6 +290,7 @@ impl FakeMturk {
         let world = World {
             balance_cents,
             page_cap: 100,
+            batch_size: 3,
             ..World::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -201,6 +300,7 @@ impl FakeMturk {
         let fake = Self {
             world: Arc::new(Mutex::new(world)),
             faults: Arc::new(Mutex::new(None)),
+            sqs_faults: Arc::new(Mutex::new(None)),
             clock,
             addr,
         };
@@ -231,6 +331,57 @@ impl FakeMturk {
             late_ms,
             counts: FaultCounts::default(),
         });
+    }
+
+    /// The queue's URL (give it to `NotificationSettings` with [`url`](Self::url) as the
+    /// endpoint).
+    pub fn queue_url(&self) -> String {
+        format!("{}{QUEUE_PATH}", self.url())
+    }
+
+    /// Injects SQS faults into `rate` of the SQS calls from now on, drawn from `seed`.
+    pub fn set_sqs_faults(&self, seed: u64, rate: f64) {
+        *self.sqs_faults.lock().unwrap() = Some(SqsFaults {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            rate,
+            counts: SqsFaultCounts::default(),
+        });
+    }
+
+    /// SQS faults injected so far.
+    pub fn sqs_fault_counts(&self) -> SqsFaultCounts {
+        self.sqs_faults
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|f| f.counts.clone())
+            .unwrap_or_default()
+    }
+
+    /// Messages not deleted yet (visible or hidden), and events not yet in a message.
+    pub fn undelivered(&self) -> (usize, usize) {
+        let w = self.world();
+        (
+            w.queue.iter().filter(|m| !m.deleted).count(),
+            w.pending_events.len(),
+        )
+    }
+
+    /// Every event written so far.
+    pub fn emitted(&self) -> Vec<Value> {
+        self.world().emitted.clone()
+    }
+
+    /// Moves the pending events into messages now.
+    pub fn flush_events(&self) {
+        let now = self.clock.now().as_millis();
+        self.world().flush_events(now);
+    }
+
+    /// Abandons the assignments whose duration ran out (as a worker's next look would).
+    pub fn abandon_overdue(&self) {
+        let now = self.clock.now().as_millis();
+        self.world().abandon_overdue(now);
     }
 
     /// No more faults.
@@ -384,6 +535,8 @@ impl FakeMturk {
         a.status = Status::Submitted;
         a.submit_ms = Some(now);
         a.answer = Some(answer.to_owned());
+        let hit = a.hit.clone();
+        w.emit("AssignmentSubmitted", &hit, Some(assignment), now);
         Ok(())
     }
 
@@ -404,6 +557,7 @@ impl FakeMturk {
         if let Some(h) = w.hits.get_mut(&hit) {
             h.taken -= 1;
         }
+        w.emit("AssignmentReturned", &hit, Some(assignment), now);
         Ok(())
     }
 }
@@ -439,10 +593,160 @@ impl World {
         for id in overdue {
             let a = self.assignments.get_mut(&id).expect("listed above");
             a.status = Status::Abandoned;
-            let hit = a.hit.clone();
+            let (hit, at) = (a.hit.clone(), a.deadline_ms);
             if let Some(h) = self.hits.get_mut(&hit) {
                 h.taken -= 1;
             }
+            self.emit("AssignmentAbandoned", &hit, Some(&id), at);
+        }
+    }
+
+    /// Writes an event of `hit` if its HIT type notifies of `kind`.
+    fn emit(&mut self, kind: &str, hit: &str, assignment: Option<&str>, at_ms: u64) {
+        let Some(type_id) = self.hits.get(hit).map(|h| h.type_id.clone()) else {
+            return;
+        };
+        let Some(settings) = self.notifications.get(&type_id) else {
+            return;
+        };
+        let wanted = settings["Notification"]["EventTypes"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e.as_str() == Some(kind)));
+        if !wanted || settings.get("Active").and_then(Value::as_bool) == Some(false) {
+            return;
+        }
+        let mut event = json!({
+            "EventType": kind,
+            "EventTimestamp": iso8601(at_ms),
+            "HITId": hit,
+            "HITTypeId": type_id,
+        });
+        if let Some(a) = assignment {
+            event["AssignmentId"] = json!(a);
+        }
+        self.emitted.push(event.clone());
+        self.pending_events.push(event);
+    }
+
+    /// Pending events into messages of up to `batch_size` events each.
+    fn flush_events(&mut self, now: u64) {
+        let events = std::mem::take(&mut self.pending_events);
+        for chunk in events.chunks(self.batch_size.max(1)) {
+            self.next_message += 1;
+            let id = format!("M{:05}", self.next_message);
+            let body = json!({
+                "EventDocId": format!("doc-{id}"),
+                "SourceAccount": "123456789012",
+                "CustomerId": "AFAKECUSTOMER",
+                "EventDocVersion": "2014-08-15",
+                "Events": chunk,
+            });
+            self.queue.push(QueueMessage {
+                id,
+                body: body.to_string(),
+                events: chunk.len(),
+                visible_at_ms: now,
+                receipts: Vec::new(),
+                deleted: false,
+            });
+        }
+    }
+
+    /// One SQS operation.
+    fn execute_sqs(&mut self, op: &str, body: &Value, now: u64, redeliver: bool) -> Answer {
+        let sqs_error = |code: &str, message: &str| {
+            (
+                400,
+                json!({"__type": format!("com.amazonaws.sqs#{code}"), "message": message}),
+            )
+        };
+        let queue = body.get("QueueUrl").and_then(Value::as_str).unwrap_or("");
+        if !queue.ends_with(QUEUE_PATH) {
+            return Err(sqs_error(
+                "QueueDoesNotExist",
+                "The specified queue does not exist.",
+            ));
+        }
+        let handle = || {
+            body.get("ReceiptHandle")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| sqs_error("MissingParameter", "ReceiptHandle"))
+        };
+        match op {
+            "ReceiveMessage" => {
+                self.abandon_overdue(now);
+                self.flush_events(now);
+                let max = body
+                    .get("MaxNumberOfMessages")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1);
+                if !(1..=10).contains(&max) {
+                    return Err(sqs_error("InvalidParameterValue", "MaxNumberOfMessages"));
+                }
+                let hide_s = body
+                    .get("VisibilityTimeout")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(DEFAULT_VISIBILITY_S);
+                self.next_message += 1;
+                let serial = self.next_message;
+                let mut out = Vec::new();
+                for m in self
+                    .queue
+                    .iter_mut()
+                    .filter(|m| !m.deleted && m.visible_at_ms <= now)
+                    .take(max as usize)
+                {
+                    let receipt = format!("rh-{}-{serial}", m.id);
+                    m.receipts.push(receipt.clone());
+                    m.visible_at_ms = if redeliver { now } else { now + hide_s * 1000 };
+                    out.push(json!({
+                        "MessageId": m.id,
+                        "ReceiptHandle": receipt,
+                        "Body": m.body,
+                    }));
+                }
+                if out.is_empty() {
+                    Ok(json!({}))
+                } else {
+                    Ok(json!({ "Messages": out }))
+                }
+            }
+            "DeleteMessage" => {
+                let h = handle()?;
+                let m = self
+                    .queue
+                    .iter_mut()
+                    .find(|m| m.receipts.contains(&h))
+                    .ok_or_else(|| {
+                        sqs_error(
+                            "ReceiptHandleIsInvalid",
+                            "The input receipt handle is invalid.",
+                        )
+                    })?;
+                m.deleted = true;
+                Ok(json!({}))
+            }
+            "ChangeMessageVisibility" => {
+                let h = handle()?;
+                let s = body
+                    .get("VisibilityTimeout")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| sqs_error("MissingParameter", "VisibilityTimeout"))?;
+                let m = self
+                    .queue
+                    .iter_mut()
+                    .find(|m| m.receipts.last() == Some(&h) && !m.deleted)
+                    .ok_or_else(|| {
+                        sqs_error(
+                            "ReceiptHandleIsInvalid",
+                            "The input receipt handle is invalid.",
+                        )
+                    })?;
+                m.visible_at_ms = now + s * 1000;
+                Ok(json!({}))
+            }
+            _ => Err(sqs_error("UnknownOperationException", op)),
         }
     }
 
@@ -733,6 +1037,9 @@ impl World {
                 } else {
                     at_ms
                 };
+                if h.expires_ms <= now {
+                    self.emit("HITExpired", &id, None, now);
+                }
                 Ok(json!({}))
             }
             "ListHITs" => {
@@ -809,6 +1116,7 @@ impl World {
                 a.approval_ms = Some(now);
                 a.feedback = s("RequesterFeedback");
                 let (hit, worker) = (a.hit.clone(), a.worker.clone());
+                self.emit("AssignmentApproved", &hit, Some(&id), now);
                 let type_id = self.hits[&hit].type_id.clone();
                 let reward = self
                     .hit_types
@@ -837,6 +1145,8 @@ impl World {
                 a.status = Status::Rejected;
                 a.rejection_ms = Some(now);
                 a.feedback = Some(feedback);
+                let hit = a.hit.clone();
+                self.emit("AssignmentRejected", &hit, Some(&id), now);
                 Ok(json!({}))
             }
             "SendBonus" => {
@@ -969,6 +1279,31 @@ impl World {
                 self.qualifications.remove(&(w, q));
                 Ok(json!({}))
             }
+            "UpdateNotificationSettings" => {
+                let type_id = need("HITTypeId")?;
+                if !self.hit_types.iter().any(|(t, _)| *t == type_id) {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.HITTypeDoesNotExist",
+                        "no such HIT type",
+                    ));
+                }
+                let n = body.get("Notification").cloned().unwrap_or(json!({}));
+                let events = n["EventTypes"].as_array().cloned().unwrap_or_default();
+                if n["Transport"] != "SQS"
+                    || n["Version"] != "2014-08-15"
+                    || n["Destination"]
+                        .as_str()
+                        .is_none_or(|d| !d.ends_with(QUEUE_PATH))
+                    || events.is_empty()
+                {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InvalidParameterValue",
+                        "Notification needs Destination (the queue), Transport SQS, Version 2014-08-15 and EventTypes",
+                    ));
+                }
+                self.notifications.insert(type_id, body.clone());
+                Ok(json!({}))
+            }
             "CreateQualificationType" => {
                 let name = need("Name")?;
                 need("Description")?;
@@ -1014,9 +1349,9 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
-/// Checks the request's SigV4 signature with the test secret, for the MTurk requester service
-/// in `us-east-1`, as AWS does.
-fn check_signature(headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+/// Checks the request's SigV4 signature with the test secret, for `service`
+/// (`mturk-requester`, `sqs`) in `us-east-1`, as AWS does.
+fn check_signature(headers: &HeaderMap, body: &[u8], service: &str) -> Result<(), String> {
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -1048,7 +1383,7 @@ fn check_signature(headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
         .strip_prefix(&format!("{ACCESS_KEY}/"))
         .ok_or("unknown access key")?;
     let date = scope.split('/').next().unwrap_or_default();
-    if scope != format!("{date}/us-east-1/mturk-requester/aws4_request") {
+    if scope != format!("{date}/us-east-1/{service}/aws4_request") {
         return Err(format!("wrong credential scope {scope}"));
     }
     let amz_date = headers
@@ -1074,7 +1409,7 @@ fn check_signature(headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
     );
     let k_date = hmac(format!("AWS4{SECRET_KEY}").as_bytes(), date);
     let k_region = hmac(&k_date, "us-east-1");
-    let k_service = hmac(&k_region, "mturk-requester");
+    let k_service = hmac(&k_region, service);
     let k_signing = hmac(&k_service, "aws4_request");
     let expected = hex::encode(hmac(&k_signing, &to_sign));
     if expected != signature {
@@ -1092,8 +1427,119 @@ fn reply(status: u16, body: Value) -> Response {
         .into_response()
 }
 
+fn sqs_reply(status: u16, body: Value) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", "application/x-amz-json-1.0")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The fake SQS: checks the protocol and the signature, injects faults, long-polls a little.
+async fn handle_sqs(fake: FakeMturk, op: String, headers: HeaderMap, body: Bytes) -> Response {
+    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if header("content-type") != "application/x-amz-json-1.0" {
+        return sqs_reply(
+            400,
+            json!({"__type": "com.amazonaws.sqs#SerializationException", "message": "wrong content type"}),
+        );
+    }
+    if let Err(why) = check_signature(&headers, &body, "sqs") {
+        return sqs_reply(
+            400,
+            json!({"__type": "com.amazonaws.sqs#InvalidSignatureException", "message": why}),
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return sqs_reply(
+            400,
+            json!({"__type": "com.amazonaws.sqs#SerializationException", "message": "not JSON"}),
+        );
+    };
+    let fault = {
+        let mut f = fake.sqs_faults.lock().unwrap();
+        f.as_mut().and_then(|f| {
+            f.counts.calls += 1;
+            if f.rng.random::<f64>() >= f.rate {
+                return None;
+            }
+            Some(match f.rng.random_range(0..3u32) {
+                0 => {
+                    f.counts.throttled += 1;
+                    SqsFault::Throttle
+                }
+                1 => {
+                    f.counts.server_errors += 1;
+                    SqsFault::ServerError
+                }
+                _ => SqsFault::Redeliver,
+            })
+        })
+    };
+    {
+        let mut w = fake.world();
+        w.requests.push((op.clone(), body.clone()));
+        if let Some(i) = w.scripted.iter().position(|(o, _, _)| *o == op) {
+            let (_, status, out) = w.scripted.remove(i);
+            return sqs_reply(status, out);
+        }
+    }
+    match fault {
+        Some(SqsFault::Throttle) => {
+            return sqs_reply(
+                400,
+                json!({"__type": "com.amazonaws.sqs#RequestThrottled", "message": "Rate exceeded"}),
+            );
+        }
+        Some(SqsFault::ServerError) => {
+            return sqs_reply(
+                500,
+                json!({"__type": "com.amazonaws.sqs#InternalError", "message": "We encountered an internal error."}),
+            );
+        }
+        _ => {}
+    }
+    // A long poll: wait (a little, in real time) for a message to turn up.
+    let wait_ms = body
+        .get("WaitTimeSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+        .saturating_mul(1000)
+        .min(200);
+    let started = std::time::Instant::now();
+    loop {
+        let now = fake.clock.now().as_millis();
+        let (answer, empty) = {
+            let mut w = fake.world();
+            let redeliver = fault == Some(SqsFault::Redeliver) && op == "ReceiveMessage";
+            let answer = w.execute_sqs(&op, &body, now, redeliver);
+            let empty = op == "ReceiveMessage"
+                && answer.as_ref().is_ok_and(|v| v.get("Messages").is_none());
+            if redeliver && !empty {
+                drop(w);
+                if let Some(f) = fake.sqs_faults.lock().unwrap().as_mut() {
+                    f.counts.redelivered += 1;
+                }
+            }
+            (answer, empty)
+        };
+        if !empty || started.elapsed().as_millis() as u64 >= wait_ms {
+            return match answer {
+                Ok(v) => sqs_reply(200, v),
+                Err((s, v)) => sqs_reply(s, v),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn handle(State(fake): State<FakeMturk>, headers: HeaderMap, body: Bytes) -> Response {
     let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if let Some(op) = header("x-amz-target").strip_prefix(SQS_PREFIX) {
+        let op = op.to_owned();
+        return handle_sqs(fake, op, headers, body).await;
+    }
     let Some(op) = header("x-amz-target")
         .strip_prefix(TARGET_PREFIX)
         .map(str::to_owned)
@@ -1109,7 +1555,7 @@ async fn handle(State(fake): State<FakeMturk>, headers: HeaderMap, body: Bytes) 
             json!({"__type": "SerializationException", "message": "wrong content type"}),
         );
     }
-    if let Err(why) = check_signature(&headers, &body) {
+    if let Err(why) = check_signature(&headers, &body, "mturk-requester") {
         return reply(
             400,
             json!({"__type": "InvalidSignatureException", "message": why}),

@@ -1,7 +1,8 @@
 //! `MturkPlatform` at the wire level, against the fake MTurk in `tests/fake` (AWS JSON 1.1 on a
 //! local port, signed with static test credentials): the request bodies of every operation,
 //! paging, token reuse, error mapping, seeded faults, a crash between a create and its record,
-//! and a whole Pavilion session driven by the engine with simulated workers.
+//! and a whole Pavilion session driven by the engine with simulated workers, polled or fed by
+//! push notifications through the fake SQS queue.
 
 #[path = "../fake/mod.rs"]
 mod fake;
@@ -9,6 +10,7 @@ mod fake;
 mod crash;
 mod errors;
 mod faults;
+mod notify;
 mod ops;
 mod paging;
 mod session;
@@ -20,7 +22,10 @@ use aws_credential_types::Credentials;
 use crowdcore::clock::VirtualClock;
 use crowdcore::platform::IdempotencyKey;
 use crowdcore::{EffectId, HitSpec, Money, SessionId, Timestamp};
-use crowdcore_mturk::{Endpoint, MturkConfig, MturkPlatform, RetrySettings, TimeoutSettings};
+use crowdcore_mturk::{
+    Endpoint, MturkConfig, MturkPlatform, NotificationReader, NotificationSettings, RetrySettings,
+    TimeoutSettings,
+};
 
 use fake::{ACCESS_KEY, FakeMturk, SECRET_KEY};
 
@@ -59,6 +64,23 @@ pub(crate) fn fault_config(fake: &FakeMturk) -> MturkConfig {
     let mut c = config(fake);
     c.timeouts.attempt_ms = FAULT_ATTEMPT_MS;
     c
+}
+
+/// `config` with the fake's queue for notifications: short polls (the fake is local).
+pub(crate) fn push_config(mut config: MturkConfig, fake: &FakeMturk) -> MturkConfig {
+    let mut n = NotificationSettings::new(fake.queue_url());
+    n.endpoint_url = Some(fake.url());
+    n.wait_time_s = 0;
+    config.notifications = Some(n);
+    config
+}
+
+/// A notification reader on `fake`'s queue with the static test credentials.
+pub(crate) async fn reader_with(config: &MturkConfig) -> NotificationReader {
+    let creds = Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "crowdcore-mturk-tests");
+    NotificationReader::connect_with_credentials(config, creds)
+        .await
+        .expect("the configuration names a queue")
 }
 
 /// A platform on `fake` with the static test credentials.

@@ -3,7 +3,9 @@
 //! the fake; the engine posts, approves, pays bonuses and expires through `MturkPlatform`, and
 //! polls it for assignment updates. With seeded faults at the fake, and with the process
 //! crashing at a store write (engine and platform started afresh), the session ends with the
-//! same ledger and the same money at MTurk, and nothing done twice.
+//! same ledger and the same money at MTurk, and nothing done twice. Fed by push notifications
+//! through the fake SQS queue instead of polling (with and without SQS faults), it ends the
+//! same too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,16 +13,17 @@ use std::sync::Arc;
 use crowdcore::clock::{Clock, VirtualClock};
 use crowdcore::engine::{Engine, EngineBuilder, EngineConfig, EngineError, RetryPolicy};
 use crowdcore::pavilion::{Departure, Effect, EffectKind, PavilionConfig, SeatState};
-use crowdcore::platform::Cursor;
+use crowdcore::platform::{AssignmentUpdate, Cursor};
 use crowdcore::store::{
     Completion, FailMode, FailingStore, LedgerEntry, LogRecord, MemoryStore, NewEffect, NewInput,
     OutboxEntry, OutboxState, Store, StoreError, StoredSnapshot,
 };
 use crowdcore::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
-use crowdcore_mturk::MturkConfig;
+use crowdcore_mturk::{MturkConfig, NotificationReader};
 
+use crate::fake::DEFAULT_VISIBILITY_S;
 use crate::fake::FakeMturk;
-use crate::{FAULT_LATE_MS, T0, fault_config, platform_with, spec};
+use crate::{FAULT_LATE_MS, T0, fault_config, platform_with, push_config, reader_with, spec};
 
 const SESSION: &str = "mturk-session";
 
@@ -79,6 +82,13 @@ struct Host {
     clock: VirtualClock,
     engine: Option<Engine>,
     restarts: u32,
+    /// Push mode: the queue the engine is fed from before each advance.
+    reader: Option<Arc<NotificationReader>>,
+    /// Events handed to the engine from the queue.
+    pushed_events: usize,
+    /// The store's write counter, and the numbers of the writes that recorded pushed updates.
+    counter: Option<Arc<FailingStore>>,
+    push_writes: Vec<u64>,
 }
 
 impl Host {
@@ -97,6 +107,10 @@ impl Host {
             clock,
             engine: None,
             restarts: 0,
+            reader: None,
+            pushed_events: 0,
+            counter: None,
+            push_writes: Vec::new(),
         };
         host.ensure().await;
         host.restarts = 0;
@@ -157,7 +171,48 @@ impl Host {
         assert!(self.engine.is_some(), "the engine never came back");
     }
 
+    /// Push mode: hands everything visible on the queue to the engine. A message whose
+    /// hand-over or delete failed comes again after its visibility timeout.
+    async fn pump(&mut self) {
+        let Some(reader) = self.reader.clone() else {
+            return;
+        };
+        for _ in 0..1_000 {
+            self.ensure().await;
+            let engine = self.engine.as_mut().expect("ensured above");
+            let mut store_failed = false;
+            let counter = self.counter.clone();
+            let push_writes = &mut self.push_writes;
+            let result = reader
+                .pump(&mut async |u: &[AssignmentUpdate]| {
+                    if let (Some(c), false) = (&counter, u.is_empty()) {
+                        push_writes.push(c.writes() + 1);
+                    }
+                    let pushed = engine.push_updates(u).await;
+                    store_failed |= matches!(pushed, Err(EngineError::Store(_)));
+                    pushed
+                })
+                .await;
+            if store_failed {
+                self.engine = None;
+            }
+            match result {
+                Ok(stats) => {
+                    self.pushed_events += stats.events;
+                    if stats.received == 0 {
+                        return;
+                    }
+                }
+                Err(e) => assert!(e.is_retryable(), "{e}"),
+            }
+        }
+        panic!("the queue never emptied");
+    }
+
     async fn call(&mut self, op: Op) -> Result<(), EngineError> {
+        if matches!(op, Op::Advance) {
+            self.pump().await;
+        }
         let mut repeated = false;
         for _ in 0..10 {
             self.ensure().await;
@@ -190,6 +245,7 @@ impl Host {
     }
 
     async fn settle(&mut self) {
+        self.pump().await;
         for _ in 0..10_000 {
             let Some(w) = self.next_wakeup().await else {
                 assert_eq!(self.engine().pending_effects(), 0);
@@ -586,6 +642,104 @@ async fn a_pavilion_session_ends_the_same_with_faults_as_without() {
     assert!(late > 0);
 }
 
+/// The session fed by push notifications (no polling), with SQS faults drawn from `sqs_seed`.
+async fn run_push(sqs_seed: Option<u64>) -> (Outcome, FakeMturk, usize) {
+    let (outcome, fake, events, _) = run_push_crashing(sqs_seed, None).await;
+    (outcome, fake, events)
+}
+
+/// [`run_push`] with the process dying at store write `crash_at`; also returns the numbers of
+/// the store writes that recorded pushed updates (with a failing store).
+async fn run_push_crashing(
+    sqs_seed: Option<u64>,
+    crash_at: Option<(u64, FailMode)>,
+) -> (Outcome, FakeMturk, usize, Vec<u64>) {
+    let clock = VirtualClock::new(T0);
+    let fake = FakeMturk::start(Arc::new(clock.clone()), 1_000_000).await;
+    if let Some(seed) = sqs_seed {
+        fake.set_sqs_faults(seed, 0.2);
+    }
+    let mut mturk = push_config(fault_config(&fake), &fake);
+    mturk.scope = Some(SESSION.into());
+    let reader = Arc::new(reader_with(&mturk).await);
+    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let failing =
+        crash_at.map(|(n, mode)| Arc::new(FailingStore::new(memory.clone(), Some(n), mode)));
+    let store: Arc<dyn Store> = match &failing {
+        Some(f) => f.clone(),
+        None => memory,
+    };
+    let mut host = Host::new(fake.clone(), mturk, store, clock.clone()).await;
+    host.reader = Some(reader);
+    host.counter = failing.clone();
+    run_workload(&mut host, &fake).await;
+    // What is still hidden (a failed delete, a failed hand-over) comes after its timeout.
+    for _ in 0..100 {
+        if fake.undelivered() == (0, 0) {
+            break;
+        }
+        clock.advance(DEFAULT_VISIBILITY_S * 1000);
+        host.pump().await;
+    }
+    assert_eq!(fake.undelivered(), (0, 0), "the queue drained");
+    check_done_once(&mut host, &fake).await;
+    let outcome = outcome(&mut host, &fake).await;
+    (outcome, fake, host.pushed_events, host.push_writes)
+}
+
+#[tokio::test]
+async fn a_pavilion_session_fed_by_push_notifications_ends_as_the_polled_one() {
+    let (baseline, polled, _) = run(None, None).await;
+    assert!(!polled.requests("ListAssignmentsForHIT").is_empty());
+    for seed in [None, Some(1), Some(2)] {
+        let (pushed, fake, events) = run_push(seed).await;
+        assert_eq!(pushed, baseline, "SQS faults {seed:?}");
+        assert!(
+            fake.requests("ListAssignmentsForHIT").is_empty(),
+            "the engine polled"
+        );
+        let emitted = fake.emitted().len();
+        assert!(emitted > 20, "{emitted} events");
+        // Every event handed over, some twice when SQS redelivered.
+        assert!(events >= emitted, "{events} of {emitted} events pushed");
+        if seed.is_some() {
+            let counts = fake.sqs_fault_counts();
+            assert!(counts.throttled + counts.server_errors > 0, "{counts:?}");
+        } else {
+            assert_eq!(events, emitted);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_crash_while_pushing_changes_nothing() {
+    let (baseline, _, _) = run(None, None).await;
+    // Which store writes record pushed updates, in a run that never fails.
+    let (clean, _, _, push_writes) =
+        run_push_crashing(None, Some((u64::MAX, FailMode::Before))).await;
+    assert_eq!(clean, baseline);
+    assert!(push_writes.len() > 10, "{push_writes:?}");
+    // The process dies at some of them (before and after the write): the message stays on the
+    // queue, comes again after its visibility timeout, and the session ends the same.
+    let step = push_writes.len() / 4;
+    for &n in push_writes.iter().step_by(step) {
+        for mode in [FailMode::Before, FailMode::After] {
+            let (crashed, fake, _, _) = run_push_crashing(None, Some((n, mode))).await;
+            assert_eq!(crashed, baseline, "crash at write {n} ({mode:?})");
+            let again = fake
+                .world()
+                .queue
+                .iter()
+                .filter(|m| m.receipts.len() > 1)
+                .count();
+            assert!(
+                again > 0,
+                "crash at write {n} ({mode:?}): nothing came again"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_crash_at_each_early_store_write_changes_nothing() {
     let (baseline, _, _) = run(None, None).await;
@@ -711,4 +865,130 @@ async fn a_crash_between_any_create_and_its_record_posts_nothing_twice() {
             "hire {k}: found by annotation, not sent again"
         );
     }
+}
+
+/// What MTurk alone knows reaches the engine through the queue: workers who return or submit
+/// at MTurk without their page telling the engine leave their seats on the pushed events, and
+/// the engine never polls.
+#[tokio::test]
+async fn returns_and_submissions_only_mturk_saw_reach_the_engine_by_push() {
+    let clock = VirtualClock::new(T0);
+    let fake = FakeMturk::start(Arc::new(clock.clone()), 1_000_000).await;
+    let mut mturk = push_config(fault_config(&fake), &fake);
+    mturk.scope = Some(SESSION.into());
+    let reader = Arc::new(reader_with(&mturk).await);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut host = Host::new(fake.clone(), mturk, store, clock.clone()).await;
+    host.reader = Some(reader);
+    host.call(Op::Start).await.expect("start");
+    host.settle().await;
+    let mut seats = Vec::new();
+    for (i, hit) in fake
+        .hits()
+        .iter()
+        .flat_map(|h| std::iter::repeat_n(h.id.clone(), h.max_assignments as usize))
+        .take(2)
+        .enumerate()
+    {
+        let worker = WorkerId::new(format!("W{i}"));
+        let a = AssignmentId::new(fake.accept(worker.as_str(), &hit).expect("accept"));
+        host.call(Op::Arrive(worker, a.clone(), HitId::new(hit)))
+            .await
+            .expect("arrive");
+        seats.push(a);
+    }
+    assert!(
+        seats
+            .iter()
+            .all(|a| !matches!(host.engine().machine().seat_of(a), Some(SeatState::Left(_)))),
+        "both seated"
+    );
+    // Their pages never tell the engine.
+    fake.return_assignment(seats[0].as_str()).expect("return");
+    fake.submit(seats[1].as_str(), "done").expect("submit");
+    clock.advance(1_000);
+    host.call(Op::Advance).await.expect("advance");
+    assert_eq!(
+        host.engine().machine().seat_of(&seats[0]),
+        Some(SeatState::Left(Departure::Returned))
+    );
+    assert_eq!(
+        host.engine().machine().seat_of(&seats[1]),
+        Some(SeatState::Left(Departure::Submitted))
+    );
+    // The submission was paid at once: its approval came through the queue too.
+    let kinds: Vec<String> = fake
+        .emitted()
+        .iter()
+        .map(|e| e["EventType"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "AssignmentReturned",
+            "AssignmentSubmitted",
+            "AssignmentApproved"
+        ]
+    );
+    assert_eq!(host.pushed_events, 3);
+    assert!(fake.requests("ListAssignmentsForHIT").is_empty());
+    assert_eq!(fake.undelivered(), (0, 0));
+}
+
+/// An engine running in its own task takes pushed updates through its handle: a return only
+/// MTurk saw empties the seat, and the same message delivered again is refused harmlessly.
+#[tokio::test]
+async fn pushed_updates_reach_an_engine_through_its_handle() {
+    let clock = VirtualClock::new(T0);
+    let fake = FakeMturk::start(Arc::new(clock.clone()), 1_000_000).await;
+    let mut mturk = push_config(fault_config(&fake), &fake);
+    mturk.scope = Some(SESSION.into());
+    let reader = reader_with(&mturk).await;
+    let platform = Arc::new(platform_with(mturk).await);
+    let mut engine = EngineBuilder::new(platform, Arc::new(MemoryStore::new()), engine_config())
+        .session(SessionId::new(SESSION))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .await
+        .expect("engine");
+    engine.start().await.expect("start");
+    let hit = fake.hits()[0].id.clone();
+    let a = AssignmentId::new(fake.accept("W1", &hit).expect("accept"));
+    engine
+        .arrive(WorkerId::new("W1"), a.clone(), HitId::new(hit.as_str()))
+        .await
+        .expect("arrive");
+    let handle = engine.spawn();
+    fake.return_assignment(a.as_str()).expect("return");
+
+    let mut sink = async |u: &[AssignmentUpdate]| crowdcore_mturk::push_to_handle(&handle, u).await;
+    let stats = reader.pump(&mut sink).await.expect("receive");
+    assert_eq!((stats.updates, stats.deleted), (1, 1));
+    let seat = {
+        let a = a.clone();
+        handle.read(move |m| m.seat_of(&a)).await.expect("read")
+    };
+    assert_eq!(seat, Some(SeatState::Left(Departure::Returned)));
+
+    // The same event again (SQS delivered it twice): refused by the engine, handed over fine.
+    let update = AssignmentUpdate {
+        assignment: a.clone(),
+        worker: WorkerId::new(""),
+        hit: HitId::new(hit.as_str()),
+        status: crowdcore::platform::AssignmentStatus::Returned,
+        at: clock.now(),
+    };
+    let direct = handle
+        .input(crowdcore::pavilion::Input::Return {
+            assignment: a.clone(),
+        })
+        .await;
+    assert!(
+        matches!(direct, Err(crowdcore::engine::HandleError::Failed(_))),
+        "the engine refuses it: {direct:?}"
+    );
+    crowdcore_mturk::push_to_handle(&handle, std::slice::from_ref(&update))
+        .await
+        .expect("a repeated departure is harmless");
+    assert!(!handle.is_finished());
 }

@@ -1,0 +1,605 @@
+//! Push notifications: MTurk's assignment events read from an SQS queue and handed to the
+//! engine as [`AssignmentUpdate`]s.
+//!
+//! MTurk writes a JSON document per message (`EventDocVersion`, `EventDocId`, `Events`); one
+//! message can carry several events, and every one of them is handled. A message is deleted
+//! only after its updates were handed over: a message whose hand-over failed (or whose delete
+//! failed) is delivered again after its visibility timeout, which is harmless because the
+//! engine refuses a departure it has already seen.
+//!
+//! Limits of MTurk's format, not hidden here: an event names no worker (the updates' `worker`
+//! is empty; the engine keys departures by assignment), SQS standard queues do not keep order,
+//! and MTurk may give a returned or abandoned assignment's id to the next worker, so a late
+//! `AssignmentReturned` could name a slot someone holds again. The landing page's own reports
+//! and heartbeats remain the first source for the engine; pushed events confirm them.
+//!
+//! The driving loop, as [`NotificationReader::run`] does it:
+//!
+//! ```no_run
+//! # use crowdcore_mturk::NotificationReader;
+//! # async fn drive(reader: NotificationReader, mut engine: crowdcore::engine::Engine) {
+//! loop {
+//!     let Ok(deliveries) = reader.receive().await else { continue }; // retry after a backoff
+//!     for delivery in deliveries {
+//!         if engine.push_updates(&delivery.updates).await.is_ok() {
+//!             let _ = reader.delete(&delivery).await; // else: delivered again later
+//!         }
+//!     }
+//! }
+//! # }
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_sqs::Client;
+use aws_smithy_types::DateTime;
+use aws_smithy_types::date_time::Format;
+use serde::Deserialize;
+
+use crowdcore::platform::{AssignmentStatus, AssignmentUpdate, PlatformError, PlatformErrorKind};
+use crowdcore::{AssignmentId, HitId, Timestamp, WorkerId};
+
+use crate::config::{MturkConfig, NotificationSettings};
+use crate::error::failure;
+
+/// Why a queue message is not an MTurk notification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotificationError {
+    /// The body is not a JSON notification document.
+    #[error("not an mturk notification: {0}")]
+    Malformed(String),
+    /// An event's `EventTimestamp` is not an ISO 8601 date-time.
+    #[error("bad event timestamp {0:?}")]
+    BadTimestamp(String),
+    /// An assignment event names no assignment or no HIT.
+    #[error("{0} event without an assignment or hit")]
+    MissingId(String),
+}
+
+/// One event of a notification message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationEvent {
+    /// MTurk's event type (`AssignmentSubmitted`, `HITExpired`, `Ping`, …).
+    pub event_type: String,
+    /// When it happened.
+    pub at: Timestamp,
+    /// Its HIT, if it names one.
+    pub hit: Option<HitId>,
+    /// Its assignment, if it names one.
+    pub assignment: Option<AssignmentId>,
+    /// Its HIT type, if it names one.
+    pub hit_type: Option<String>,
+}
+
+impl NotificationEvent {
+    /// The assignment status an event type means; `None` for HIT events and pings.
+    pub fn status(&self) -> Option<AssignmentStatus> {
+        Some(match self.event_type.as_str() {
+            "AssignmentAccepted" => AssignmentStatus::Accepted,
+            "AssignmentSubmitted" => AssignmentStatus::Submitted,
+            "AssignmentReturned" => AssignmentStatus::Returned,
+            "AssignmentAbandoned" => AssignmentStatus::Abandoned,
+            "AssignmentApproved" => AssignmentStatus::Approved,
+            "AssignmentRejected" => AssignmentStatus::Rejected,
+            _ => return None,
+        })
+    }
+
+    /// The update an assignment event stands for. MTurk's events name no worker, so the
+    /// update's worker is empty (the engine keys departures by assignment).
+    pub fn update(&self) -> Option<AssignmentUpdate> {
+        let status = self.status()?;
+        Some(AssignmentUpdate {
+            assignment: self.assignment.clone()?,
+            worker: WorkerId::new(""),
+            hit: self.hit.clone()?,
+            status,
+            at: self.at,
+        })
+    }
+}
+
+/// A parsed notification message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// MTurk's id of the document (the same event may come in two messages with one id).
+    pub doc_id: Option<String>,
+    /// The schema version (`2014-08-15`).
+    pub version: Option<String>,
+    /// Every event, in the message's order.
+    pub events: Vec<NotificationEvent>,
+}
+
+impl Notification {
+    /// The updates of the assignment events, in the message's order (HIT events and pings
+    /// have none).
+    pub fn updates(&self) -> Vec<AssignmentUpdate> {
+        self.events.iter().filter_map(|e| e.update()).collect()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawDoc {
+    #[serde(default)]
+    event_doc_id: Option<String>,
+    #[serde(default)]
+    event_doc_version: Option<String>,
+    events: Vec<RawEvent>,
+}
+
+#[derive(Deserialize)]
+struct RawEvent {
+    #[serde(rename = "EventType")]
+    event_type: String,
+    #[serde(rename = "EventTimestamp")]
+    event_timestamp: String,
+    #[serde(rename = "HITId", default)]
+    hit_id: Option<String>,
+    #[serde(rename = "AssignmentId", default)]
+    assignment_id: Option<String>,
+    #[serde(rename = "HITTypeId", default)]
+    hit_type_id: Option<String>,
+}
+
+/// An SNS envelope, for a queue subscribed to a topic MTurk notifies.
+#[derive(Deserialize)]
+struct SnsEnvelope {
+    #[serde(rename = "Type")]
+    kind: String,
+    #[serde(rename = "Message")]
+    message: String,
+}
+
+/// Parses one message body: MTurk's notification document, or the same wrapped in an SNS
+/// envelope. Every event is kept; an assignment event without its ids, or an unreadable
+/// timestamp, fails the whole message (it is left on the queue, see the module docs).
+pub fn parse_message(body: &str) -> Result<Notification, NotificationError> {
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| NotificationError::Malformed(e.to_string()))?;
+    if value.get("Events").is_none()
+        && let Ok(sns) = serde_json::from_value::<SnsEnvelope>(value.clone())
+        && sns.kind == "Notification"
+    {
+        return parse_message(&sns.message);
+    }
+    let raw: RawDoc =
+        serde_json::from_value(value).map_err(|e| NotificationError::Malformed(e.to_string()))?;
+    let mut events = Vec::with_capacity(raw.events.len());
+    for e in raw.events {
+        let at = DateTime::from_str(&e.event_timestamp, Format::DateTime)
+            .ok()
+            .and_then(|t| t.to_millis().ok())
+            .and_then(|ms| u64::try_from(ms).ok())
+            .ok_or_else(|| NotificationError::BadTimestamp(e.event_timestamp.clone()))?;
+        let event = NotificationEvent {
+            event_type: e.event_type,
+            at: Timestamp::from_millis(at),
+            hit: e.hit_id.filter(|s| !s.is_empty()).map(HitId::new),
+            assignment: e
+                .assignment_id
+                .filter(|s| !s.is_empty())
+                .map(AssignmentId::new),
+            hit_type: e.hit_type_id.filter(|s| !s.is_empty()),
+        };
+        if event.status().is_some() && (event.assignment.is_none() || event.hit.is_none()) {
+            return Err(NotificationError::MissingId(event.event_type));
+        }
+        events.push(event);
+    }
+    Ok(Notification {
+        doc_id: raw.event_doc_id,
+        version: raw.event_doc_version,
+        events,
+    })
+}
+
+/// A received message: its events and the updates they mean, and what deleting it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// SQS's message id.
+    pub message_id: String,
+    /// The parsed message.
+    pub notification: Notification,
+    /// The updates of its assignment events, in order.
+    pub updates: Vec<AssignmentUpdate>,
+    receipt_handle: String,
+}
+
+/// What one [`NotificationReader::pump`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PumpStats {
+    /// Messages received (malformed ones included).
+    pub received: usize,
+    /// Events in the messages handed over.
+    pub events: usize,
+    /// Updates handed over.
+    pub updates: usize,
+    /// Messages deleted.
+    pub deleted: usize,
+    /// Messages left on the queue: the hand-over or the delete failed (delivered again later).
+    pub kept: usize,
+    /// Messages that are not MTurk notifications (left on the queue for its redrive policy).
+    pub malformed: usize,
+}
+
+/// Reads MTurk's notifications from the SQS queue of a [`MturkConfig`] (`aws-sdk-sqs`, with the
+/// MTurk client's TLS, retry, timeout and credential settings).
+pub struct NotificationReader {
+    client: Client,
+    settings: NotificationSettings,
+}
+
+impl std::fmt::Debug for NotificationReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationReader")
+            .field("queue_url", &self.settings.queue_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The region in a queue URL (`https://sqs.<region>.amazonaws.com/…`).
+fn queue_region(url: &str) -> Option<String> {
+    let host = url.split("://").nth(1)?.split('/').next()?;
+    let region = host.strip_prefix("sqs.")?.split('.').next()?;
+    (!region.is_empty() && host.contains(".amazonaws.com")).then(|| region.to_owned())
+}
+
+fn no_queue() -> PlatformError {
+    PlatformError::new(
+        PlatformErrorKind::BadRequest,
+        "NoNotificationQueue",
+        "the configuration names no notification queue",
+    )
+}
+
+impl NotificationReader {
+    /// Connects to the configured queue with credentials from the standard AWS chain; an error
+    /// if `config.notifications` is `None`.
+    pub async fn connect(config: &MturkConfig) -> Result<Self, PlatformError> {
+        Self::load(config, None).await
+    }
+
+    /// Connects with the given credentials.
+    pub async fn connect_with_credentials(
+        config: &MturkConfig,
+        credentials: impl ProvideCredentials + 'static,
+    ) -> Result<Self, PlatformError> {
+        Self::load(config, Some(SharedCredentialsProvider::new(credentials))).await
+    }
+
+    async fn load(
+        config: &MturkConfig,
+        credentials: Option<SharedCredentialsProvider>,
+    ) -> Result<Self, PlatformError> {
+        let settings = config.notifications.clone().ok_or_else(no_queue)?;
+        let region = settings
+            .region
+            .clone()
+            .or_else(|| queue_region(&settings.queue_url))
+            .unwrap_or_else(|| config.region.clone());
+        let endpoint = match &settings.endpoint_url {
+            Some(url) => url.clone(),
+            None => format!("https://sqs.{region}.amazonaws.com"),
+        };
+        // A long poll outlasts the MTurk attempt timeout: give it its wait on top.
+        let mut config = config.clone();
+        let wait_ms = u64::try_from(settings.wait_time_s.max(0)).unwrap_or(0) * 1_000;
+        config.timeouts.attempt_ms += wait_ms;
+        config.timeouts.operation_ms = config.timeouts.operation_ms.max(config.timeouts.attempt_ms);
+        let sdk = crate::platform::sdk_config(&config, credentials, &endpoint, region).await;
+        Ok(Self::from_client(Client::new(&sdk), settings))
+    }
+
+    /// Wraps an SQS client configured elsewhere.
+    pub fn from_client(client: Client, settings: NotificationSettings) -> Self {
+        Self { client, settings }
+    }
+
+    /// The queue settings.
+    pub fn settings(&self) -> &NotificationSettings {
+        &self.settings
+    }
+
+    /// One long-poll `ReceiveMessage`: the messages received, parsed. A message that is not an
+    /// MTurk notification is logged and left on the queue (its redrive policy moves it to a
+    /// dead-letter queue); it is not in the result.
+    pub async fn receive(&self) -> Result<Vec<Delivery>, PlatformError> {
+        Ok(self.receive_counted().await?.0)
+    }
+
+    async fn receive_counted(&self) -> Result<(Vec<Delivery>, usize, usize), PlatformError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.settings.queue_url)
+            .max_number_of_messages(self.settings.max_messages.clamp(1, 10))
+            .wait_time_seconds(self.settings.wait_time_s.clamp(0, 20))
+            .set_visibility_timeout(self.settings.visibility_timeout_s)
+            .send()
+            .await
+            .map_err(|e| failure("ReceiveMessage", &e).error)?;
+        let messages = out.messages();
+        let mut deliveries = Vec::with_capacity(messages.len());
+        let mut malformed = 0;
+        for m in messages {
+            let id = m.message_id().unwrap_or_default().to_owned();
+            let (Some(body), Some(handle)) = (m.body(), m.receipt_handle()) else {
+                tracing::warn!(message = %id, "notification without a body or receipt handle");
+                malformed += 1;
+                continue;
+            };
+            match parse_message(body) {
+                Ok(notification) => deliveries.push(Delivery {
+                    message_id: id,
+                    updates: notification.updates(),
+                    notification,
+                    receipt_handle: handle.to_owned(),
+                }),
+                Err(e) => {
+                    tracing::warn!(message = %id, error = %e, "not an MTurk notification; left on the queue");
+                    malformed += 1;
+                }
+            }
+        }
+        Ok((deliveries, messages.len(), malformed))
+    }
+
+    /// Deletes a delivered message: call it only once its updates are handed over.
+    pub async fn delete(&self, delivery: &Delivery) -> Result<(), PlatformError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.settings.queue_url)
+            .receipt_handle(&delivery.receipt_handle)
+            .send()
+            .await
+            .map_err(|e| failure("DeleteMessage", &e).error)?;
+        Ok(())
+    }
+
+    /// Makes a message visible again at once (a hand-over failed and should be retried sooner
+    /// than the visibility timeout).
+    pub async fn release(&self, delivery: &Delivery) -> Result<(), PlatformError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.settings.queue_url)
+            .receipt_handle(&delivery.receipt_handle)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map_err(|e| failure("ChangeMessageVisibility", &e).error)?;
+        Ok(())
+    }
+
+    /// One receive, then for each message: its updates to `sink`, and the message deleted if
+    /// `sink` took them. A failed hand-over or delete leaves the message to be delivered
+    /// again; only a failed receive is an error.
+    pub async fn pump<E, S>(&self, sink: &mut S) -> Result<PumpStats, PlatformError>
+    where
+        E: std::fmt::Display,
+        S: AsyncFnMut(&[AssignmentUpdate]) -> Result<(), E>,
+    {
+        let (deliveries, received, malformed) = self.receive_counted().await?;
+        let mut stats = PumpStats {
+            received,
+            malformed,
+            ..PumpStats::default()
+        };
+        self.hand_over(deliveries, sink, &mut stats).await;
+        Ok(stats)
+    }
+
+    /// Each delivery's updates to `sink`, then the delivery deleted if `sink` took them.
+    async fn hand_over<E, S>(&self, deliveries: Vec<Delivery>, sink: &mut S, stats: &mut PumpStats)
+    where
+        E: std::fmt::Display,
+        S: AsyncFnMut(&[AssignmentUpdate]) -> Result<(), E>,
+    {
+        for d in deliveries {
+            if let Err(e) = sink(&d.updates).await {
+                tracing::warn!(message = %d.message_id, error = %e, "pushing updates failed; the message stays");
+                stats.kept += 1;
+                continue;
+            }
+            stats.events += d.notification.events.len();
+            stats.updates += d.updates.len();
+            match self.delete(&d).await {
+                Ok(()) => stats.deleted += 1,
+                Err(e) => {
+                    tracing::warn!(message = %d.message_id, error = %e, "delete failed; the message comes again");
+                    stats.kept += 1;
+                }
+            }
+        }
+    }
+
+    /// Pumps until `stop` completes: receive → `sink` → delete, backing off (up to
+    /// `max_backoff`) after a failed receive. Stopping interrupts a waiting receive (a message
+    /// it would have taken stays on the queue) but never a hand-over or a delete. Returns the
+    /// totals.
+    pub async fn run<E, S>(
+        &self,
+        mut sink: S,
+        stop: impl Future<Output = ()>,
+        max_backoff: Duration,
+    ) -> PumpStats
+    where
+        E: std::fmt::Display,
+        S: AsyncFnMut(&[AssignmentUpdate]) -> Result<(), E>,
+    {
+        let mut total = PumpStats::default();
+        let mut backoff = Duration::from_millis(100).min(max_backoff);
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let received = tokio::select! {
+                biased;
+                () = &mut stop => return total,
+                r = self.receive_counted() => r,
+            };
+            let (deliveries, received, malformed) = match received {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e, "receiving notifications failed; backing off");
+                    tokio::select! {
+                        biased;
+                        () = &mut stop => return total,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(max_backoff);
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100).min(max_backoff);
+            total.received += received;
+            total.malformed += malformed;
+            self.hand_over(deliveries, &mut sink, &mut total).await;
+        }
+    }
+}
+
+/// Hands pushed updates to an engine running in its own task (an
+/// [`EngineHandle`](crowdcore::engine::EngineHandle), where [`Engine::push_updates`] is out of
+/// reach): each update the machine takes becomes an input. A refused input (a departure the
+/// engine has already seen) is fine; an error only when the engine has stopped (a store
+/// failure ends its task), so the message stays on the queue. Use it as the sink:
+/// `reader.pump(&mut async |u: &[AssignmentUpdate]| push_to_handle(&handle, u).await)`.
+///
+/// [`Engine::push_updates`]: crowdcore::engine::Engine::push_updates
+pub async fn push_to_handle<M: crowdcore::engine::Machine>(
+    handle: &crowdcore::engine::EngineHandle<M>,
+    updates: &[AssignmentUpdate],
+) -> Result<(), crowdcore::engine::HandleError> {
+    for update in updates {
+        let Some(input) = M::update_input(update) else {
+            continue;
+        };
+        if let Err(e) = handle.input(input).await {
+            if let crowdcore::engine::HandleError::Failed(why) = &e {
+                // A refusal, or the store failure that ends the task: a call after it tells.
+                handle.read(|_| ()).await?;
+                tracing::debug!(assignment = %update.assignment, %why, "pushed update refused");
+            } else {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUBMITTED: &str = r#"{"Events":[{"EventType":"AssignmentSubmitted","EventTimestamp":"2026-01-01T00:00:10Z","HITId":"H1","AssignmentId":"A1","HITTypeId":"T1"}],"EventDocId":"d1","SourceAccount":"123456789012","CustomerId":"C1","EventDocVersion":"2014-08-15"}"#;
+
+    fn at(s: u64) -> Timestamp {
+        Timestamp::from_millis(1_767_225_600_000 + s * 1_000)
+    }
+
+    fn update(a: &str, h: &str, status: AssignmentStatus, s: u64) -> AssignmentUpdate {
+        AssignmentUpdate {
+            assignment: AssignmentId::new(a),
+            worker: WorkerId::new(""),
+            hit: HitId::new(h),
+            status,
+            at: at(s),
+        }
+    }
+
+    #[test]
+    fn a_single_event() {
+        let n = parse_message(SUBMITTED).unwrap();
+        assert_eq!(n.doc_id.as_deref(), Some("d1"));
+        assert_eq!(n.version.as_deref(), Some("2014-08-15"));
+        assert_eq!(n.events.len(), 1);
+        assert_eq!(n.events[0].hit_type.as_deref(), Some("T1"));
+        assert_eq!(
+            n.updates(),
+            vec![update("A1", "H1", AssignmentStatus::Submitted, 10)]
+        );
+    }
+
+    #[test]
+    fn every_event_of_a_batch() {
+        let body = r#"{"EventDocVersion":"2014-08-15","EventDocId":"d2","Events":[
+            {"EventType":"AssignmentSubmitted","EventTimestamp":"2026-01-01T00:00:01Z","HITId":"H1","AssignmentId":"A1","HITTypeId":"T1"},
+            {"EventType":"AssignmentReturned","EventTimestamp":"2026-01-01T00:00:02Z","HITId":"H1","AssignmentId":"A2","HITTypeId":"T1"},
+            {"EventType":"AssignmentAbandoned","EventTimestamp":"2026-01-01T00:00:03Z","HITId":"H2","AssignmentId":"A3","HITTypeId":"T1"},
+            {"EventType":"AssignmentApproved","EventTimestamp":"2026-01-01T00:00:04Z","HITId":"H1","AssignmentId":"A1","HITTypeId":"T1"},
+            {"EventType":"AssignmentRejected","EventTimestamp":"2026-01-01T00:00:05.250Z","HITId":"H2","AssignmentId":"A4","HITTypeId":"T1"},
+            {"EventType":"HITExpired","EventTimestamp":"2026-01-01T00:00:06Z","HITId":"H2","HITTypeId":"T1"},
+            {"EventType":"Ping","EventTimestamp":"2026-01-01T00:00:07Z"}
+        ]}"#;
+        let n = parse_message(body).unwrap();
+        assert_eq!(n.events.len(), 7);
+        let mut rejected = update("A4", "H2", AssignmentStatus::Rejected, 5);
+        rejected.at = rejected.at.plus_millis(250);
+        assert_eq!(
+            n.updates(),
+            vec![
+                update("A1", "H1", AssignmentStatus::Submitted, 1),
+                update("A2", "H1", AssignmentStatus::Returned, 2),
+                update("A3", "H2", AssignmentStatus::Abandoned, 3),
+                update("A1", "H1", AssignmentStatus::Approved, 4),
+                rejected,
+            ]
+        );
+        assert_eq!(n.events[5].event_type, "HITExpired");
+        assert_eq!(n.events[5].hit, Some(HitId::new("H2")));
+        assert_eq!(n.events[5].update(), None);
+    }
+
+    #[test]
+    fn through_an_sns_topic() {
+        let wrapped = serde_json::json!({
+            "Type": "Notification",
+            "MessageId": "m",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:mturk",
+            "Message": SUBMITTED,
+        })
+        .to_string();
+        assert_eq!(parse_message(&wrapped), parse_message(SUBMITTED));
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        assert!(matches!(
+            parse_message("hello"),
+            Err(NotificationError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_message(r#"{"EventDocId":"x"}"#),
+            Err(NotificationError::Malformed(_))
+        ));
+        let bad_time = SUBMITTED.replace("2026-01-01T00:00:10Z", "yesterday");
+        assert_eq!(
+            parse_message(&bad_time),
+            Err(NotificationError::BadTimestamp("yesterday".into()))
+        );
+        let no_assignment = SUBMITTED.replace(r#""AssignmentId":"A1","#, "");
+        assert_eq!(
+            parse_message(&no_assignment),
+            Err(NotificationError::MissingId("AssignmentSubmitted".into()))
+        );
+    }
+
+    #[test]
+    fn the_region_of_a_queue_url() {
+        assert_eq!(
+            queue_region("https://sqs.eu-west-1.amazonaws.com/123456789012/q").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(queue_region("http://127.0.0.1:4566/123456789012/q"), None);
+        assert_eq!(queue_region("not a url"), None);
+    }
+
+    #[test]
+    fn unknown_event_types_are_kept_without_updates() {
+        let body = SUBMITTED.replace("AssignmentSubmitted", "HITExtended");
+        let n = parse_message(&body).unwrap();
+        assert_eq!(n.events.len(), 1);
+        assert!(n.updates().is_empty());
+    }
+}
