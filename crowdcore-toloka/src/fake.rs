@@ -418,7 +418,8 @@ impl FakeToloka {
     }
 
     /// Closes a pool by itself (`last_close_reason` `COMPLETED`) when a worker submits the last
-    /// answer its tasks need, as Toloka does; off by default.
+    /// answer its tasks need, or when it is opened with every task complete, as Toloka does;
+    /// off by default.
     pub fn set_auto_close(&self, on: bool) {
         self.world().auto_close = on;
     }
@@ -1271,6 +1272,10 @@ fn pool_action(w: &mut World, id: &str, action: &str) -> Response {
     }
     let op_id = uuid::Uuid::new_v4().to_string();
     let op = w.new_operation(op_id, kind, json!({ "pool_id": id }), false, Vec::new());
+    if w.auto_close && target == "OPEN" {
+        // Toloka closes a pool opened with nothing left to do again by itself.
+        w.close_if_complete(id, now);
+    }
     ok(StatusCode::ACCEPTED, op)
 }
 
@@ -1456,6 +1461,9 @@ fn open_pools(w: &mut World, pools: &[Value]) {
             }
             pool.status = "OPEN";
             pool.last_close_reason = None;
+        }
+        if w.auto_close {
+            w.close_if_complete(p, now);
         }
     }
 }

@@ -370,8 +370,22 @@ async fn pools_report_their_state_and_close_when_complete() {
         Some(Timestamp::from_millis(START_MS + 3_000))
     );
 
+    // Opened with nothing left to do, it closes again by itself.
+    w.clock.advance(500);
     p.open_pool(&id).await.unwrap();
-    w.clock.advance(1_000);
+    let info = p.pool(&id).await.unwrap();
+    assert_eq!(info.status, PoolStatus::Closed);
+    assert_eq!(
+        info.last_stopped,
+        Some(Timestamp::from_millis(START_MS + 3_500))
+    );
+
+    p.create_tasks(&id, &[new_task(1, None)], &key(11))
+        .await
+        .unwrap();
+    p.open_pool(&id).await.unwrap();
+    assert_eq!(p.pool(&id).await.unwrap().status, PoolStatus::Open);
+    w.clock.advance(500);
     p.close_pool(&id).await.unwrap();
     p.close_pool(&id).await.unwrap();
     let info = p.pool(&id).await.unwrap();
