@@ -304,3 +304,67 @@ impl PipelinePlatform for TolokaPipeline {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(status: model::PoolStatus, extra: serde_json::Value) -> model::Pool {
+        model::Pool {
+            id: "7".into(),
+            project_id: "1".into(),
+            private_name: String::new(),
+            status,
+            reward_per_assignment: None,
+            assignment_max_duration_seconds: None,
+            will_expire: None,
+            defaults: None,
+            last_close_reason: None,
+            created: None,
+            last_started: TolokaTime::parse("2024-05-01T00:00:00.250"),
+            extra: extra.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_pool_counts_as_open_unless_toloka_says_closed_or_archived() {
+        use model::PoolStatus as S;
+        for (status, expected) in [
+            (S::Open, PoolStatus::Open),
+            (S::Closed, PoolStatus::Closed),
+            (S::Archived, PoolStatus::Archived),
+            (S::Locked, PoolStatus::Open),
+            (S::Other("NEW_STATUS".into()), PoolStatus::Open),
+        ] {
+            assert_eq!(pool_info(pool(status, Value::Null)).status, expected);
+        }
+        let info = pool_info(pool(
+            S::Closed,
+            serde_json::json!({ "last_stopped": "2024-05-01T00:01:00.000" }),
+        ));
+        assert_eq!(
+            info.last_started,
+            Some(Timestamp::from_millis(1_714_521_600_250))
+        );
+        assert_eq!(
+            info.last_stopped,
+            Some(Timestamp::from_millis(1_714_521_660_000))
+        );
+        let info = pool_info(pool(
+            S::Closed,
+            serde_json::json!({ "last_stopped": "garbage" }),
+        ));
+        assert_eq!(info.last_stopped, None);
+    }
+
+    #[test]
+    fn an_assignment_without_a_creation_time_is_refused() {
+        let a: model::Assignment = serde_json::from_value(serde_json::json!({
+            "id": "a1", "pool_id": "7", "user_id": "w", "status": "SUBMITTED",
+            "submitted": "2024-05-01T00:00:00"
+        }))
+        .unwrap();
+        let err = assignment(a).unwrap_err();
+        assert_eq!(err.kind, PlatformErrorKind::BadRequest);
+    }
+}

@@ -6,7 +6,8 @@
 //! paid twice, and the same reviews.
 //!
 //! Kills: 5 by default, `CROWDCORE_TOLOKA_KILLS=50` for a longer run; their seed
-//! `CROWDCORE_TOLOKA_KILL_SEED` (default 1). The real sandbox run is opt-in:
+//! `CROWDCORE_TOLOKA_KILL_SEED` (default 1); the crowd's (answers, worker picks, fault draws)
+//! `CROWDCORE_TOLOKA_CROWD_SEED` (default 11). The real sandbox run is opt-in:
 //! `CROWDCORE_TOLOKA_SANDBOX=1`, `TOLOKA_API_KEY` (or `TOLOKA_OAUTH_TOKEN`) and
 //! `CROWDCORE_TOLOKA_POOLS=submit,validate,quality` (sandbox pool ids).
 
@@ -27,7 +28,7 @@ use serde_json::{Map, Value, json};
 
 const PLACES: usize = 8;
 const WORKERS: usize = 8;
-const CROWD_SEED: u64 = 11;
+const DEFAULT_CROWD_SEED: u64 = 11;
 
 /// The `toloka_pipeline` example, built by `cargo test` next to this test's binary.
 fn example() -> PathBuf {
@@ -409,7 +410,8 @@ async fn a_pipeline_killed_at_random_moments_ends_as_an_uninterrupted_one() {
     let started = Instant::now();
 
     // The uninterrupted run.
-    let clean = world(CROWD_SEED).await;
+    let crowd_seed = env_u64("CROWDCORE_TOLOKA_CROWD_SEED", DEFAULT_CROWD_SEED);
+    let clean = world(crowd_seed).await;
     let clean_dir = root.join("clean");
     std::fs::create_dir_all(&clean_dir).expect("dir");
     let clean_out = run_to_end(&clean, &clean_dir.join("pipeline.db"), 0).await;
@@ -417,29 +419,32 @@ async fn a_pipeline_killed_at_random_moments_ends_as_an_uninterrupted_one() {
     let requests = clean.fake.request_count() as u64;
     let expected = outcome(&clean, &clean_dir).await;
     assert_eq!(expected.tasks[0], PLACES);
-    assert!(
-        expected.tasks[1] >= PLACES,
-        "validate tasks: {:?}",
-        expected.tasks
-    );
-    assert!(expected.tasks[2] > 0, "no submission reached quality");
-    assert!(
-        !expected.bonuses.is_empty(),
-        "no bonus paid: {:?}",
-        expected.decisions
-    );
-    assert!(
-        expected.decisions.iter().any(|d| d.2 == "reject"),
-        "a flow without a rejection: {:?}",
-        expected.decisions
-    );
+    // The default crowd exercises every kind of decision (other seeds may not).
+    if crowd_seed == DEFAULT_CROWD_SEED {
+        assert!(
+            expected.tasks[1] >= PLACES,
+            "validate tasks: {:?}",
+            expected.tasks
+        );
+        assert!(expected.tasks[2] > 0, "no submission reached quality");
+        assert!(
+            !expected.bonuses.is_empty(),
+            "no bonus paid: {:?}",
+            expected.decisions
+        );
+        assert!(
+            expected.decisions.iter().any(|d| d.2 == "reject"),
+            "a flow without a rejection: {:?}",
+            expected.decisions
+        );
+    }
     let clean_faults = clean.fake.faults_injected();
     drop(clean);
 
     // The same crowd, with the example killed at seeded points and started again.
     let kills = env_u64("CROWDCORE_TOLOKA_KILLS", 5);
     let mut dice = Dice(env_u64("CROWDCORE_TOLOKA_KILL_SEED", 1).max(1));
-    let crashed = world(CROWD_SEED).await;
+    let crashed = world(crowd_seed).await;
     let crashed_dir = root.join("crashed");
     std::fs::create_dir_all(&crashed_dir).expect("dir");
     let db = crashed_dir.join("pipeline.db");
