@@ -573,3 +573,41 @@ fn the_real_sandbox_is_opt_in() {
     );
     print!("{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_after_the_tick_and_the_next_run_resumes_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let w = world(env_u64("CROWDCORE_TOLOKA_CROWD_SEED", DEFAULT_CROWD_SEED)).await;
+    let db = dir.path().join("pipeline.db");
+    let log = dir.path().join("first.log");
+    let mut child = command(&w, &db, &log).spawn().expect("example starts");
+    // Interrupt once the validate stage has tasks (mid-flow).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while w.fake.task_ids(&w.pools[1]).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = wait(&mut child, Duration::from_secs(60)).await;
+    let stdout = std::fs::read_to_string(log.with_extension("out")).expect("stdout");
+    assert!(status.success(), "{stdout}");
+    assert!(stdout.contains("stopped by Ctrl-C"), "{stdout}");
+    assert!(stdout.contains("stage\tdecision\tdone"), "{stdout}");
+    let decisions = std::fs::read_to_string(dir.path().join("decisions.tsv")).expect("decisions");
+    assert!(decisions.lines().count() > 1, "{decisions}");
+
+    // The lease was given up: the next run starts without waiting and finishes the flow.
+    let second = run_to_end(&w, &db, 2).await;
+    let stderr = std::fs::read_to_string(dir.path().join("run-2.log")).expect("log");
+    assert!(!stderr.contains("waiting"), "{stderr}");
+    let got = outcome(&w, dir.path()).await;
+    assert_eq!(got.tasks[0], PLACES);
+    assert!(
+        report(&second)
+            .iter()
+            .any(|l| l.starts_with("submit\taccept"))
+    );
+}
