@@ -27,17 +27,21 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use clap::Parser;
 use crowdcore::clock::{Clock, VirtualClock};
-use crowdcore::model::{Money, SessionId, Timestamp};
+use crowdcore::model::{SessionId, Timestamp};
 use crowdcore::pipeline::{
-    Action, FakeConfig, FakePipeline, Fanout, MajorityVerify, NewTask, ObserverConfig,
-    PipelineBuilder, PipelineConfig, PipelinePlatform, PoolId, Stage,
+    FakeConfig, FakePipeline, NewTask, ObserverConfig, PipelineBuilder, PipelineConfig,
+    PipelinePlatform, PoolId,
 };
 use crowdcore::store::Store;
 use crowdcore_sqlite::{SqliteOptions, SqliteStore};
+
+#[path = "shared/photo_flow.rs"]
+mod photo_flow;
+use photo_flow::Pools;
 
 /// Run a three-stage verification pipeline (submit → validate → quality) on a simulated crowd.
 #[derive(Debug, Parser)]
@@ -159,68 +163,25 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         lag_ms: args.lag_s * 1_000,
         ..ObserverConfig::default()
     };
-    let yes = vec![
-        Action::AcceptOrigin {
-            comment: "the photos show the place".into(),
-        },
-        Action::Forward {
-            stage: "quality".into(),
-        },
-    ];
-    let no = vec![Action::RejectOrigin {
-        comment: "a photo does not show the place".into(),
-    }];
-    let good = vec![Action::BonusOrigin {
-        amount: Money::usd_cents(args.bonus_cents),
-        comment: "high-quality photos".into(),
-    }];
     let period_ms = args.period_s * 1_000;
-    let mut pipeline = PipelineBuilder::new(platform, store, SessionId::new("pipeline"))
+    let pools = Pools {
+        submit: pool("submit"),
+        validate: pool("validate"),
+        quality: pool("quality"),
+    };
+    let mut builder = PipelineBuilder::new(platform, store, SessionId::new("pipeline"))
         .clock(Arc::new(clock.clone()))
         .config(PipelineConfig {
             period_ms,
             lease_ttl_ms: period_ms * 5,
             ..PipelineConfig::default()
-        })
-        .stage(
-            Stage::new(
-                "submit",
-                pool("submit"),
-                1,
-                Fanout::new("validate", Some("photos")),
-            )
-            .observer(observer.clone()),
-        )
-        .stage(
-            Stage::new(
-                "validate",
-                pool("validate"),
-                args.overlap,
-                MajorityVerify::new("verdict", "yes", yes, no),
-            )
-            .observer(observer.clone()),
-        )
-        .stage(
-            Stage::new(
-                "quality",
-                pool("quality"),
-                args.overlap,
-                MajorityVerify::new("quality", "good", good, vec![]),
-            )
-            .observer(observer),
-        )
-        .start()
-        .await?;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::SeqCst);
-            }
         });
+    for stage in photo_flow::stages(pools, args.overlap, args.bonus_cents, &observer) {
+        builder = builder.stage(stage);
     }
+    let mut pipeline = builder.start().await?;
+
+    let stop = photo_flow::ctrl_c_flag();
     let started = clock.now();
     let mut ticks = 0u64;
     let finished = loop {
@@ -253,10 +214,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let report = pipeline.report().await?;
-    let mut decisions =
-        std::io::BufWriter::new(std::fs::File::create(args.out.join("decisions.tsv"))?);
-    let mut answers = std::io::BufWriter::new(std::fs::File::create(args.out.join("answers.tsv"))?);
-    pipeline.write_logs(&mut decisions, &mut answers).await?;
+    let (decisions, answers) = photo_flow::write_logs(&pipeline, &args.out).await?;
     pipeline.release().await?;
     let counts = fake.counts();
     println!(
@@ -283,8 +241,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "logs: {} and {}; store: {}",
-        args.out.join("decisions.tsv").display(),
-        args.out.join("answers.tsv").display(),
+        decisions.display(),
+        answers.display(),
         db.display()
     );
     Ok(())

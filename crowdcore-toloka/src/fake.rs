@@ -206,6 +206,8 @@ struct FakePool {
     default_overlap: u32,
     created: u64,
     last_close_reason: Option<&'static str>,
+    last_started: Option<u64>,
+    last_stopped: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -261,6 +263,7 @@ struct World {
     fault_count: u64,
     operation_repeats: u64,
     review_repeats: u64,
+    auto_close: bool,
 }
 
 /// A running fake Toloka. Dropping it stops the server.
@@ -336,6 +339,7 @@ impl FakeToloka {
             fault_count: 0,
             operation_repeats: 0,
             review_repeats: 0,
+            auto_close: false,
         };
         let world = Arc::new(Mutex::new(world));
         let app = Router::new().fallback(handle).with_state(world.clone());
@@ -378,6 +382,8 @@ impl FakeToloka {
                 default_overlap: 1,
                 created: now,
                 last_close_reason: Some("MANUAL"),
+                last_started: None,
+                last_stopped: None,
             },
         );
         id
@@ -409,6 +415,13 @@ impl FakeToloka {
         let mut w = self.world();
         w.rng = ChaCha8Rng::seed_from_u64(plan.seed);
         w.config.faults = plan;
+    }
+
+    /// Closes a pool by itself (`last_close_reason` `COMPLETED`) when a worker submits the last
+    /// answer its tasks need, or when it is opened with every task complete, as Toloka does;
+    /// off by default.
+    pub fn set_auto_close(&self, on: bool) {
+        self.world().auto_close = on;
     }
 
     /// Changes the listing lag.
@@ -501,6 +514,11 @@ impl FakeToloka {
     /// Every request received, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.world().requests.clone()
+    }
+
+    /// How many requests were received (cheaper than [`requests`](Self::requests)).
+    pub fn request_count(&self) -> usize {
+        self.world().requests.len()
     }
 
     /// How many creations came again with an `operation_id` already used (answered `409
@@ -723,8 +741,44 @@ impl World {
         if let Some(out) = output {
             a.solutions = vec![json!({ "output_values": out })];
         }
+        let pool_id = a.pool_id.clone();
         self.snapshot(id);
+        if self.auto_close && to == AssignmentStatus::Submitted {
+            self.close_if_complete(&pool_id, now);
+        }
         Ok(())
+    }
+
+    /// Closes an open pool whose every task has all its answers (none active, none to give).
+    fn close_if_complete(&mut self, pool_id: &str, now: u64) {
+        let complete = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.pool_id == pool_id)
+            .all(|(id, t)| {
+                let answered = self
+                    .assignments
+                    .values()
+                    .filter(|a| {
+                        a.task_id == *id
+                            && matches!(
+                                a.status,
+                                AssignmentStatus::Submitted
+                                    | AssignmentStatus::Accepted
+                                    | AssignmentStatus::Rejected
+                            )
+                    })
+                    .count() as u32;
+                answered >= t.overlap
+            });
+        if let Some(pool) = self.pools.get_mut(pool_id)
+            && complete
+            && pool.status == "OPEN"
+        {
+            pool.status = "CLOSED";
+            pool.last_close_reason = Some("COMPLETED");
+            pool.last_stopped = Some(now);
+        }
     }
 
     /// Records the assignment's current JSON as a version that listings see after the lag.
@@ -794,6 +848,8 @@ impl World {
             "defaults": { "default_overlap_for_new_tasks": p.default_overlap },
             "last_close_reason": p.last_close_reason,
             "created": time_text(p.created),
+            "last_started": p.last_started.map_or(Value::Null, time_text),
+            "last_stopped": p.last_stopped.map_or(Value::Null, time_text),
             "mixer_config": { "real_tasks_count": 1, "golden_tasks_count": 0, "training_tasks_count": 0 },
         })
     }
@@ -1208,8 +1264,18 @@ fn pool_action(w: &mut World, id: &str, action: &str) -> Response {
     }
     pool.status = target;
     pool.last_close_reason = (target == "CLOSED").then_some("MANUAL");
+    let now = w.config.clock.now().as_millis();
+    if target == "OPEN" {
+        pool.last_started = Some(now);
+    } else {
+        pool.last_stopped = Some(now);
+    }
     let op_id = uuid::Uuid::new_v4().to_string();
     let op = w.new_operation(op_id, kind, json!({ "pool_id": id }), false, Vec::new());
+    if w.auto_close && target == "OPEN" {
+        // Toloka closes a pool opened with nothing left to do again by itself.
+        w.close_if_complete(id, now);
+    }
     ok(StatusCode::ACCEPTED, op)
 }
 
@@ -1387,10 +1453,17 @@ fn create_tasks(w: &mut World, query: &[(String, String)], body: Value) -> Respo
 }
 
 fn open_pools(w: &mut World, pools: &[Value]) {
+    let now = w.config.clock.now().as_millis();
     for p in pools.iter().filter_map(Value::as_str) {
         if let Some(pool) = w.pools.get_mut(p) {
+            if pool.status != "OPEN" {
+                pool.last_started = Some(now);
+            }
             pool.status = "OPEN";
             pool.last_close_reason = None;
+        }
+        if w.auto_close {
+            w.close_if_complete(p, now);
         }
     }
 }

@@ -12,6 +12,10 @@
 //!   jitter; everything else maps to a clear permanent [`TolokaError`].
 //! - [`TolokaPlatform`] — crowdcore's [`Platform`](crowdcore::platform::Platform) over one
 //!   Toloka pool: a HIT is a task, its slots are the task's overlap.
+//! - [`TolokaPipeline`] — crowdcore's
+//!   [`PipelinePlatform`](crowdcore::pipeline::PipelinePlatform) (multi-pool pipelines): each
+//!   stage a Toloka pool; tasks and bonuses keyed by
+//!   [`operation_id`](crowdcore::pipeline::operation_id) of the runtime's key.
 //! - `fake` (feature `fake`) — a local fake Toloka (an axum app speaking the same JSON) with
 //!   simulated workers, a listing that lags behind writes, and injected faults, for tests.
 //!
@@ -49,6 +53,7 @@
 mod client;
 mod error;
 pub mod model;
+mod pipeline;
 mod platform;
 
 #[cfg(feature = "fake")]
@@ -59,6 +64,7 @@ pub use client::{
     SYNC_TASKS_LIMIT, TolokaClient, derived_operation_id,
 };
 pub use error::{ApiError, ErrorClass, QuotaWindow, TolokaError};
+pub use pipeline::TolokaPipeline;
 pub use platform::{
     BlockPolicy, FieldCursor, InputMapper, TolokaPlatform, TolokaPlatformConfig, UpdatesCursor,
 };

@@ -1,0 +1,370 @@
+//! [`TolokaPipeline`]: crowdcore's [`PipelinePlatform`] on Toloka API v1, one client call per
+//! method (the mapping table is on [`PipelinePlatform`]).
+//!
+//! Idempotency: creating tasks and paying bonuses go in asynchronous operations whose
+//! `operation_id` is [`crowdcore::pipeline::operation_id`] of the runtime's key — the one
+//! derivation for pipelines, the same in every process, so a call re-sent after a crash finds
+//! Toloka's first operation (`409 OPERATION_ALREADY_EXISTS`) and creates or pays nothing more.
+//! Reviews have no operation id on Toloka: they are idempotent by state (reviewing an
+//! assignment into the state it has succeeds; into the other one is a permanent
+//! [`PlatformErrorKind::Conflict`](crowdcore::platform::PlatformErrorKind::Conflict)).
+
+use async_trait::async_trait;
+use crowdcore::model::{AssignmentId, Money, Timestamp, WorkerId};
+use crowdcore::pipeline::{
+    AssignedTask, AssignmentPage, AssignmentQuery, AssignmentStatus, NewTask, PipelinePlatform,
+    PoolAssignment, PoolId, PoolInfo, PoolStatus, Solution, SortBy, TaskId, TimeField,
+    handlers::keys, operation_id,
+};
+use crowdcore::platform::{IdempotencyKey, PlatformError, PlatformErrorKind};
+use serde_json::Value;
+
+use crate::client::TolokaClient;
+use crate::model::{self, AssignmentFilter, AssignmentSort, TimeBound, TolokaTime, Usd};
+
+/// A pipeline's platform on Toloka: every stage's pool is a Toloka pool reached through one
+/// [`TolokaClient`] (its retries and backoff apply to every call).
+///
+/// Tasks carry their group (if any) in `input_values` under
+/// [`keys::GROUP`](crowdcore::pipeline::handlers::keys::GROUP), so a project whose tasks are
+/// grouped needs that input field (the shipped handlers also write `origin_assignment`,
+/// `origin_stage`, `origin_worker` and `item`/`items`: declare them in the project's input
+/// specification, or Toloka refuses the tasks with a validation error).
+#[derive(Debug, Clone)]
+pub struct TolokaPipeline {
+    client: TolokaClient,
+}
+
+impl TolokaPipeline {
+    /// The pipeline platform over `client`.
+    pub fn new(client: TolokaClient) -> Self {
+        Self { client }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &TolokaClient {
+        &self.client
+    }
+}
+
+fn bad(code: &str, message: impl Into<String>) -> PlatformError {
+    PlatformError::new(PlatformErrorKind::BadRequest, code, message)
+}
+
+fn field(f: TimeField) -> model::TimeField {
+    match f {
+        TimeField::Created => model::TimeField::Created,
+        TimeField::Submitted => model::TimeField::Submitted,
+        TimeField::Accepted => model::TimeField::Accepted,
+        TimeField::Rejected => model::TimeField::Rejected,
+    }
+}
+
+fn status_to(s: AssignmentStatus) -> model::AssignmentStatus {
+    match s {
+        AssignmentStatus::Active => model::AssignmentStatus::Active,
+        AssignmentStatus::Submitted => model::AssignmentStatus::Submitted,
+        AssignmentStatus::Accepted => model::AssignmentStatus::Accepted,
+        AssignmentStatus::Rejected => model::AssignmentStatus::Rejected,
+        AssignmentStatus::Skipped => model::AssignmentStatus::Skipped,
+        AssignmentStatus::Expired => model::AssignmentStatus::Expired,
+    }
+}
+
+fn status_from(s: model::AssignmentStatus) -> AssignmentStatus {
+    match s {
+        model::AssignmentStatus::Active => AssignmentStatus::Active,
+        model::AssignmentStatus::Submitted => AssignmentStatus::Submitted,
+        model::AssignmentStatus::Accepted => AssignmentStatus::Accepted,
+        model::AssignmentStatus::Rejected => AssignmentStatus::Rejected,
+        model::AssignmentStatus::Skipped => AssignmentStatus::Skipped,
+        model::AssignmentStatus::Expired => AssignmentStatus::Expired,
+    }
+}
+
+fn toloka_time(ts: Timestamp) -> Result<TolokaTime, PlatformError> {
+    TolokaTime::from_timestamp(ts)
+        .ok_or_else(|| bad("INVALID_REQUEST", format!("time {ts} is out of range")))
+}
+
+/// The Toloka filter of a pipeline query.
+fn filter(query: &AssignmentQuery) -> Result<AssignmentFilter, PlatformError> {
+    let f = field(query.field);
+    let mut time = Vec::new();
+    if let Some(gte) = query.gte {
+        time.push((f, TimeBound::Gte(toloka_time(gte)?)));
+    }
+    if let Some(lt) = query.lt {
+        time.push((f, TimeBound::Lt(toloka_time(lt)?)));
+    }
+    Ok(AssignmentFilter {
+        pool_id: Some(query.pool.as_str().to_owned()),
+        status: query.status.iter().copied().map(status_to).collect(),
+        id_gt: query.id_gt.as_ref().map(|id| id.as_str().to_owned()),
+        time,
+        sort: match query.sort {
+            SortBy::TimeThenId => AssignmentSort::Time(f),
+            SortBy::Id => AssignmentSort::Id,
+        },
+        limit: Some(query.limit),
+        ..AssignmentFilter::default()
+    })
+}
+
+/// A Toloka assignment as a pipeline sees it.
+fn assignment(a: model::Assignment) -> Result<PoolAssignment, PlatformError> {
+    let ts = |t: Option<TolokaTime>| t.map(TolokaTime::to_timestamp);
+    let created = ts(a.created).ok_or_else(|| {
+        bad(
+            "DECODE",
+            format!("assignment {} has no creation time", a.id),
+        )
+    })?;
+    Ok(PoolAssignment {
+        id: AssignmentId::new(a.id),
+        pool: PoolId::new(a.pool_id),
+        worker: WorkerId::new(a.user_id),
+        status: status_from(a.status),
+        created,
+        submitted: ts(a.submitted),
+        accepted: ts(a.accepted),
+        rejected: ts(a.rejected),
+        tasks: a
+            .tasks
+            .into_iter()
+            .map(|t| AssignedTask {
+                id: TaskId::new(t.id),
+                input_values: t.input_values,
+            })
+            .collect(),
+        solutions: a
+            .solutions
+            .into_iter()
+            .map(|s| Solution {
+                output_values: s.output_values,
+            })
+            .collect(),
+    })
+}
+
+/// A Toloka pool's state. A status this crate does not know, or `LOCKED` (an operation is
+/// changing it), counts as open: a pipeline never takes a pool it cannot read for drained.
+fn pool_info(p: model::Pool) -> PoolInfo {
+    let status = match p.status {
+        model::PoolStatus::Closed => PoolStatus::Closed,
+        model::PoolStatus::Archived => PoolStatus::Archived,
+        model::PoolStatus::Open | model::PoolStatus::Locked | model::PoolStatus::Other(_) => {
+            PoolStatus::Open
+        }
+    };
+    let last_stopped = p
+        .extra
+        .get("last_stopped")
+        .and_then(Value::as_str)
+        .and_then(TolokaTime::parse)
+        .map(TolokaTime::to_timestamp);
+    PoolInfo {
+        id: PoolId::new(p.id),
+        status,
+        last_started: p.last_started.map(TolokaTime::to_timestamp),
+        last_stopped,
+    }
+}
+
+#[async_trait]
+impl PipelinePlatform for TolokaPipeline {
+    async fn list_assignments(
+        &self,
+        query: &AssignmentQuery,
+    ) -> Result<AssignmentPage, PlatformError> {
+        let page = self.client.find_assignments(&filter(query)?).await?;
+        Ok(AssignmentPage {
+            items: page
+                .items
+                .into_iter()
+                .map(assignment)
+                .collect::<Result<_, _>>()?,
+            has_more: page.has_more,
+        })
+    }
+
+    async fn create_tasks(
+        &self,
+        pool: &PoolId,
+        tasks: &[NewTask],
+        key: &IdempotencyKey,
+    ) -> Result<Vec<TaskId>, PlatformError> {
+        if tasks.is_empty() {
+            return Err(bad("INVALID_REQUEST", "no tasks"));
+        }
+        let new: Vec<model::NewTask> = tasks
+            .iter()
+            .map(|t| {
+                let mut input = t.input_values.clone();
+                if let Some(group) = &t.group {
+                    input
+                        .entry(keys::GROUP)
+                        .or_insert_with(|| Value::String(group.clone()));
+                }
+                model::NewTask::new(pool.as_str(), input, t.overlap)
+            })
+            .collect();
+        // Asynchronous with the key's operation id, never synchronous: a synchronous creation
+        // cannot be recognised when it is sent again.
+        let created = self
+            .client
+            .create_tasks(&new, Default::default(), Some(operation_id(key)))
+            .await?;
+        (0..tasks.len())
+            .map(|i| {
+                created
+                    .item(i)
+                    .map(|id| TaskId::new(id.clone()))
+                    .ok_or_else(|| {
+                        let why = created.validation_errors.get(&i.to_string()).map_or_else(
+                            || "not in the operation log".into(),
+                            |e| Value::Object(e.clone()).to_string(),
+                        );
+                        bad(
+                            "VALIDATION_ERROR",
+                            format!("task {i} of {}: {why}", tasks.len()),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    async fn accept(
+        &self,
+        assignment: &AssignmentId,
+        comment: &str,
+        _key: &IdempotencyKey,
+    ) -> Result<(), PlatformError> {
+        self.client
+            .accept_assignment(assignment.as_str(), comment)
+            .await?;
+        Ok(())
+    }
+
+    async fn reject(
+        &self,
+        assignment: &AssignmentId,
+        comment: &str,
+        _key: &IdempotencyKey,
+    ) -> Result<(), PlatformError> {
+        self.client
+            .reject_assignment(assignment.as_str(), comment)
+            .await?;
+        Ok(())
+    }
+
+    async fn bonus(
+        &self,
+        worker: &WorkerId,
+        assignment: Option<&AssignmentId>,
+        amount: Money,
+        comment: &str,
+        key: &IdempotencyKey,
+    ) -> Result<(), PlatformError> {
+        let usd = Usd::from_money(amount)
+            .ok_or_else(|| bad("INVALID_REQUEST", format!("{amount}: Toloka pays in USD")))?;
+        if usd.micros <= 0 {
+            return Err(bad(
+                "INVALID_REQUEST",
+                format!("bonus {amount} is not positive"),
+            ));
+        }
+        let text = |t: &str| model::LocalizedText::from([("EN".to_owned(), t.to_owned())]);
+        let bonus = model::NewUserBonus {
+            user_id: worker.as_str().to_owned(),
+            amount: usd,
+            assignment_id: assignment.map(|a| a.as_str().to_owned()),
+            private_comment: Some(format!("crowdcore {}", key.as_str())),
+            public_title: text("Bonus"),
+            public_message: text(comment),
+            without_message: None,
+        };
+        self.client
+            .create_user_bonuses(std::slice::from_ref(&bonus), operation_id(key))
+            .await?;
+        Ok(())
+    }
+
+    async fn pool(&self, pool: &PoolId) -> Result<PoolInfo, PlatformError> {
+        Ok(pool_info(self.client.get_pool(pool.as_str()).await?))
+    }
+
+    async fn open_pool(&self, pool: &PoolId) -> Result<(), PlatformError> {
+        self.client.open_pool(pool.as_str()).await?;
+        Ok(())
+    }
+
+    async fn close_pool(&self, pool: &PoolId) -> Result<(), PlatformError> {
+        self.client.close_pool(pool.as_str()).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(status: model::PoolStatus, extra: serde_json::Value) -> model::Pool {
+        model::Pool {
+            id: "7".into(),
+            project_id: "1".into(),
+            private_name: String::new(),
+            status,
+            reward_per_assignment: None,
+            assignment_max_duration_seconds: None,
+            will_expire: None,
+            defaults: None,
+            last_close_reason: None,
+            created: None,
+            last_started: TolokaTime::parse("2024-05-01T00:00:00.250"),
+            extra: extra.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_pool_counts_as_open_unless_toloka_says_closed_or_archived() {
+        use model::PoolStatus as S;
+        for (status, expected) in [
+            (S::Open, PoolStatus::Open),
+            (S::Closed, PoolStatus::Closed),
+            (S::Archived, PoolStatus::Archived),
+            (S::Locked, PoolStatus::Open),
+            (S::Other("NEW_STATUS".into()), PoolStatus::Open),
+        ] {
+            assert_eq!(pool_info(pool(status, Value::Null)).status, expected);
+        }
+        let info = pool_info(pool(
+            S::Closed,
+            serde_json::json!({ "last_stopped": "2024-05-01T00:01:00.000" }),
+        ));
+        assert_eq!(
+            info.last_started,
+            Some(Timestamp::from_millis(1_714_521_600_250))
+        );
+        assert_eq!(
+            info.last_stopped,
+            Some(Timestamp::from_millis(1_714_521_660_000))
+        );
+        let info = pool_info(pool(
+            S::Closed,
+            serde_json::json!({ "last_stopped": "garbage" }),
+        ));
+        assert_eq!(info.last_stopped, None);
+    }
+
+    #[test]
+    fn an_assignment_without_a_creation_time_is_refused() {
+        let a: model::Assignment = serde_json::from_value(serde_json::json!({
+            "id": "a1", "pool_id": "7", "user_id": "w", "status": "SUBMITTED",
+            "submitted": "2024-05-01T00:00:00"
+        }))
+        .unwrap();
+        let err = assignment(a).unwrap_err();
+        assert_eq!(err.kind, PlatformErrorKind::BadRequest);
+    }
+}

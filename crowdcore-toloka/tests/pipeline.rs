@@ -1,0 +1,401 @@
+//! `TolokaPipeline` (crowdcore's `PipelinePlatform` on Toloka) against the fake Toloka: the
+//! request each method sends, idempotency of creations and bonuses under lost answers,
+//! reviews idempotent by state, error kinds, pool state, the fake's auto-close.
+
+mod common;
+
+use axum::http::Method;
+use common::*;
+use crowdcore::model::{AssignmentId, EffectId, Money, SessionId, Timestamp, WorkerId};
+use crowdcore::pipeline::{
+    AssignmentQuery, AssignmentStatus, NewTask, PipelinePlatform, PoolId, PoolStatus, SortBy,
+    TimeField, operation_id,
+};
+use crowdcore::platform::{IdempotencyKey, PlatformErrorKind};
+use crowdcore_toloka::TolokaPipeline;
+use crowdcore_toloka::fake::Fault;
+use serde_json::json;
+
+/// The runtime's key for effect `seq` of a session.
+fn key(seq: u64) -> IdempotencyKey {
+    IdempotencyKey::for_effect(&EffectId::new(SessionId::new("toloka-test"), seq))
+}
+
+fn new_task(n: usize, group: Option<&str>) -> NewTask {
+    NewTask {
+        input_values: inputs(json!({ "item": format!("photo-{n}") })),
+        overlap: 2,
+        group: group.map(str::to_owned),
+    }
+}
+
+fn query(pool: &str) -> AssignmentQuery {
+    AssignmentQuery {
+        pool: PoolId::new(pool),
+        status: vec![AssignmentStatus::Submitted],
+        field: TimeField::Submitted,
+        gte: None,
+        lt: None,
+        id_gt: None,
+        sort: SortBy::TimeThenId,
+        limit: 2,
+    }
+}
+
+/// A pool with `n` tasks of overlap 1, open, each answered by worker `w<i>`.
+async fn answered_pool(w: &World, p: &TolokaPipeline, n: usize) -> String {
+    let pool = w.fake.create_pool("prj", cents(5));
+    let tasks: Vec<NewTask> = (0..n)
+        .map(|i| NewTask {
+            overlap: 1,
+            ..new_task(i, None)
+        })
+        .collect();
+    p.create_tasks(&PoolId::new(&pool), &tasks, &key(1))
+        .await
+        .unwrap();
+    p.open_pool(&PoolId::new(&pool)).await.unwrap();
+    for i in 0..n {
+        let a = w.fake.take_next(&pool, &format!("w{i}")).unwrap().unwrap();
+        w.fake.submit(&a, json!({ "verdict": "yes" })).unwrap();
+        w.clock.advance(1_000);
+    }
+    pool
+}
+
+#[tokio::test]
+async fn listing_sends_the_query_filters_and_pages_by_id() {
+    let w = world().await;
+    let p = TolokaPipeline::new(w.client.clone());
+    let pool = answered_pool(&w, &p, 3).await;
+
+    let mut q = query(&pool);
+    q.gte = Some(Timestamp::from_millis(START_MS));
+    q.lt = Some(Timestamp::from_millis(START_MS + 60_000));
+    let page = p.list_assignments(&q).await.unwrap();
+    let sent = calls(&w.fake, "GET", "/assignments").pop().unwrap();
+    assert_eq!(sent.param("pool_id"), Some(pool.as_str()));
+    assert_eq!(sent.param("status"), Some("SUBMITTED"));
+    assert_eq!(sent.param("submitted_gte"), Some("2024-05-01T00:00:00.000"));
+    assert_eq!(sent.param("submitted_lt"), Some("2024-05-01T00:01:00.000"));
+    assert_eq!(sent.param("sort"), Some("submitted,id"));
+    assert_eq!(sent.param("limit"), Some("2"));
+    assert_eq!(sent.param("id_gt"), None);
+    assert_eq!(page.items.len(), 2);
+    assert!(page.has_more);
+    let first = &page.items[0];
+    assert_eq!(first.pool.as_str(), pool);
+    assert_eq!(first.worker, WorkerId::new("w0"));
+    assert_eq!(first.status, AssignmentStatus::Submitted);
+    assert_eq!(first.created, Timestamp::from_millis(START_MS));
+    assert_eq!(first.submitted, Some(Timestamp::from_millis(START_MS)));
+    assert_eq!(first.tasks[0].input_values["item"], "photo-0");
+    assert_eq!(first.solutions[0].output_values["verdict"], "yes");
+
+    // The next page by id.
+    q.id_gt = Some(page.items[1].id.clone());
+    q.sort = SortBy::Id;
+    let rest = p.list_assignments(&q).await.unwrap();
+    let sent = calls(&w.fake, "GET", "/assignments").pop().unwrap();
+    assert_eq!(sent.param("id_gt"), Some(page.items[1].id.as_str()));
+    assert_eq!(sent.param("sort"), Some("id"));
+    assert_eq!(rest.items.len(), 1);
+    assert!(!rest.has_more);
+    assert!(rest.items[0].id > page.items[1].id);
+
+    // Nothing before the bound.
+    q.id_gt = None;
+    q.lt = Some(Timestamp::from_millis(START_MS));
+    assert!(p.list_assignments(&q).await.unwrap().items.is_empty());
+}
+
+#[tokio::test]
+async fn the_listing_lags_and_its_faults_are_retried() {
+    let w = world_with(|c| c.listing_lag_ms = 5_000).await;
+    let p = TolokaPipeline::new(w.client.clone());
+    let pool = answered_pool(&w, &p, 2).await;
+    // Submitted at +0 s and +1 s; the clock is at +2 s: a 5 s lag shows neither.
+    assert!(
+        p.list_assignments(&query(&pool))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    w.clock.advance(5_000);
+    w.fake
+        .inject(Some(Method::GET), "/assignments", Fault::Throttle, 1);
+    w.fake
+        .inject(Some(Method::GET), "/assignments", Fault::Unavailable, 1);
+    let page = p.list_assignments(&query(&pool)).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(w.fake.faults_injected(), 2);
+
+    w.fake
+        .inject(Some(Method::GET), "/assignments", Fault::Unavailable, 100);
+    let err = p.list_assignments(&query(&pool)).await.unwrap_err();
+    assert_eq!(err.kind, PlatformErrorKind::Unavailable);
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn tasks_are_created_once_per_key_with_the_group_in_their_input() {
+    let w = world().await;
+    let p = TolokaPipeline::new(w.client.clone());
+    let pool = w.fake.create_pool("prj", cents(5));
+    let k = key(2);
+    let tasks = vec![new_task(0, Some("sub-1")), new_task(1, Some("sub-1"))];
+
+    // The first answer is lost after the work was done; the client retries with the same
+    // operation id, and the fake answers OPERATION_ALREADY_EXISTS: one operation.
+    w.fake
+        .inject(Some(Method::POST), "/tasks", Fault::LostAnswer, 1);
+    let ids = p
+        .create_tasks(&PoolId::new(&pool), &tasks, &k)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(
+        w.fake.task_ids(&pool),
+        ids.iter().map(|t| t.0.clone()).collect::<Vec<_>>()
+    );
+    let posts = calls(&w.fake, "POST", "/tasks");
+    assert_eq!(posts.len(), 2);
+    for post in &posts {
+        assert_eq!(post.param("async_mode"), Some("true"));
+        assert_eq!(
+            post.param("operation_id"),
+            Some(operation_id(&k).to_string().as_str())
+        );
+        assert_eq!(post.body[0]["pool_id"], pool.as_str());
+        assert_eq!(post.body[0]["overlap"], 2);
+        assert_eq!(post.body[0]["input_values"]["group"], "sub-1");
+    }
+    assert_eq!(w.fake.operation_repeats(), 1);
+    assert_eq!(w.fake.task_input(&ids[1].0).unwrap()["item"], "photo-1");
+    assert_eq!(w.fake.task_overlap(&ids[0].0), Some(2));
+
+    // The runtime sends it again after a crash: the same ids, nothing new.
+    let again = p
+        .create_tasks(&PoolId::new(&pool), &tasks, &k)
+        .await
+        .unwrap();
+    assert_eq!(again, ids);
+    assert_eq!(w.fake.task_count(), 2);
+    assert_eq!(w.fake.operation_repeats(), 2);
+
+    // Another key creates more.
+    p.create_tasks(&PoolId::new(&pool), &tasks[..1], &key(3))
+        .await
+        .unwrap();
+    assert_eq!(w.fake.task_count(), 3);
+}
+
+#[tokio::test]
+async fn invalid_tasks_are_a_permanent_error() {
+    let w = world().await;
+    let p = TolokaPipeline::new(w.client.clone());
+    let err = p
+        .create_tasks(&PoolId::new("nope"), &[new_task(0, None)], &key(4))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PlatformErrorKind::BadRequest, "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(w.fake.task_count(), 0);
+    let err = p
+        .create_tasks(&PoolId::new("nope"), &[], &key(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PlatformErrorKind::BadRequest);
+}
+
+#[tokio::test]
+async fn reviews_are_idempotent_by_state_and_the_opposite_state_is_permanent() {
+    let w = world().await;
+    let p = TolokaPipeline::new(w.client.clone());
+    let pool = answered_pool(&w, &p, 3).await;
+    let page = p
+        .list_assignments(&AssignmentQuery {
+            limit: 10,
+            ..query(&pool)
+        })
+        .await
+        .unwrap();
+    let [a, b, c] = [0, 1, 2].map(|i| page.items[i].id.clone());
+    let k = key(6);
+
+    // A lost answer after the accept: the retry finds it accepted.
+    w.fake
+        .inject(Some(Method::PATCH), "/assignments/", Fault::LostAnswer, 1);
+    p.accept(&a, "thanks", &k).await.unwrap();
+    p.accept(&a, "thanks", &k).await.unwrap();
+    let patch = calls(&w.fake, "PATCH", "/assignments/").pop().unwrap();
+    assert_eq!(patch.path, format!("/assignments/{a}"));
+    assert_eq!(
+        patch.body,
+        json!({ "status": "ACCEPTED", "public_comment": "thanks" })
+    );
+    assert_eq!(
+        w.fake.assignment_status(a.as_str()),
+        Some(crowdcore_toloka::model::AssignmentStatus::Accepted)
+    );
+    assert_eq!(w.fake.review_repeats(), 2);
+
+    p.reject(&b, "blurry", &k).await.unwrap();
+    p.reject(&b, "blurry", &k).await.unwrap();
+    assert_eq!(
+        w.fake.assignment_comment(b.as_str()).as_deref(),
+        Some("blurry")
+    );
+
+    let err = p.reject(&a, "no", &k).await.unwrap_err();
+    assert_eq!(err.kind, PlatformErrorKind::Conflict, "{err}");
+    assert!(!err.is_retryable());
+    let err = p.accept(&b, "yes", &k).await.unwrap_err();
+    assert_eq!(err.kind, PlatformErrorKind::Conflict);
+
+    // Still with its worker: retryable.
+    let active = {
+        let t = p
+            .create_tasks(&PoolId::new(&pool), &[new_task(9, None)], &key(7))
+            .await
+            .unwrap();
+        w.fake.take(&t[0].0, "w9").unwrap()
+    };
+    let err = p
+        .accept(&AssignmentId::new(active), "x", &k)
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let err = p
+        .accept(&AssignmentId::new("missing"), "x", &k)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PlatformErrorKind::NotFound);
+    p.accept(&c, "ok", &k).await.unwrap();
+}
+
+#[tokio::test]
+async fn bonuses_are_paid_once_per_key() {
+    let w = world().await;
+    let p = TolokaPipeline::new(w.client.clone());
+    let pool = answered_pool(&w, &p, 1).await;
+    let a = p.list_assignments(&query(&pool)).await.unwrap().items[0].clone();
+    let k = key(8);
+
+    w.fake
+        .inject(Some(Method::POST), "/user-bonuses", Fault::LostAnswer, 1);
+    let before = w.fake.charged();
+    p.bonus(
+        &a.worker,
+        Some(&a.id),
+        Money::usd_cents(25),
+        "great photos",
+        &k,
+    )
+    .await
+    .unwrap();
+    p.bonus(
+        &a.worker,
+        Some(&a.id),
+        Money::usd_cents(25),
+        "great photos",
+        &k,
+    )
+    .await
+    .unwrap();
+    let bonuses = w.fake.bonuses();
+    assert_eq!(bonuses.len(), 1);
+    assert_eq!(bonuses[0]["user_id"], "w0");
+    assert_eq!(bonuses[0]["assignment_id"], a.id.as_str());
+    assert_eq!(w.fake.charged().micros - before.micros, 250_000);
+    let post = calls(&w.fake, "POST", "/user-bonuses").pop().unwrap();
+    assert_eq!(
+        post.param("operation_id"),
+        Some(operation_id(&k).to_string().as_str())
+    );
+    assert_eq!(post.body[0]["public_message"]["EN"], "great photos");
+    assert_eq!(w.fake.operation_repeats(), 2);
+
+    let eur = Money::new(25, crowdcore::model::Currency::new("EUR").unwrap());
+    let err = p
+        .bonus(&a.worker, None, eur, "x", &key(9))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PlatformErrorKind::BadRequest);
+    assert_eq!(w.fake.bonuses().len(), 1);
+}
+
+#[tokio::test]
+async fn pools_report_their_state_and_close_when_complete() {
+    let w = world().await;
+    w.fake.set_auto_close(true);
+    let p = TolokaPipeline::new(w.client.clone());
+    let pool = w.fake.create_pool("prj", cents(5));
+    let id = PoolId::new(&pool);
+    let info = p.pool(&id).await.unwrap();
+    assert_eq!(info.status, PoolStatus::Closed);
+    assert_eq!(info.last_started, None);
+
+    // Opening an empty pool is refused for good.
+    let err = p.open_pool(&id).await.unwrap_err();
+    assert_eq!(err.kind, PlatformErrorKind::Conflict);
+
+    let t = p
+        .create_tasks(
+            &id,
+            &[NewTask {
+                overlap: 1,
+                ..new_task(0, None)
+            }],
+            &key(10),
+        )
+        .await
+        .unwrap();
+    w.fake
+        .inject(Some(Method::POST), "/pools/", Fault::Unavailable, 1);
+    p.open_pool(&id).await.unwrap();
+    p.open_pool(&id).await.unwrap();
+    let info = p.pool(&id).await.unwrap();
+    assert_eq!(info.status, PoolStatus::Open);
+    assert_eq!(info.last_started, Some(Timestamp::from_millis(START_MS)));
+
+    w.clock.advance(3_000);
+    let a = w.fake.take(&t[0].0, "w1").unwrap();
+    w.fake.submit(&a, json!({ "verdict": "no" })).unwrap();
+    let info = p.pool(&id).await.unwrap();
+    assert_eq!(info.status, PoolStatus::Closed);
+    assert_eq!(
+        info.last_stopped,
+        Some(Timestamp::from_millis(START_MS + 3_000))
+    );
+
+    // Opened with nothing left to do, it closes again by itself.
+    w.clock.advance(500);
+    p.open_pool(&id).await.unwrap();
+    let info = p.pool(&id).await.unwrap();
+    assert_eq!(info.status, PoolStatus::Closed);
+    assert_eq!(
+        info.last_stopped,
+        Some(Timestamp::from_millis(START_MS + 3_500))
+    );
+
+    p.create_tasks(&id, &[new_task(1, None)], &key(11))
+        .await
+        .unwrap();
+    p.open_pool(&id).await.unwrap();
+    assert_eq!(p.pool(&id).await.unwrap().status, PoolStatus::Open);
+    w.clock.advance(500);
+    p.close_pool(&id).await.unwrap();
+    p.close_pool(&id).await.unwrap();
+    let info = p.pool(&id).await.unwrap();
+    assert_eq!(info.status, PoolStatus::Closed);
+    assert_eq!(
+        info.last_stopped,
+        Some(Timestamp::from_millis(START_MS + 4_000))
+    );
+    assert_eq!(
+        p.pool(&PoolId::new("nope")).await.unwrap_err().kind,
+        PlatformErrorKind::NotFound
+    );
+}
