@@ -470,19 +470,17 @@ impl NotificationReader {
 pub async fn push_to_handle<M: crowdcore::engine::Machine>(
     handle: &crowdcore::engine::EngineHandle<M>,
     updates: &[AssignmentUpdate],
-) -> Result<(), crowdcore::engine::HandleError> {
+) -> Result<(), crowdcore::engine::HandleError<M::Rejected>> {
     for update in updates {
         let Some(input) = M::update_input(update) else {
             continue;
         };
-        if let Err(e) = handle.input(input).await {
-            if let crowdcore::engine::HandleError::Failed(why) = &e {
-                // A refusal, or the store failure that ends the task: a call after it tells.
-                handle.read(|_| ()).await?;
+        match handle.input(input).await {
+            Ok(()) => {}
+            Err(crowdcore::engine::HandleError::Rejected(why)) => {
                 tracing::debug!(assignment = %update.assignment, %why, "pushed update refused");
-            } else {
-                return Err(e);
             }
+            Err(e) => return Err(e),
         }
     }
     Ok(())
