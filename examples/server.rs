@@ -27,7 +27,13 @@
 //! `<public-url>/work`. The store keeps the session in `--db` (default `server.db`); each run
 //! starts a new session unless `--session` names one to resume (which needs a platform that
 //! outlives the process — the in-process local marketplace does not).
-//! `--platform local` is the only platform so far (MTurk and Toloka arrive with their crates).
+//! `--platform` picks the crowd: `local` (the in-process marketplace, the default), `mturk`
+//! (Amazon Mechanical Turk: `--sandbox`, or `--endpoint-url` for a fake or a proxy, else
+//! production; credentials from the standard AWS chain; `--sqs-queue URL` has MTurk push
+//! submissions, returns and abandonments to that queue instead of being polled) or `toloka`
+//! (one pool, `--toloka-pool`, at `--toloka-url`, default production; the token from
+//! `TOLOKA_API_KEY` or `TOLOKA_OAUTH_TOKEN`). On a real platform, `--public-url` must be the
+//! HTTPS address workers' browsers reach, and `--session` resumes a session after a restart.
 //! `--retainer` also serves the retainer's routes (reservations, `gettask` polling) over a
 //! second engine driving the retainer (its own session, `<session>-retainer`, on the same store
 //! and marketplace); the status page then lists the reservations.
@@ -43,13 +49,20 @@ use crowdcore::clock::{Clock, SystemClock};
 use crowdcore::engine::{EngineBuilder, EngineConfig, EngineHandle, RetainerEngineConfig};
 use crowdcore::http::retainer::{RetainerFront, retainer_routes};
 use crowdcore::http::sse::SseReader;
-use crowdcore::http::{HttpConfig, HttpState, Secret};
+use crowdcore::http::{HttpConfig, HttpState, Secret, WorkerSide};
 use crowdcore::local::LocalMarketplace;
 use crowdcore::model::{HitSpec, Money, SessionId, WorkerId};
 use crowdcore::pavilion::{Input, PavilionConfig};
+use crowdcore::platform::{AssignmentUpdate, Platform};
 use crowdcore::retainer::RetainerConfig;
 use crowdcore::store::{MemoryStore, Store};
+use crowdcore_mturk::{
+    Endpoint, MturkConfig, MturkPlatform, NotificationReader, NotificationSettings, push_to_handle,
+};
 use crowdcore_sqlite::{SqliteOptions, SqliteStore};
+use crowdcore_toloka::{
+    ClientConfig, Credentials, TolokaClient, TolokaPlatform, TolokaPlatformConfig,
+};
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -70,6 +83,21 @@ struct Args {
     /// The crowd platform.
     #[arg(long, value_enum, default_value_t = PlatformKind::Local)]
     platform: PlatformKind,
+    /// MTurk: the requester sandbox instead of production.
+    #[arg(long)]
+    sandbox: bool,
+    /// MTurk: any endpoint speaking the MTurk API (a local fake, a proxy).
+    #[arg(long, conflicts_with = "sandbox")]
+    endpoint_url: Option<String>,
+    /// MTurk: an SQS queue URL MTurk pushes assignment events to (instead of polling).
+    #[arg(long)]
+    sqs_queue: Option<String>,
+    /// Toloka: the API root.
+    #[arg(long, default_value = crowdcore_toloka::PRODUCTION_URL)]
+    toloka_url: String,
+    /// Toloka: the pool HITs become tasks of.
+    #[arg(long)]
+    toloka_pool: Option<String>,
     /// Where the session's log, outbox and ledger are kept.
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
@@ -123,10 +151,81 @@ struct Args {
     budget_cents: i64,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PlatformKind {
     /// The in-process marketplace.
     Local,
+    /// Amazon Mechanical Turk (crowdcore-mturk).
+    Mturk,
+    /// Toloka, one pool (crowdcore-toloka).
+    Toloka,
+}
+
+/// The platform the engines run on, and what else it brings.
+struct Crowd {
+    platform: Arc<dyn Platform>,
+    /// The in-process marketplace: its worker side confirms arrivals and feeds the demo.
+    market: Option<LocalMarketplace>,
+    /// MTurk's notification queue, read into the engine.
+    notifications: Option<NotificationReader>,
+}
+
+/// Connects to the platform `args` names.
+async fn crowd(
+    args: &Args,
+    clock: &Arc<dyn Clock>,
+    session: &SessionId,
+    public: &str,
+) -> Result<Crowd, String> {
+    match args.platform {
+        PlatformKind::Local => {
+            let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(1_000_000));
+            Ok(Crowd {
+                platform: Arc::new(market.clone()),
+                market: Some(market),
+                notifications: None,
+            })
+        }
+        PlatformKind::Mturk => {
+            let endpoint = match (&args.endpoint_url, args.sandbox) {
+                (Some(url), _) => Endpoint::Url(url.clone()),
+                (None, true) => Endpoint::Sandbox,
+                (None, false) => Endpoint::Production,
+            };
+            let mut config = MturkConfig::new(endpoint);
+            // Our HITs are found again after a restart by the session they carry.
+            config.scope = Some(session.to_string());
+            config.landing_url = Some(format!("{public}/work"));
+            config.notifications = args.sqs_queue.clone().map(NotificationSettings::new);
+            let notifications = match &config.notifications {
+                Some(_) => Some(
+                    NotificationReader::connect(&config)
+                        .await
+                        .map_err(|e| format!("cannot reach the SQS queue: {e}"))?,
+                ),
+                None => None,
+            };
+            Ok(Crowd {
+                platform: Arc::new(MturkPlatform::connect(config).await),
+                market: None,
+                notifications,
+            })
+        }
+        PlatformKind::Toloka => {
+            let pool = args
+                .toloka_pool
+                .clone()
+                .ok_or("--platform toloka needs --toloka-pool")?;
+            let credentials = Credentials::from_env().map_err(|e| e.to_string())?;
+            let client = TolokaClient::new(ClientConfig::new(args.toloka_url.clone(), credentials))
+                .map_err(|e| e.to_string())?;
+            Ok(Crowd {
+                platform: Arc::new(TolokaPlatform::new(client, TolokaPlatformConfig::new(pool))),
+                market: None,
+                notifications: None,
+            })
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -188,9 +287,10 @@ async fn run(args: Args) -> Result<(), String> {
     let (admin_key, made_key) = secret("CROWDCORE_ADMIN_KEY")?;
     let (page_secret, _) = secret("CROWDCORE_PAGE_SECRET")?;
 
+    if args.demo && args.platform != PlatformKind::Local {
+        return Err("--demo runs simulated workers on the local marketplace only".into());
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let PlatformKind::Local = args.platform;
-    let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(1_000_000));
     let store: Arc<dyn Store> = match args.store {
         StoreKind::Sqlite => Arc::new(
             SqliteStore::open(&args.db, SqliteOptions::default())
@@ -230,10 +330,15 @@ async fn run(args: Args) -> Result<(), String> {
         .as_deref()
         .map_or_else(SessionId::new_v7, SessionId::new);
     eprintln!("session:      {session}");
+    let crowd = crowd(&args, &clock, &session, &public).await?;
+    let worker_side: Option<Arc<dyn WorkerSide>> = crowd
+        .market
+        .clone()
+        .map(|m| Arc::new(m) as Arc<dyn WorkerSide>);
     let mut config = EngineConfig::new(spec.clone(), pavilion);
     config.observe_every_ms = 2_000;
     let retainer_store = store.clone();
-    let engine = EngineBuilder::new(Arc::new(market.clone()), store, config)
+    let engine = EngineBuilder::new(crowd.platform.clone(), store, config)
         .clock(clock.clone())
         .session(session.clone())
         .start()
@@ -249,19 +354,41 @@ async fn run(args: Args) -> Result<(), String> {
         // The retainer runs as its own session on the same store and marketplace.
         let mut config = RetainerEngineConfig::new(RetainerConfig::default());
         config.observe_every_ms = 2_000;
-        let retainer = EngineBuilder::new(Arc::new(market.clone()), retainer_store, config)
+        let retainer = EngineBuilder::new(crowd.platform.clone(), retainer_store, config)
             .clock(clock.clone())
             .session(SessionId::new(format!("{session}-retainer")))
             .start()
             .await
             .map_err(|e| e.to_string())?
             .spawn();
-        let front = RetainerFront::new(retainer, &http, Some(Arc::new(market.clone())));
+        let front = RetainerFront::new(retainer, &http, worker_side.clone());
         retainer_routes(front)
     } else {
         axum::Router::new()
     };
-    let state = HttpState::with_parts(engine.clone(), http, clock, Some(Arc::new(market.clone())));
+    let state = HttpState::with_parts(engine.clone(), http, clock, worker_side);
+    if let Some(reader) = crowd.notifications {
+        // MTurk pushes submissions, returns and abandonments; a message leaves the queue
+        // only once the engine has them.
+        // On its own thread and runtime: the reader's sink is an async closure over borrowed
+        // updates, which tokio::spawn cannot prove Send for every lifetime.
+        let handle = engine.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            runtime.block_on(async move {
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                let sink =
+                    async |updates: &[AssignmentUpdate]| push_to_handle(&handle, updates).await;
+                let stats = reader.run(sink, stop, Duration::from_secs(30)).await;
+                tracing::info!(?stats, "notification reader stopped");
+            });
+        });
+    }
     let app = crowdcore::http::router_with(state, extra);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -276,7 +403,7 @@ async fn run(args: Args) -> Result<(), String> {
         None => eprintln!("status page:  {public}/status (sign in with CROWDCORE_ADMIN_KEY)"),
     }
 
-    if args.demo {
+    if let (true, Some(market)) = (args.demo, crowd.market) {
         match engine.input(Input::Start).await {
             Ok(()) => tracing::info!("demo: session started"),
             Err(e) => tracing::info!(error = %e, "demo: session not started again"),

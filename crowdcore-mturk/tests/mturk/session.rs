@@ -984,7 +984,7 @@ async fn pushed_updates_reach_an_engine_through_its_handle() {
         })
         .await;
     assert!(
-        matches!(direct, Err(crowdcore::engine::HandleError::Failed(_))),
+        matches!(direct, Err(crowdcore::engine::HandleError::Rejected(_))),
         "the engine refuses it: {direct:?}"
     );
     crowdcore_mturk::push_to_handle(&handle, std::slice::from_ref(&update))
