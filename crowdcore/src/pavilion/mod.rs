@@ -600,6 +600,7 @@ impl Pavilion {
     // ----- outputs ---------------------------------------------------------------------------
 
     /// The next effect to carry out, oldest first.
+    #[inline]
     pub fn poll_effect(&mut self) -> Option<Effect> {
         self.effects.pop_front()
     }
