@@ -94,9 +94,11 @@ pub struct Pavilion {
     /// promotions) hash an assignment id at most once per input.
     records: Vec<Record>,
     /// Beside `records`, by the same index: each present record's heartbeat deadline
-    /// (`last_seen + timeout`), [`LEFT`] for a departed one. The deadline queue's liveness
-    /// checks read this small array instead of the records.
+    /// (`last_seen + timeout`), [`LEFT`] for a departed one.
     live_deadline: Vec<Timestamp>,
+    /// Beside `records`, by the same index: the deadline list's links (see `deadline_head`);
+    /// [`NIL`] both ways for a record not in it.
+    links: Vec<Link>,
     /// The index in `records` of every assignment ever seen.
     record_index: FxHashMap<AssignmentId, usize>,
     /// Workers present (waiting or active): one seat per worker.
@@ -107,10 +109,12 @@ pub struct Pavilion {
     waiting_len: u32,
     active_len: u32,
     next_order: u64,
-    /// Heartbeat deadlines, ascending (time never goes back and the timeout is fixed); an
-    /// entry (deadline, record index) is live only while it equals its record's
-    /// `last_seen + timeout`.
-    deadlines: VecDeque<(Timestamp, usize)>,
+    /// The present records by heartbeat deadline, ascending: a doubly linked list through
+    /// `links`, first `deadline_head`, last `deadline_tail` ([`NIL`] when empty). Time never
+    /// goes back and the timeout is fixed, so a heartbeat moves its record to the tail; the
+    /// list holds exactly the present records, with no stale entries to skip or compact.
+    deadline_head: usize,
+    deadline_tail: usize,
 
     hits: Vec<Hit>,
     hit_index: FxHashMap<HitId, u32>,
@@ -150,6 +154,16 @@ struct Record {
     holds_slot: bool,
 }
 
+/// A record's neighbours in the deadline list.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    prev: usize,
+    next: usize,
+}
+
+/// No record: the end of the deadline list.
+const NIL: usize = usize::MAX;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seat {
     Waiting,
@@ -165,7 +179,7 @@ struct Hit {
 }
 
 /// The `live_deadline` of a departed record. A present record's deadline may be this too (a
-/// saturated `last_seen + timeout`): only then is its seat read.
+/// saturated `last_seen + timeout`).
 const LEFT: Timestamp = Timestamp::from_millis(u64::MAX);
 
 /// A snapshot that cannot be restored.
@@ -215,13 +229,15 @@ impl Pavilion {
             budget_noticed: false,
             records: Vec::new(),
             live_deadline: Vec::new(),
+            links: Vec::new(),
             record_index: FxHashMap::default(),
             seated: FxHashSet::default(),
             waiting: VecDeque::new(),
             waiting_len: 0,
             active_len: 0,
             next_order: 0,
-            deadlines: VecDeque::new(),
+            deadline_head: NIL,
+            deadline_tail: NIL,
             hits: Vec::new(),
             hit_index: FxHashMap::default(),
             open_slots: 0,
@@ -489,7 +505,9 @@ impl Pavilion {
             })
             .collect();
         present.sort();
-        m.deadlines = present.into_iter().map(|(at, _, i)| (at, i)).collect();
+        for (_, _, i) in present {
+            m.link_back(i);
+        }
         for d in departed {
             let hit = m
                 .hit_of(&d.hit)
@@ -536,7 +554,6 @@ impl Pavilion {
                 // after the last input and nothing they read has moved), and neither would the
                 // waiting queue's compaction.
                 if self.settled && self.hiring_paused_until.is_none_or(|until| now < until) {
-                    self.tidy_deadlines();
                     return Ok(());
                 }
             }
@@ -583,13 +600,14 @@ impl Pavilion {
     // ----- outputs ---------------------------------------------------------------------------
 
     /// The next effect to carry out, oldest first.
+    #[inline]
     pub fn poll_effect(&mut self) -> Option<Effect> {
         self.effects.pop_front()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let heartbeat = self.deadlines.front().map(|(at, _)| *at);
+        let heartbeat = (self.deadline_head != NIL).then(|| self.live_deadline[self.deadline_head]);
         let pause = self.hiring_paused_until;
         match (heartbeat, pause) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -688,8 +706,7 @@ impl Pavilion {
         let i = self.add_record(record).expect("a new assignment");
         self.waiting.push_back((order, i));
         self.waiting_len += 1;
-        self.deadlines
-            .push_back((now.plus_millis(self.config.heartbeat_timeout_ms), i));
+        self.link_back(i);
         Ok(())
     }
 
@@ -1033,6 +1050,7 @@ impl Pavilion {
         let now = self.now;
         let reopen = self.config.returned_slots_reopen;
         self.live_deadline[i] = LEFT;
+        self.unlink(i);
         let r = &mut self.records[i];
         let was = r.seat;
         r.seat = Seat::Left(how);
@@ -1144,19 +1162,16 @@ impl Pavilion {
         // Deadlines falling due together are settled in (deadline, queue position) order, so
         // the effects do not depend on the order heartbeats were pushed in.
         let mut due = Vec::new();
-        while let Some(&(at, i)) = self.deadlines.front() {
+        let mut i = self.deadline_head;
+        while i != NIL {
+            let at = self.live_deadline[i];
             if at > now {
                 break;
             }
-            self.deadlines.pop_front();
-            if self.deadline_is_live(at, i) {
-                due.push((at, self.records[i].order, i));
-            }
+            due.push((at, self.records[i].order, i));
+            i = self.links[i].next;
         }
-        due.sort();
-        // A worker can have two live entries when their deadline saturates at the end of time
-        // (`last_seen + timeout` = `u64::MAX` for two heartbeats): settle each worker once.
-        due.dedup_by_key(|&mut (_, _, i)| i);
+        due.sort_unstable();
         for (_, _, i) in due {
             if !matches!(self.records[i].seat, Seat::Left(_)) {
                 self.depart(i, Departure::TimedOut, 0);
@@ -1243,6 +1258,10 @@ impl Pavilion {
                             .last_seen
                             .plus_millis(self.config.heartbeat_timeout_ms)
                     });
+                self.links.push(Link {
+                    prev: NIL,
+                    next: NIL,
+                });
                 self.records.push(record);
                 Some(i)
             }
@@ -1279,19 +1298,51 @@ impl Pavilion {
             return;
         }
         r.last_seen = now;
-        let at = now.plus_millis(self.config.heartbeat_timeout_ms);
-        self.live_deadline[i] = at;
-        self.deadlines.push_back((at, i));
+        self.live_deadline[i] = now.plus_millis(self.config.heartbeat_timeout_ms);
+        if self.deadline_tail != i {
+            self.unlink(i);
+            self.link_back(i);
+        }
     }
 
-    fn deadline_is_live(&self, at: Timestamp, i: usize) -> bool {
-        is_live(&self.live_deadline, &self.records, at, i)
+    /// Appends present record `i` (not in the deadline list) to the list's tail.
+    fn link_back(&mut self, i: usize) {
+        let tail = self.deadline_tail;
+        self.links[i] = Link {
+            prev: tail,
+            next: NIL,
+        };
+        if tail == NIL {
+            self.deadline_head = i;
+        } else {
+            self.links[tail].next = i;
+        }
+        self.deadline_tail = i;
     }
 
-    /// Drops stale queue entries so the queues stay near the size of what they track and the
-    /// front of `deadlines` is always live (which makes `poll_timeout` exact).
+    /// Takes record `i` (in the deadline list) out of the list.
+    fn unlink(&mut self, i: usize) {
+        let Link { prev, next } = std::mem::replace(
+            &mut self.links[i],
+            Link {
+                prev: NIL,
+                next: NIL,
+            },
+        );
+        if prev == NIL {
+            self.deadline_head = next;
+        } else {
+            self.links[prev].next = next;
+        }
+        if next == NIL {
+            self.deadline_tail = prev;
+        } else {
+            self.links[next].prev = prev;
+        }
+    }
+
+    /// Drops stale waiting-queue entries so the queue stays near the size of what it tracks.
     fn tidy(&mut self) {
-        self.tidy_deadlines();
         if self.waiting.len() > 2 * self.waiting_len as usize + 64 {
             let records = &self.records;
             self.waiting.retain(|&(order, i)| {
@@ -1301,32 +1352,13 @@ impl Pavilion {
         }
     }
 
-    /// The deadline half of [`tidy`](Self::tidy).
-    fn tidy_deadlines(&mut self) {
-        while let Some(&(at, i)) = self.deadlines.front() {
-            if self.deadline_is_live(at, i) {
-                break;
-            }
-            self.deadlines.pop_front();
-        }
-        // Every heartbeat leaves its previous deadline behind as a stale entry; compact when the
-        // stale entries outnumber the live ones several times over, so that compacting costs
-        // little per heartbeat (a few percent of the machine's time) and memory stays bounded.
-        let present = self.present() as usize;
-        if self.deadlines.len() > 4 * present + 256 {
-            let (live, records) = (&self.live_deadline, &self.records);
-            self.deadlines
-                .retain(|&(at, i)| is_live(live, records, at, i));
-        }
-    }
-
     /// Checks the machine's invariants; for tests and fuzzers. Returns the first violation.
     ///
     /// Holds after every input: a worker is in at most one queue and the queue counts match;
     /// active ≤ `max_active`; nobody waits while active has room once the task runs; hiring
     /// never pushes `present + open + in flight` above the targets (checked by callers across
     /// transitions, since lowering targets may leave more seats than the new targets); committed
-    /// spending ≤ budget; the front heartbeat deadline is live.
+    /// spending ≤ budget; the deadline list holds exactly the present records, by deadline.
     pub fn check_invariants(&self) -> Result<(), String> {
         let (mut waiting, mut active) = (0u32, 0u32);
         if self.record_index.len() != self.records.len()
@@ -1427,13 +1459,41 @@ impl Pavilion {
         {
             return Err(format!("spent {} above budget {budget}", self.spent));
         }
-        if let Some(&(at, i)) = self.deadlines.front() {
+        if self.links.len() != self.records.len() {
+            return Err("the deadline links disagree with the records".to_owned());
+        }
+        // The deadline list: exactly the present records, by deadline, linked both ways.
+        let (mut i, mut prev, mut listed) = (self.deadline_head, NIL, 0u64);
+        while i != NIL {
             let Some(r) = self.records.get(i) else {
-                return Err(format!("front deadline {at} names no record"));
+                return Err(format!("the deadline list names no record at {i}"));
             };
-            if !self.deadline_is_live(at, i) {
-                return Err(format!("front deadline {at} of {} is stale", r.assignment));
+            if matches!(r.seat, Seat::Left(_)) {
+                return Err(format!("departed {} is in the deadline list", r.assignment));
             }
+            if self.links[i].prev != prev {
+                return Err(format!(
+                    "the deadline list's links of {} disagree",
+                    r.assignment
+                ));
+            }
+            if prev != NIL && self.live_deadline[prev] > self.live_deadline[i] {
+                return Err(format!("the deadline of {} is out of order", r.assignment));
+            }
+            listed += 1;
+            if listed > self.records.len() as u64 {
+                return Err("the deadline list has a cycle".to_owned());
+            }
+            (prev, i) = (i, self.links[i].next);
+        }
+        if prev != self.deadline_tail {
+            return Err("the deadline list's tail is not its last record".to_owned());
+        }
+        if listed != u64::from(waiting + active) {
+            return Err(format!(
+                "the deadline list holds {listed} records, {} are present",
+                waiting + active
+            ));
         }
         Ok(())
     }
@@ -1452,10 +1512,6 @@ pub enum SeatState {
 
 /// Whether the deadline-queue entry `(at, i)` is its record's current deadline.
 #[inline]
-fn is_live(live_deadline: &[Timestamp], records: &[Record], at: Timestamp, i: usize) -> bool {
-    live_deadline[i] == at && (at != LEFT || !matches!(records[i].seat, Seat::Left(_)))
-}
-
 /// `ms` at `cents_per_minute`, rounded to the nearest cent (halves up).
 fn per_minute(ms: u64, cents_per_minute: i64) -> i64 {
     // In 64 bits when it fits (a 128-bit division is a slow library call); the same result.
