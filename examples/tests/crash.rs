@@ -8,7 +8,9 @@
 //! Kills: 20 by default; `CROWDCORE_CRASH_KILLS=100` (or more) for a longer run. The seed of
 //! the kill times: `CROWDCORE_CRASH_SEED` (default 1).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,26 +21,8 @@ use crowdcore_sqlite::{SqliteOptions, SqliteStore};
 const SEED: &str = "3";
 const SESSION: &str = "simulate-pavilion-3";
 
-/// The `simulate` example, built by `cargo test` next to this test's binary.
-fn simulate() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = dir
-        .join("examples")
-        .join(format!("simulate{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
-    bin
-}
-
 fn command(out: &Path) -> Command {
-    let mut cmd = Command::new(simulate());
+    let mut cmd = Command::new(common::example("simulate"));
     cmd.args([
         "--seed",
         SEED,

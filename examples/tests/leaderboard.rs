@@ -1,29 +1,13 @@
 //! The `leaderboard` example end to end: the same seed writes the same files, byte for byte;
 //! the better bot wins; late answers are refused and deferred ones scored.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
-/// The `leaderboard` example, built by `cargo test` next to this test's binary.
-fn leaderboard() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = dir
-        .join("examples")
-        .join(format!("leaderboard{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
-    bin
-}
-
 fn run(out: &Path) -> String {
-    let output = Command::new(leaderboard())
+    let output = Command::new(common::example("leaderboard"))
         .args(["--seed", "11", "--tasks", "60", "--out"])
         .arg(out)
         .output()

@@ -5,7 +5,8 @@
 #[path = "../../crowdcore-mturk/tests/fake/mod.rs"]
 mod fake;
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 
@@ -15,26 +16,9 @@ use crowdcore::platform::{IdempotencyKey, Platform};
 use crowdcore::{EffectId, HitSpec, Money, SessionId};
 use crowdcore_mturk::{Endpoint, MturkConfig, MturkPlatform};
 
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = dir
-        .join("examples")
-        .join(format!("mturk{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
-    bin
-}
-
 /// Runs the example with the test credentials in the environment and nothing else from it.
 async fn mturk(url: &str, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = Command::new(example());
+    let mut cmd = Command::new(common::example("mturk"));
     cmd.arg("--endpoint-url").arg(url).args(args);
     cmd.env_clear()
         .env("AWS_ACCESS_KEY_ID", fake::ACCESS_KEY)

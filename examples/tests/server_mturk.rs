@@ -6,7 +6,8 @@
 #[path = "../../crowdcore-mturk/tests/fake/mod.rs"]
 mod fake;
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,23 +18,6 @@ use serde_json::{Value, json};
 const ADMIN_KEY: &str = "test-admin-key-0123456789";
 const PUBLIC: &str = "https://study.example.org";
 const SESSION: &str = "server-mturk-test";
-
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = dir
-        .join("examples")
-        .join(format!("server{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
-    bin
-}
 
 /// The server process, killed when dropped.
 struct Server(Child);
@@ -69,7 +53,7 @@ async fn the_server_posts_to_mturk_and_seats_an_mturk_worker() {
     let fake = fake::FakeMturk::start(Arc::new(SystemClock), 1_000_000).await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let child = Command::new(example())
+    let child = Command::new(common::example("server"))
         .args(["--platform", "mturk", "--endpoint-url", &fake.url()])
         .args(["--store", "memory", "--session", SESSION])
         .args([

@@ -11,9 +11,11 @@
 //! `CROWDCORE_TOLOKA_SANDBOX=1`, `TOLOKA_API_KEY` (or `TOLOKA_OAUTH_TOKEN`) and
 //! `CROWDCORE_TOLOKA_POOLS=submit,validate,quality` (sandbox pool ids).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,24 +31,6 @@ use serde_json::{Map, Value, json};
 const PLACES: usize = 8;
 const WORKERS: usize = 8;
 const DEFAULT_CROWD_SEED: u64 = 11;
-
-/// The `toloka_pipeline` example, built by `cargo test` next to this test's binary.
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = dir
-        .join("examples")
-        .join(format!("toloka_pipeline{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} not built: run through `cargo test`",
-        bin.display()
-    );
-    bin
-}
 
 /// A stable 64-bit hash (FNV-1a) of the seed and some text.
 fn hash(seed: u64, text: &str) -> u64 {
@@ -180,7 +164,7 @@ async fn work(fake: Arc<FakeToloka>, pools: [String; 3], seed: u64) {
 }
 
 fn command(w: &World, db: &Path, log: &Path) -> Command {
-    let mut cmd = Command::new(example());
+    let mut cmd = Command::new(common::example("toloka_pipeline"));
     cmd.arg("--base-url")
         .arg(w.fake.base_url())
         .args(["--submit-pool", &w.pools[0]])
@@ -512,7 +496,7 @@ async fn a_pipeline_killed_at_random_moments_ends_as_an_uninterrupted_one() {
 
 #[test]
 fn without_a_token_the_example_refuses_to_run() {
-    let output = Command::new(example())
+    let output = Command::new(common::example("toloka_pipeline"))
         .args([
             "--submit-pool",
             "1",
@@ -550,7 +534,7 @@ fn the_real_sandbox_is_opt_in() {
     let dir = tempfile::tempdir().expect("temp dir");
     // Real workers are slow: poll every 10 s and stop after the first pass with Ctrl-C's
     // equivalent is not available here, so the run ends when the pools are drained.
-    let output = Command::new(example())
+    let output = Command::new(common::example("toloka_pipeline"))
         .args(["--base-url", crowdcore_toloka::SANDBOX_URL])
         .args([
             "--submit-pool",
