@@ -357,7 +357,13 @@ impl Handler for MajorityVerify {
             return Err(bad(a, "solutions and tasks differ in number"));
         }
         let needed = cx.overlap(cx.stage())?.max(1) as usize;
-        // Read everything before changing anything: a bad assignment changes nothing.
+        // Read and check everything before changing anything: a bad assignment changes nothing.
+        // The actions' stages are checked here too, since they run after the state has moved.
+        for action in self.on_yes.iter().chain(&self.on_no) {
+            if let Action::Forward { stage } = action {
+                cx.overlap(stage)?;
+            }
+        }
         let mut parsed = Vec::with_capacity(a.tasks.len());
         for (i, task) in a.tasks.iter().enumerate() {
             let label = self.label(a, i)?;
@@ -372,6 +378,7 @@ impl Handler for MajorityVerify {
                 stage: text(a, input, keys::ORIGIN_STAGE)?.to_owned(),
                 worker: WorkerId::new(text(a, input, keys::ORIGIN_WORKER)?),
             };
+            cx.overlap(&origin.stage)?;
             let item = input
                 .get(keys::ITEM)
                 .or_else(|| input.get(keys::ITEMS))

@@ -196,6 +196,26 @@ fn a_bad_assignment_is_refused_and_changes_nothing() {
     assert!(cx.decisions().is_empty());
 }
 
+#[test]
+fn an_origin_in_an_unknown_stage_is_refused_before_anything_changes() {
+    // Overlap 1 and a group of 1: this answer decides its task and its group at once, so a
+    // check made only when the group's actions run would come after the state had moved.
+    let overlaps = vec![("submit".to_owned(), 1), ("validate".to_owned(), 1)];
+    let accept = vec![Action::AcceptOrigin {
+        comment: "ok".into(),
+    }];
+    let mut handler = MajorityVerify::new("verdict", "yes", accept, vec![]);
+    let mut stray = verifier("v1", "t1", "yes", 1);
+    stray.tasks[0]
+        .input_values
+        .insert(keys::ORIGIN_STAGE.into(), json!("ghost"));
+    let before = handler.save();
+    let mut cx = Decide::new(T0, "validate", &overlaps);
+    assert!(handler.handle(&mut cx, &stray).is_err());
+    assert_eq!(handler.save(), before, "the task is still undecided");
+    assert!(cx.decisions().is_empty());
+}
+
 #[tokio::test]
 async fn a_handler_that_decides_otherwise_on_replay_is_caught() {
     let clock = VirtualClock::new(T0);
