@@ -171,12 +171,7 @@ struct Crowd {
 }
 
 /// Connects to the platform `args` names.
-async fn crowd(
-    args: &Args,
-    clock: &Arc<dyn Clock>,
-    session: &SessionId,
-    public: &str,
-) -> Result<Crowd, String> {
+async fn crowd(args: &Args, clock: &Arc<dyn Clock>, session: &SessionId) -> Result<Crowd, String> {
     match args.platform {
         PlatformKind::Local => {
             let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(1_000_000));
@@ -195,7 +190,6 @@ async fn crowd(
             let mut config = MturkConfig::new(endpoint);
             // Our HITs are found again after a restart by the session they carry.
             config.scope = Some(session.to_string());
-            config.landing_url = Some(format!("{public}/work"));
             config.notifications = args.sqs_queue.clone().map(NotificationSettings::new);
             let notifications = match &config.notifications {
                 Some(_) => Some(
@@ -290,6 +284,10 @@ async fn run(args: Args) -> Result<(), String> {
     if args.demo && args.platform != PlatformKind::Local {
         return Err("--demo runs simulated workers on the local marketplace only".into());
     }
+    if args.retainer && args.platform != PlatformKind::Local {
+        // Its engine would need its own platform scope and its share of pushed events.
+        return Err("--retainer runs on the local marketplace only, for now".into());
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store: Arc<dyn Store> = match args.store {
         StoreKind::Sqlite => Arc::new(
@@ -330,7 +328,7 @@ async fn run(args: Args) -> Result<(), String> {
         .as_deref()
         .map_or_else(SessionId::new_v7, SessionId::new);
     eprintln!("session:      {session}");
-    let crowd = crowd(&args, &clock, &session, &public).await?;
+    let crowd = crowd(&args, &clock, &session).await?;
     let worker_side: Option<Arc<dyn WorkerSide>> = crowd
         .market
         .clone()
