@@ -239,7 +239,10 @@ impl<M: Machine> EngineBuilder<M> {
             clock,
             session,
         } = self;
-        M::prepare(&mut config, &platform.capabilities())?;
+        let capabilities = platform.capabilities();
+        M::prepare(&mut config, &capabilities)?;
+        // A platform that pushes assignment updates is not polled for them.
+        let pushed = capabilities.push_notifications;
         let session = session.unwrap_or_else(SessionId::new_v7);
         let config_json = to_json(&config);
         match store.meta(&session, CONFIG_KEY).await? {
@@ -318,6 +321,8 @@ impl<M: Machine> EngineBuilder<M> {
             cursor,
             next_observe: now,
             events: VecDeque::new(),
+            spawned: false,
+            pushed,
             events_tx,
             rng,
             seq,
@@ -346,7 +351,12 @@ pub struct Engine<M: Machine = Pavilion> {
     retrying: VecDeque<Pending<M::Effect>>,
     cursor: Option<Cursor>,
     next_observe: Timestamp,
+    /// Events for `poll_event`; unused once spawned (subscribers have the channel).
     events: VecDeque<Event<M>>,
+    /// Running in its own task ([`Engine::spawn`]).
+    spawned: bool,
+    /// The platform pushes assignment updates: no observer polls.
+    pushed: bool,
     events_tx: broadcast::Sender<Event<M>>,
     rng: ChaCha8Rng,
     /// The last log sequence number.
@@ -865,7 +875,7 @@ impl<M: Machine> Engine<M> {
     }
 
     fn observing(&self) -> bool {
-        !self.platform.capabilities().push_notifications && self.machine.observing()
+        !self.pushed && self.machine.observing()
     }
 
     fn ledger_entry(&self, effect: &M::Effect, paid: bool, at: Timestamp) -> Option<LedgerEntry> {
@@ -890,6 +900,11 @@ impl<M: Machine> Engine<M> {
 
     fn publish(&mut self, event: Event<M>) {
         // Nobody listening is fine.
+        if self.spawned {
+            // Subscribers get events through the channel; nobody polls a spawned engine.
+            let _ = self.events_tx.send(event);
+            return;
+        }
         let _ = self.events_tx.send(event.clone());
         self.events.push_back(event);
         if self.events.len() > 65_536 {
@@ -901,6 +916,8 @@ impl<M: Machine> Engine<M> {
     /// retries and observer polls, and takes calls through the returned handle.
     pub fn spawn(mut self) -> EngineHandle<M> {
         let (tx, mut rx) = mpsc::channel::<Command<M>>(256);
+        self.spawned = true;
+        self.events.clear();
         let events = self.events_tx.clone();
         let session = self.session.clone();
         let task = tokio::spawn(async move {
@@ -970,7 +987,6 @@ impl<M: Machine> Engine<M> {
                     }
                     Some(Command::Read(read)) => read(&self.machine),
                 }
-                self.events.clear(); // subscribers get events through the channel
             }
         });
         EngineHandle {
