@@ -273,7 +273,11 @@ mod tests {
 
     #[test]
     fn a_seen_token_is_a_duplicate() {
-        for code in DUPLICATE_CODES {
+        // Spelled out, not read from the constant: a typo there must fail here.
+        for code in [
+            "AWS.MechanicalTurk.HitAlreadyExists",
+            "AWS.MechanicalTurk.DuplicateRequest",
+        ] {
             assert!(request(code, "There is already a HIT with this token").duplicate);
         }
         assert!(request("AWS.X", "The UniqueRequestToken was used before").duplicate);

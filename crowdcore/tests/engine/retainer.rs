@@ -195,7 +195,6 @@ async fn a_reservation_is_invoked_by_itself_at_start_at() {
     engine.input(make("r1", 1, 60)).await.unwrap();
     clock.set(at(5));
     let assignments = fill_pool(&mut engine, &market, &["w1"]).await;
-    assert_eq!(engine.next_wakeup().map(|t| t <= at(60)), Some(true));
     // The page keeps pinging (a silent page would be gone after 30 s).
     for secs in [25, 50] {
         clock.set(at(secs));
@@ -205,6 +204,11 @@ async fn a_reservation_is_invoked_by_itself_at_start_at() {
         };
         engine.input(ping).await.unwrap();
     }
+
+    // Not before its time.
+    clock.set(at(59));
+    engine.advance().await.unwrap();
+    assert!(routes(&mut engine).is_empty(), "invoked before start_at");
 
     clock.set(at(60));
     engine.advance().await.unwrap();
