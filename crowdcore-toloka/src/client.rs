@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use rand::RngExt;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -108,13 +107,12 @@ impl RetryPolicy {
     /// Capped exponential backoff with jitter before retry number `retry` (1-based): a uniform
     /// pick in the upper half of `min(max, base × 2^(retry-1))`.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << retry.saturating_sub(1).min(20));
-        let capped = exp.min(self.max_delay);
-        let half = capped / 2;
-        let extra = rand::rng().random_range(0..=half.as_millis() as u64);
-        half + Duration::from_millis(extra)
+        // The engine's backoff, in this policy's units.
+        let policy = crowdcore::engine::RetryPolicy {
+            base_ms: self.base_delay.as_millis() as u64,
+            max_ms: self.max_delay.as_millis() as u64,
+        };
+        Duration::from_millis(policy.delay_ms(retry, rand::random()))
     }
 
     /// How long to wait before retrying after `error`, or `None` to give up on it.

@@ -31,7 +31,7 @@ pub(super) fn routes(state: HttpState) -> Router {
         .with_state(state)
 }
 
-async fn asset(body: &'static str, kind: &'static str) -> Response {
+pub(super) async fn asset(body: &'static str, kind: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(kind)),

@@ -30,6 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Secret, admin_check, check_token, page_token};
 use super::error::{ApiError, Body, ErrorCode, NoBody, engine_error_code};
+use super::pages::asset;
+use super::worker::check_id;
 use super::{HttpConfig, WorkerSide};
 use crate::engine::{EngineHandle, HandleError};
 use crate::model::{AssignmentId, HitId, HitSpec, ReservationId, TemplateId, Timestamp, WorkerId};
@@ -131,7 +133,10 @@ pub fn retainer_routes(front: Arc<RetainerFront>) -> Router {
         .route_layer(middleware::from_fn_with_state(front.clone(), guard));
     let worker = Router::new()
         .route("/retainer", get(page_html))
-        .route("/assets/retainer.js", get(page_js))
+        .route(
+            "/assets/retainer.js",
+            get(|| asset(include_str!("assets/retainer.js"), "text/javascript")),
+        )
         .route("/r/arrive", post(arrive))
         .route("/r/ping", post(ping))
         .route("/r/gettask", post(gettask))
@@ -150,15 +155,6 @@ async fn page_html() -> Response {
         ),
     );
     r
-}
-
-async fn page_js() -> Response {
-    use axum::response::IntoResponse;
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/javascript")],
-        include_str!("assets/retainer.js"),
-    )
-        .into_response()
 }
 
 async fn guard(
@@ -188,21 +184,11 @@ struct TemplateBody {
     budget_cents: Option<i64>,
 }
 
-fn id_ok(value: &str, what: &str) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidId,
-            format!("{what} must be 1 to 256 bytes without control characters"),
-        ));
-    }
-    Ok(())
-}
-
 async fn register(
     State(front): State<Arc<RetainerFront>>,
     Body(b): Body<TemplateBody>,
 ) -> Result<Json<Done>, ApiError> {
-    id_ok(&b.template, "template")?;
+    check_id(&b.template, "template")?;
     front
         .input(Input::RegisterTemplate {
             template: TemplateId::new(b.template),
@@ -230,8 +216,8 @@ async fn make(
     State(front): State<Arc<RetainerFront>>,
     Body(b): Body<ReservationBody>,
 ) -> Result<Json<Done>, ApiError> {
-    id_ok(&b.reservation, "reservation")?;
-    id_ok(&b.template, "template")?;
+    check_id(&b.reservation, "reservation")?;
+    check_id(&b.template, "template")?;
     front
         .input(Input::MakeReservation {
             reservation: ReservationId::new(b.reservation),
@@ -314,9 +300,9 @@ async fn arrive(
     State(front): State<Arc<RetainerFront>>,
     Body(b): Body<ArriveBody>,
 ) -> Result<Json<Arrived>, ApiError> {
-    id_ok(&b.assignment_id, "assignment_id")?;
-    id_ok(&b.hit_id, "hit_id")?;
-    id_ok(&b.worker_id, "worker_id")?;
+    check_id(&b.assignment_id, "assignment_id")?;
+    check_id(&b.hit_id, "hit_id")?;
+    check_id(&b.worker_id, "worker_id")?;
     if b.assignment_id == super::PREVIEW_ASSIGNMENT {
         return Err(ApiError::new(
             ErrorCode::InvalidId,
@@ -365,7 +351,7 @@ struct PageBody {
 }
 
 fn page(front: &RetainerFront, b: &PageBody) -> Result<AssignmentId, ApiError> {
-    id_ok(&b.assignment_id, "assignment_id")?;
+    check_id(&b.assignment_id, "assignment_id")?;
     let a = AssignmentId::new(b.assignment_id.as_str());
     check_token(&front.page_secret, &a, &b.token)?;
     Ok(a)

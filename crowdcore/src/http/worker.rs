@@ -140,7 +140,7 @@ pub(super) fn routes(state: HttpState) -> Router {
         .with_state(state)
 }
 
-fn check_id(value: &str, what: &str) -> Result<(), ApiError> {
+pub(super) fn check_id(value: &str, what: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > MAX_ID || value.chars().any(char::is_control) {
         return Err(ApiError::new(
             ErrorCode::InvalidId,

@@ -13,6 +13,7 @@ use super::platform::{
     AssignmentQuery, AssignmentStatus, PipelinePlatform, PoolId, PoolStatus, SortBy,
 };
 use crate::clock::{Clock, SystemClock};
+use crate::engine::to_json;
 use crate::model::{AssignmentId, EffectId, SessionId, Timestamp};
 use crate::platform::{Cursor, IdempotencyKey, PlatformError};
 use crate::store::{
@@ -367,7 +368,7 @@ impl PipelineBuilder {
             .iter()
             .map(|s| (s.name.as_str(), s.pool.as_str()))
             .collect();
-        let shape = serde_json::to_string(&shape).expect("strings serialize");
+        let shape = to_json(&shape);
         match store.meta(&session, STAGES_KEY).await? {
             Some(stored) if stored != shape => return Err(PipelineError::StagesChanged(session)),
             Some(_) => {}
@@ -573,7 +574,7 @@ impl Pipeline {
             };
             let effect = NewEffect {
                 id: EffectId::new(self.session.clone(), self.next_seq),
-                body: serde_json::to_string(&record).expect("decisions serialize"),
+                body: to_json(&record),
             };
             self.next_seq += 1;
             if journal {
@@ -649,11 +650,10 @@ impl Pipeline {
                 if self.handle(index, now, assignment, &mut commit) {
                     commit.inputs.push(NewInput {
                         at: now,
-                        body: serde_json::to_string(&PipelineInput::Observed {
+                        body: to_json(&PipelineInput::Observed {
                             stage: self.stages[index].name.clone(),
                             assignment: assignment.clone(),
-                        })
-                        .expect("assignments serialize"),
+                        }),
                     });
                     observed += 1;
                 }
@@ -667,8 +667,7 @@ impl Pipeline {
                 // which costs at most a listing again after a restart.)
                 continue;
             }
-            let cursor =
-                serde_json::to_string(self.observers[index].cursor()).expect("cursors serialize");
+            let cursor = to_json(self.observers[index].cursor());
             commit
                 .cursors
                 .push((cursor_name(&self.stages[index].name), Cursor(cursor)));
@@ -705,7 +704,7 @@ impl Pipeline {
                 .map(|s| (s.name.clone(), s.handler.save()))
                 .collect(),
         };
-        serde_json::to_string(&saved).expect("snapshots serialize")
+        to_json(&saved)
     }
 
     fn pool_of(&self, stage: &str) -> Result<PoolId, PipelineError> {
@@ -766,10 +765,7 @@ impl Pipeline {
                 Decision::CreateTasks { stage, tasks, .. } => {
                     let pool = self.pool_of(stage)?;
                     match p.create_tasks(&pool, tasks, &key).await {
-                        Ok(ids) => p
-                            .open_pool(&pool)
-                            .await
-                            .map(|()| serde_json::to_string(&ids).expect("ids serialize")),
+                        Ok(ids) => p.open_pool(&pool).await.map(|()| to_json(&ids)),
                         Err(e) => Err(e),
                     }
                 }
