@@ -5,13 +5,14 @@
 //! inside a pure machine ([`EffectId`]) derive from the session and a sequence number, because a
 //! machine reads no clock and draws no randomness.
 //!
-//! String ids are backed by `Arc<str>`: cloning one into an effect costs a reference count,
-//! not an allocation, which keeps the machines fast. Each also caches its string's hash,
-//! computed once when it is made, so that hashing an id is one `u64` write and comparing two
-//! unequal ids almost never reads their bytes.
+//! String ids are one pointer wide: a reference-counted allocation (a `triomphe::ThinArc`)
+//! holding the string's hash, its length and its bytes. Cloning one into an effect costs a
+//! reference count, not an allocation; an id is 8 bytes, so inputs, effects and the machines'
+//! records and indexes stay small (the Pavilion machine's hot path is mostly moving them).
+//! The hash is computed once when the id is made, so hashing an id is one `u64` write and
+//! comparing two unequal ids almost never reads their bytes.
 
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,41 +20,33 @@ macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
         #[derive(Clone)]
-        pub struct $name {
-            /// The string's hash, computed once when the id is made: hashing an id is one
-            /// `u64` write, and unequal ids almost always differ here.
-            hash: u64,
-            id: Arc<str>,
-        }
+        pub struct $name(Thin);
 
         impl $name {
             /// Wraps an id as the platform or driver spelled it.
-            pub fn new(id: impl Into<Arc<str>>) -> Self {
-                let id = id.into();
-                Self {
-                    hash: hash_str(&id),
-                    id,
-                }
+            pub fn new(id: impl AsRef<str>) -> Self {
+                Self(Thin::new(id.as_ref()))
             }
 
             /// The id as a string slice.
             pub fn as_str(&self) -> &str {
-                &self.id
+                self.0.as_str()
             }
         }
 
         impl PartialEq for $name {
+            #[inline]
             fn eq(&self, other: &Self) -> bool {
-                self.hash == other.hash
-                    && (Arc::ptr_eq(&self.id, &other.id) || *self.id == *other.id)
+                self.0.same(&other.0)
             }
         }
 
         impl Eq for $name {}
 
         impl std::hash::Hash for $name {
+            #[inline]
             fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-                state.write_u64(self.hash);
+                state.write_u64(self.0.hash());
             }
         }
 
@@ -66,32 +59,33 @@ macro_rules! string_id {
         impl Ord for $name {
             /// By the string.
             fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-                self.id.cmp(&other.id)
+                // UTF-8 bytes sort as their strings do.
+                self.0.bytes().cmp(other.0.bytes())
             }
         }
 
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(&self.id)
+                serializer.serialize_str(self.as_str())
             }
         }
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                Ok(Self::new(&*s))
+                Ok(Self::new(s))
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&*self.id, f)
+                fmt::Debug::fmt(self.as_str(), f)
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.id)
+                f.write_str(self.as_str())
             }
         }
 
@@ -109,10 +103,49 @@ macro_rules! string_id {
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
-                &self.id
+                self.as_str()
             }
         }
     };
+}
+
+/// The shared representation of the string ids: one pointer to a reference-counted
+/// allocation holding the string's hash (the header), its length and its UTF-8 bytes.
+#[derive(Clone)]
+struct Thin(triomphe::ThinArc<u64, u8>);
+
+impl Thin {
+    fn new(s: &str) -> Self {
+        Self(triomphe::ThinArc::from_header_and_slice(
+            hash_str(s),
+            s.as_bytes(),
+        ))
+    }
+
+    /// The cached hash.
+    #[inline]
+    fn hash(&self) -> u64 {
+        self.0.header.header
+    }
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        &self.0.slice
+    }
+
+    fn as_str(&self) -> &str {
+        // Invariant: the bytes were copied from a `str` in `new` and never change; the check
+        // is a fast ASCII scan for the short ids platforms mint.
+        std::str::from_utf8(self.bytes()).expect("an id's bytes are the UTF-8 of a str")
+    }
+
+    /// The same string: one pointer comparison for clones of one id, one `u64` comparison for
+    /// almost every pair of different ids, the bytes otherwise.
+    #[inline]
+    fn same(&self, other: &Self) -> bool {
+        self.0.ptr() == other.0.ptr()
+            || (self.hash() == other.hash() && self.bytes() == other.bytes())
+    }
 }
 
 /// The hash an id caches: the string's own `Hash` through an `FxHasher` (deterministic: the
@@ -253,6 +286,33 @@ mod tests {
         assert!("no-seq".parse::<EffectId>().is_err());
         assert!("s/x".parse::<EffectId>().is_err());
         assert!("/4".parse::<EffectId>().is_err());
+    }
+
+    #[test]
+    fn string_ids_are_one_pointer_and_compare_by_their_text() {
+        assert_eq!(std::mem::size_of::<AssignmentId>(), 8);
+        assert_eq!(std::mem::size_of::<Option<WorkerId>>(), 8);
+        let a = AssignmentId::new("3X4JMASXCM8FCX94IM0KEMYGMMG0BG");
+        let b = AssignmentId::new(String::from("3X4JMASXCM8FCX94IM0KEMYGMMG0BG"));
+        assert_eq!(a, b, "two allocations of one string are equal");
+        assert_eq!(a, a.clone());
+        assert_ne!(a, AssignmentId::new("3X4JMASXCM8FCX94IM0KEMYGMMG0BH"));
+        let hash = |id: &AssignmentId| {
+            use std::hash::BuildHasher;
+            rustc_hash::FxBuildHasher.hash_one(id)
+        };
+        assert_eq!(hash(&a), hash(&b));
+        let mut ids = vec![WorkerId::new("b"), WorkerId::new("ä"), WorkerId::new("")];
+        ids.sort();
+        let texts: Vec<&str> = ids.iter().map(WorkerId::as_str).collect();
+        let mut sorted = texts.clone();
+        sorted.sort_unstable();
+        assert_eq!(texts, sorted, "ids sort as their strings");
+        assert_eq!(WorkerId::new("ä").to_string(), "ä");
+        assert_eq!(format!("{:?}", WorkerId::new("W\"1")), r#""W\"1""#);
+        let json = serde_json::to_string(&HitId::new("H 1")).unwrap();
+        assert_eq!(json, r#""H 1""#);
+        assert_eq!(serde_json::from_str::<HitId>(&json).unwrap(), HitId::new("H 1"));
     }
 
     #[test]
