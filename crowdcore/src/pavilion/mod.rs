@@ -93,12 +93,9 @@ pub struct Pavilion {
     /// refer to records by their index here, so that the hot paths (heartbeats, timeouts,
     /// promotions) hash an assignment id at most once per input.
     records: Vec<Record>,
-    /// Beside `records`, by the same index: each present record's heartbeat deadline
-    /// (`last_seen + timeout`), [`LEFT`] for a departed one.
-    live_deadline: Vec<Timestamp>,
-    /// Beside `records`, by the same index: the deadline list's links (see `deadline_head`);
-    /// [`NIL`] both ways for a record not in it.
-    links: Vec<Link>,
+    /// Beside `records`, by the same index: what a heartbeat reads and writes (the last sign
+    /// of life, the deadline, the deadline list's links), apart from the colder record.
+    hot: Vec<Hot>,
     /// The index in `records` of every assignment ever seen.
     record_index: FxHashMap<AssignmentId, usize>,
     /// Workers present (waiting or active): one seat per worker.
@@ -110,7 +107,7 @@ pub struct Pavilion {
     active_len: u32,
     next_order: u64,
     /// The present records by heartbeat deadline, ascending: a doubly linked list through
-    /// `links`, first `deadline_head`, last `deadline_tail` ([`NIL`] when empty). Time never
+    /// `hot`, first `deadline_head`, last `deadline_tail` ([`NIL`] when empty). Time never
     /// goes back and the timeout is fixed, so a heartbeat moves its record to the tail; the
     /// list holds exactly the present records, with no stale entries to skip or compact.
     deadline_head: usize,
@@ -147,16 +144,22 @@ struct Record {
     order: u64,
     arrived_at: Timestamp,
     promoted_at: Option<Timestamp>,
-    last_seen: Timestamp,
     /// A departed worker who still holds their slot on the platform (timed out or turned
     /// away: the page is gone, the assignment is not). A later return or abandonment from the
     /// platform frees it.
     holds_slot: bool,
 }
 
-/// A record's neighbours in the deadline list.
+/// The part of a record a heartbeat touches, kept in its own array so that a heartbeat reads
+/// and writes one small slot per record it moves (its own and its list neighbours').
 #[derive(Debug, Clone, Copy)]
-struct Link {
+struct Hot {
+    /// The last sign of life (arrival, heartbeat, page reload).
+    last_seen: Timestamp,
+    /// `last_seen + timeout` for a present record, [`LEFT`] for a departed one.
+    deadline: Timestamp,
+    /// The record's neighbours in the deadline list (see `deadline_head`); [`NIL`] both ways
+    /// for a record not in it.
     prev: usize,
     next: usize,
 }
@@ -178,7 +181,7 @@ struct Hit {
     expired: bool,
 }
 
-/// The `live_deadline` of a departed record. A present record's deadline may be this too (a
+/// The `deadline` of a departed record. A present record's deadline may be this too (a
 /// saturated `last_seen + timeout`).
 const LEFT: Timestamp = Timestamp::from_millis(u64::MAX);
 
@@ -228,8 +231,7 @@ impl Pavilion {
             hiring_paused_until: None,
             budget_noticed: false,
             records: Vec::new(),
-            live_deadline: Vec::new(),
-            links: Vec::new(),
+            hot: Vec::new(),
             record_index: FxHashMap::default(),
             seated: FxHashSet::default(),
             waiting: VecDeque::new(),
@@ -319,18 +321,18 @@ impl Pavilion {
 
     /// The whole state as plain data.
     pub fn snapshot(&self) -> Snapshot {
-        let view = |r: &Record| SeatView {
+        let view = |i: usize, r: &Record| SeatView {
             worker: r.worker.clone(),
             assignment: r.assignment.clone(),
             hit: self.hits[r.hit as usize].id.clone(),
             arrived_at: r.arrived_at,
             promoted_at: r.promoted_at,
-            last_seen: r.last_seen,
+            last_seen: self.hot[i].last_seen,
             order: r.order,
         };
         let mut present: Vec<(u64, Seat, SeatView)> = Vec::new();
         let mut departed = Vec::new();
-        for r in &self.records {
+        for (i, r) in self.records.iter().enumerate() {
             match r.seat {
                 Seat::Left(how) => departed.push(DepartedView {
                     worker: r.worker.clone(),
@@ -339,7 +341,7 @@ impl Pavilion {
                     how,
                     holds_slot: r.holds_slot,
                 }),
-                seat => present.push((r.order, seat, view(r))),
+                seat => present.push((r.order, seat, view(i, r))),
             }
         }
         present.sort_by_key(|(order, _, _)| *order);
@@ -481,10 +483,9 @@ impl Pavilion {
                 order,
                 arrived_at: v.arrived_at,
                 promoted_at: v.promoted_at,
-                last_seen: v.last_seen,
                 holds_slot: false,
             };
-            let Some(i) = m.add_record(record) else {
+            let Some(i) = m.add_record(record, v.last_seen) else {
                 return bad(format!("assignment {} listed twice", v.assignment));
             };
             if seat == Seat::Waiting {
@@ -498,11 +499,9 @@ impl Pavilion {
         let mut present: Vec<(Timestamp, u64, usize)> = m
             .records
             .iter()
+            .zip(&m.hot)
             .enumerate()
-            .map(|(i, r)| {
-                let at = r.last_seen.plus_millis(m.config.heartbeat_timeout_ms);
-                (at, r.order, i)
-            })
+            .map(|(i, (r, h))| (h.deadline, r.order, i))
             .collect();
         present.sort();
         for (_, _, i) in present {
@@ -520,10 +519,9 @@ impl Pavilion {
                 order: 0,
                 arrived_at: Timestamp::ZERO,
                 promoted_at: None,
-                last_seen: Timestamp::ZERO,
                 holds_slot: d.holds_slot,
             };
-            if m.add_record(record).is_none() {
+            if m.add_record(record, Timestamp::ZERO).is_none() {
                 return bad(format!("assignment {} listed twice", d.assignment));
             }
         }
@@ -607,7 +605,7 @@ impl Pavilion {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let heartbeat = (self.deadline_head != NIL).then(|| self.live_deadline[self.deadline_head]);
+        let heartbeat = (self.deadline_head != NIL).then(|| self.hot[self.deadline_head].deadline);
         let pause = self.hiring_paused_until;
         match (heartbeat, pause) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -677,7 +675,6 @@ impl Pavilion {
             order: 0,
             arrived_at: now,
             promoted_at: None,
-            last_seen: now,
             holds_slot: false,
         };
         if let Some(reason) = turn_away {
@@ -689,7 +686,7 @@ impl Pavilion {
                 reason,
             };
             // Invariant: the lookup above found no record for this assignment.
-            self.add_record(record).expect("a new assignment");
+            self.add_record(record, now).expect("a new assignment");
             self.emit(kind);
             if !took_open_slot && reason != TurnAwayReason::AlreadySeated {
                 // The platform re-opened a slot the machine did not count (a freed slot it
@@ -703,7 +700,7 @@ impl Pavilion {
         let order = record.order;
         self.seated.insert(record.worker.clone());
         // Invariant: the lookup above found no record for this assignment.
-        let i = self.add_record(record).expect("a new assignment");
+        let i = self.add_record(record, now).expect("a new assignment");
         self.waiting.push_back((order, i));
         self.waiting_len += 1;
         self.link_back(i);
@@ -1049,8 +1046,8 @@ impl Pavilion {
     fn depart(&mut self, i: usize, how: Departure, contributions: u32) {
         let now = self.now;
         let reopen = self.config.returned_slots_reopen;
-        self.live_deadline[i] = LEFT;
         self.unlink(i);
+        self.hot[i].deadline = LEFT;
         let r = &mut self.records[i];
         let was = r.seat;
         r.seat = Seat::Left(how);
@@ -1164,12 +1161,12 @@ impl Pavilion {
         let mut due = Vec::new();
         let mut i = self.deadline_head;
         while i != NIL {
-            let at = self.live_deadline[i];
+            let Hot { deadline: at, next, .. } = self.hot[i];
             if at > now {
                 break;
             }
             due.push((at, self.records[i].order, i));
-            i = self.links[i].next;
+            i = next;
         }
         due.sort_unstable();
         for (_, _, i) in due {
@@ -1243,22 +1240,20 @@ impl Pavilion {
 
     /// Adds the record of an assignment never seen before and returns its index; `None` (and
     /// nothing added) if the assignment is known.
-    fn add_record(&mut self, record: Record) -> Option<usize> {
+    fn add_record(&mut self, record: Record, last_seen: Timestamp) -> Option<usize> {
         use std::collections::hash_map::Entry;
         let i = self.records.len();
         match self.record_index.entry(record.assignment.clone()) {
             Entry::Occupied(_) => None,
             Entry::Vacant(slot) => {
                 slot.insert(i);
-                self.live_deadline
-                    .push(if matches!(record.seat, Seat::Left(_)) {
+                self.hot.push(Hot {
+                    last_seen,
+                    deadline: if matches!(record.seat, Seat::Left(_)) {
                         LEFT
                     } else {
-                        record
-                            .last_seen
-                            .plus_millis(self.config.heartbeat_timeout_ms)
-                    });
-                self.links.push(Link {
+                        last_seen.plus_millis(self.config.heartbeat_timeout_ms)
+                    },
                     prev: NIL,
                     next: NIL,
                 });
@@ -1293,12 +1288,13 @@ impl Pavilion {
 
     /// Records a sign of life from a present worker.
     fn touch(&mut self, now: Timestamp, i: usize) {
-        let r = &mut self.records[i];
-        if r.last_seen == now {
+        let deadline = now.plus_millis(self.config.heartbeat_timeout_ms);
+        let h = &mut self.hot[i];
+        if h.last_seen == now {
             return;
         }
-        r.last_seen = now;
-        self.live_deadline[i] = now.plus_millis(self.config.heartbeat_timeout_ms);
+        h.last_seen = now;
+        h.deadline = deadline;
         if self.deadline_tail != i {
             self.unlink(i);
             self.link_back(i);
@@ -1308,36 +1304,31 @@ impl Pavilion {
     /// Appends present record `i` (not in the deadline list) to the list's tail.
     fn link_back(&mut self, i: usize) {
         let tail = self.deadline_tail;
-        self.links[i] = Link {
-            prev: tail,
-            next: NIL,
-        };
+        let h = &mut self.hot[i];
+        h.prev = tail;
+        h.next = NIL;
         if tail == NIL {
             self.deadline_head = i;
         } else {
-            self.links[tail].next = i;
+            self.hot[tail].next = i;
         }
         self.deadline_tail = i;
     }
 
     /// Takes record `i` (in the deadline list) out of the list.
     fn unlink(&mut self, i: usize) {
-        let Link { prev, next } = std::mem::replace(
-            &mut self.links[i],
-            Link {
-                prev: NIL,
-                next: NIL,
-            },
-        );
+        let h = &mut self.hot[i];
+        let (prev, next) = (h.prev, h.next);
+        (h.prev, h.next) = (NIL, NIL);
         if prev == NIL {
             self.deadline_head = next;
         } else {
-            self.links[prev].next = next;
+            self.hot[prev].next = next;
         }
         if next == NIL {
             self.deadline_tail = prev;
         } else {
-            self.links[next].prev = prev;
+            self.hot[next].prev = prev;
         }
     }
 
@@ -1371,18 +1362,14 @@ impl Pavilion {
             return Err("the record index disagrees with the records".to_owned());
         }
         let timeout = self.config.heartbeat_timeout_ms;
-        if self.live_deadline.len() != self.records.len()
-            || self
-                .records
-                .iter()
-                .zip(&self.live_deadline)
-                .any(|(r, &at)| {
-                    let expected = match r.seat {
-                        Seat::Left(_) => LEFT,
-                        _ => r.last_seen.plus_millis(timeout),
-                    };
-                    at != expected
-                })
+        if self.hot.len() != self.records.len()
+            || self.records.iter().zip(&self.hot).any(|(r, h)| {
+                let expected = match r.seat {
+                    Seat::Left(_) => LEFT,
+                    _ => h.last_seen.plus_millis(timeout),
+                };
+                h.deadline != expected
+            })
         {
             return Err("the live deadlines disagree with the records".to_owned());
         }
@@ -1459,9 +1446,6 @@ impl Pavilion {
         {
             return Err(format!("spent {} above budget {budget}", self.spent));
         }
-        if self.links.len() != self.records.len() {
-            return Err("the deadline links disagree with the records".to_owned());
-        }
         // The deadline list: exactly the present records, by deadline, linked both ways.
         let (mut i, mut prev, mut listed) = (self.deadline_head, NIL, 0u64);
         while i != NIL {
@@ -1471,20 +1455,20 @@ impl Pavilion {
             if matches!(r.seat, Seat::Left(_)) {
                 return Err(format!("departed {} is in the deadline list", r.assignment));
             }
-            if self.links[i].prev != prev {
+            if self.hot[i].prev != prev {
                 return Err(format!(
                     "the deadline list's links of {} disagree",
                     r.assignment
                 ));
             }
-            if prev != NIL && self.live_deadline[prev] > self.live_deadline[i] {
+            if prev != NIL && self.hot[prev].deadline > self.hot[i].deadline {
                 return Err(format!("the deadline of {} is out of order", r.assignment));
             }
             listed += 1;
             if listed > self.records.len() as u64 {
                 return Err("the deadline list has a cycle".to_owned());
             }
-            (prev, i) = (i, self.links[i].next);
+            (prev, i) = (i, self.hot[i].next);
         }
         if prev != self.deadline_tail {
             return Err("the deadline list's tail is not its last record".to_owned());
