@@ -34,9 +34,9 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use crowdcore::pavilion::{EffectKind, Input, Pavilion};
+use crowdcore::pavilion::{EffectKind, Input};
 use crowdcore::{AssignmentId, Timestamp};
-use crowdcore_benches::pavilion_stream::{fresh_machine, stream};
+use crowdcore_benches::pavilion_stream::{drive, fresh_machine, stream};
 use rustc_hash::FxHashMap;
 
 fn kind(input: &Input) -> &'static str {
@@ -81,21 +81,6 @@ fn mix<'a>(names: impl Iterator<Item = &'a str>) -> String {
         .map(|(k, n)| format!("{k} {:.1}%", 100.0 * *n as f64 / total as f64))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Runs the stream through `machine`, draining every effect; returns the effects seen.
-fn drive(machine: &mut Pavilion, events: Vec<(Timestamp, Input)>) -> usize {
-    let mut effects = 0;
-    for (at, input) in events {
-        if machine.handle(at, input).is_err() {
-            panic!("the stream was accepted when it was generated");
-        }
-        while let Some(effect) = machine.poll_effect() {
-            black_box(effect);
-            effects += 1;
-        }
-    }
-    effects
 }
 
 /// One hash-map operation per event: remove for a departure, insert for anything else.

@@ -2,6 +2,7 @@
 //! `pavilion_stream` example (which runs it through the machine under callgrind or perf).
 
 use std::collections::VecDeque;
+use std::hint::black_box;
 
 use crowdcore::pavilion::{EffectKind, Input, Pavilion, PavilionConfig, SeatState};
 use crowdcore::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
@@ -31,6 +32,29 @@ pub fn config() -> PavilionConfig {
 /// A fresh machine with [`config`].
 pub fn fresh_machine() -> Pavilion {
     Pavilion::new(SessionId::new("bench"), config()).expect("the bench config is valid")
+}
+
+/// Runs `events` through `machine` as a driver does, draining every effect after each input
+/// (each one kept from the optimizer, then dropped); returns how many effects it saw. What the
+/// bench times, and what the `pavilion_stream` example runs under callgrind.
+///
+/// # Panics
+///
+/// If the machine refuses an input (every input of [`stream`] is accepted).
+#[inline(never)]
+pub fn drive(machine: &mut Pavilion, events: Vec<(Timestamp, Input)>) -> usize {
+    let mut effects = 0;
+    for (at, input) in events {
+        // Matched, as a driver does: an accepted input leaves nothing to drop.
+        if let Err(rejected) = machine.handle(at, input) {
+            panic!("the stream was accepted when it was generated, now: {rejected}");
+        }
+        while let Some(effect) = machine.poll_effect() {
+            black_box(effect);
+            effects += 1;
+        }
+    }
+    effects
 }
 
 /// A fixed-seed xorshift64*: the same stream on every run and every machine.

@@ -40,7 +40,8 @@ mod snapshot;
 
 use std::collections::VecDeque;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 pub use config::{ConfigError, PavilionConfig, StartCondition, Targets};
 pub use io::{Effect, EffectKind, Input, Notice, PayKind, Rejected, ReleaseReason, TurnAwayReason};
@@ -96,10 +97,12 @@ pub struct Pavilion {
     /// Beside `records`, by the same index: what a heartbeat reads and writes (the last sign
     /// of life, the deadline, the deadline list's links), apart from the colder record.
     hot: Vec<Hot>,
-    /// The index in `records` of every assignment ever seen.
-    record_index: FxHashMap<AssignmentId, usize>,
-    /// Workers present (waiting or active): one seat per worker.
-    seated: FxHashSet<WorkerId>,
+    /// The index in `records` of every assignment ever seen, hashed by the record's
+    /// assignment id (kept once, in the record).
+    record_index: HashTable<usize>,
+    /// The records of the workers present (waiting or active), hashed by the record's worker
+    /// id: one seat per worker.
+    seated: HashTable<usize>,
     /// Waiting workers by `order` (record index); entries whose record moved on are skipped
     /// lazily.
     waiting: VecDeque<(u64, usize)>,
@@ -162,6 +165,14 @@ struct Hot {
     /// for a record not in it.
     prev: usize,
     next: usize,
+}
+
+/// The hash the machine's tables use for an id: its cached hash through `FxHasher`, as an
+/// `FxHashMap` keyed by the id would.
+#[inline]
+fn id_hash(id: &impl std::hash::Hash) -> u64 {
+    use std::hash::BuildHasher;
+    FxBuildHasher.hash_one(id)
 }
 
 /// No record: the end of the deadline list.
@@ -232,8 +243,8 @@ impl Pavilion {
             budget_noticed: false,
             records: Vec::new(),
             hot: Vec::new(),
-            record_index: FxHashMap::default(),
-            seated: FxHashSet::default(),
+            record_index: HashTable::new(),
+            seated: HashTable::new(),
             waiting: VecDeque::new(),
             waiting_len: 0,
             active_len: 0,
@@ -472,7 +483,7 @@ impl Pavilion {
             if order >= next_order {
                 return bad(format!("assignment {} is after next_order", v.assignment));
             }
-            if !m.seated.insert(v.worker.clone()) {
+            if m.seat_of_worker(&v.worker).is_some() {
                 return bad(format!("worker {} holds two seats", v.worker));
             }
             let record = Record {
@@ -488,6 +499,7 @@ impl Pavilion {
             let Some(i) = m.add_record(record, v.last_seen) else {
                 return bad(format!("assignment {} listed twice", v.assignment));
             };
+            m.seat(i);
             if seat == Seat::Waiting {
                 m.waiting.push_back((order, i));
                 m.waiting_len += 1;
@@ -622,7 +634,7 @@ impl Pavilion {
         assignment: AssignmentId,
         hit: HitId,
     ) -> Result<(), Rejected> {
-        if let Some(&i) = self.record_index.get(&assignment) {
+        if let Some(i) = self.index_of(&assignment) {
             let r = &self.records[i];
             return match r.seat {
                 Seat::Left(_) => Err(Rejected::AlreadyLeft(assignment)),
@@ -654,7 +666,7 @@ impl Pavilion {
         let capacity = self.config.targets().capacity();
         let turn_away = if self.phase == Phase::Stopped {
             Some(TurnAwayReason::JobEnded)
-        } else if self.seated.contains(&worker) {
+        } else if self.seat_of_worker(&worker).is_some() {
             Some(TurnAwayReason::AlreadySeated)
         } else if took_open_slot {
             // The seat was counted when the slot was opened.
@@ -685,8 +697,8 @@ impl Pavilion {
                 assignment: record.assignment.clone(),
                 reason,
             };
-            // Invariant: the lookup above found no record for this assignment.
-            self.add_record(record, now).expect("a new assignment");
+            // The lookup above found no record for this assignment.
+            self.insert_record(record, now);
             self.emit(kind);
             if !took_open_slot && reason != TurnAwayReason::AlreadySeated {
                 // The platform re-opened a slot the machine did not count (a freed slot it
@@ -698,9 +710,9 @@ impl Pavilion {
         }
         record.order = self.take_order();
         let order = record.order;
-        self.seated.insert(record.worker.clone());
-        // Invariant: the lookup above found no record for this assignment.
-        let i = self.add_record(record, now).expect("a new assignment");
+        // The lookup above found no record for this assignment.
+        let i = self.insert_record(record, now);
+        self.seat(i);
         self.waiting.push_back((order, i));
         self.waiting_len += 1;
         self.link_back(i);
@@ -725,7 +737,7 @@ impl Pavilion {
         contributions: u32,
     ) -> Result<(), Rejected> {
         // One lookup for both questions below.
-        let Some(&i) = self.record_index.get(assignment) else {
+        let Some(i) = self.index_of(assignment) else {
             return Err(Rejected::UnknownAssignment(assignment.clone()));
         };
         let r = &self.records[i];
@@ -1064,7 +1076,7 @@ impl Pavilion {
             // (A release lowers the targets itself, or ends the job.)
             self.config.max_active = self.config.max_active.saturating_sub(1);
         }
-        self.seated.remove(&worker);
+        self.unseat(i);
         match how {
             Departure::TimedOut => {
                 // The page went silent, but the worker still holds the assignment until they
@@ -1235,42 +1247,84 @@ impl Pavilion {
 
     /// The record of an assignment, if it was ever seen.
     fn record(&self, assignment: &AssignmentId) -> Option<&Record> {
-        self.record_index.get(assignment).map(|&i| &self.records[i])
+        self.index_of(assignment).map(|i| &self.records[i])
     }
 
     /// Adds the record of an assignment never seen before and returns its index; `None` (and
     /// nothing added) if the assignment is known.
     fn add_record(&mut self, record: Record, last_seen: Timestamp) -> Option<usize> {
-        use std::collections::hash_map::Entry;
+        match self.index_of(&record.assignment) {
+            Some(_) => None,
+            None => Some(self.insert_record(record, last_seen)),
+        }
+    }
+
+    /// Adds the record of an assignment the caller found unknown and returns its index.
+    fn insert_record(&mut self, record: Record, last_seen: Timestamp) -> usize {
         let i = self.records.len();
-        match self.record_index.entry(record.assignment.clone()) {
-            Entry::Occupied(_) => None,
-            Entry::Vacant(slot) => {
-                slot.insert(i);
-                self.hot.push(Hot {
-                    last_seen,
-                    deadline: if matches!(record.seat, Seat::Left(_)) {
-                        LEFT
-                    } else {
-                        last_seen.plus_millis(self.config.heartbeat_timeout_ms)
-                    },
-                    prev: NIL,
-                    next: NIL,
-                });
-                self.records.push(record);
-                Some(i)
-            }
+        let records = &self.records;
+        self.record_index
+            .insert_unique(id_hash(&record.assignment), i, |&j| {
+                id_hash(&records[j].assignment)
+            });
+        self.hot.push(Hot {
+            last_seen,
+            deadline: if matches!(record.seat, Seat::Left(_)) {
+                LEFT
+            } else {
+                last_seen.plus_millis(self.config.heartbeat_timeout_ms)
+            },
+            prev: NIL,
+            next: NIL,
+        });
+        self.records.push(record);
+        i
+    }
+
+    /// The index of an assignment's record, if it was ever seen.
+    #[inline]
+    fn index_of(&self, assignment: &AssignmentId) -> Option<usize> {
+        let records = &self.records;
+        self.record_index
+            .find(id_hash(assignment), |&i| records[i].assignment == *assignment)
+            .copied()
+    }
+
+    /// The record of the seat `worker` holds, if any.
+    fn seat_of_worker(&self, worker: &WorkerId) -> Option<usize> {
+        let records = &self.records;
+        self.seated
+            .find(id_hash(worker), |&i| records[i].worker == *worker)
+            .copied()
+    }
+
+    /// Counts record `i`'s worker as seated (they hold no other seat).
+    fn seat(&mut self, i: usize) {
+        let records = &self.records;
+        self.seated
+            .insert_unique(id_hash(&records[i].worker), i, |&j| {
+                id_hash(&records[j].worker)
+            });
+    }
+
+    /// Record `i`'s worker no longer holds a seat.
+    fn unseat(&mut self, i: usize) {
+        if let Ok(entry) = self
+            .seated
+            .find_entry(id_hash(&self.records[i].worker), |&j| j == i)
+        {
+            entry.remove();
         }
     }
 
     /// The index of a present assignment's record.
     fn present_index(&self, assignment: &AssignmentId) -> Result<usize, Rejected> {
-        match self.record_index.get(assignment) {
+        match self.index_of(assignment) {
             None => Err(Rejected::UnknownAssignment(assignment.clone())),
-            Some(&i) if matches!(self.records[i].seat, Seat::Left(_)) => {
+            Some(i) if matches!(self.records[i].seat, Seat::Left(_)) => {
                 Err(Rejected::AlreadyLeft(assignment.clone()))
             }
-            Some(&i) => Ok(i),
+            Some(i) => Ok(i),
         }
     }
 
@@ -1357,7 +1411,7 @@ impl Pavilion {
                 .records
                 .iter()
                 .enumerate()
-                .any(|(i, r)| self.record_index.get(&r.assignment) != Some(&i))
+                .any(|(i, r)| self.index_of(&r.assignment) != Some(i))
         {
             return Err("the record index disagrees with the records".to_owned());
         }
@@ -1387,12 +1441,18 @@ impl Pavilion {
             ));
         }
         let mut workers = FxHashSet::default();
-        for r in &self.records {
-            if !matches!(r.seat, Seat::Left(_)) && !workers.insert(&r.worker) {
+        for (i, r) in self.records.iter().enumerate() {
+            if matches!(r.seat, Seat::Left(_)) {
+                continue;
+            }
+            if !workers.insert(&r.worker) {
                 return Err(format!("worker {} holds two seats", r.worker));
             }
+            if self.seat_of_worker(&r.worker) != Some(i) {
+                return Err(format!("worker {} is not seated at their record", r.worker));
+            }
         }
-        if workers.len() != self.seated.len() || workers.iter().any(|w| !self.seated.contains(*w)) {
+        if workers.len() != self.seated.len() {
             return Err("the seated workers disagree with the records".to_owned());
         }
         let live_waiting = self
