@@ -544,12 +544,44 @@ impl Pavilion {
     // ----- inputs ----------------------------------------------------------------------------
 
     /// Feeds one input at time `now`. On `Err` the machine is exactly as before.
+    #[inline]
     pub fn handle(&mut self, now: Timestamp, input: Input) -> Result<(), Rejected> {
+        // Most inputs of a busy session are heartbeats: their path is small enough to inline
+        // into the driver's loop, apart from the rest of the machine.
+        match input {
+            Input::Heartbeat { assignment } => self.handle_heartbeat(now, assignment),
+            input => self.handle_input(now, input),
+        }
+    }
+
+    fn handle_heartbeat(&mut self, now: Timestamp, assignment: AssignmentId) -> Result<(), Rejected> {
         if now < self.now {
-            return Err(Rejected::ClockWentBack {
-                now,
-                last: self.now,
-            });
+            return Err(self.clock_went_back(now));
+        }
+        self.heartbeat(now, assignment)?;
+        // A heartbeat moves only the time and a deadline. The rules read the time only to end
+        // a hiring pause; with none due, they would change nothing (they ran after the last
+        // input and nothing they read has moved), and neither would the waiting queue's
+        // compaction.
+        if !self.settled || self.hiring_paused_until.is_some_and(|until| until <= now) {
+            self.settle();
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn clock_went_back(&self, now: Timestamp) -> Rejected {
+        Rejected::ClockWentBack {
+            now,
+            last: self.now,
+        }
+    }
+
+    /// Every input but a heartbeat.
+    #[inline(never)]
+    fn handle_input(&mut self, now: Timestamp, input: Input) -> Result<(), Rejected> {
+        if now < self.now {
+            return Err(self.clock_went_back(now));
         }
         match input {
             Input::Arrive {
@@ -557,16 +589,7 @@ impl Pavilion {
                 assignment,
                 hit,
             } => self.arrive(now, worker, assignment, hit)?,
-            Input::Heartbeat { assignment } => {
-                self.heartbeat(now, assignment)?;
-                // A heartbeat moves only the time and a deadline. The rules read the time only
-                // to end a hiring pause; with none due, they would change nothing (they ran
-                // after the last input and nothing they read has moved), and neither would the
-                // waiting queue's compaction.
-                if self.settled && self.hiring_paused_until.is_none_or(|until| now < until) {
-                    return Ok(());
-                }
-            }
+            Input::Heartbeat { assignment } => self.heartbeat(now, assignment)?,
             Input::Submit {
                 assignment,
                 contributions,
@@ -592,10 +615,16 @@ impl Pavilion {
             Input::Migrate { count } => self.migrate(now, count)?,
             Input::SetTargets(targets) => self.set_targets(now, targets)?,
         }
+        self.settle();
+        Ok(())
+    }
+
+    /// Runs the rules after an accepted input.
+    #[inline(never)]
+    fn settle(&mut self) {
         self.rebalance();
         self.tidy();
         self.settled = true;
-        Ok(())
     }
 
     /// Lets time pass to `now`: heartbeat deadlines and hiring pauses up to `now` fall due.
@@ -719,6 +748,7 @@ impl Pavilion {
         Ok(())
     }
 
+    #[inline]
     fn heartbeat(&mut self, now: Timestamp, assignment: AssignmentId) -> Result<(), Rejected> {
         let i = self.present_index(&assignment)?;
         // Let go of the id before writing anything: dropping it is an atomic decrement, which
@@ -1349,10 +1379,22 @@ impl Pavilion {
         }
         h.last_seen = now;
         h.deadline = deadline;
-        if self.deadline_tail != i {
-            self.unlink(i);
-            self.link_back(i);
+        let (prev, next) = (h.prev, h.next);
+        let tail = self.deadline_tail;
+        if tail == i {
+            return;
         }
+        // `i` is listed and not last, so `next` and `tail` are records other than `i`.
+        if prev == NIL {
+            self.deadline_head = next;
+        } else {
+            self.hot[prev].next = next;
+        }
+        self.hot[next].prev = prev;
+        self.hot[tail].next = i;
+        let h = &mut self.hot[i];
+        (h.prev, h.next) = (tail, NIL);
+        self.deadline_tail = i;
     }
 
     /// Appends present record `i` (not in the deadline list) to the list's tail.
