@@ -1093,8 +1093,7 @@ impl Pavilion {
         let r = &mut self.records[i];
         let was = r.seat;
         r.seat = Seat::Left(how);
-        let (worker, hit) = (r.worker.clone(), r.hit);
-        let assignment = r.assignment.clone();
+        let hit = r.hit;
         let (arrived_at, promoted_at) = (r.arrived_at, r.promoted_at);
         match was {
             Seat::Waiting => self.waiting_len -= 1,
@@ -1112,7 +1111,10 @@ impl Pavilion {
                 // The page went silent, but the worker still holds the assignment until they
                 // return it or the platform abandons it: the slot is not open yet, so the seat
                 // is hired again now.
-                self.records[i].holds_slot = true;
+                let r = &mut self.records[i];
+                r.holds_slot = true;
+                let (worker, assignment) = (r.worker.clone(), r.assignment.clone());
+                self.emit(EffectKind::TimedOut { worker, assignment });
             }
             Departure::Returned | Departure::Abandoned => {
                 let h = &mut self.hits[hit as usize];
@@ -1124,12 +1126,9 @@ impl Pavilion {
             Departure::Submitted | Departure::Released => {
                 let waited = promoted_at.unwrap_or(now).millis_since(arrived_at);
                 let worked = promoted_at.map_or(0, |p| now.millis_since(p));
-                self.pay(&worker, &assignment, waited, worked, contributions);
+                self.pay(i, waited, worked, contributions);
             }
             Departure::TurnedAway => {}
-        }
-        if how == Departure::TimedOut {
-            self.emit(EffectKind::TimedOut { worker, assignment });
         }
     }
 
@@ -1144,10 +1143,10 @@ impl Pavilion {
         self.depart(i, Departure::Released, 0);
     }
 
+    /// Pays record `i`'s worker.
     fn pay(
         &mut self,
-        worker: &WorkerId,
-        assignment: &AssignmentId,
+        i: usize,
         waited_ms: u64,
         worked_ms: u64,
         contributions: u32,
@@ -1184,9 +1183,10 @@ impl Pavilion {
                 self.spent = self.spent.saturating_add(amount);
             }
             if amount > 0 {
+                let r = &self.records[i];
                 self.emit(EffectKind::Pay {
-                    worker: worker.clone(),
-                    assignment: assignment.clone(),
+                    worker: r.worker.clone(),
+                    assignment: r.assignment.clone(),
                     kind,
                     amount: Money::new(amount, self.config.currency),
                 });
