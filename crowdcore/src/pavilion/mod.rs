@@ -558,7 +558,12 @@ impl Pavilion {
         if now < self.now {
             return Err(self.clock_went_back(now));
         }
-        self.heartbeat(now, assignment)?;
+        let i = self.present_index(&assignment)?;
+        // Let go of the id before writing anything: dropping it is an atomic decrement, which
+        // waits for every earlier store to complete.
+        drop(assignment);
+        self.now = now;
+        self.touch(now, i);
         // A heartbeat moves only the time and a deadline. The rules read the time only to end
         // a hiring pause; with none due, they would change nothing (they ran after the last
         // input and nothing they read has moved), and neither would the waiting queue's
@@ -589,7 +594,7 @@ impl Pavilion {
                 assignment,
                 hit,
             } => self.arrive(now, worker, assignment, hit)?,
-            Input::Heartbeat { assignment } => self.heartbeat(now, assignment)?,
+            Input::Heartbeat { assignment } => return self.handle_heartbeat(now, assignment),
             Input::Submit {
                 assignment,
                 contributions,
@@ -745,17 +750,6 @@ impl Pavilion {
         self.waiting.push_back((order, i));
         self.waiting_len += 1;
         self.link_back(i);
-        Ok(())
-    }
-
-    #[inline]
-    fn heartbeat(&mut self, now: Timestamp, assignment: AssignmentId) -> Result<(), Rejected> {
-        let i = self.present_index(&assignment)?;
-        // Let go of the id before writing anything: dropping it is an atomic decrement, which
-        // waits for every earlier store to complete (the hot path of a busy session).
-        drop(assignment);
-        self.now = now;
-        self.touch(now, i);
         Ok(())
     }
 
@@ -1371,6 +1365,7 @@ impl Pavilion {
     }
 
     /// Records a sign of life from a present worker.
+    #[inline]
     fn touch(&mut self, now: Timestamp, i: usize) {
         let deadline = now.plus_millis(self.config.heartbeat_timeout_ms);
         let h = &mut self.hot[i];
