@@ -32,7 +32,10 @@ fn main() {
         timed += t.elapsed();
         black_box(&machine);
     }
-    eprintln!("drive: {:.3} ms per pass", timed.as_secs_f64() * 1e3 / passes as f64);
+    eprintln!(
+        "drive: {:.3} ms per pass",
+        timed.as_secs_f64() * 1e3 / passes as f64
+    );
     println!(
         "{} events, {} effects in {passes} passes",
         events.len() * passes,

@@ -302,7 +302,7 @@ mod tests {
             rustc_hash::FxBuildHasher.hash_one(id)
         };
         assert_eq!(hash(&a), hash(&b));
-        let mut ids = vec![WorkerId::new("b"), WorkerId::new("ä"), WorkerId::new("")];
+        let mut ids = [WorkerId::new("b"), WorkerId::new("ä"), WorkerId::new("")];
         ids.sort();
         let texts: Vec<&str> = ids.iter().map(WorkerId::as_str).collect();
         let mut sorted = texts.clone();
@@ -312,7 +312,10 @@ mod tests {
         assert_eq!(format!("{:?}", WorkerId::new("W\"1")), r#""W\"1""#);
         let json = serde_json::to_string(&HitId::new("H 1")).unwrap();
         assert_eq!(json, r#""H 1""#);
-        assert_eq!(serde_json::from_str::<HitId>(&json).unwrap(), HitId::new("H 1"));
+        assert_eq!(
+            serde_json::from_str::<HitId>(&json).unwrap(),
+            HitId::new("H 1")
+        );
     }
 
     #[test]

@@ -554,7 +554,11 @@ impl Pavilion {
         }
     }
 
-    fn handle_heartbeat(&mut self, now: Timestamp, assignment: AssignmentId) -> Result<(), Rejected> {
+    fn handle_heartbeat(
+        &mut self,
+        now: Timestamp,
+        assignment: AssignmentId,
+    ) -> Result<(), Rejected> {
         if now < self.now {
             return Err(self.clock_went_back(now));
         }
@@ -1138,13 +1142,7 @@ impl Pavilion {
     }
 
     /// Pays record `i`'s worker.
-    fn pay(
-        &mut self,
-        i: usize,
-        waited_ms: u64,
-        worked_ms: u64,
-        contributions: u32,
-    ) {
+    fn pay(&mut self, i: usize, waited_ms: u64, worked_ms: u64, contributions: u32) {
         let c = &self.config;
         let parts = [
             (PayKind::Base, c.base_pay_cents),
@@ -1197,7 +1195,9 @@ impl Pavilion {
         let mut due = Vec::new();
         let mut i = self.deadline_head;
         while i != NIL {
-            let Hot { deadline: at, next, .. } = self.hot[i];
+            let Hot {
+                deadline: at, next, ..
+            } = self.hot[i];
             if at > now {
                 break;
             }
@@ -1310,7 +1310,9 @@ impl Pavilion {
     fn index_of(&self, assignment: &AssignmentId) -> Option<usize> {
         let records = &self.records;
         self.record_index
-            .find(id_hash(assignment), |&i| records[i].assignment == *assignment)
+            .find(id_hash(assignment), |&i| {
+                records[i].assignment == *assignment
+            })
             .copied()
     }
 
