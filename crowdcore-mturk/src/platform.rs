@@ -127,15 +127,11 @@ fn err(kind: PlatformErrorKind, code: &str, message: impl Into<String>) -> Platf
     PlatformError::new(kind, code, message)
 }
 
-fn bad(code: &str, message: impl Into<String>) -> PlatformError {
-    err(PlatformErrorKind::BadRequest, code, message)
-}
-
 /// Whole seconds, rounded up, within MTurk's bounds for the field.
 fn seconds(name: &str, ms: u64, min: i64, max: i64) -> Result<i64, PlatformError> {
     let s = i64::try_from(ms.div_ceil(1_000)).unwrap_or(i64::MAX);
     if s < min || s > max {
-        return Err(bad(
+        return Err(PlatformError::bad_request(
             "InvalidDuration",
             format!("{name} is {s} s; MTurk allows {min} to {max} s"),
         ));
@@ -472,7 +468,9 @@ impl MturkPlatform {
                                 .collect(),
                         ))
                         .build()
-                        .map_err(|e| bad("InvalidNotification", e.to_string()))?,
+                        .map_err(|e| {
+                            PlatformError::bad_request("InvalidNotification", e.to_string())
+                        })?,
                 )
                 .active(true)
                 .send()
@@ -687,9 +685,9 @@ impl Platform for MturkPlatform {
         key: &IdempotencyKey,
     ) -> Result<HitId, PlatformError> {
         spec.validate()
-            .map_err(|e| bad("InvalidSpec", e.to_string()))?;
+            .map_err(|e| PlatformError::bad_request("InvalidSpec", e.to_string()))?;
         if slots == 0 || slots > spec.max_assignments {
-            return Err(bad(
+            return Err(PlatformError::bad_request(
                 "InvalidSlots",
                 format!(
                     "{slots} slots; the spec allows 1 to {}",
@@ -784,7 +782,7 @@ impl Platform for MturkPlatform {
         let current = self.known_max_assignments(hit).await?;
         // MTurk: a HIT made with fewer than 10 assignments never reaches 10 or more.
         if current < 10 && current.saturating_add(n) >= 10 {
-            return Err(bad(
+            return Err(PlatformError::bad_request(
                 "InvalidMaximumAssignmentsIncrease",
                 format!("HIT {hit} has {current} assignments; MTurk cannot take it to 10 or more"),
             ));
@@ -836,7 +834,7 @@ impl Platform for MturkPlatform {
         cursor: Option<&Cursor>,
     ) -> Result<Page<AssignmentUpdate>, PlatformError> {
         let position = Position::parse(cursor).ok_or_else(|| {
-            bad(
+            PlatformError::bad_request(
                 "InvalidCursor",
                 format!("{:?} is not an MTurk cursor", cursor.map(|c| &c.0)),
             )
@@ -995,13 +993,16 @@ impl Platform for MturkPlatform {
         key: &IdempotencyKey,
     ) -> Result<(), PlatformError> {
         let Some(assignment) = assignment else {
-            return Err(bad(
+            return Err(PlatformError::bad_request(
                 "AssignmentRequired",
                 "MTurk pays bonuses for an assignment",
             ));
         };
         if amount.minor <= 0 {
-            return Err(bad("InvalidAmount", format!("a bonus of {amount}")));
+            return Err(PlatformError::bad_request(
+                "InvalidAmount",
+                format!("a bonus of {amount}"),
+            ));
         }
         let dollars = wire::dollars(amount)?;
         let reason = if reason.trim().is_empty() {
@@ -1113,7 +1114,7 @@ impl Platform for MturkPlatform {
         value: i64,
     ) -> Result<(), PlatformError> {
         let value = i32::try_from(value).map_err(|_| {
-            bad(
+            PlatformError::bad_request(
                 "InvalidQualificationValue",
                 format!("{value} does not fit 32 bits"),
             )

@@ -3,7 +3,7 @@
 
 use aws_sdk_mturk::types::{Comparator as TurkComparator, Locale, QualificationRequirement};
 use crowdcore::model::{Comparator, Currency, QualificationRequirement as Requirement};
-use crowdcore::platform::{IdempotencyKey, PlatformError, PlatformErrorKind};
+use crowdcore::platform::{IdempotencyKey, PlatformError};
 use crowdcore::{HitSpec, Money};
 
 /// MTurk's system qualification: percentage of assignments approved.
@@ -27,20 +27,19 @@ pub fn key_of_annotation(annotation: &str) -> Option<&str> {
     annotation.strip_prefix(ANNOTATION_PREFIX)
 }
 
-fn bad(code: &str, message: impl Into<String>) -> PlatformError {
-    PlatformError::new(PlatformErrorKind::BadRequest, code, message)
-}
-
 /// An amount as MTurk spells US dollars: `"0.50"`, `"101.42"`. Only USD, never negative.
 pub fn dollars(amount: Money) -> Result<String, PlatformError> {
     if amount.currency != Currency::USD {
-        return Err(bad(
+        return Err(PlatformError::bad_request(
             "CurrencyMismatch",
             format!("MTurk pays in USD, not {}", amount.currency),
         ));
     }
     if amount.minor < 0 {
-        return Err(bad("InvalidAmount", format!("{amount} is negative")));
+        return Err(PlatformError::bad_request(
+            "InvalidAmount",
+            format!("{amount} is negative"),
+        ));
     }
     Ok(format!("{}.{:02}", amount.minor / 100, amount.minor % 100))
 }
@@ -99,7 +98,7 @@ pub fn landing_url<'a>(
     let url = configured.unwrap_or(&spec.landing_url);
     match url.strip_prefix("https://") {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(url),
-        _ => Err(bad(
+        _ => Err(PlatformError::bad_request(
             "InvalidLandingUrl",
             format!("{url:?}: MTurk needs an absolute https URL for an ExternalQuestion"),
         )),
@@ -129,7 +128,7 @@ fn requirement(req: &Requirement) -> Result<QualificationRequirement, PlatformEr
                 let locale = Locale::builder()
                     .country(country)
                     .build()
-                    .map_err(|e| bad("InvalidLocale", e.to_string()))?;
+                    .map_err(|e| PlatformError::bad_request("InvalidLocale", e.to_string()))?;
                 b = b.locale_values(locale);
             }
             b
@@ -145,7 +144,7 @@ fn requirement(req: &Requirement) -> Result<QualificationRequirement, PlatformEr
             match comparator {
                 Comparator::Exists | Comparator::DoesNotExist => b,
                 _ => b.integer_values(i32::try_from(*value).map_err(|_| {
-                    bad(
+                    PlatformError::bad_request(
                         "InvalidQualificationValue",
                         format!("{value} does not fit MTurk's 32-bit integer values"),
                     )
@@ -155,7 +154,7 @@ fn requirement(req: &Requirement) -> Result<QualificationRequirement, PlatformEr
     };
     built
         .build()
-        .map_err(|e| bad("InvalidQualificationRequirement", e.to_string()))
+        .map_err(|e| PlatformError::bad_request("InvalidQualificationRequirement", e.to_string()))
 }
 
 fn comparator_of(c: Comparator) -> TurkComparator {

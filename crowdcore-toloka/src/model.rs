@@ -8,7 +8,7 @@
 use std::fmt;
 
 use chrono::{DateTime, NaiveDateTime};
-use crowdcore::model::{Money, Timestamp};
+use crowdcore::model::{Currency, Money, Timestamp};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
@@ -79,23 +79,54 @@ pub struct Usd {
     pub micros: i64,
 }
 
+/// A crowdcore amount Toloka cannot take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsdError {
+    /// Toloka pays in US dollars only.
+    #[error("{0}: Toloka pays in USD")]
+    NotUsd(Money),
+    /// More cents than millionths of a dollar fit in an `i64` (above ~922 trillion dollars).
+    #[error("{0} is too large for Toloka's millionths of a dollar")]
+    TooLarge(Money),
+}
+
 impl Usd {
     /// `cents` US cents.
+    ///
+    /// # Panics
+    ///
+    /// Above `i64::MAX / 10 000` cents (in a `const`, at compile time); see
+    /// [`checked_from_cents`](Self::checked_from_cents).
     pub const fn from_cents(cents: i64) -> Self {
-        Self {
-            micros: cents * 10_000,
+        match Self::checked_from_cents(cents) {
+            Some(usd) => usd,
+            None => panic!("more cents than fit in millionths of a dollar"),
         }
     }
 
-    /// A crowdcore amount in US dollars, or `None` for any other currency.
-    pub fn from_money(money: Money) -> Option<Self> {
-        (money.currency.as_str() == "USD").then(|| Self::from_cents(money.minor))
+    /// `cents` US cents, or `None` if that many millionths do not fit in an `i64`.
+    pub const fn checked_from_cents(cents: i64) -> Option<Self> {
+        match cents.checked_mul(10_000) {
+            Some(micros) => Some(Self { micros }),
+            None => None,
+        }
+    }
+
+    /// A crowdcore amount in US dollars.
+    pub fn from_money(money: Money) -> Result<Self, UsdError> {
+        if money.currency != Currency::USD {
+            return Err(UsdError::NotUsd(money));
+        }
+        Self::checked_from_cents(money.minor).ok_or(UsdError::TooLarge(money))
     }
 
     /// The amount in whole cents, rounded half away from zero.
     pub fn to_money(self) -> Money {
-        let cents = (self.micros + self.micros.signum() * 5_000) / 10_000;
-        Money::usd_cents(cents)
+        // In 128 bits: adding the half cent cannot overflow, and the result (at most
+        // `i64::MAX / 10 000 + 1` in size) fits back.
+        let micros = i128::from(self.micros);
+        let cents = (micros + micros.signum() * 5_000) / 10_000;
+        Money::usd_cents(cents as i64)
     }
 
     /// Reads a decimal text (`"1.50"`, `"-0.005"`) exactly, to millionths.
@@ -168,9 +199,13 @@ impl<'de> Deserialize<'de> for Usd {
                 let text = n.to_string();
                 Usd::parse(&text)
                     .or_else(|| {
-                        n.as_f64().map(|x| Usd {
-                            micros: (x * 1e6).round() as i64,
-                        })
+                        // An exponent form (`1e-7`, `2e20`): rounded once, refused out of range.
+                        n.as_f64()
+                            .map(|x| (x * 1e6).round())
+                            .filter(|micros| micros.abs() < 9.2e18)
+                            .map(|micros| Usd {
+                                micros: micros as i64,
+                            })
                     })
                     .ok_or_else(|| serde::de::Error::custom(format!("bad amount {text}")))
             }
@@ -913,6 +948,39 @@ mod tests {
         assert_eq!(Usd { micros: 5_000 }.to_money(), Money::usd_cents(1));
         assert_eq!(Usd { micros: -5_000 }.to_money(), Money::usd_cents(-1));
         assert_eq!(Usd { micros: 4_999 }.to_money(), Money::usd_cents(0));
+    }
+
+    #[test]
+    fn amounts_toloka_cannot_take_are_errors_not_wrapped() {
+        assert_eq!(
+            Usd::from_money(Money::usd_cents(150)),
+            Ok(Usd::from_cents(150))
+        );
+        let euros = Money::new(150, Currency::new("EUR").unwrap());
+        assert_eq!(Usd::from_money(euros), Err(UsdError::NotUsd(euros)));
+        let huge = Money::usd_cents(i64::MAX / 10_000 + 1);
+        assert_eq!(Usd::from_money(huge), Err(UsdError::TooLarge(huge)));
+        assert!(Usd::checked_from_cents(i64::MIN).is_none());
+        let edge = Usd::from_money(Money::usd_cents(i64::MAX / 10_000)).unwrap();
+        assert_eq!(edge.to_money(), Money::usd_cents(i64::MAX / 10_000));
+        assert_eq!(
+            Usd { micros: i64::MAX }.to_money(),
+            Money::usd_cents(i64::MAX / 10_000 + 1)
+        );
+        assert_eq!(
+            Usd { micros: i64::MIN }.to_money(),
+            Money::usd_cents(i64::MIN / 10_000 - 1)
+        );
+        // A number too large for millionths is refused, not saturated.
+        assert!(serde_json::from_str::<Usd>("1e20").is_err());
+        assert_eq!(
+            serde_json::from_str::<Usd>("1e-7").unwrap(),
+            Usd { micros: 0 }
+        );
+        assert_eq!(
+            serde_json::from_str::<Usd>("2.5e3").unwrap(),
+            Usd::from_cents(250_000)
+        );
     }
 
     #[test]

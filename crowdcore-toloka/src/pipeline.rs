@@ -16,11 +16,11 @@ use crowdcore::pipeline::{
     PoolAssignment, PoolId, PoolInfo, PoolStatus, Solution, SortBy, TaskId, TimeField,
     handlers::keys, operation_id,
 };
-use crowdcore::platform::{IdempotencyKey, PlatformError, PlatformErrorKind};
+use crowdcore::platform::{IdempotencyKey, PlatformError};
 use serde_json::Value;
 
 use crate::client::TolokaClient;
-use crate::model::{self, AssignmentFilter, AssignmentSort, TimeBound, TolokaTime, Usd};
+use crate::model::{self, AssignmentFilter, AssignmentSort, TimeBound, TolokaTime};
 
 /// A pipeline's platform on Toloka: every stage's pool is a Toloka pool reached through one
 /// [`TolokaClient`] (its retries and backoff apply to every call).
@@ -45,10 +45,6 @@ impl TolokaPipeline {
     pub fn client(&self) -> &TolokaClient {
         &self.client
     }
-}
-
-fn bad(code: &str, message: impl Into<String>) -> PlatformError {
-    PlatformError::new(PlatformErrorKind::BadRequest, code, message)
 }
 
 fn field(f: TimeField) -> model::TimeField {
@@ -83,8 +79,9 @@ fn status_from(s: model::AssignmentStatus) -> AssignmentStatus {
 }
 
 fn toloka_time(ts: Timestamp) -> Result<TolokaTime, PlatformError> {
-    TolokaTime::from_timestamp(ts)
-        .ok_or_else(|| bad("INVALID_REQUEST", format!("time {ts} is out of range")))
+    TolokaTime::from_timestamp(ts).ok_or_else(|| {
+        PlatformError::bad_request("INVALID_REQUEST", format!("time {ts} is out of range"))
+    })
 }
 
 /// The Toloka filter of a pipeline query.
@@ -115,7 +112,7 @@ fn filter(query: &AssignmentQuery) -> Result<AssignmentFilter, PlatformError> {
 fn assignment(a: model::Assignment) -> Result<PoolAssignment, PlatformError> {
     let ts = |t: Option<TolokaTime>| t.map(TolokaTime::to_timestamp);
     let created = ts(a.created).ok_or_else(|| {
-        bad(
+        PlatformError::bad_request(
             "DECODE",
             format!("assignment {} has no creation time", a.id),
         )
@@ -195,7 +192,7 @@ impl PipelinePlatform for TolokaPipeline {
         key: &IdempotencyKey,
     ) -> Result<Vec<TaskId>, PlatformError> {
         if tasks.is_empty() {
-            return Err(bad("INVALID_REQUEST", "no tasks"));
+            return Err(PlatformError::bad_request("INVALID_REQUEST", "no tasks"));
         }
         let new: Vec<model::NewTask> = tasks
             .iter()
@@ -225,7 +222,7 @@ impl PipelinePlatform for TolokaPipeline {
                             || "not in the operation log".into(),
                             |e| Value::Object(e.clone()).to_string(),
                         );
-                        bad(
+                        PlatformError::bad_request(
                             "VALIDATION_ERROR",
                             format!("task {i} of {}: {why}", tasks.len()),
                         )
@@ -266,14 +263,7 @@ impl PipelinePlatform for TolokaPipeline {
         comment: &str,
         key: &IdempotencyKey,
     ) -> Result<(), PlatformError> {
-        let usd = Usd::from_money(amount)
-            .ok_or_else(|| bad("INVALID_REQUEST", format!("{amount}: Toloka pays in USD")))?;
-        if usd.micros <= 0 {
-            return Err(bad(
-                "INVALID_REQUEST",
-                format!("bonus {amount} is not positive"),
-            ));
-        }
+        let usd = crate::platform::bonus_usd(amount)?;
         let text = |t: &str| model::LocalizedText::from([("EN".to_owned(), t.to_owned())]);
         let bonus = model::NewUserBonus {
             user_id: worker.as_str().to_owned(),
@@ -308,6 +298,29 @@ impl PipelinePlatform for TolokaPipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crowdcore::platform::PlatformErrorKind;
+
+    #[test]
+    fn bonuses_toloka_cannot_pay_are_refused_with_their_reason() {
+        use crate::model::Usd;
+        use crate::platform::bonus_usd;
+        use crowdcore::model::{Currency, Money};
+        assert_eq!(bonus_usd(Money::usd_cents(5)), Ok(Usd::from_cents(5)));
+        let euros = Money::new(5, Currency::new("EUR").unwrap());
+        for (amount, code) in [
+            (Money::usd_cents(0), "InvalidAmount"),
+            (Money::usd_cents(-5), "InvalidAmount"),
+            (Money::usd_cents(i64::MAX), "InvalidAmount"),
+            (euros, "InvalidCurrency"),
+        ] {
+            let e = bonus_usd(amount).unwrap_err();
+            assert_eq!(
+                (e.kind, e.code.as_str()),
+                (PlatformErrorKind::BadRequest, code),
+                "{amount}: {e}"
+            );
+        }
+    }
 
     fn pool(status: model::PoolStatus, extra: serde_json::Value) -> model::Pool {
         model::Pool {

@@ -38,7 +38,7 @@ use crate::error::TolokaError;
 use crate::model::{
     Assignment, AssignmentFilter, AssignmentSort, CreateTasksOptions, LocalizedText, NewTask,
     NewUserBonus, NewUserRestriction, RestrictionScope, SetUserSkill, TimeBound, TimeField,
-    TolokaTime, Usd,
+    TolokaTime, Usd, UsdError,
 };
 
 /// Turns a HIT spec into a task's `input_values` (they must match the project's input spec).
@@ -187,8 +187,23 @@ fn status_of(field: TimeField) -> CoreStatus {
     }
 }
 
-fn bad(code: &str, message: impl Into<String>) -> PlatformError {
-    PlatformError::new(PlatformErrorKind::BadRequest, code, message)
+/// A bonus as Toloka takes it: a positive amount of US dollars. Refused before anything is
+/// sent otherwise.
+pub(crate) fn bonus_usd(amount: Money) -> Result<Usd, PlatformError> {
+    let usd = Usd::from_money(amount).map_err(|e| {
+        let code = match e {
+            UsdError::NotUsd(_) => "InvalidCurrency",
+            UsdError::TooLarge(_) => "InvalidAmount",
+        };
+        PlatformError::bad_request(code, e.to_string())
+    })?;
+    if usd.micros <= 0 {
+        return Err(PlatformError::bad_request(
+            "InvalidAmount",
+            format!("bonus {amount} is not positive"),
+        ));
+    }
+    Ok(usd)
 }
 
 fn millis(a: &Assignment, field: TimeField) -> Option<u64> {
@@ -196,8 +211,9 @@ fn millis(a: &Assignment, field: TimeField) -> Option<u64> {
 }
 
 fn time(ms: u64) -> Result<TolokaTime, PlatformError> {
-    TolokaTime::from_timestamp(Timestamp::from_millis(ms))
-        .ok_or_else(|| bad("InvalidCursor", format!("time {ms} out of range")))
+    TolokaTime::from_timestamp(Timestamp::from_millis(ms)).ok_or_else(|| {
+        PlatformError::bad_request("InvalidCursor", format!("time {ms} out of range"))
+    })
 }
 
 impl TolokaPlatform {
@@ -250,10 +266,13 @@ impl Platform for TolokaPlatform {
         key: &IdempotencyKey,
     ) -> Result<HitId, PlatformError> {
         if slots == 0 {
-            return Err(bad("InvalidSlots", "a task needs at least one slot"));
+            return Err(PlatformError::bad_request(
+                "InvalidSlots",
+                "a task needs at least one slot",
+            ));
         }
         spec.validate()
-            .map_err(|e| bad("InvalidSpec", e.to_string()))?;
+            .map_err(|e| PlatformError::bad_request("InvalidSpec", e.to_string()))?;
         let task = NewTask::new(&self.config.pool_id, (self.config.input)(spec), slots);
         let options = CreateTasksOptions {
             open_pool: self.config.open_pool,
@@ -477,11 +496,7 @@ impl Platform for TolokaPlatform {
         reason: &str,
         key: &IdempotencyKey,
     ) -> Result<(), PlatformError> {
-        let usd =
-            Usd::from_money(amount).ok_or_else(|| bad("InvalidCurrency", "Toloka pays in USD"))?;
-        if usd.micros <= 0 {
-            return Err(bad("InvalidAmount", amount.to_string()));
-        }
+        let usd = bonus_usd(amount)?;
         let text = |s: &str| LocalizedText::from([("EN".to_owned(), s.to_owned())]);
         let bonus = NewUserBonus {
             user_id: worker.as_str().to_owned(),
@@ -556,7 +571,7 @@ impl Platform for TolokaPlatform {
         value: i64,
     ) -> Result<(), PlatformError> {
         if !(0..=100).contains(&value) {
-            return Err(bad(
+            return Err(PlatformError::bad_request(
                 "InvalidSkillValue",
                 format!("{value}: a Toloka skill is 0 to 100"),
             ));

@@ -170,6 +170,12 @@ impl PlatformError {
         }
     }
 
+    /// A request that is wrong and will stay wrong ([`PlatformErrorKind::BadRequest`]), refused
+    /// before anything was sent or by the platform.
+    pub fn bad_request(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(PlatformErrorKind::BadRequest, code, message)
+    }
+
     /// Whether the same call may succeed if tried again.
     pub fn is_retryable(&self) -> bool {
         matches!(
