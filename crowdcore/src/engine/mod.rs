@@ -970,7 +970,11 @@ impl<M: Machine> Engine<M> {
                             Err(e) => {
                                 let fatal = matches!(e, EngineError::Store(_));
                                 for reply in replies {
-                                    let _ = reply.send(Err(HandleError::Failed(e.to_string())));
+                                    let failure = match e {
+                                        EngineError::Stopped => HandleError::Stopped,
+                                        _ => HandleError::Failed(e.to_string()),
+                                    };
+                                    let _ = reply.send(Err(failure));
                                 }
                                 if fatal {
                                     // Logged by the engine; the handle reports the task finished.

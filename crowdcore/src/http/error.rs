@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::engine::HandleError;
+use crate::pavilion::Rejected;
 
 /// The stable error codes of the HTTP front. Clients match on these, not on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -126,39 +127,29 @@ impl IntoResponse for ApiError {
 
 impl From<HandleError> for ApiError {
     fn from(e: HandleError) -> Self {
-        match e {
-            HandleError::Stopped => ApiError::new(ErrorCode::EngineStopped, e.to_string()),
-            HandleError::Rejected(_) | HandleError::Failed(_) => {
-                let message = e.to_string();
-                ApiError::new(engine_error_code(&message), message)
-            }
-        }
+        let code = match &e {
+            HandleError::Stopped => ErrorCode::EngineStopped,
+            HandleError::Failed(_) => ErrorCode::EngineFailed,
+            HandleError::Rejected(r) => rejected_code(r),
+        };
+        ApiError::new(code, e.to_string())
     }
 }
 
-/// The code for an engine failure, read from its message: the handle carries the engine's
-/// error as text (`EngineError`'s `Display`). A unit test pins every `Rejected` variant's
-/// message to its code, so a reworded message fails the build's tests, not a client.
-pub(crate) fn engine_error_code(message: &str) -> ErrorCode {
-    let Some(reason) = message.strip_prefix("rejected: ") else {
-        return if message == "the engine has stopped" {
-            ErrorCode::EngineStopped
-        } else {
-            ErrorCode::EngineFailed
-        };
-    };
-    match reason {
-        "the session has not started" => ErrorCode::NotStarted,
-        "the session has already started" => ErrorCode::AlreadyStarted,
-        "the job has stopped" => ErrorCode::JobStopped,
-        r if r.starts_with("unknown assignment ") => ErrorCode::UnknownAssignment,
-        r if r.starts_with("unknown HIT ") => ErrorCode::UnknownHit,
-        r if r.starts_with("bad targets: ") => ErrorCode::BadTargets,
-        r if r.starts_with("assignment ") && r.ends_with(" already left") => ErrorCode::AlreadyLeft,
-        r if r.starts_with("assignment ") && r.contains(" belongs to ") => {
-            ErrorCode::WorkerMismatch
+/// The stable code of each of the Pavilion's refusals (a new variant must pick one here).
+pub(crate) fn rejected_code(r: &Rejected) -> ErrorCode {
+    match r {
+        Rejected::NotStarted => ErrorCode::NotStarted,
+        Rejected::AlreadyStarted => ErrorCode::AlreadyStarted,
+        Rejected::Stopped => ErrorCode::JobStopped,
+        Rejected::UnknownAssignment(_) => ErrorCode::UnknownAssignment,
+        Rejected::UnknownHit(_) => ErrorCode::UnknownHit,
+        Rejected::BadTargets(_) => ErrorCode::BadTargets,
+        Rejected::AlreadyLeft(_) => ErrorCode::AlreadyLeft,
+        Rejected::WorkerMismatch { .. } => ErrorCode::WorkerMismatch,
+        Rejected::ClockWentBack { .. } | Rejected::NoHireInFlight | Rejected::UnknownHire(_) => {
+            ErrorCode::Rejected
         }
-        _ => ErrorCode::Rejected,
     }
 }
 
@@ -264,9 +255,8 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::EngineError;
     use crate::model::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
-    use crate::pavilion::{ConfigError, Rejected};
+    use crate::pavilion::ConfigError;
 
     fn code(r: Rejected) -> ErrorCode {
         let e = HandleError::Rejected(r);
@@ -320,11 +310,8 @@ mod tests {
             ErrorCode::EngineStopped
         );
         assert_eq!(
-            ApiError::from(HandleError::Failed(
-                EngineError::<crate::pavilion::Rejected>::Stopped.to_string()
-            ))
-            .code,
-            ErrorCode::EngineStopped
+            ApiError::from(HandleError::Failed("store: disk full".to_owned())).code,
+            ErrorCode::EngineFailed
         );
     }
 }

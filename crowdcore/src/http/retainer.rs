@@ -29,7 +29,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Secret, admin_check, check_token, page_token};
-use super::error::{ApiError, Body, ErrorCode, NoBody, engine_error_code};
+use super::error::{ApiError, Body, ErrorCode, NoBody, rejected_code};
 use super::pages::asset;
 use super::worker::check_id;
 use super::{HttpConfig, WorkerSide};
@@ -114,7 +114,7 @@ fn rejection(r: Rejected) -> ApiError {
             ErrorCode::InvalidBody
         }
         Rejected::NotAllowed { .. } => ErrorCode::NotAllowed,
-        Rejected::Pool { source, .. } => engine_error_code(&format!("rejected: {source}")),
+        Rejected::Pool { source, .. } => rejected_code(source),
         _ => ErrorCode::Rejected,
     };
     ApiError::new(code, r.to_string())
