@@ -9,8 +9,7 @@
 //! waiting pay), works for a while once promoted and submits, and may instead return the HIT or
 //! vanish (close the page: the engine times them out, the marketplace abandons the assignment).
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use rand::{RngExt, SeedableRng};
@@ -26,7 +25,10 @@ use crate::pavilion::{Departure, EffectKind, SeatState};
 use crate::store::{MemoryStore, Store, StoreError};
 
 mod durable;
+mod events;
 mod retainer;
+
+use events::{EventQueue, next_step};
 
 pub use retainer::{
     OnMiss, RetainerReport, RetainerSimError, RetainerStudy, StudyError, run_retainer,
@@ -353,8 +355,7 @@ struct Sim {
     clock: VirtualClock,
     market: LocalMarketplace,
     engine: Engine,
-    events: BinaryHeap<Reverse<(Timestamp, u64, Event)>>,
-    event_seq: u64,
+    events: EventQueue<Event>,
     workers: Vec<SimWorker>,
     by_assignment: HashMap<AssignmentId, u64>,
     vacancies: std::collections::VecDeque<Timestamp>,
@@ -406,8 +407,7 @@ pub async fn run_on(
         clock,
         market,
         engine,
-        events: BinaryHeap::new(),
-        event_seq: 0,
+        events: EventQueue::new(),
         workers: Vec::new(),
         by_assignment: HashMap::new(),
         vacancies: Default::default(),
@@ -435,12 +435,8 @@ impl Sim {
         self.after_engine_call();
         self.schedule(Timestamp::ZERO, Event::NextArrival);
         loop {
-            let next_event = self.events.peek().map(|Reverse((t, _, _))| *t);
             let next_engine = self.engine.next_wakeup();
-            let next = match (next_event, next_engine) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).unwrap_or(end),
-            };
+            let next = next_step(self.events.next_at(), next_engine, end);
             if next >= end {
                 break;
             }
@@ -452,11 +448,7 @@ impl Sim {
                 self.engine.advance().await?;
                 self.after_engine_call();
             }
-            while let Some(Reverse((t, _, _))) = self.events.peek() {
-                if *t > next {
-                    break;
-                }
-                let Reverse((_, _, event)) = self.events.pop().expect("peeked");
+            while let Some(event) = self.events.pop_due(next) {
                 self.on(event).await?;
             }
         }
@@ -482,8 +474,7 @@ impl Sim {
     }
 
     fn schedule(&mut self, at: Timestamp, event: Event) {
-        self.event_seq += 1;
-        self.events.push(Reverse((at, self.event_seq, event)));
+        self.events.schedule(at, event);
     }
 
     fn exp_ms(&mut self, mean_ms: f64) -> u64 {

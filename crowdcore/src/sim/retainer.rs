@@ -16,8 +16,7 @@
 //! recruits while its template has a live reservation. Every task is a reservation of its
 //! own, made and invoked when it arrives, and finished when its workers have submitted.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rand::SeedableRng;
@@ -34,6 +33,8 @@ use crate::model::{
 use crate::pavilion::EffectKind as PoolEffect;
 use crate::retainer::{EffectKind, Input, PingKind, PoolTarget, Rejected, Retainer, erlang_b};
 use crate::store::{MemoryStore, Store};
+
+use super::events::{EventQueue, next_step};
 
 use super::{Percentiles, round6};
 
@@ -183,8 +184,7 @@ struct Sim {
     market: LocalMarketplace,
     engine: Engine<Retainer>,
     template: TemplateId,
-    events: BinaryHeap<Reverse<(Timestamp, u64, Event)>>,
-    event_seq: u64,
+    events: EventQueue<Event>,
     /// HITs seen on the market so far (new ones get recruits).
     hits_seen: usize,
     /// Present workers by assignment: routed to which task, if any.
@@ -227,8 +227,7 @@ pub async fn run_retainer_on(
         market,
         engine,
         template: TemplateId::new("pool"),
-        events: BinaryHeap::new(),
-        event_seq: 0,
+        events: EventQueue::new(),
         hits_seen: 0,
         present: HashMap::new(),
         tasks: Vec::new(),
@@ -267,11 +266,7 @@ impl Sim {
         let gap = self.task_gap();
         self.schedule(Timestamp::ZERO.plus_millis(gap), Event::TaskArrives);
         loop {
-            let next_event = self.events.peek().map(|Reverse((t, _, _))| *t);
-            let next = match (next_event, self.engine.next_wakeup()) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).unwrap_or(end),
-            };
+            let next = next_step(self.events.next_at(), self.engine.next_wakeup(), end);
             if next >= end {
                 break;
             }
@@ -281,11 +276,7 @@ impl Sim {
                 self.engine.advance().await?;
                 self.after_engine_call();
             }
-            while let Some(Reverse((t, _, _))) = self.events.peek() {
-                if *t > next {
-                    break;
-                }
-                let Reverse((_, _, event)) = self.events.pop().expect("peeked");
+            while let Some(event) = self.events.pop_due(next) {
                 self.on(event).await?;
             }
         }
@@ -295,8 +286,7 @@ impl Sim {
     }
 
     fn schedule(&mut self, at: Timestamp, event: Event) {
-        self.event_seq += 1;
-        self.events.push(Reverse((at, self.event_seq, event)));
+        self.events.schedule(at, event);
     }
 
     fn exp_ms(&mut self, mean_ms: f64) -> u64 {
