@@ -25,7 +25,7 @@ use crowdcore::{AssignmentId, HitId, HitSpec, Money, Timestamp, WorkerId};
 
 use crate::config::MturkConfig;
 use crate::cursor::{Event, Position, status_code};
-use crate::error::failure;
+use crate::error::{Failure, failure};
 use crate::wire;
 
 /// How many updates one [`Platform::updates`] page holds.
@@ -582,6 +582,41 @@ impl MturkPlatform {
         )
     }
 
+    /// Settles an approve or reject call: done when it went through, or when it failed for
+    /// good but MTurk already shows the assignment `wanted` (reviewing twice, an answer lost on
+    /// the way back); otherwise the failure, or a retryable one while the submission is still
+    /// on its way to MTurk or the review raced it.
+    async fn reviewed(
+        &self,
+        assignment: &AssignmentId,
+        sent: Result<(), Failure>,
+        wanted: TurkStatus,
+        raced: &str,
+        verb: &str,
+    ) -> Result<(), PlatformError> {
+        let Err(f) = sent else {
+            self.settled(assignment);
+            return Ok(());
+        };
+        if f.error.is_retryable() {
+            return Err(f.error);
+        }
+        // Reviewing twice, or before MTurk has the submission: ask where it is.
+        match self.assignment_status(assignment).await? {
+            Some(status) if status == wanted => {
+                self.settled(assignment);
+                Ok(())
+            }
+            Some(TurkStatus::Approved | TurkStatus::Rejected) => Err(f.error),
+            Some(_) => Err(err(
+                PlatformErrorKind::Unavailable,
+                raced,
+                format!("assignment {assignment} is submitted; {verb} again"),
+            )),
+            None => Err(self.not_submitted_yet(assignment, f.error)),
+        }
+    }
+
     fn settled(&self, assignment: &AssignmentId) {
         self.lock().unsubmitted.remove(assignment);
     }
@@ -917,29 +952,17 @@ impl Platform for MturkPlatform {
             .approve_assignment()
             .assignment_id(assignment.as_str())
             .send()
-            .await;
-        let Err(e) = sent else {
-            self.settled(assignment);
-            return Ok(());
-        };
-        let f = failure("ApproveAssignment", &e);
-        if f.error.is_retryable() {
-            return Err(f.error);
-        }
-        // Approving twice, or before MTurk has the submission: ask where it is.
-        match self.assignment_status(assignment).await? {
-            Some(TurkStatus::Approved) => {
-                self.settled(assignment);
-                Ok(())
-            }
-            Some(TurkStatus::Rejected) => Err(f.error),
-            Some(_) => Err(err(
-                PlatformErrorKind::Unavailable,
-                "ApproveRaced",
-                format!("assignment {assignment} is submitted; approve again"),
-            )),
-            None => Err(self.not_submitted_yet(assignment, f.error)),
-        }
+            .await
+            .map(drop)
+            .map_err(|e| failure("ApproveAssignment", &e));
+        self.reviewed(
+            assignment,
+            sent,
+            TurkStatus::Approved,
+            "ApproveRaced",
+            "approve",
+        )
+        .await
     }
 
     async fn reject(
@@ -960,28 +983,17 @@ impl Platform for MturkPlatform {
             .assignment_id(assignment.as_str())
             .requester_feedback(feedback)
             .send()
-            .await;
-        let Err(e) = sent else {
-            self.settled(assignment);
-            return Ok(());
-        };
-        let f = failure("RejectAssignment", &e);
-        if f.error.is_retryable() {
-            return Err(f.error);
-        }
-        match self.assignment_status(assignment).await? {
-            Some(TurkStatus::Rejected) => {
-                self.settled(assignment);
-                Ok(())
-            }
-            Some(TurkStatus::Approved) => Err(f.error),
-            Some(_) => Err(err(
-                PlatformErrorKind::Unavailable,
-                "RejectRaced",
-                format!("assignment {assignment} is submitted; reject again"),
-            )),
-            None => Err(self.not_submitted_yet(assignment, f.error)),
-        }
+            .await
+            .map(drop)
+            .map_err(|e| failure("RejectAssignment", &e));
+        self.reviewed(
+            assignment,
+            sent,
+            TurkStatus::Rejected,
+            "RejectRaced",
+            "reject",
+        )
+        .await
     }
 
     async fn bonus(
