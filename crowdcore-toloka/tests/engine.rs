@@ -12,10 +12,10 @@ use std::time::Duration;
 use common::*;
 use crowdcore::clock::Clock;
 use crowdcore::engine::EngineConfig;
-use crowdcore::model::{AssignmentId, HitId, HitSpec, Money, SessionId, WorkerId};
+use crowdcore::model::{AssignmentId, HitId, HitSpec, SessionId, WorkerId};
 use crowdcore::platform::Platform;
 use crowdcore::store::{FailMode, FailingStore, MemoryStore};
-use crowdcore::testkit::{Host, Op, study_config};
+use crowdcore::testkit::{Host, Op, spec, study_config};
 use crowdcore_toloka::model::AssignmentStatus;
 use crowdcore_toloka::{TolokaPlatform, TolokaPlatformConfig};
 use serde_json::json;
@@ -23,17 +23,8 @@ use serde_json::json;
 /// The shared study ([`crowdcore::testkit::study_config`]) with a snapshot every 5 inputs.
 fn config() -> EngineConfig {
     let spec = HitSpec {
-        title: "Label photos in real time".into(),
-        description: "Wait for a task, then label photos as they arrive.".into(),
         keywords: vec![],
-        reward: Money::usd_cents(50),
-        assignment_duration_ms: 3_600_000,
-        lifetime_ms: 86_400_000,
-        max_assignments: 10,
-        auto_approval_delay_ms: 86_400_000,
-        qualifications: vec![],
-        landing_url: "https://example.org/task".into(),
-        frame_height: 600,
+        ..spec()
     };
     let mut config = study_config(spec);
     config.snapshot_every = 5;

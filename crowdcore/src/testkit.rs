@@ -42,7 +42,7 @@ use async_trait::async_trait;
 use crate::clock::{Clock, VirtualClock};
 use crate::engine::{Engine, EngineBuilder, EngineConfig, EngineError, RetryPolicy};
 use crate::local::{LocalMarketplace, MarketError};
-use crate::model::{AssignmentId, EffectId, HitId, HitSpec, SessionId, Timestamp, WorkerId};
+use crate::model::{AssignmentId, EffectId, HitId, HitSpec, Money, SessionId, Timestamp, WorkerId};
 use crate::pavilion::{Departure, PavilionConfig, SeatState};
 use crate::platform::{AssignmentStatus, Platform};
 use crate::store::{FailMode, FailingStore, LedgerEntry, Store};
@@ -50,6 +50,23 @@ use crate::store::{FailMode, FailingStore, LedgerEntry, Store};
 pub use crate::store::failing::Write;
 
 // ----- the study ------------------------------------------------------------------------------
+
+/// The HIT the engine posts: its reward is the machine's base pay.
+pub fn spec() -> HitSpec {
+    HitSpec {
+        title: "Label photos in real time".into(),
+        description: "Wait for a task, then label photos as they arrive.".into(),
+        keywords: vec!["real-time".into()],
+        reward: Money::usd_cents(50),
+        assignment_duration_ms: 3_600_000,
+        lifetime_ms: 86_400_000,
+        max_assignments: 10,
+        auto_approval_delay_ms: 86_400_000,
+        qualifications: Vec::new(),
+        landing_url: "https://example.org/task".into(),
+        frame_height: 600,
+    }
+}
 
 /// Two active seats and two waiting seats; the task begins with two workers present. Pay:
 /// 50 ¢ base, 6 ¢ a minute waiting, 12 ¢ a minute active, 5 ¢ a contribution.
@@ -481,6 +498,49 @@ impl Sim {
             _ => Act::Beat,
         }
     }
+}
+
+/// The crowd: every worker's plan and first look at the market, in seconds after the
+/// job starts, for [`Sim::crowd`].
+///
+/// Times are on a grid that keeps a run insensitive to short platform retries: workers look
+/// for work at 5 s past each 10 s, act on their page (heartbeat, submit, return) on each 10 s,
+/// and heartbeat deadlines (30 s) fall on the grid too; retries settle within a few seconds.
+pub fn study_crowd() -> Vec<(u64, Plan)> {
+    let work = |work_s, contributions| Plan::Work {
+        work_s,
+        contributions,
+    };
+    let give_up = |after_s| Plan::GiveUp { after_s };
+    let give_back = |after_s| Plan::Return { after_s };
+    let vanish = |after_s| Plan::Vanish { after_s };
+    vec![
+        (5, work(120, 3)),
+        (5, give_up(200)),
+        (15, work(60, 1)),
+        (15, give_back(45)),
+        (25, work(90, 2)),
+        (35, vanish(25)),
+        (45, give_up(60)),
+        (65, work(150, 4)),
+        (75, give_back(120)),
+        (95, work(40, 0)),
+        (125, vanish(95)),
+        (155, work(70, 2)),
+        (185, give_up(30)),
+        (215, work(100, 5)),
+        (245, work(60, 1)),
+        (305, give_back(20)),
+        (335, work(50, 2)),
+        (395, work(30, 1)),
+        (435, give_up(40)),
+        // Still there when the job stops: released and paid.
+        (455, work(300, 1)),
+        (485, work(300, 2)),
+        (515, give_up(300)),
+        (545, work(300, 3)),
+        (575, give_back(300)),
+    ]
 }
 
 /// The workers' side of a marketplace, for [`Sim`]s.

@@ -18,7 +18,7 @@ use crowdcore::platform::{AssignmentUpdate, Platform};
 use crowdcore::store::{FailMode, FailingStore, MemoryStore, OutboxState, Store};
 use crowdcore::testkit::{
     self, Fed, Market, Op, Payment, Plan, Rig, Sim, SimState, Write, payments, run_crowd,
-    study_config,
+    study_config, study_crowd,
 };
 use crowdcore::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
 use crowdcore_mturk::{MturkConfig, NotificationReader};
@@ -152,37 +152,13 @@ impl Rig for Mturk {
     }
 }
 
-/// The crowd (as in crowdcore's engine tests): first looks at 5 s past each 10 s, page actions
-/// on each 10 s.
+/// The crowd of crowdcore's engine tests without the workers who first look at 125, 245, 395,
+/// 435 and 545 s: first looks at 5 s past each 10 s, page actions on each 10 s.
 fn crowd() -> Vec<(u64, Plan)> {
-    let work = |work_s, contributions| Plan::Work {
-        work_s,
-        contributions,
-    };
-    let give_up = |after_s| Plan::GiveUp { after_s };
-    let give_back = |after_s| Plan::Return { after_s };
-    let vanish = |after_s| Plan::Vanish { after_s };
-    vec![
-        (5, work(120, 3)),
-        (5, give_up(200)),
-        (15, work(60, 1)),
-        (15, give_back(45)),
-        (25, work(90, 2)),
-        (35, vanish(25)),
-        (45, give_up(60)),
-        (65, work(150, 4)),
-        (75, give_back(120)),
-        (95, work(40, 0)),
-        (155, work(70, 2)),
-        (185, give_up(30)),
-        (215, work(100, 5)),
-        (305, give_back(20)),
-        (335, work(50, 2)),
-        (455, work(300, 1)),
-        (485, work(300, 2)),
-        (515, give_up(300)),
-        (575, give_back(300)),
-    ]
+    study_crowd()
+        .into_iter()
+        .filter(|(first, _)| ![125, 245, 395, 435, 545].contains(first))
+        .collect()
 }
 
 const END_S: u64 = 600;

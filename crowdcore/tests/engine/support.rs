@@ -1,6 +1,7 @@
 //! The pieces every engine test uses: a configuration, a host that drives an engine and
-//! restarts it when its store fails, a store that fails on its N-th write, a deterministic
-//! crowd workload on the virtual clock, and the checks that a run did nothing twice.
+//! restarts it when its store fails, a deterministic crowd workload on the virtual clock (the
+//! host, the study and the crowd are `crowdcore::testkit`'s, shared with the backends'
+//! tests), and the checks that a run did nothing twice.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,9 +12,9 @@ use crowdcore::local::LocalMarketplace;
 use crowdcore::pavilion::{Effect, EffectKind};
 use crowdcore::platform::{AssignmentStatus, IdempotencyKey, Platform};
 use crowdcore::store::{MemoryStore, OutboxState, Store};
-pub(crate) use crowdcore::testkit::Op;
-use crowdcore::testkit::{self, Payment, Plan, Sim, payments, run_crowd, study_config};
-use crowdcore::{EffectId, HitId, HitSpec, Money, SessionId, Timestamp, WorkerId};
+use crowdcore::testkit::{self, Payment, Sim, payments, run_crowd, study_config, study_crowd};
+pub(crate) use crowdcore::testkit::{Op, spec};
+use crowdcore::{EffectId, HitId, Money, SessionId, Timestamp, WorkerId};
 
 /// When every test begins: far from zero so that no time saturates.
 pub(crate) const T0: Timestamp = Timestamp::from_millis(1_000_000);
@@ -21,23 +22,6 @@ pub(crate) const T0: Timestamp = Timestamp::from_millis(1_000_000);
 /// Seconds after [`T0`].
 pub(crate) fn at(secs: u64) -> Timestamp {
     T0.plus_millis(secs * 1_000)
-}
-
-/// The HIT the engine posts: its reward is the machine's base pay.
-pub(crate) fn spec() -> HitSpec {
-    HitSpec {
-        title: "Label photos in real time".into(),
-        description: "Wait for a task, then label photos as they arrive.".into(),
-        keywords: vec!["real-time".into()],
-        reward: Money::usd_cents(50),
-        assignment_duration_ms: 3_600_000,
-        lifetime_ms: 86_400_000,
-        max_assignments: 10,
-        auto_approval_delay_ms: 86_400_000,
-        qualifications: Vec::new(),
-        landing_url: "https://example.org/task".into(),
-        frame_height: 600,
-    }
 }
 
 /// The shared study ([`crowdcore::testkit::study_config`]) posting [`spec`].
@@ -89,55 +73,13 @@ pub(crate) async fn fresh() -> (Host, LocalMarketplace, MemoryStore) {
 
 // ----- a deterministic crowd ------------------------------------------------------------------
 
-/// The crowd: every worker's plan and first look at the market, in seconds after [`T0`].
-///
-/// Times are on a grid that keeps a run insensitive to short platform retries: workers look
-/// for work at 5 s past each 10 s, act on their page (heartbeat, submit, return) on each 10 s,
-/// and heartbeat deadlines (30 s) fall on the grid too; retries settle within a few seconds.
-pub(crate) fn crowd() -> Vec<(u64, Plan)> {
-    let work = |work_s, contributions| Plan::Work {
-        work_s,
-        contributions,
-    };
-    let give_up = |after_s| Plan::GiveUp { after_s };
-    let give_back = |after_s| Plan::Return { after_s };
-    let vanish = |after_s| Plan::Vanish { after_s };
-    vec![
-        (5, work(120, 3)),
-        (5, give_up(200)),
-        (15, work(60, 1)),
-        (15, give_back(45)),
-        (25, work(90, 2)),
-        (35, vanish(25)),
-        (45, give_up(60)),
-        (65, work(150, 4)),
-        (75, give_back(120)),
-        (95, work(40, 0)),
-        (125, vanish(95)),
-        (155, work(70, 2)),
-        (185, give_up(30)),
-        (215, work(100, 5)),
-        (245, work(60, 1)),
-        (305, give_back(20)),
-        (335, work(50, 2)),
-        (395, work(30, 1)),
-        (435, give_up(40)),
-        // Still there when the job stops: released and paid.
-        (455, work(300, 1)),
-        (485, work(300, 2)),
-        (515, give_up(300)),
-        (545, work(300, 3)),
-        (575, give_back(300)),
-    ]
-}
-
 /// When the workload expires the HITs and stops the job, in seconds after [`T0`].
 pub(crate) const END_S: u64 = 600;
 
 /// Runs the [`crowd`] against the host's engine and `market` from [`T0`] to the end of the
 /// job, then lets the engine settle.
 pub(crate) async fn run_workload(host: &mut Host, market: &LocalMarketplace) {
-    let mut crowd = Sim::crowd(T0, crowd());
+    let mut crowd = Sim::crowd(T0, study_crowd());
     run_crowd(host, market, &mut crowd, T0, at(END_S)).await;
     host.call(Op::Expire).await.expect("expire");
     host.call(Op::Stop).await.expect("stop");
