@@ -46,9 +46,9 @@ use crate::clock::{Clock, VirtualClock};
 use crate::engine::{Engine, EngineBuilder, EngineConfig, EngineError, RetryPolicy};
 use crate::local::{LocalMarketplace, MarketError};
 use crate::model::{AssignmentId, EffectId, HitId, HitSpec, Money, SessionId, Timestamp, WorkerId};
-use crate::pavilion::{Departure, PavilionConfig, SeatState};
+use crate::pavilion::{Departure, Effect, EffectKind, PavilionConfig, SeatState};
 use crate::platform::{AssignmentStatus, Platform};
-use crate::store::{FailMode, FailingStore, LedgerEntry, Store};
+use crate::store::{FailMode, FailingStore, LedgerEntry, OutboxState, Store};
 
 pub use crate::store::failing::Write;
 
@@ -709,6 +709,33 @@ pub async fn run_crowd<R: Rig>(
 }
 
 // ----- what a run comes to --------------------------------------------------------------------
+
+/// Checks that every effect of the host's session that is in the outbox is done (news for
+/// pages never enters it), and returns the hires among them, in id order.
+///
+/// # Panics
+///
+/// If an effect is not done, or the store cannot be read.
+pub async fn done_hires<R: Rig>(host: &mut Host<R>) -> Vec<EffectId> {
+    let next_effect = host.engine().snapshot().next_effect_seq;
+    let mut hires = Vec::new();
+    for seq in 1..next_effect {
+        let id = EffectId::new(host.session.clone(), seq);
+        let Some(entry) = host.store.effect(&id).await.expect("the outbox") else {
+            continue;
+        };
+        assert!(
+            matches!(entry.state, OutboxState::Done { .. }),
+            "effect {id} is {:?}",
+            entry.state
+        );
+        let effect: Effect = serde_json::from_str(&entry.body).expect("an effect");
+        if let EffectKind::Hire { .. } = effect.kind {
+            hires.push(id);
+        }
+    }
+    hires
+}
 
 /// A ledger entry without its time: (effect, worker, kind, amount, paid).
 pub type Payment = (EffectId, WorkerId, String, i64, bool);

@@ -15,12 +15,12 @@ use crowdcore::clock::{Clock, VirtualClock};
 use crowdcore::engine::{Engine, EngineBuilder, EngineConfig, EngineError, RetryPolicy};
 use crowdcore::pavilion::{Departure, Effect, EffectKind, SeatState};
 use crowdcore::platform::{AssignmentUpdate, Platform};
-use crowdcore::store::{FailMode, FailingStore, MemoryStore, OutboxState, Store};
+use crowdcore::store::{FailMode, FailingStore, MemoryStore, Store};
 use crowdcore::testkit::{
-    self, Fed, Market, Op, Payment, Plan, Rig, Sim, SimState, Write, payments, run_crowd,
-    study_config, study_crowd,
+    self, Fed, Market, Op, Payment, Plan, Rig, Sim, SimState, Write, done_hires, payments,
+    run_crowd, study_config, study_crowd,
 };
-use crowdcore::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
+use crowdcore::{AssignmentId, HitId, SessionId, Timestamp, WorkerId};
 use crowdcore_mturk::{MturkConfig, NotificationReader};
 
 use crate::fake::DEFAULT_VISIBILITY_S;
@@ -261,24 +261,11 @@ async fn outcome(host: &mut Host, fake: &FakeMturk) -> Outcome {
 /// annotation), one bonus per bonus entry and token, every base pay approved at MTurk, and
 /// MTurk's earnings equal to the ledger.
 async fn check_done_once(host: &mut Host, fake: &FakeMturk) {
-    let session = SessionId::new(SESSION);
-    let next_effect = host.engine().snapshot().next_effect_seq;
-    let mut hires = Vec::new();
-    for seq in 1..next_effect {
-        let id = EffectId::new(session.clone(), seq);
-        let Some(entry) = host.store.effect(&id).await.unwrap() else {
-            continue;
-        };
-        assert!(
-            matches!(entry.state, OutboxState::Done { .. }),
-            "effect {id} is {:?}",
-            entry.state
-        );
-        let effect: Effect = serde_json::from_str(&entry.body).unwrap();
-        if let EffectKind::Hire { .. } = effect.kind {
-            hires.push(format!("crowdcore:{id}"));
-        }
-    }
+    let mut hires: Vec<String> = done_hires(host)
+        .await
+        .iter()
+        .map(|id| format!("crowdcore:{id}"))
+        .collect();
     let mut annotations: Vec<String> = fake
         .hits()
         .into_iter()

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use crowdcore::clock::VirtualClock;
 use crowdcore::engine::EngineConfig;
 use crowdcore::local::LocalMarketplace;
-use crowdcore::pavilion::{Effect, EffectKind};
 use crowdcore::platform::{AssignmentStatus, IdempotencyKey, Platform};
-use crowdcore::store::{MemoryStore, OutboxState, Store};
-use crowdcore::testkit::{self, Payment, Sim, payments, run_crowd, study_config, study_crowd};
+use crowdcore::store::{MemoryStore, Store};
+use crowdcore::testkit::{
+    self, Payment, Sim, done_hires, payments, run_crowd, study_config, study_crowd,
+};
 pub(crate) use crowdcore::testkit::{Op, spec};
 use crowdcore::{EffectId, HitId, Money, SessionId, Timestamp, WorkerId};
 
@@ -128,23 +129,9 @@ pub(crate) async fn check_done_once(host: &mut Host, market: &LocalMarketplace) 
         assert_eq!(record.seq, i as u64 + 1, "the log has a gap");
     }
 
-    let next_effect = host.engine().snapshot().next_effect_seq;
-    let mut hires = Vec::new();
-    for seq in 1..next_effect {
-        let id = EffectId::new(session.clone(), seq);
-        let Some(entry) = store.effect(&id).await.unwrap() else {
-            continue; // news for pages, never in the outbox
-        };
-        assert!(
-            matches!(entry.state, OutboxState::Done { .. }),
-            "effect {id} is {:?}",
-            entry.state
-        );
-        let effect: Effect = serde_json::from_str(&entry.body).unwrap();
-        if let EffectKind::Hire { .. } = effect.kind {
-            assert!(market.key_uses(&key(&id)) >= 1, "hire {id} never posted");
-            hires.push(id);
-        }
+    let hires = done_hires(host).await;
+    for id in &hires {
+        assert!(market.key_uses(&key(id)) >= 1, "hire {id} never posted");
     }
     assert_eq!(market.hits().len(), hires.len(), "HITs posted vs hires");
 
