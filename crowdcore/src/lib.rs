@@ -15,7 +15,8 @@
 //! 3. [`replay`] — the public JSON-lines format for driving a machine from a script.
 //!
 //! Drivers (the async engine, platforms and stores) build on these layers, and so does the
-//! optional HTTP front (module `http`, feature `http`).
+//! optional HTTP front (module `http`, feature `http`). Tests of the engine and of the backends
+//! share one engine host (module `testkit`, feature `testkit`).
 
 pub mod aggregate;
 pub mod clock;
@@ -34,6 +35,8 @@ pub mod retainer;
 pub mod score;
 pub mod sim;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use model::{
     AssignmentId, EffectId, HitId, HitSpec, Money, ProjectId, ReservationId, SessionId, TemplateId,

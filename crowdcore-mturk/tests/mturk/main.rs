@@ -21,7 +21,7 @@ use std::sync::Arc;
 use aws_credential_types::Credentials;
 use crowdcore::clock::VirtualClock;
 use crowdcore::platform::IdempotencyKey;
-use crowdcore::{EffectId, HitSpec, Money, SessionId, Timestamp};
+use crowdcore::{EffectId, HitSpec, SessionId, Timestamp};
 use crowdcore_mturk::{
     Endpoint, MturkConfig, MturkPlatform, NotificationReader, NotificationSettings, RetrySettings,
     TimeoutSettings,
@@ -97,19 +97,12 @@ pub(crate) async fn setup() -> (VirtualClock, FakeMturk, Arc<MturkPlatform>) {
     (clock, fake, platform)
 }
 
+/// The shared test HIT ([`crowdcore::testkit::spec`]) with two keywords and a taller frame.
 pub(crate) fn spec() -> HitSpec {
     HitSpec {
-        title: "Label photos in real time".into(),
-        description: "Wait for a task, then label photos as they arrive.".into(),
         keywords: vec!["real-time".into(), "labeling".into()],
-        reward: Money::usd_cents(50),
-        assignment_duration_ms: 3_600_000,
-        lifetime_ms: 86_400_000,
-        max_assignments: 10,
-        auto_approval_delay_ms: 86_400_000,
-        qualifications: Vec::new(),
-        landing_url: "https://example.org/task".into(),
         frame_height: 640,
+        ..crowdcore::testkit::spec()
     }
 }
 

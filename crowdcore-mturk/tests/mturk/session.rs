@@ -9,16 +9,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crowdcore::clock::{Clock, VirtualClock};
 use crowdcore::engine::{Engine, EngineBuilder, EngineConfig, EngineError, RetryPolicy};
-use crowdcore::pavilion::{Departure, Effect, EffectKind, PavilionConfig, SeatState};
-use crowdcore::platform::{AssignmentUpdate, Cursor};
-use crowdcore::store::{
-    Completion, FailMode, FailingStore, LedgerEntry, LogRecord, MemoryStore, NewEffect, NewInput,
-    OutboxEntry, OutboxState, Store, StoreError, StoredSnapshot,
+use crowdcore::pavilion::{Departure, Effect, EffectKind, SeatState};
+use crowdcore::platform::{AssignmentUpdate, Platform};
+use crowdcore::store::{FailMode, FailingStore, MemoryStore, Store};
+use crowdcore::testkit::{
+    self, Fed, Market, Op, Payment, Plan, Rig, Sim, SimState, Write, done_hires, payments,
+    run_crowd, study_config, study_crowd,
 };
-use crowdcore::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
+use crowdcore::{AssignmentId, HitId, SessionId, Timestamp, WorkerId};
 use crowdcore_mturk::{MturkConfig, NotificationReader};
 
 use crate::fake::DEFAULT_VISIBILITY_S;
@@ -31,57 +33,26 @@ fn at(secs: u64) -> Timestamp {
     T0.plus_millis(secs * 1_000)
 }
 
-/// Two active and two waiting seats; 50 ¢ base, 6 ¢ a minute waiting, 12 ¢ active, 5 ¢ a
-/// contribution; short engine retries so that faults settle well inside the 10 s grid.
+/// The shared study ([`crowdcore::testkit::study_config`]) with short engine retries, so that
+/// faults settle well inside the 10 s grid.
 fn engine_config() -> EngineConfig {
-    let pavilion = PavilionConfig {
-        min_active: 1,
-        max_active: 2,
-        min_waiting: 1,
-        max_waiting: 2,
-        heartbeat_timeout_ms: 30_000,
-        base_pay_cents: 50,
-        waiting_cents_per_minute: 6,
-        active_cents_per_minute: 12,
-        per_contribution_cents: 5,
-        ..PavilionConfig::default()
-    };
-    let mut config = EngineConfig::new(spec(), pavilion);
+    let mut config = study_config(spec());
     config.retry = RetryPolicy {
         base_ms: 20,
         max_ms: 400,
     };
-    config.observe_every_ms = 10_000;
-    config.snapshot_every = 7;
     config
 }
 
-#[derive(Debug, Clone)]
-enum Op {
-    Start,
-    Stop,
-    Expire,
-    Advance,
-    Arrive(WorkerId, AssignmentId, HitId),
-    Heartbeat(AssignmentId),
-    Submit(AssignmentId, u32),
-    Return(AssignmentId),
-}
-
-/// Drives the session; when the store fails, the process "dies": a new platform instance and a
-/// new engine start on the same store and fake, and the call is made again.
-struct Host {
+/// The process's side of the session, for the shared host: when the store fails the process
+/// "dies", and a new platform instance starts with the new engine on the same store and fake.
+/// In push mode, the engine is fed from the queue before each advance.
+struct Mturk {
     fake: FakeMturk,
     /// Restarts that found a HIT at MTurk whose hire the store had not recorded: a crash
     /// between the create and its record.
     orphans: u32,
-    /// The first engine started.
-    started: bool,
     mturk: MturkConfig,
-    store: Arc<dyn Store>,
-    clock: VirtualClock,
-    engine: Option<Engine>,
-    restarts: u32,
     /// Push mode: the queue the engine is fed from before each advance.
     reader: Option<Arc<NotificationReader>>,
     /// Events handed to the engine from the queue.
@@ -91,36 +62,33 @@ struct Host {
     push_writes: Vec<u64>,
 }
 
-impl Host {
-    async fn new(
-        fake: FakeMturk,
-        mturk: MturkConfig,
-        store: Arc<dyn Store>,
-        clock: VirtualClock,
-    ) -> Self {
-        let mut host = Self {
-            fake,
-            orphans: 0,
-            started: false,
-            mturk,
-            store,
-            clock,
-            engine: None,
-            restarts: 0,
-            reader: None,
-            pushed_events: 0,
-            counter: None,
-            push_writes: Vec::new(),
-        };
-        host.ensure().await;
-        host.restarts = 0;
-        host.started = true;
-        host
-    }
+type Host = testkit::Host<Mturk>;
 
+/// A host on the fake, its engine started.
+async fn start_host(
+    fake: FakeMturk,
+    mturk: MturkConfig,
+    store: Arc<dyn Store>,
+    clock: VirtualClock,
+) -> Host {
+    let rig = Mturk {
+        fake,
+        orphans: 0,
+        mturk,
+        reader: None,
+        pushed_events: 0,
+        counter: None,
+        push_writes: Vec::new(),
+    };
+    Host::new(rig, store, engine_config(), clock, SessionId::new(SESSION))
+        .started()
+        .await
+}
+
+impl Mturk {
     /// Hires pending in the store whose HIT MTurk already has.
-    async fn count_orphans(&mut self) {
-        let Ok(pending) = self.store.pending(&SessionId::new(SESSION)).await else {
+    async fn count_orphans(&mut self, store: &Arc<dyn Store>) {
+        let Ok(pending) = store.pending(&SessionId::new(SESSION)).await else {
             return;
         };
         let annotations: Vec<String> = self
@@ -137,231 +105,73 @@ impl Host {
             }
         }
     }
+}
 
-    fn engine(&mut self) -> &mut Engine {
-        self.engine.as_mut().expect("the engine runs between calls")
-    }
-
-    async fn ensure(&mut self) {
-        for _ in 0..10 {
-            if self.engine.is_some() {
-                return;
-            }
-            if self.started {
-                self.count_orphans().await;
-            }
-            self.restarts += 1;
-            let platform = Arc::new(platform_with(self.mturk.clone()).await);
-            let started = EngineBuilder::new(platform, self.store.clone(), engine_config())
-                .session(SessionId::new(SESSION))
-                .clock(Arc::new(self.clock.clone()))
-                .start()
-                .await;
-            let mut engine = match started {
-                Ok(engine) => engine,
-                Err(EngineError::Store(_)) => continue,
-                Err(e) => panic!("recovery failed: {e}"),
-            };
-            match engine.advance().await {
-                Ok(()) => self.engine = Some(engine),
-                Err(EngineError::Store(_)) => {}
-                Err(e) => panic!("catching up after recovery failed: {e}"),
-            }
+#[async_trait::async_trait(?Send)]
+impl Rig for Mturk {
+    async fn platform(&mut self, store: &Arc<dyn Store>, restart: bool) -> Arc<dyn Platform> {
+        if restart {
+            self.count_orphans(store).await;
         }
-        assert!(self.engine.is_some(), "the engine never came back");
+        Arc::new(platform_with(self.mturk.clone()).await)
     }
 
     /// Push mode: hands everything visible on the queue to the engine. A message whose
     /// hand-over or delete failed comes again after its visibility timeout.
-    async fn pump(&mut self) {
+    async fn feed(&mut self, engine: &mut Engine) -> Fed {
         let Some(reader) = self.reader.clone() else {
-            return;
+            return Fed {
+                store_failed: false,
+                done: true,
+            };
         };
-        for _ in 0..1_000 {
-            self.ensure().await;
-            let engine = self.engine.as_mut().expect("ensured above");
-            let mut store_failed = false;
-            let counter = self.counter.clone();
-            let push_writes = &mut self.push_writes;
-            let result = reader
-                .pump(&mut async |u: &[AssignmentUpdate]| {
-                    if let (Some(c), false) = (&counter, u.is_empty()) {
-                        push_writes.push(c.writes() + 1);
-                    }
-                    let pushed = engine.push_updates(u).await;
-                    store_failed |= matches!(pushed, Err(EngineError::Store(_)));
-                    pushed
-                })
-                .await;
-            if store_failed {
-                self.engine = None;
-            }
-            match result {
-                Ok(stats) => {
-                    self.pushed_events += stats.events;
-                    if stats.received == 0 {
-                        return;
-                    }
+        let mut store_failed = false;
+        let counter = self.counter.clone();
+        let push_writes = &mut self.push_writes;
+        let result = reader
+            .pump(&mut async |u: &[AssignmentUpdate]| {
+                if let (Some(c), false) = (&counter, u.is_empty()) {
+                    push_writes.push(c.writes() + 1);
                 }
-                Err(e) => assert!(e.is_retryable(), "{e}"),
+                let pushed = engine.push_updates(u).await;
+                store_failed |= matches!(pushed, Err(EngineError::Store(_)));
+                pushed
+            })
+            .await;
+        let done = match result {
+            Ok(stats) => {
+                self.pushed_events += stats.events;
+                stats.received == 0
             }
-        }
-        panic!("the queue never emptied");
-    }
-
-    async fn call(&mut self, op: Op) -> Result<(), EngineError> {
-        if matches!(op, Op::Advance) {
-            self.pump().await;
-        }
-        let mut repeated = false;
-        for _ in 0..10 {
-            self.ensure().await;
-            let engine = self.engine();
-            let result = match op.clone() {
-                Op::Start => engine.start().await,
-                Op::Stop => engine.stop().await,
-                Op::Expire => engine.expire().await,
-                Op::Advance => engine.advance().await,
-                Op::Arrive(w, a, h) => engine.arrive(w, a, h).await,
-                Op::Heartbeat(a) => engine.heartbeat(a).await,
-                Op::Submit(a, n) => engine.submit(a, n).await,
-                Op::Return(a) => engine.return_assignment(a).await,
-            };
-            match result {
-                Err(EngineError::Store(_)) => {
-                    self.engine = None;
-                    repeated = true;
-                }
-                Err(EngineError::Rejected(_)) if repeated => return Ok(()),
-                other => return other,
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                false
             }
-        }
-        panic!("{op:?} failed ten times");
-    }
-
-    async fn next_wakeup(&mut self) -> Option<Timestamp> {
-        self.ensure().await;
-        self.engine().next_wakeup()
-    }
-
-    async fn settle(&mut self) {
-        self.pump().await;
-        for _ in 0..10_000 {
-            let Some(w) = self.next_wakeup().await else {
-                assert_eq!(self.engine().pending_effects(), 0);
-                return;
-            };
-            self.clock.set(w.max(self.clock.now()));
-            self.call(Op::Advance).await.expect("advance");
-        }
-        panic!("the engine never settled");
+        };
+        Fed { store_failed, done }
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Plan {
-    Work { work_s: u64, contributions: u32 },
-    GiveUp { after_s: u64 },
-    Return { after_s: u64 },
-    Vanish { after_s: u64 },
-}
-
-#[derive(Debug)]
-enum State {
-    Browsing(u32),
-    Holding {
-        assignment: AssignmentId,
-        since: Timestamp,
-        active_since: Option<Timestamp>,
-    },
-    Gone,
-}
-
-struct Sim {
-    id: WorkerId,
-    plan: Plan,
-    state: State,
-    next: Timestamp,
-}
-
-/// The crowd (as in crowdcore's engine tests): first looks at 5 s past each 10 s, page actions
-/// on each 10 s.
+/// The crowd of crowdcore's engine tests without the workers who first look at 125, 245, 395,
+/// 435 and 545 s: first looks at 5 s past each 10 s, page actions on each 10 s.
 fn crowd() -> Vec<(u64, Plan)> {
-    let work = |work_s, contributions| Plan::Work {
-        work_s,
-        contributions,
-    };
-    let give_up = |after_s| Plan::GiveUp { after_s };
-    let give_back = |after_s| Plan::Return { after_s };
-    let vanish = |after_s| Plan::Vanish { after_s };
-    vec![
-        (5, work(120, 3)),
-        (5, give_up(200)),
-        (15, work(60, 1)),
-        (15, give_back(45)),
-        (25, work(90, 2)),
-        (35, vanish(25)),
-        (45, give_up(60)),
-        (65, work(150, 4)),
-        (75, give_back(120)),
-        (95, work(40, 0)),
-        (155, work(70, 2)),
-        (185, give_up(30)),
-        (215, work(100, 5)),
-        (305, give_back(20)),
-        (335, work(50, 2)),
-        (455, work(300, 1)),
-        (485, work(300, 2)),
-        (515, give_up(300)),
-        (575, give_back(300)),
-    ]
+    study_crowd()
+        .into_iter()
+        .filter(|(first, _)| ![125, 245, 395, 435, 545].contains(first))
+        .collect()
 }
 
 const END_S: u64 = 600;
 
 async fn run_workload(host: &mut Host, fake: &FakeMturk) {
-    let mut crowd: Vec<Sim> = crowd()
-        .into_iter()
-        .enumerate()
-        .map(|(i, (first, plan))| Sim {
-            id: WorkerId::new(format!("W{i:02}")),
-            plan,
-            state: State::Browsing(6),
-            next: at(first),
-        })
-        .collect();
-    let end = at(END_S);
-    host.clock.set(T0);
-    host.call(Op::Start).await.expect("start");
-    for _ in 0..100_000 {
-        let worker_next = crowd
-            .iter()
-            .filter(|s| !matches!(s.state, State::Gone))
-            .map(|s| s.next)
-            .min();
-        let engine_next = host.next_wakeup().await;
-        let t = [worker_next, engine_next, Some(end)]
-            .into_iter()
-            .flatten()
-            .min()
-            .expect("the end is always there");
-        host.clock.set(t.max(host.clock.now()));
-        if engine_next.is_some_and(|w| w <= t) {
-            host.call(Op::Advance).await.expect("advance");
-        }
-        if t >= end {
-            break;
-        }
-        for sim in crowd.iter_mut().filter(|s| s.next <= t) {
-            step(sim, t, host, fake).await;
-        }
-    }
+    let mut crowd = Sim::crowd(T0, crowd());
+    run_crowd(host, fake, &mut crowd, T0, at(END_S)).await;
     host.call(Op::Expire).await.expect("expire");
     host.call(Op::Stop).await.expect("stop");
     // Pages of released workers submit to MTurk (that is how a released worker gets paid);
     // turned-away workers give their slot back.
     for sim in &mut crowd {
-        if let State::Holding { assignment, .. } = &sim.state {
+        if let SimState::Holding { assignment, .. } = &sim.state {
             match host.engine().machine().seat_of(assignment) {
                 Some(SeatState::Left(Departure::Released)) => {
                     fake.submit(assignment.as_str(), "released")
@@ -372,112 +182,38 @@ async fn run_workload(host: &mut Host, fake: &FakeMturk) {
                 }
                 _ => {}
             }
-            sim.state = State::Gone;
+            sim.state = SimState::Gone;
         }
     }
     host.settle().await;
 }
 
-async fn step(sim: &mut Sim, t: Timestamp, host: &mut Host, fake: &FakeMturk) {
-    const TEN_S: u64 = 10_000;
-    match &mut sim.state {
-        State::Gone => {}
-        State::Browsing(tries) => {
-            let Some(hit) = fake.available(sim.id.as_str()).into_iter().next() else {
-                *tries -= 1;
-                sim.next = t.plus_millis(TEN_S);
-                if *tries == 0 {
-                    sim.state = State::Gone;
-                }
-                return;
-            };
-            let assignment = AssignmentId::new(fake.accept(sim.id.as_str(), &hit).expect("accept"));
-            host.call(Op::Arrive(
-                sim.id.clone(),
-                assignment.clone(),
-                HitId::new(hit),
-            ))
-            .await
-            .unwrap_or_else(|e| panic!("{} arriving: {e}", sim.id));
-            sim.state = State::Holding {
-                assignment,
-                since: t,
-                active_since: None,
-            };
-            sim.next = t.plus_millis(TEN_S / 2);
-        }
-        State::Holding {
-            assignment,
-            since,
-            active_since,
-        } => {
-            let a = assignment.clone();
-            let held = t.millis_since(*since) / 1_000;
-            let seat = host
-                .engine()
-                .machine()
-                .seat_of(&a)
-                .expect("the machine knows every arrival");
-            if seat == SeatState::Active {
-                active_since.get_or_insert(t);
-            }
-            let worked = active_since.map_or(0, |s| t.millis_since(s) / 1_000);
-            enum Act {
-                Beat,
-                Submit(u32),
-                Return,
-                PageSubmits,
-                Leave,
-            }
-            let act = match (seat, sim.plan) {
-                (SeatState::Left(Departure::TurnedAway), _) => Act::Return,
-                (SeatState::Left(Departure::Released), _) => Act::PageSubmits,
-                (SeatState::Left(_), _) => Act::Leave,
-                (_, Plan::Vanish { after_s }) if held >= after_s => Act::Leave,
-                (_, Plan::Return { after_s }) if held >= after_s => Act::Return,
-                (SeatState::Waiting, Plan::GiveUp { after_s }) if held >= after_s => Act::Submit(0),
-                (SeatState::Active, Plan::GiveUp { .. }) if worked >= 30 => Act::Submit(1),
-                (
-                    SeatState::Active,
-                    Plan::Work {
-                        work_s,
-                        contributions,
-                    },
-                ) if worked >= work_s => Act::Submit(contributions),
-                _ => Act::Beat,
-            };
-            match act {
-                Act::Beat => {
-                    host.call(Op::Heartbeat(a))
-                        .await
-                        .unwrap_or_else(|e| panic!("{} heartbeat: {e}", sim.id));
-                    sim.next = t.plus_millis(TEN_S);
-                    return;
-                }
-                Act::Submit(n) => {
-                    // The page reports to the engine first, then submits to MTurk: the
-                    // engine's approval may reach MTurk before the submission does.
-                    host.call(Op::Submit(a.clone(), n))
-                        .await
-                        .unwrap_or_else(|e| panic!("{} submit: {e}", sim.id));
-                    fake.submit(a.as_str(), "answer").expect("submit at MTurk");
-                }
-                Act::PageSubmits => fake.submit(a.as_str(), "released").expect("submit"),
-                Act::Return => {
-                    host.call(Op::Return(a.clone()))
-                        .await
-                        .unwrap_or_else(|e| panic!("{} return: {e}", sim.id));
-                    fake.return_assignment(a.as_str()).expect("return");
-                }
-                Act::Leave => {}
-            }
-            sim.state = State::Gone;
-        }
+/// The workers' side of MTurk: a released worker's page submits (MTurk pays on approval of a
+/// submitted assignment).
+impl Market for FakeMturk {
+    fn find(&self, worker: &WorkerId) -> Option<HitId> {
+        self.available(worker.as_str())
+            .into_iter()
+            .next()
+            .map(HitId::new)
+    }
+
+    fn accept(&self, worker: &WorkerId, hit: &HitId) -> Result<AssignmentId, String> {
+        FakeMturk::accept(self, worker.as_str(), hit.as_str()).map(AssignmentId::new)
+    }
+
+    fn submit(&self, assignment: &AssignmentId, answer: &str) -> Result<(), String> {
+        FakeMturk::submit(self, assignment.as_str(), answer)
+    }
+
+    fn give_back(&self, assignment: &AssignmentId) -> Result<(), String> {
+        self.return_assignment(assignment.as_str())
+    }
+
+    fn released(&self, assignment: &AssignmentId) -> Result<(), String> {
+        FakeMturk::submit(self, assignment.as_str(), "released")
     }
 }
-
-/// A ledger entry without its time: (effect, worker, kind, amount, paid).
-type Payment = (EffectId, WorkerId, String, i64, bool);
 
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {
@@ -494,19 +230,7 @@ struct Outcome {
 
 async fn outcome(host: &mut Host, fake: &FakeMturk) -> Outcome {
     let ledger = host.engine().ledger().await.expect("ledger");
-    let mut payments: Vec<Payment> = ledger
-        .iter()
-        .map(|e| {
-            (
-                e.effect.clone(),
-                e.worker.clone(),
-                e.kind.clone(),
-                e.amount.minor,
-                e.paid,
-            )
-        })
-        .collect();
-    payments.sort();
+    let payments = payments(&ledger);
     let now = host.clock.now().as_millis();
     let w = fake.world();
     let mut bonuses: Vec<_> = w
@@ -537,24 +261,11 @@ async fn outcome(host: &mut Host, fake: &FakeMturk) -> Outcome {
 /// annotation), one bonus per bonus entry and token, every base pay approved at MTurk, and
 /// MTurk's earnings equal to the ledger.
 async fn check_done_once(host: &mut Host, fake: &FakeMturk) {
-    let session = SessionId::new(SESSION);
-    let next_effect = host.engine().snapshot().next_effect_seq;
-    let mut hires = Vec::new();
-    for seq in 1..next_effect {
-        let id = EffectId::new(session.clone(), seq);
-        let Some(entry) = host.store.effect(&id).await.unwrap() else {
-            continue;
-        };
-        assert!(
-            matches!(entry.state, OutboxState::Done { .. }),
-            "effect {id} is {:?}",
-            entry.state
-        );
-        let effect: Effect = serde_json::from_str(&entry.body).unwrap();
-        if let EffectKind::Hire { .. } = effect.kind {
-            hires.push(format!("crowdcore:{id}"));
-        }
-    }
+    let mut hires: Vec<String> = done_hires(host)
+        .await
+        .iter()
+        .map(|id| format!("crowdcore:{id}"))
+        .collect();
     let mut annotations: Vec<String> = fake
         .hits()
         .into_iter()
@@ -609,12 +320,12 @@ async fn run(seed: Option<u64>, crash_at: Option<(u64, FailMode)>) -> (Outcome, 
         Some((n, mode)) => Arc::new(FailingStore::new(memory, Some(n), mode)),
         None => memory,
     };
-    let mut host = Host::new(fake.clone(), mturk, store, clock).await;
+    let mut host = start_host(fake.clone(), mturk, store, clock).await;
     run_workload(&mut host, &fake).await;
     fake.clear_faults_keep_counts();
     check_done_once(&mut host, &fake).await;
     let outcome = outcome(&mut host, &fake).await;
-    (outcome, fake, host.orphans)
+    (outcome, fake, host.rig.orphans)
 }
 
 #[tokio::test]
@@ -669,9 +380,9 @@ async fn run_push_crashing(
         Some(f) => f.clone(),
         None => memory,
     };
-    let mut host = Host::new(fake.clone(), mturk, store, clock.clone()).await;
-    host.reader = Some(reader);
-    host.counter = failing.clone();
+    let mut host = start_host(fake.clone(), mturk, store, clock.clone()).await;
+    host.rig.reader = Some(reader);
+    host.rig.counter = failing.clone();
     run_workload(&mut host, &fake).await;
     // What is still hidden (a failed delete, a failed hand-over) comes after its timeout.
     for _ in 0..100 {
@@ -679,12 +390,12 @@ async fn run_push_crashing(
             break;
         }
         clock.advance(DEFAULT_VISIBILITY_S * 1000);
-        host.pump().await;
+        host.feed().await;
     }
     assert_eq!(fake.undelivered(), (0, 0), "the queue drained");
     check_done_once(&mut host, &fake).await;
     let outcome = outcome(&mut host, &fake).await;
-    (outcome, fake, host.pushed_events, host.push_writes)
+    (outcome, fake, host.rig.pushed_events, host.rig.push_writes)
 }
 
 #[tokio::test]
@@ -762,79 +473,18 @@ async fn a_crash_at_each_early_store_write_changes_nothing() {
 
 /// A store that loses the record of the `k`-th posted hire: the process dies after MTurk made
 /// the HIT and before the store learnt of it.
-struct LoseHireRecord {
-    inner: Arc<dyn Store>,
-    k: u64,
-    seen: std::sync::atomic::AtomicU64,
-}
-
-#[async_trait::async_trait]
-impl Store for LoseHireRecord {
-    async fn append(
-        &self,
-        session: &SessionId,
-        inputs: &[NewInput],
-        cursor: Option<(&str, &Cursor)>,
-    ) -> Result<u64, StoreError> {
-        self.inner.append(session, inputs, cursor).await
-    }
-    async fn read_log(
-        &self,
-        session: &SessionId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<LogRecord>, StoreError> {
-        self.inner.read_log(session, after, limit).await
-    }
-    async fn save_snapshot(
-        &self,
-        session: &SessionId,
-        s: &StoredSnapshot,
-    ) -> Result<(), StoreError> {
-        self.inner.save_snapshot(session, s).await
-    }
-    async fn load_snapshot(
-        &self,
-        session: &SessionId,
-    ) -> Result<Option<StoredSnapshot>, StoreError> {
-        self.inner.load_snapshot(session).await
-    }
-    async fn enqueue(&self, session: &SessionId, effects: &[NewEffect]) -> Result<(), StoreError> {
-        self.inner.enqueue(session, effects).await
-    }
-    async fn complete(&self, session: &SessionId, c: &Completion) -> Result<bool, StoreError> {
-        let posted = c.inputs.iter().any(|i| i.body.contains("\"hire_posted\""));
-        if posted {
-            let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            if n == self.k {
-                return Err(StoreError::Other(format!("lost the record of hire {n}")));
-            }
-        }
-        self.inner.complete(session, c).await
-    }
-    async fn pending(&self, session: &SessionId) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.inner.pending(session).await
-    }
-    async fn effect(&self, id: &EffectId) -> Result<Option<OutboxEntry>, StoreError> {
-        self.inner.effect(id).await
-    }
-    async fn cursor(&self, session: &SessionId, name: &str) -> Result<Option<Cursor>, StoreError> {
-        self.inner.cursor(session, name).await
-    }
-    async fn ledger(&self, session: &SessionId) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.inner.ledger(session).await
-    }
-    async fn put_meta(
-        &self,
-        session: &SessionId,
-        key: &str,
-        value: &str,
-    ) -> Result<(), StoreError> {
-        self.inner.put_meta(session, key, value).await
-    }
-    async fn meta(&self, session: &SessionId, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.meta(session, key).await
-    }
+fn lose_hire_record(k: u64) -> FailingStore {
+    let seen = AtomicU64::new(0);
+    testkit::fail_when(Arc::new(MemoryStore::new()), move |_, write| {
+        let Write::Complete { completion, .. } = write else {
+            return None;
+        };
+        let posted = completion
+            .inputs
+            .iter()
+            .any(|i| i.body.contains("\"hire_posted\""));
+        (posted && seen.fetch_add(1, Ordering::SeqCst) + 1 == k).then_some(FailMode::Before)
+    })
 }
 
 #[tokio::test]
@@ -846,16 +496,12 @@ async fn a_crash_between_any_create_and_its_record_posts_nothing_twice() {
         let fake = FakeMturk::start(Arc::new(clock.clone()), 1_000_000).await;
         let mut mturk = fault_config(&fake);
         mturk.scope = Some(SESSION.into());
-        let store: Arc<dyn Store> = Arc::new(LoseHireRecord {
-            inner: Arc::new(MemoryStore::new()),
-            k,
-            seen: Default::default(),
-        });
-        let mut host = Host::new(fake.clone(), mturk, store, clock).await;
+        let store: Arc<dyn Store> = Arc::new(lose_hire_record(k));
+        let mut host = start_host(fake.clone(), mturk, store, clock).await;
         run_workload(&mut host, &fake).await;
         check_done_once(&mut host, &fake).await;
         assert_eq!(
-            host.orphans, 1,
+            host.rig.orphans, 1,
             "hire {k}: the restart found its HIT unrecorded"
         );
         assert_eq!(outcome(&mut host, &fake).await, baseline, "hire {k}");
@@ -878,8 +524,8 @@ async fn returns_and_submissions_only_mturk_saw_reach_the_engine_by_push() {
     mturk.scope = Some(SESSION.into());
     let reader = Arc::new(reader_with(&mturk).await);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let mut host = Host::new(fake.clone(), mturk, store, clock.clone()).await;
-    host.reader = Some(reader);
+    let mut host = start_host(fake.clone(), mturk, store, clock.clone()).await;
+    host.rig.reader = Some(reader);
     host.call(Op::Start).await.expect("start");
     host.settle().await;
     let mut seats = Vec::new();
@@ -930,7 +576,7 @@ async fn returns_and_submissions_only_mturk_saw_reach_the_engine_by_push() {
             "AssignmentApproved"
         ]
     );
-    assert_eq!(host.pushed_events, 3);
+    assert_eq!(host.rig.pushed_events, 3);
     assert!(fake.requests("ListAssignmentsForHIT").is_empty());
     assert_eq!(fake.undelivered(), (0, 0));
 }

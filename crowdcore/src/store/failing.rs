@@ -30,18 +30,72 @@ pub enum FailMode {
 pub struct FailingStore {
     inner: Arc<dyn Store>,
     writes: AtomicU64,
-    fail_at: Option<u64>,
-    mode: FailMode,
+    /// Whether write number `n` fails, and how.
+    decide: Decide,
+}
+
+/// Whether a write fails, and how, from its number and what it writes.
+type Decide = Box<dyn Fn(u64, &Write<'_>) -> Option<FailMode> + Send + Sync>;
+
+/// A write a [`FailingStore`] is asked for, as its decision sees it
+/// (`crowdcore::testkit::fail_when`).
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "testkit"), allow(dead_code, unreachable_pub))]
+pub enum Write<'a> {
+    /// [`Store::append`].
+    Append {
+        /// The session.
+        session: &'a SessionId,
+        /// The inputs appended.
+        inputs: &'a [NewInput],
+        /// The cursor set with them.
+        cursor: Option<(&'a str, &'a Cursor)>,
+    },
+    /// [`Store::save_snapshot`].
+    SaveSnapshot {
+        /// The session.
+        session: &'a SessionId,
+        /// The snapshot.
+        snapshot: &'a StoredSnapshot,
+    },
+    /// [`Store::enqueue`].
+    Enqueue {
+        /// The session.
+        session: &'a SessionId,
+        /// The effects enqueued.
+        effects: &'a [NewEffect],
+    },
+    /// [`Store::complete`].
+    Complete {
+        /// The session.
+        session: &'a SessionId,
+        /// The completion.
+        completion: &'a Completion,
+    },
+    /// [`Store::commit`].
+    Commit {
+        /// The session.
+        session: &'a SessionId,
+        /// The batch.
+        commit: &'a Commit,
+    },
 }
 
 impl FailingStore {
     /// Wraps `inner`; write number `fail_at` (1-based) fails, in `mode`.
     pub fn new(inner: Arc<dyn Store>, fail_at: Option<u64>, mode: FailMode) -> Self {
+        Self::deciding(
+            inner,
+            Box::new(move |n, _| (fail_at == Some(n)).then_some(mode)),
+        )
+    }
+
+    /// Wraps `inner`; a write fails when `decide` says how.
+    pub(crate) fn deciding(inner: Arc<dyn Store>, decide: Decide) -> Self {
         Self {
             inner,
             writes: AtomicU64::new(0),
-            fail_at,
-            mode,
+            decide,
         }
     }
 
@@ -52,13 +106,14 @@ impl FailingStore {
 
     async fn write<T>(
         &self,
+        what: Write<'_>,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.fail_at != Some(n) {
+        let Some(mode) = (self.decide)(n, &what) else {
             return call.await;
-        }
-        if self.mode == FailMode::After {
+        };
+        if mode == FailMode::After {
             call.await?;
         }
         Err(StoreError::Other(format!("injected failure of write {n}")))
@@ -73,7 +128,15 @@ impl Store for FailingStore {
         inputs: &[NewInput],
         cursor: Option<(&str, &Cursor)>,
     ) -> Result<u64, StoreError> {
-        self.write(self.inner.append(session, inputs, cursor)).await
+        self.write(
+            Write::Append {
+                session,
+                inputs,
+                cursor,
+            },
+            self.inner.append(session, inputs, cursor),
+        )
+        .await
     }
 
     async fn read_log(
@@ -90,8 +153,11 @@ impl Store for FailingStore {
         session: &SessionId,
         snapshot: &StoredSnapshot,
     ) -> Result<(), StoreError> {
-        self.write(self.inner.save_snapshot(session, snapshot))
-            .await
+        self.write(
+            Write::SaveSnapshot { session, snapshot },
+            self.inner.save_snapshot(session, snapshot),
+        )
+        .await
     }
 
     async fn load_snapshot(
@@ -102,7 +168,11 @@ impl Store for FailingStore {
     }
 
     async fn enqueue(&self, session: &SessionId, effects: &[NewEffect]) -> Result<(), StoreError> {
-        self.write(self.inner.enqueue(session, effects)).await
+        self.write(
+            Write::Enqueue { session, effects },
+            self.inner.enqueue(session, effects),
+        )
+        .await
     }
 
     async fn complete(
@@ -110,7 +180,14 @@ impl Store for FailingStore {
         session: &SessionId,
         completion: &Completion,
     ) -> Result<bool, StoreError> {
-        self.write(self.inner.complete(session, completion)).await
+        self.write(
+            Write::Complete {
+                session,
+                completion,
+            },
+            self.inner.complete(session, completion),
+        )
+        .await
     }
 
     async fn pending(&self, session: &SessionId) -> Result<Vec<OutboxEntry>, StoreError> {
@@ -143,7 +220,11 @@ impl Store for FailingStore {
     }
 
     async fn commit(&self, session: &SessionId, commit: &Commit) -> Result<u64, StoreError> {
-        self.write(self.inner.commit(session, commit)).await
+        self.write(
+            Write::Commit { session, commit },
+            self.inner.commit(session, commit),
+        )
+        .await
     }
 
     async fn acquire_lease(

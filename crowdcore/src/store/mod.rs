@@ -16,7 +16,7 @@
 
 #[cfg(feature = "contract")]
 pub mod contract;
-mod failing;
+pub(crate) mod failing;
 mod memory;
 
 use async_trait::async_trait;

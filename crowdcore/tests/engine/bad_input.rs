@@ -6,11 +6,11 @@ use crowdcore::engine::{EngineError, EngineEvent};
 use crowdcore::pavilion::{Rejected, SeatState, Targets};
 use crowdcore::{AssignmentId, HitId, WorkerId};
 
-use crate::support::{Host, Op, at};
+use crate::support::{Op, at, fresh};
 
 #[tokio::test]
 async fn bad_input_is_refused_with_a_typed_error_and_loses_nothing() {
-    let (mut host, market, _store) = Host::fresh().await;
+    let (mut host, market, _store) = fresh().await;
     let rejected = |r: Result<(), EngineError>| match r {
         Err(EngineError::Rejected(why)) => why,
         other => panic!("expected a rejection, got {other:?}"),
@@ -133,7 +133,7 @@ async fn bad_input_is_refused_with_a_typed_error_and_loses_nothing() {
     // state.
     let live = host.engine().snapshot();
     let restarted = crowdcore::engine::EngineBuilder::new(
-        host.platform.clone(),
+        host.rig.clone(),
         host.store.clone(),
         host.config.clone(),
     )

@@ -8,13 +8,13 @@ use crowdcore::clock::VirtualClock;
 use crowdcore::faults::{FaultCounts, FaultyPlatform};
 use crowdcore::store::MemoryStore;
 
-use crate::support::{Host, Outcome, T0, check_done_once, market, outcome, run_workload};
+use crate::support::{Outcome, T0, check_done_once, market, outcome, run_workload, start_host};
 
 async fn run(seed: u64, rate: f64) -> (Outcome, FaultCounts, u64) {
     let clock = VirtualClock::new(T0);
     let market = market(&clock);
     let faulty = Arc::new(FaultyPlatform::new(Arc::new(market.clone()), seed, rate));
-    let mut host = Host::new(
+    let mut host = start_host(
         faulty.clone(),
         Arc::new(MemoryStore::new()),
         clock,

@@ -2,8 +2,8 @@
 //! seed rules end to end, recovery from a crash at every store write, seeded platform faults,
 //! bad input through the host API, and a stored session whose configuration changed.
 //!
-//! `support.rs` holds the host (which restarts a crashed engine), the failing store, the
-//! deterministic crowd workload and the "nothing done twice" checks.
+//! `support.rs` holds the host (`crowdcore::testkit::Host`, which restarts a crashed engine),
+//! the deterministic crowd workload on the local market and the "nothing done twice" checks.
 
 mod bad_input;
 mod config_changed;

@@ -13,7 +13,7 @@ use crowdcore::{SessionId, Timestamp, WorkerId};
 use crowdcore::store::{FailMode, FailingStore};
 
 use crate::support::{
-    Host, Outcome, T0, at, check_done_once, config, market, outcome, run_workload,
+    Outcome, T0, at, check_done_once, config, market, outcome, run_workload, start_host,
 };
 
 struct Run {
@@ -31,7 +31,7 @@ async fn run(fail_at: Option<u64>, mode: FailMode) -> Run {
         fail_at,
         mode,
     ));
-    let mut host = Host::new(
+    let mut host = start_host(
         Arc::new(market.clone()),
         store.clone(),
         clock,

@@ -9,7 +9,7 @@ use crowdcore::pavilion::{Departure, EffectKind, Phase, SeatState};
 use crowdcore::platform::AssignmentStatus;
 use crowdcore::{AssignmentId, Timestamp, WorkerId};
 
-use crate::support::{Host, Op, at, check_done_once};
+use crate::support::{Host, Op, at, check_done_once, fresh};
 
 /// `worker` finds the oldest open HIT, accepts it and lands on its page.
 async fn join(host: &mut Host, market: &LocalMarketplace, worker: &str) -> AssignmentId {
@@ -91,7 +91,7 @@ async fn give_back(host: &mut Host, market: &LocalMarketplace, a: &AssignmentId)
 
 #[tokio::test]
 async fn the_seed_rules_end_to_end() {
-    let (mut host, market, _store) = Host::fresh().await;
+    let (mut host, market, _store) = fresh().await;
     let earned = |w: &str| market.earnings(&WorkerId::new(w)).minor;
 
     // Start: one HIT with a slot for every seat (2 active + 2 waiting).
