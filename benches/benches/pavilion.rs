@@ -85,6 +85,7 @@ fn mix<'a>(names: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// One hash-map operation per event: remove for a departure, insert for anything else.
+#[derive(Clone)]
 enum Op {
     Insert(AssignmentId, Timestamp),
     Remove(AssignmentId),
@@ -144,28 +145,19 @@ fn pavilion(c: &mut Criterion) {
     });
     group.bench_function("hashmap_baseline", |b| {
         b.iter_batched(
-            || copy(&ops),
+            || ops.clone(),
             |ops| replay_ops(HashMap::new(), ops),
             BatchSize::PerIteration,
         )
     });
     group.bench_function("fx_hashmap_baseline", |b| {
         b.iter_batched(
-            || copy(&ops),
+            || ops.clone(),
             |ops| replay_ops(FxHashMap::default(), ops),
             BatchSize::PerIteration,
         )
     });
     group.finish();
-}
-
-fn copy(ops: &[Op]) -> Vec<Op> {
-    ops.iter()
-        .map(|op| match op {
-            Op::Insert(a, at) => Op::Insert(a.clone(), *at),
-            Op::Remove(a) => Op::Remove(a.clone()),
-        })
-        .collect()
 }
 
 /// The baseline's loop, over either map.

@@ -95,7 +95,7 @@ pub struct Pavilion {
     /// promotions) hash an assignment id at most once per input.
     records: Vec<Record>,
     /// Beside `records`, by the same index: what a heartbeat reads and writes (the last sign
-    /// of life, the deadline, the deadline list's links), apart from the colder record.
+    /// of life and the deadline list's links), apart from the colder record.
     hot: Vec<Hot>,
     /// The index in `records` of every assignment ever seen, hashed by the record's
     /// assignment id (kept once, in the record).
@@ -157,10 +157,9 @@ struct Record {
 /// and writes one small slot per record it moves (its own and its list neighbours').
 #[derive(Debug, Clone, Copy)]
 struct Hot {
-    /// The last sign of life (arrival, heartbeat, page reload).
+    /// The last sign of life (arrival, heartbeat, page reload); the deadline is this plus the
+    /// heartbeat timeout ([`Pavilion::deadline`]).
     last_seen: Timestamp,
-    /// `last_seen + timeout` for a present record, [`LEFT`] for a departed one.
-    deadline: Timestamp,
     /// The record's neighbours in the deadline list (see `deadline_head`); [`NIL`] both ways
     /// for a record not in it.
     prev: usize,
@@ -191,10 +190,6 @@ struct Hit {
     open: u32,
     expired: bool,
 }
-
-/// The `deadline` of a departed record. A present record's deadline may be this too (a
-/// saturated `last_seen + timeout`).
-const LEFT: Timestamp = Timestamp::from_millis(u64::MAX);
 
 /// A snapshot that cannot be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -513,7 +508,7 @@ impl Pavilion {
             .iter()
             .zip(&m.hot)
             .enumerate()
-            .map(|(i, (r, h))| (h.deadline, r.order, i))
+            .map(|(i, (r, h))| (h.last_seen, r.order, i))
             .collect();
         present.sort();
         for (_, _, i) in present {
@@ -655,7 +650,7 @@ impl Pavilion {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let heartbeat = (self.deadline_head != NIL).then(|| self.hot[self.deadline_head].deadline);
+        let heartbeat = (self.deadline_head != NIL).then(|| self.deadline(self.deadline_head));
         let pause = self.hiring_paused_until;
         match (heartbeat, pause) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -1087,7 +1082,6 @@ impl Pavilion {
         let now = self.now;
         let reopen = self.config.returned_slots_reopen;
         self.unlink(i);
-        self.hot[i].deadline = LEFT;
         let r = &mut self.records[i];
         let was = r.seat;
         r.seat = Seat::Left(how);
@@ -1195,9 +1189,7 @@ impl Pavilion {
         let mut due = Vec::new();
         let mut i = self.deadline_head;
         while i != NIL {
-            let Hot {
-                deadline: at, next, ..
-            } = self.hot[i];
+            let (at, next) = (self.deadline(i), self.hot[i].next);
             if at > now {
                 break;
             }
@@ -1293,11 +1285,6 @@ impl Pavilion {
             });
         self.hot.push(Hot {
             last_seen,
-            deadline: if matches!(record.seat, Seat::Left(_)) {
-                LEFT
-            } else {
-                last_seen.plus_millis(self.config.heartbeat_timeout_ms)
-            },
             prev: NIL,
             next: NIL,
         });
@@ -1366,16 +1353,21 @@ impl Pavilion {
         }
     }
 
+    /// Present record `i`'s heartbeat deadline.
+    fn deadline(&self, i: usize) -> Timestamp {
+        self.hot[i]
+            .last_seen
+            .plus_millis(self.config.heartbeat_timeout_ms)
+    }
+
     /// Records a sign of life from a present worker.
     #[inline]
     fn touch(&mut self, now: Timestamp, i: usize) {
-        let deadline = now.plus_millis(self.config.heartbeat_timeout_ms);
         let h = &mut self.hot[i];
         if h.last_seen == now {
             return;
         }
         h.last_seen = now;
-        h.deadline = deadline;
         let (prev, next) = (h.prev, h.next);
         let tail = self.deadline_tail;
         if tail == i {
@@ -1454,17 +1446,8 @@ impl Pavilion {
         {
             return Err("the record index disagrees with the records".to_owned());
         }
-        let timeout = self.config.heartbeat_timeout_ms;
-        if self.hot.len() != self.records.len()
-            || self.records.iter().zip(&self.hot).any(|(r, h)| {
-                let expected = match r.seat {
-                    Seat::Left(_) => LEFT,
-                    _ => h.last_seen.plus_millis(timeout),
-                };
-                h.deadline != expected
-            })
-        {
-            return Err("the live deadlines disagree with the records".to_owned());
+        if self.hot.len() != self.records.len() {
+            return Err("the hot slots disagree with the records".to_owned());
         }
         for r in &self.records {
             match r.seat {
@@ -1560,7 +1543,7 @@ impl Pavilion {
                     r.assignment
                 ));
             }
-            if prev != NIL && self.hot[prev].deadline > self.hot[i].deadline {
+            if prev != NIL && self.hot[prev].last_seen > self.hot[i].last_seen {
                 return Err(format!("the deadline of {} is out of order", r.assignment));
             }
             listed += 1;
@@ -1593,8 +1576,6 @@ pub enum SeatState {
     Left(Departure),
 }
 
-/// Whether the deadline-queue entry `(at, i)` is its record's current deadline.
-#[inline]
 /// `ms` at `cents_per_minute`, rounded to the nearest cent (halves up).
 fn per_minute(ms: u64, cents_per_minute: i64) -> i64 {
     // In 64 bits when it fits (a 128-bit division is a slow library call); the same result.
