@@ -364,6 +364,12 @@ impl Handler for MajorityVerify {
                 cx.overlap(stage)?;
             }
         }
+        // The vote weighs answers by skill, and refuses a weight that is negative or not
+        // finite: refuse such a worker's answer here, before any task counts it.
+        let skill = self.skill(&a.worker);
+        if !skill.is_finite() || skill < 0.0 {
+            return Err(bad(a, format!("worker {} has skill {skill}", a.worker)));
+        }
         let mut parsed = Vec::with_capacity(a.tasks.len());
         for (i, task) in a.tasks.iter().enumerate() {
             let label = self.label(a, i)?;
@@ -399,15 +405,24 @@ impl Handler for MajorityVerify {
                 }
                 continue;
             }
-            let entry = self.state.tasks.entry(task.clone()).or_default();
-            entry.answers.push((a.id.clone(), a.worker.clone(), label));
-            if entry.answers.len() < needed {
+            let answer = (a.id.clone(), a.worker.clone(), label);
+            let counted = self.state.tasks.get(&task).map_or(0, |e| e.answers.len());
+            if counted + 1 < needed {
+                self.state
+                    .tasks
+                    .entry(task.clone())
+                    .or_default()
+                    .answers
+                    .push(answer);
                 continue;
             }
-            // The overlap is in: decide the task, once.
-            let answers = self.state.tasks.remove(&task).unwrap_or_default();
-            self.state.decided.insert(task.clone());
+            // The overlap is in: decide the task, once — aggregating before the task's answers
+            // move, so that a refusal leaves them where they were.
+            let mut answers = self.state.tasks.get(&task).cloned().unwrap_or_default();
+            answers.answers.push(answer);
             let result = self.aggregate(cx, &task, &answers)?;
+            self.state.tasks.remove(&task);
+            self.state.decided.insert(task.clone());
             let g = self.state.groups.entry(group.clone()).or_insert(Group {
                 size,
                 origin,

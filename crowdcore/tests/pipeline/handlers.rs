@@ -276,3 +276,46 @@ fn operation_ids_are_stable_uuids_per_key() {
         "38ae94c9-4db2-8e14-95d6-6eb1efe61237"
     );
 }
+
+#[test]
+fn an_answer_the_vote_cannot_weigh_is_refused_and_changes_nothing() {
+    let mut verify = MajorityVerify::new(
+        "verdict",
+        "yes",
+        vec![Action::BonusOrigin {
+            amount: Money::usd_cents(5),
+            comment: "good".into(),
+        }],
+        vec![],
+    );
+    verify.skills.insert("broken".into(), -1.0);
+    run(
+        &mut verify,
+        "validate",
+        &validation("v1", "w1", "t1", "yes"),
+    );
+    run(
+        &mut verify,
+        "validate",
+        &validation("v2", "w2", "t1", "yes"),
+    );
+    let before = verify.save();
+    // The third answer would complete the overlap, but its weight is negative.
+    let overlaps = overlaps();
+    let mut cx = Decide::new(Timestamp::from_millis(5), "validate", &overlaps);
+    let refused = verify.handle(&mut cx, &validation("v3", "broken", "t1", "yes"));
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(verify.save(), before, "the refused answer moved the state");
+    // The task is still open: the next answer decides it.
+    let decisions = run(
+        &mut verify,
+        "validate",
+        &validation("v4", "w3", "t1", "yes"),
+    );
+    assert!(
+        decisions
+            .iter()
+            .any(|d| matches!(d, Decision::Bonus { worker, .. } if worker.as_str() == "author")),
+        "{decisions:?}"
+    );
+}
