@@ -391,6 +391,14 @@ impl Hub {
         true
     }
 
+    /// The heartbeat [`forward_heartbeat`](Self::forward_heartbeat) let through did not reach
+    /// the engine: the page's next heartbeat goes, instead of waiting out the gap.
+    pub(crate) fn heartbeat_not_forwarded(&self, assignment: &AssignmentId) {
+        if let Some(page) = lock(&self.pages).get_mut(assignment) {
+            page.forwarded_at = None;
+        }
+    }
+
     /// A page's state, if it ever arrived.
     pub(crate) fn state(&self, assignment: &AssignmentId) -> Option<PageState> {
         lock(&self.pages)

@@ -308,7 +308,10 @@ async fn heartbeat(
                 assignment: assignment.clone(),
             })
             .await
-            .map_err(|e| refused(&state, &assignment, e))?;
+            .map_err(|e| {
+                state.inner.hub.heartbeat_not_forwarded(&assignment);
+                refused(&state, &assignment, e)
+            })?;
     }
     Ok(axum::Json(current(&state, &assignment)?))
 }
