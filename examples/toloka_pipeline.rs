@@ -202,6 +202,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Ok(t) => t,
             Err(e) => {
                 bar.abandon();
+                // Give the store's lease back (as `Pipeline::run` does), so the next run need
+                // not wait it out.
+                if !matches!(e, PipelineError::LeaseLost(_)) {
+                    let _ = pipeline.release().await;
+                }
                 return Err(e.into());
             }
         };

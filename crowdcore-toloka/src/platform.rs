@@ -320,6 +320,11 @@ impl Platform for TolokaPlatform {
             }
         };
         self.client.set_task_overlap(hit.as_str(), target).await?;
+        // Done: the engine does not send this key again, so the target need not be kept.
+        self.slot_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         Ok(())
     }
 

@@ -777,7 +777,9 @@ impl Pipeline {
                     let pool = self.pool_of(stage)?;
                     p.close_pool(&pool).await.map(|()| "closed".into())
                 }
-                Decision::Answer { .. } | Decision::Unhandled { .. } => Ok("journal".into()),
+                Decision::Answer { .. } | Decision::Unhandled { .. } => {
+                    Ok(crate::store::JOURNAL_RESULT.into())
+                }
             };
             let state = match outcome {
                 Ok(result) => OutboxState::Done { result },
@@ -866,9 +868,10 @@ impl Pipeline {
                 () = tokio::time::sleep(std::time::Duration::from_millis(self.config.period_ms)) => {}
             }
         }
-        let report = self.report().await?;
+        // The lease goes back even when the report cannot be read.
+        let report = self.report().await;
         self.release().await?;
-        Ok(report)
+        report
     }
 
     /// Gives the store's lease up, so another run may start at once.
