@@ -172,10 +172,13 @@ pub(crate) fn service_failure(
     }
     // MTurk words it several ways; UpdateExpirationForHIT derives its own token from the HIT
     // and the time ("The idempotency token \"…\" has already been processed").
+    // A message that only names the token (a validation error about the field) is not one.
+    let names_token =
+        lower.contains("uniquerequesttoken") || lower.contains("unique request token");
     let duplicate = turk_code.is_some_and(|c| DUPLICATE_CODES.contains(&c))
-        || lower.contains("uniquerequesttoken")
-        || lower.contains("unique request token")
-        || lower.contains("has already been processed");
+        || lower.contains("has already been processed")
+        || (names_token
+            && (lower.contains("already") || lower.contains("same") || lower.contains("used")));
     if duplicate {
         return Failure {
             duplicate: true,
@@ -296,5 +299,11 @@ mod tests {
         );
         assert!(processed.duplicate);
         assert!(!request("AWS.MechanicalTurk.HITDoesNotExist", "x").duplicate);
+        // A validation error about the token field is not a repeat (a bonus would read as paid).
+        let invalid = request(
+            "AWS.MechanicalTurk.InvalidParameterValue",
+            "Value for UniqueRequestToken must be at most 64 characters",
+        );
+        assert!(!invalid.duplicate);
     }
 }
