@@ -200,6 +200,7 @@ async fn three_stages_on_a_file_with_restarts() {
         )
         .unwrap();
     assert_eq!(bonus_minor, paid, "the ledger holds each bonus once");
+    assert!(!fake.bonuses().is_empty(), "no bonus was paid");
     assert_eq!(paid, 25 * fake.bonuses().len() as i64);
     // The TSV logs have a row per view row.
     let tsv_rows = String::from_utf8(decisions_tsv).unwrap().lines().count() as i64 - 1;

@@ -70,6 +70,7 @@ async fn three_stages_decide_every_submission_once() {
         .collect();
     let quality_tasks = out.fake.tasks(&crate::support::pool("quality"));
     assert_eq!(quality_tasks.len(), accepted.len());
+    assert!(!out.fake.bonuses().is_empty(), "no quality bonus was paid");
     for (worker, assignment, amount, _) in out.fake.bonuses() {
         let assignment = assignment.expect("bonuses name the assignment");
         assert!(accepted.contains(&assignment.as_str()));
