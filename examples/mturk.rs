@@ -100,12 +100,13 @@ async fn run(
             println!("{}", crowdcore_mturk::wire::dollars(balance)?);
         }
         Command::ListHits { session, json } => {
-            let prefix = session.map(|s| format!("{s}/"));
             let hits = mturk.list_hits().await?;
             for h in hits.iter().filter(|h| {
-                prefix
-                    .as_deref()
-                    .is_none_or(|p| h.key.as_deref().is_some_and(|k| k.starts_with(p)))
+                session.as_deref().is_none_or(|s| {
+                    h.key
+                        .as_deref()
+                        .is_some_and(|k| crowdcore_mturk::wire::key_in_session(k, s))
+                })
             }) {
                 let (open, held, done) = h.counts;
                 if json {

@@ -236,10 +236,10 @@ impl MturkPlatform {
 
     /// Whether a key belongs to the configured session: `<session>/<seq>`.
     fn in_scope(&self, key: &str) -> bool {
-        self.config.scope.as_deref().is_none_or(|s| {
-            key.strip_prefix(s)
-                .is_some_and(|rest| rest.starts_with('/'))
-        })
+        self.config
+            .scope
+            .as_deref()
+            .is_none_or(|s| wire::key_in_session(key, s))
     }
 
     // ----- the HIT index: which HITs are ours, by the key that posted them --------------------
@@ -338,13 +338,12 @@ impl MturkPlatform {
     /// Expires every HIT the session `session` posted (whose key is `<session>/<seq>`);
     /// returns them.
     pub async fn expire_session(&self, session: &str) -> Result<Vec<HitId>, PlatformError> {
-        let scope = format!("{session}/");
         let mut expired = Vec::new();
         for h in self.all_hits().await? {
             let ours = h
                 .requester_annotation()
                 .and_then(wire::key_of_annotation)
-                .is_some_and(|k| k.starts_with(&scope));
+                .is_some_and(|k| wire::key_in_session(k, session));
             if let (true, Some(id)) = (ours, h.hit_id()) {
                 let id = HitId::new(id);
                 self.expire(&id).await?;

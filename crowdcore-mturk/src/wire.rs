@@ -22,6 +22,13 @@ pub fn annotation(key: &IdempotencyKey) -> String {
     format!("{ANNOTATION_PREFIX}{key}")
 }
 
+/// Whether an idempotency key is an effect of `session` (`<session>/<seq>`, split at the last
+/// `/` as [`crowdcore::EffectId`] reads it): session `study` does not own `study/pilot/7`.
+pub fn key_in_session(key: &str, session: &str) -> bool {
+    key.parse::<crowdcore::EffectId>()
+        .is_ok_and(|id| id.session.as_str() == session)
+}
+
 /// The idempotency key in a HIT's annotation, if crowdcore posted it.
 pub fn key_of_annotation(annotation: &str) -> Option<&str> {
     annotation.strip_prefix(ANNOTATION_PREFIX)
@@ -183,6 +190,21 @@ pub fn posting_cost(reward: Money, slots: u32) -> Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_belongs_to_its_own_session_only() {
+        assert!(key_in_session("study/7", "study"));
+        assert!(key_in_session("study/pilot/7", "study/pilot"));
+        assert!(
+            !key_in_session("study/pilot/7", "study"),
+            "a session whose name extends it"
+        );
+        assert!(!key_in_session("studyx/7", "study"));
+        assert!(!key_in_session(
+            "0123456789abcdef0123456789abcdef-7",
+            "study"
+        ));
+    }
 
     #[test]
     fn dollars_round_trip() {
