@@ -544,14 +544,13 @@ impl<M: Machine> Engine<M> {
                     return Ok(());
                 }
             };
-            let next = page.next.clone();
-            let advanced = next.as_ref().filter(|n| Some(*n) != self.cursor.as_ref());
-            let cursor = advanced.map(|c| (ASSIGNMENT_CURSOR, c));
+            let advanced = page.next.filter(|n| Some(n) != self.cursor.as_ref());
+            let cursor = advanced.as_ref().map(|c| (ASSIGNMENT_CURSOR, c));
             self.record_updates(&page.items, cursor).await?;
-            match next {
-                Some(n) if Some(&n) != self.cursor.as_ref() => self.cursor = Some(n),
-                _ => return Ok(()),
-            }
+            let Some(next) = advanced else {
+                return Ok(());
+            };
+            self.cursor = Some(next);
             if page.items.is_empty() {
                 return Ok(());
             }
