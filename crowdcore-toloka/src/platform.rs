@@ -319,12 +319,9 @@ impl Platform for TolokaPlatform {
                 target
             }
         };
+        // The target stays: a repeat of the key, even after this succeeded, must set the same
+        // overlap, not add again (Toloka keeps no key for this call).
         self.client.set_task_overlap(hit.as_str(), target).await?;
-        // Done: the engine does not send this key again, so the target need not be kept.
-        self.slot_targets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
         Ok(())
     }
 
