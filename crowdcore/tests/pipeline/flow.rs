@@ -215,6 +215,11 @@ async fn run_stops_when_every_pool_is_closed_and_drained() {
         .sum::<u64>();
     assert_eq!(reviewed, 4, "{report}");
     assert_eq!(report.waiting.values().sum::<usize>(), 0);
+    // It stopped because every pool is closed, not for another reason.
+    for stage in ["submit", "validate", "quality"] {
+        let info = fake2.pool(&crate::support::pool(stage)).await.unwrap();
+        assert_ne!(info.status, crowdcore::pipeline::PoolStatus::Open, "{stage}");
+    }
     // It gave the lease up: another run may start at once.
     let mut again =
         PipelineBuilder::new(Arc::new(fake2), store, SessionId::new("photos")).clock(clock);
