@@ -218,7 +218,11 @@ async fn run_stops_when_every_pool_is_closed_and_drained() {
     // It stopped because every pool is closed, not for another reason.
     for stage in ["submit", "validate", "quality"] {
         let info = fake2.pool(&crate::support::pool(stage)).await.unwrap();
-        assert_ne!(info.status, crowdcore::pipeline::PoolStatus::Open, "{stage}");
+        assert_ne!(
+            info.status,
+            crowdcore::pipeline::PoolStatus::Open,
+            "{stage}"
+        );
     }
     // It gave the lease up: another run may start at once.
     let mut again =
