@@ -709,6 +709,7 @@ impl Platform for MturkPlatform {
             push_notifications: self.config.notifications.is_some(),
             bonus_without_assignment: false,
             max_slots_per_hit: None,
+            confirms_assignments: false,
         }
     }
 

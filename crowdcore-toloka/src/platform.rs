@@ -256,6 +256,7 @@ impl Platform for TolokaPlatform {
             push_notifications: false,
             bonus_without_assignment: true,
             max_slots_per_hit: None,
+            confirms_assignments: false,
         }
     }
 

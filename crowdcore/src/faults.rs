@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{AssignmentId, HitId, HitSpec, Money, WorkerId};
 use crate::platform::{
-    AssignmentUpdate, Capabilities, Cursor, IdempotencyKey, Page, Platform, PlatformError,
-    PlatformErrorKind,
+    AssignmentRecord, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey, Page, Platform,
+    PlatformError, PlatformErrorKind,
 };
 
 /// A fault the wrapper can inject. Every kind is retryable.
@@ -232,6 +232,13 @@ impl Platform for FaultyPlatform {
         key: &IdempotencyKey,
     ) -> Result<HitId, PlatformError> {
         self.gate(self.inner.post(spec, slots, key)).await
+    }
+
+    async fn assignment(
+        &self,
+        assignment: &AssignmentId,
+    ) -> Result<Option<AssignmentRecord>, PlatformError> {
+        self.gate(self.inner.assignment(assignment)).await
     }
 
     async fn add_slots(

@@ -22,8 +22,8 @@ use crate::model::{
     WorkerId,
 };
 use crate::platform::{
-    AssignmentStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey, Page, Platform,
-    PlatformError, PlatformErrorKind,
+    AssignmentRecord, AssignmentStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey,
+    Page, Platform, PlatformError, PlatformErrorKind,
 };
 
 /// How many updates one [`Platform::updates`] page holds.
@@ -558,7 +558,22 @@ impl Platform for LocalMarketplace {
             push_notifications: false,
             bonus_without_assignment: false,
             max_slots_per_hit: None,
+            confirms_assignments: true,
         }
+    }
+
+    async fn assignment(
+        &self,
+        assignment: &AssignmentId,
+    ) -> Result<Option<AssignmentRecord>, PlatformError> {
+        Ok(self
+            .holder(assignment)
+            .map(|(worker, hit, status)| AssignmentRecord {
+                assignment: assignment.clone(),
+                worker,
+                hit,
+                status,
+            }))
     }
 
     async fn post(

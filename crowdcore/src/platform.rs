@@ -74,6 +74,38 @@ pub struct Capabilities {
     pub bonus_without_assignment: bool,
     /// The most slots one HIT may have, if limited.
     pub max_slots_per_hit: Option<u32>,
+    /// [`Platform::assignment`] reads an assignment back from the platform, so that an arrival
+    /// a worker's page claims can be confirmed before it takes a seat. A platform without it
+    /// cannot tell a real arrival from a made-up one: the HTTP front refuses to serve it unless
+    /// the host opts in (unsafe on a public crowd).
+    pub confirms_assignments: bool,
+}
+
+/// One assignment as its platform reports it, read back by [`Platform::assignment`]: who
+/// holds it, on which HIT, in what state. This is the platform's word, not a page's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentRecord {
+    /// The assignment.
+    pub assignment: AssignmentId,
+    /// The worker holding it.
+    pub worker: WorkerId,
+    /// The HIT (MTurk HIT, Toloka pool, Prolific study) it belongs to.
+    pub hit: HitId,
+    /// Where it is now.
+    pub status: AssignmentStatus,
+}
+
+impl AssignmentRecord {
+    /// Whether this record confirms that `worker` holds the assignment on `hit` and may still
+    /// work on it or has just submitted it (a page reloading after its submit).
+    pub fn confirms(&self, worker: &WorkerId, hit: &HitId) -> bool {
+        &self.worker == worker
+            && &self.hit == hit
+            && matches!(
+                self.status,
+                AssignmentStatus::Accepted | AssignmentStatus::Submitted
+            )
+    }
 }
 
 /// A page of results and where the next page starts.
@@ -208,6 +240,21 @@ pub trait Platform: Send + Sync {
         n: u32,
         key: &IdempotencyKey,
     ) -> Result<(), PlatformError>;
+
+    /// Reads one assignment back from the platform: `Ok(None)` when the platform knows no such
+    /// assignment of this requester. Read-only, so safe to retry. A platform that cannot look
+    /// assignments up keeps this default, which refuses, and says so in
+    /// [`Capabilities::confirms_assignments`].
+    async fn assignment(
+        &self,
+        assignment: &AssignmentId,
+    ) -> Result<Option<AssignmentRecord>, PlatformError> {
+        let _ = assignment;
+        Err(PlatformError::bad_request(
+            "Unsupported",
+            "this platform cannot look up an assignment",
+        ))
+    }
 
     /// Closes a HIT to new workers; workers holding slots keep them. Idempotent.
     async fn expire(&self, hit: &HitId) -> Result<(), PlatformError>;

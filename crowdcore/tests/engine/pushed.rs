@@ -9,8 +9,8 @@ use crowdcore::engine::{EngineBuilder, EngineEvent};
 use crowdcore::local::LocalMarketplace;
 use crowdcore::pavilion::{Departure, EffectKind, Input, SeatState};
 use crowdcore::platform::{
-    AssignmentStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey, Page, Platform,
-    PlatformError,
+    AssignmentRecord, AssignmentStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey,
+    Page, Platform, PlatformError,
 };
 use crowdcore::store::MemoryStore;
 use crowdcore::{AssignmentId, HitId, HitSpec, Money, WorkerId};
@@ -35,6 +35,12 @@ impl Platform for Pushing {
         key: &IdempotencyKey,
     ) -> Result<HitId, PlatformError> {
         self.0.post(spec, slots, key).await
+    }
+    async fn assignment(
+        &self,
+        assignment: &AssignmentId,
+    ) -> Result<Option<AssignmentRecord>, PlatformError> {
+        self.0.assignment(assignment).await
     }
     async fn add_slots(
         &self,
