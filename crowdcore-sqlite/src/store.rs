@@ -13,8 +13,8 @@ use crowdcore::AssignmentId;
 use crowdcore::model::{Currency, EffectId, Money, SessionId, Timestamp, WorkerId};
 use crowdcore::platform::Cursor;
 use crowdcore::store::{
-    Commit, Completion, LeaseOutcome, LedgerEntry, LogRecord, NewEffect, NewInput, OutboxEntry,
-    OutboxState, Store, StoreError, StoredSnapshot,
+    self, Commit, Completion, LeaseOutcome, LedgerEntry, LogRecord, NewEffect, NewInput,
+    OutboxEntry, OutboxState, Store, StoreError, StoredSnapshot,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
@@ -553,6 +553,22 @@ impl Store for SqliteStore {
             Written::Seq(seq) => Ok(seq),
             other => unreachable!("a commit answers with a sequence number, not {other:?}"),
         }
+    }
+
+    async fn write_all(
+        &self,
+        session: &SessionId,
+        writes: &[store::Write],
+    ) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.write(Write::Batch {
+            session: session.clone(),
+            writes: writes.to_vec(),
+        })
+        .await
+        .map(drop)
     }
 
     async fn acquire_lease(

@@ -10,8 +10,8 @@ use crowdcore::SessionId;
 use crowdcore::Timestamp;
 use crowdcore::platform::Cursor;
 use crowdcore::store::{
-    Commit, Completion, JOURNAL_RESULT, LeaseOutcome, NewEffect, NewInput, OutboxState, StoreError,
-    StoredSnapshot,
+    self, Commit, Completion, JOURNAL_RESULT, LeaseOutcome, NewEffect, NewInput, OutboxState,
+    StoreError, StoredSnapshot,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -50,6 +50,11 @@ pub(crate) enum Write {
     Commit {
         session: SessionId,
         commit: Commit,
+    },
+    /// [`crowdcore::store::Store::write_all`]: every write or none.
+    Batch {
+        session: SessionId,
+        writes: Vec<store::Write>,
     },
     AcquireLease {
         name: String,
@@ -337,50 +342,13 @@ fn apply(conn: &Connection, state: &mut TxState<'_>, write: &Write) -> Result<Wr
             ensure_session(conn, state, session)?;
             seq = insert_inputs(conn, session, seq, &rows)?;
             if let Some((name, Cursor(cursor))) = cursor {
-                conn.prepare_cached(
-                    "INSERT INTO cursors (session, name, cursor) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (session, name) DO UPDATE SET cursor = excluded.cursor",
-                )?
-                .execute(params![session.as_str(), name, cursor])?;
+                set_cursor(conn, session, name, cursor)?;
             }
             state.new.last_seq.insert(session.clone(), seq);
             Ok(Written::Seq(seq))
         }
-        Write::SaveSnapshot { session, snapshot } => {
-            let end = last_seq(conn, state, session)?;
-            if snapshot.seq > end {
-                return Err(Failure::Refused(StoreError::Other(format!(
-                    "snapshot at {} is past the log's end {end}",
-                    snapshot.seq
-                ))));
-            }
-            let seq = sql_int(snapshot.seq, "snapshot sequence number")?;
-            ensure_session(conn, state, session)?;
-            conn.prepare_cached(
-                "INSERT INTO snapshots (session, seq, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (session) DO UPDATE SET seq = excluded.seq, body = excluded.body",
-            )?
-            .execute(params![session.as_str(), seq, snapshot.body])?;
-            Ok(Written::Done)
-        }
-        Write::Enqueue { session, effects } => {
-            let rows = effects
-                .iter()
-                .map(|e| Ok((sql_int(e.id.seq, "effect sequence number")?, e)))
-                .collect::<Result<Vec<_>, Failure>>()?;
-            if rows.is_empty() {
-                return Ok(Written::Done);
-            }
-            ensure_session(conn, state, session)?;
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO outbox (session, seq, id, body) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (session, seq) DO NOTHING",
-            )?;
-            for (seq, e) in rows {
-                insert.execute(params![session.as_str(), seq, e.id.to_string(), e.body])?;
-            }
-            Ok(Written::Done)
-        }
+        Write::SaveSnapshot { session, snapshot } => save_snapshot(conn, state, session, snapshot),
+        Write::Enqueue { session, effects } => enqueue(conn, state, session, effects),
         Write::Complete {
             session,
             completion,
@@ -389,16 +357,9 @@ fn apply(conn: &Connection, state: &mut TxState<'_>, write: &Write) -> Result<Wr
             session,
             key,
             value,
-        } => {
-            ensure_session(conn, state, session)?;
-            conn.prepare_cached(
-                "INSERT INTO meta (session, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (session, key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(params![session.as_str(), key, value])?;
-            Ok(Written::Done)
-        }
+        } => put_meta(conn, state, session, key, value),
         Write::Commit { session, commit } => commit_batch(conn, state, session, commit),
+        Write::Batch { session, writes } => batch(conn, state, session, writes),
         Write::AcquireLease {
             name,
             owner,
@@ -438,6 +399,155 @@ fn apply(conn: &Connection, state: &mut TxState<'_>, write: &Write) -> Result<Wr
     }
 }
 
+fn set_cursor(
+    conn: &Connection,
+    session: &SessionId,
+    name: &str,
+    cursor: &str,
+) -> Result<(), Failure> {
+    conn.prepare_cached(
+        "INSERT INTO cursors (session, name, cursor) VALUES (?1, ?2, ?3)
+         ON CONFLICT (session, name) DO UPDATE SET cursor = excluded.cursor",
+    )?
+    .execute(params![session.as_str(), name, cursor])?;
+    Ok(())
+}
+
+fn save_snapshot(
+    conn: &Connection,
+    state: &mut TxState<'_>,
+    session: &SessionId,
+    snapshot: &StoredSnapshot,
+) -> Result<Written, Failure> {
+    let end = last_seq(conn, state, session)?;
+    if snapshot.seq > end {
+        return Err(Failure::Refused(StoreError::Other(format!(
+            "snapshot at {} is past the log's end {end}",
+            snapshot.seq
+        ))));
+    }
+    let seq = sql_int(snapshot.seq, "snapshot sequence number")?;
+    ensure_session(conn, state, session)?;
+    conn.prepare_cached(
+        "INSERT INTO snapshots (session, seq, body) VALUES (?1, ?2, ?3)
+         ON CONFLICT (session) DO UPDATE SET seq = excluded.seq, body = excluded.body",
+    )?
+    .execute(params![session.as_str(), seq, snapshot.body])?;
+    Ok(Written::Done)
+}
+
+fn enqueue(
+    conn: &Connection,
+    state: &mut TxState<'_>,
+    session: &SessionId,
+    effects: &[NewEffect],
+) -> Result<Written, Failure> {
+    let rows = effects
+        .iter()
+        .map(|e| Ok((sql_int(e.id.seq, "effect sequence number")?, e)))
+        .collect::<Result<Vec<_>, Failure>>()?;
+    if rows.is_empty() {
+        return Ok(Written::Done);
+    }
+    ensure_session(conn, state, session)?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO outbox (session, seq, id, body) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (session, seq) DO NOTHING",
+    )?;
+    for (seq, e) in rows {
+        insert.execute(params![session.as_str(), seq, e.id.to_string(), e.body])?;
+    }
+    Ok(Written::Done)
+}
+
+fn put_meta(
+    conn: &Connection,
+    state: &mut TxState<'_>,
+    session: &SessionId,
+    key: &str,
+    value: &str,
+) -> Result<Written, Failure> {
+    ensure_session(conn, state, session)?;
+    conn.prepare_cached(
+        "INSERT INTO meta (session, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (session, key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![session.as_str(), key, value])?;
+    Ok(Written::Done)
+}
+
+/// A [`Write::Batch`]: each write as its single-write form would run, under a savepoint, so
+/// that a refusal half way (a completion whose effect is finished already) writes nothing.
+fn batch(
+    conn: &Connection,
+    state: &mut TxState<'_>,
+    session: &SessionId,
+    writes: &[store::Write],
+) -> Result<Written, Failure> {
+    conn.prepare_cached("SAVEPOINT batch")?.execute([])?;
+    let before = Known {
+        last_seq: state.new.last_seq.clone(),
+        sessions: state.new.sessions.clone(),
+    };
+    match batch_writes(conn, state, session, writes) {
+        Ok(()) => {
+            conn.prepare_cached("RELEASE batch")?.execute([])?;
+            Ok(Written::Done)
+        }
+        Err(Failure::Refused(e)) => {
+            conn.prepare_cached("ROLLBACK TO batch")?.execute([])?;
+            conn.prepare_cached("RELEASE batch")?.execute([])?;
+            state.new = before;
+            Err(Failure::Refused(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn batch_writes(
+    conn: &Connection,
+    state: &mut TxState<'_>,
+    session: &SessionId,
+    writes: &[store::Write],
+) -> Result<(), Failure> {
+    for write in writes {
+        // The single-write forms, borrowed rather than cloned where they can be.
+        match write {
+            store::Write::Append { inputs, cursor } => {
+                let rows = input_rows(inputs)?;
+                let mut seq = last_seq(conn, state, session)?;
+                if rows.is_empty() && cursor.is_none() {
+                    continue;
+                }
+                ensure_session(conn, state, session)?;
+                seq = insert_inputs(conn, session, seq, &rows)?;
+                if let Some((name, Cursor(cursor))) = cursor {
+                    set_cursor(conn, session, name, cursor)?;
+                }
+                state.new.last_seq.insert(session.clone(), seq);
+            }
+            store::Write::Enqueue(effects) => {
+                enqueue(conn, state, session, effects)?;
+            }
+            store::Write::Complete(completion) => {
+                if complete(conn, state, session, completion)? != Written::Fresh(true) {
+                    return Err(Failure::Refused(StoreError::Corrupt(format!(
+                        "effect {} was finished already when its completion was written",
+                        completion.id
+                    ))));
+                }
+            }
+            store::Write::Snapshot(snapshot) => {
+                save_snapshot(conn, state, session, snapshot)?;
+            }
+            store::Write::Meta { key, value } => {
+                put_meta(conn, state, session, key, value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A [`Commit`]: everything checked first, then inputs, cursors, outbox rows and snapshot.
 fn commit_batch(
     conn: &Connection,
@@ -475,11 +585,7 @@ fn commit_batch(
     seq = insert_inputs(conn, session, seq, &rows)?;
     state.new.last_seq.insert(session.clone(), seq);
     for (name, Cursor(cursor)) in &commit.cursors {
-        conn.prepare_cached(
-            "INSERT INTO cursors (session, name, cursor) VALUES (?1, ?2, ?3)
-             ON CONFLICT (session, name) DO UPDATE SET cursor = excluded.cursor",
-        )?
-        .execute(params![session.as_str(), name, cursor])?;
+        set_cursor(conn, session, name, cursor)?;
     }
     let mut insert = conn.prepare_cached(
         "INSERT INTO outbox (session, seq, id, body, state, result) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -597,12 +703,46 @@ fn insert_inputs(
 ) -> Result<u64, Failure> {
     let first = sql_int(seq, "sequence number")?;
     let last = room(seq, rows.len())?;
+    // Many rows to a statement where there are many: a statement's run costs more than a row.
+    let mut chunks = rows.chunks_exact(LOG_ROWS_PER_INSERT);
+    let mut next = first + 1;
+    if rows.len() >= LOG_ROWS_PER_INSERT {
+        let mut insert = conn.prepare_cached(&multi_row_log_insert())?;
+        for chunk in chunks.by_ref() {
+            for (i, (at, body)) in chunk.iter().enumerate() {
+                let n = i * 3;
+                insert.raw_bind_parameter(n + 2, next)?;
+                insert.raw_bind_parameter(n + 3, at)?;
+                insert.raw_bind_parameter(n + 4, body)?;
+                next += 1;
+            }
+            insert.raw_bind_parameter(1, session.as_str())?;
+            insert.raw_execute()?;
+        }
+    }
     let mut insert =
         conn.prepare_cached("INSERT INTO log (session, seq, at_ms, body) VALUES (?1, ?2, ?3, ?4)")?;
-    for (next, (at, body)) in (first + 1..).zip(rows) {
+    for (at, body) in chunks.remainder() {
         insert.execute(params![session.as_str(), next, at, body])?;
+        next += 1;
     }
     Ok(last)
+}
+
+/// Log rows one multi-row insert takes (3 parameters each, plus the session: well under
+/// SQLite's 32 766 parameters).
+const LOG_ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO log … VALUES (?1, ?2, ?3, ?4), (?1, ?5, ?6, ?7), …` for
+/// [`LOG_ROWS_PER_INSERT`] rows.
+fn multi_row_log_insert() -> String {
+    let rows: Vec<String> = (0..LOG_ROWS_PER_INSERT)
+        .map(|i| format!("(?1, ?{}, ?{}, ?{})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+        .collect();
+    format!(
+        "INSERT INTO log (session, seq, at_ms, body) VALUES {}",
+        rows.join(", ")
+    )
 }
 
 /// The last sequence number after appending `n` inputs after `seq`, if it fits.

@@ -17,13 +17,13 @@ use async_trait::async_trait;
 use crate::model::{EffectId, SessionId};
 use crate::platform::Cursor;
 use crate::store::{
-    Completion, LedgerEntry, LogRecord, NewEffect, NewInput, OutboxEntry, OutboxState, Store,
-    StoreError, StoredSnapshot,
+    Completion, Deferred, LedgerEntry, LogRecord, NewEffect, NewInput, OutboxEntry, OutboxState,
+    Store, StoreError, StoredSnapshot,
 };
 
 /// A view of a store for a re-run of a study it already holds part of. See the module docs.
 pub(crate) struct CatchUp {
-    durable: Arc<dyn Store>,
+    durable: Arc<Deferred>,
     session: SessionId,
     /// The session's log as it was when the run resumed.
     stored: Vec<LogRecord>,
@@ -33,7 +33,7 @@ pub(crate) struct CatchUp {
 
 impl CatchUp {
     /// A view of `durable` for re-running `session`, whose stored log is `stored`.
-    pub(crate) fn new(durable: Arc<dyn Store>, session: SessionId, stored: Vec<LogRecord>) -> Self {
+    pub(crate) fn new(durable: Arc<Deferred>, session: SessionId, stored: Vec<LogRecord>) -> Self {
         Self {
             durable,
             session,
@@ -68,6 +68,22 @@ impl CatchUp {
             *next += 1;
         }
         Ok(fresh)
+    }
+
+    /// Whether the re-run has written an input the stored log does not hold. The store holds a
+    /// prefix of the first run's writes (each write is atomic, or a [`Deferred`] batch hands
+    /// them over in order), and every enqueue and completion from here on comes after that
+    /// input in the first run's order too: none of them can be in the store, so they need no
+    /// check against it.
+    ///
+    /// [`Deferred`]: crate::store::Deferred
+    fn past_the_end(&self) -> bool {
+        let past = self.position() > self.replayed();
+        if past {
+            // Every effect the re-run made before this point was looked up through the view.
+            self.durable.assume_seen_all();
+        }
+        past
     }
 
     fn position(&self) -> u64 {
@@ -128,20 +144,26 @@ impl Store for CatchUp {
     }
 
     async fn enqueue(&self, session: &SessionId, effects: &[NewEffect]) -> Result<(), StoreError> {
+        if self.past_the_end() {
+            return self.durable.enqueue(session, effects).await;
+        }
         // An effect the store already has must be the very same effect: a re-run that decides
         // differently (other pay, another count) is a divergence, not a resume.
+        let mut fresh = Vec::new();
         for effect in effects {
-            if let Some(stored) = self.durable.effect(&effect.id).await?
-                && stored.body != effect.body
-            {
-                return Err(StoreError::Corrupt(format!(
-                    "the resumed run diverged at effect {}: stored {}, produced {}",
-                    effect.id, stored.body, effect.body
-                )));
+            match self.durable.effect(&effect.id).await? {
+                Some(stored) if stored.body != effect.body => {
+                    return Err(StoreError::Corrupt(format!(
+                        "the resumed run diverged at effect {}: stored {}, produced {}",
+                        effect.id, stored.body, effect.body
+                    )));
+                }
+                // The store has it, in whatever state: enqueueing again would leave it as it is.
+                Some(_) => {}
+                None => fresh.push(effect.clone()),
             }
         }
-        // Enqueueing is idempotent: effects the store has keep their state.
-        self.durable.enqueue(session, effects).await
+        self.durable.enqueue(session, &fresh).await
     }
 
     async fn complete(
@@ -149,6 +171,12 @@ impl Store for CatchUp {
         session: &SessionId,
         completion: &Completion,
     ) -> Result<bool, StoreError> {
+        if self.past_the_end() {
+            let done = self.durable.complete(session, completion).await?;
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            *next += completion.inputs.len() as u64;
+            return Ok(done);
+        }
         match self.durable.effect(&completion.id).await? {
             Some(OutboxEntry { state, .. }) if state != OutboxState::Pending => {
                 if state != completion.state {

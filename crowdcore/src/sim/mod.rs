@@ -22,7 +22,7 @@ use crate::engine::{Engine, EngineBuilder, EngineConfig, EngineError, EngineEven
 use crate::local::LocalMarketplace;
 use crate::model::{AssignmentId, HitId, Money, SessionId, Timestamp, WorkerId};
 use crate::pavilion::{Departure, EffectKind, SeatState};
-use crate::store::{MemoryStore, Store, StoreError};
+use crate::store::{Deferred, MemoryStore, Store, StoreError};
 
 mod durable;
 mod events;
@@ -292,16 +292,25 @@ pub async fn run_durable(
         stored.extend(page);
     }
     let resumed_at = (!stored.is_empty()).then_some(stored.len() as u64);
+    // The marketplace lives in this process and a resumed run re-creates it exactly, so the
+    // study's writes need not each wait for a commit: they are held and written in order, many
+    // to a transaction (a crash loses a suffix, which the re-run writes again).
+    let deferred = Arc::new(Deferred::new(
+        store.clone(),
+        session.clone(),
+        stored.is_empty(),
+    ));
     let view: Arc<dyn Store> = if stored.is_empty() {
-        store.clone()
+        deferred.clone()
     } else {
         Arc::new(durable::CatchUp::new(
-            store.clone(),
+            deferred.clone(),
             session.clone(),
             stored,
         ))
     };
     let report = run_on(config, view, progress).await?;
+    deferred.flush().await?;
     let json = serde_json::to_string(&report).map_err(|e| StoreError::Other(e.to_string()))?;
     store.put_meta(&session, SIM_REPORT_KEY, &json).await?;
     Ok(DurableRun {

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{
     Commit, Completion, JOURNAL_RESULT, LeaseOutcome, LedgerEntry, LogRecord, NewEffect, NewInput,
-    OutboxEntry, OutboxState, Store, StoreError, StoredSnapshot,
+    OutboxEntry, OutboxState, Store, StoreError, StoredSnapshot, Write,
 };
 use crate::model::{AssignmentId, EffectId, Money, SessionId, Timestamp, WorkerId};
 use crate::platform::Cursor;
@@ -53,6 +53,7 @@ pub async fn run_all(make: impl Fn() -> Arc<dyn Store>) {
     concurrent_appends(make()).await;
     commit_writes_everything(make()).await;
     commit_refuses_a_snapshot_past_the_end(make()).await;
+    write_all_in_order(make()).await;
     leases(make()).await;
 }
 
@@ -1091,6 +1092,88 @@ pub async fn commit_writes_everything(store: Arc<dyn Store>) {
         ),
         3,
         "{P}: an empty commit returns the log's end"
+    );
+}
+
+/// `write_all` does what its writes would do one by one, in order: an effect enqueued and
+/// completed in one batch is done, a completion's inputs continue the log between the appends
+/// around it, and a completion of an effect that is finished already is refused as corrupt,
+/// leaving what came before it.
+pub async fn write_all_in_order(store: Arc<dyn Store>) {
+    const P: &str = "write_all_in_order";
+    let s = session("write-all");
+    let store = &*store;
+    let e1 = effect(&s, 1, "hire");
+    let posted = Completion {
+        id: e1.id.clone(),
+        state: done("posted"),
+        ledger: vec![payment(&e1.id, "w1", 5, true, 3)],
+        inputs: vec![input(3, "posted")],
+    };
+    let batch = [
+        Write::Append {
+            inputs: vec![input(1, "first"), input(2, "second")],
+            cursor: Some(("obs".into(), Cursor("c-1".into()))),
+        },
+        Write::Enqueue(vec![e1.clone()]),
+        Write::Complete(posted.clone()),
+        Write::Append {
+            inputs: vec![input(4, "fourth")],
+            cursor: None,
+        },
+        Write::Snapshot(StoredSnapshot {
+            seq: 4,
+            body: "state at 4".into(),
+        }),
+        Write::Meta {
+            key: "k".into(),
+            value: "v".into(),
+        },
+    ];
+    ok(P, "write_all", store.write_all(&s, &batch).await);
+    let log = whole_log(store, &s).await;
+    assert_eq!(seqs(&log), [1, 2, 3, 4], "{P}: one log, no gap");
+    assert_eq!(
+        bodies(&log),
+        ["first", "second", "posted", "fourth"],
+        "{P}: a completion's inputs sit where it was written"
+    );
+    assert_eq!(
+        ok(P, "effect", store.effect(&e1.id).await),
+        Some(entry(&e1, done("posted"))),
+        "{P}: enqueued and completed in one batch"
+    );
+    assert_eq!(ok(P, "ledger", store.ledger(&s).await), posted.ledger);
+    assert_eq!(
+        ok(P, "cursor", store.cursor(&s, "obs").await),
+        Some(Cursor("c-1".into()))
+    );
+    assert_eq!(
+        ok(P, "snapshot", store.load_snapshot(&s).await).map(|n| n.seq),
+        Some(4)
+    );
+    assert_eq!(
+        ok(P, "meta", store.meta(&s, "k").await).as_deref(),
+        Some("v")
+    );
+    // A batch that completes a finished effect is refused: the store says so.
+    let again = [Write::Complete(posted.clone())];
+    assert!(
+        matches!(
+            store.write_all(&s, &again).await,
+            Err(StoreError::Corrupt(_))
+        ),
+        "{P}: completing a finished effect in a batch is refused as corrupt"
+    );
+    assert_eq!(
+        ok(P, "ledger", store.ledger(&s).await),
+        posted.ledger,
+        "{P}: the refused completion paid nothing"
+    );
+    assert_eq!(
+        whole_log(store, &s).await.len(),
+        4,
+        "{P}: nor logged anything"
     );
 }
 

@@ -16,12 +16,14 @@
 
 #[cfg(feature = "contract")]
 pub mod contract;
+mod deferred;
 pub(crate) mod failing;
 mod memory;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use deferred::Deferred;
 pub use failing::{FailMode, FailingStore};
 pub use memory::MemoryStore;
 
@@ -148,6 +150,31 @@ pub struct Commit {
     pub snapshot: Option<StoredSnapshot>,
 }
 
+/// One write of a [`Store::write_all`] batch: the arguments of one single-write method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// [`Store::append`].
+    Append {
+        /// The inputs, in order.
+        inputs: Vec<NewInput>,
+        /// An observer cursor set in the same write: `(name, cursor)`.
+        cursor: Option<(String, Cursor)>,
+    },
+    /// [`Store::enqueue`].
+    Enqueue(Vec<NewEffect>),
+    /// [`Store::complete`] of an effect that is pending.
+    Complete(Completion),
+    /// [`Store::save_snapshot`].
+    Snapshot(StoredSnapshot),
+    /// [`Store::put_meta`].
+    Meta {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+}
+
 /// The result an outbox journal entry carries ([`Commit::journal`]).
 pub const JOURNAL_RESULT: &str = "journal";
 
@@ -268,6 +295,37 @@ pub trait Store: Send + Sync {
     async fn commit(&self, session: &SessionId, commit: &Commit) -> Result<u64, StoreError> {
         let _ = (session, commit);
         Err(StoreError::Other("this store cannot commit batches".into()))
+    }
+
+    /// Carries out `writes` in order, as the single-write methods would, where the caller
+    /// already knows what each would answer (the log's end; that each completed effect is
+    /// pending — a completion that finds its effect finished is refused as
+    /// [`StoreError::Corrupt`]). This is how [`Deferred`] hands over what it held.
+    ///
+    /// The default calls the single-write methods one by one: each is atomic, so a crash
+    /// leaves a prefix of the batch, never a later write without an earlier one. `MemoryStore`
+    /// keeps it; `SqliteStore` writes the whole batch in one transaction.
+    async fn write_all(&self, session: &SessionId, writes: &[Write]) -> Result<(), StoreError> {
+        for write in writes {
+            match write {
+                Write::Append { inputs, cursor } => {
+                    let cursor = cursor.as_ref().map(|(name, c)| (name.as_str(), c));
+                    self.append(session, inputs, cursor).await?;
+                }
+                Write::Enqueue(effects) => self.enqueue(session, effects).await?,
+                Write::Complete(completion) => {
+                    if !self.complete(session, completion).await? {
+                        return Err(StoreError::Corrupt(format!(
+                            "effect {} was finished already when its completion was written",
+                            completion.id
+                        )));
+                    }
+                }
+                Write::Snapshot(snapshot) => self.save_snapshot(session, snapshot).await?,
+                Write::Meta { key, value } => self.put_meta(session, key, value).await?,
+            }
+        }
+        Ok(())
     }
 
     /// Takes the lease `name` for `owner` until `now + ttl_ms` if nobody else holds it at
