@@ -74,6 +74,55 @@ fn ties_go_to_the_label_that_sorts_first() {
     assert_eq!(fit.probas(0), &[0.0, 0.0, 0.0, 0.5, 0.5]); // classes a b c cat dog
 }
 
+/// Wawa's and ZBS's skills come from a first vote whose ties crowd-kit breaks in sorted label
+/// order (pandas' `groupby` sorts the labels, `unstack` keeps them as sorted columns, `idxmax`
+/// takes the first maximum), whatever order the answers come in. Here the first vote is 1-1-1
+/// on t1 and 1-1 on t2: whoever gets the tie gets all the skill. Expected values are crowd-kit
+/// 1.4.2's on these rows: MV labels t1 = a, t2 = b; skills ann 1, bob 0, cid 0; Wawa and ZBS
+/// probabilities t1 = (1, 0, 0), t2 = (0, 1, 0). A last-maximum rule would give cid all the
+/// skill and `c` on both tasks; a first-seen rule would depend on the order of the rows.
+#[test]
+fn wawa_and_zbs_break_the_first_votes_ties_in_sorted_label_order_in_any_row_order() {
+    let rows = [
+        ("t1", "cid", "c"),
+        ("t1", "ann", "a"),
+        ("t1", "bob", "b"),
+        ("t2", "ann", "b"),
+        ("t2", "cid", "c"),
+    ];
+    // Every order of the five rows (5! = 120, the n-th one read off n's factorial digits): the
+    // result may not depend on which label comes first.
+    for n in 0..120 {
+        let (mut left, mut n, mut order) = ((0..rows.len()).collect::<Vec<_>>(), n, Vec::new());
+        while !left.is_empty() {
+            order.push(left.remove(n % left.len()));
+            n /= left.len() + 1;
+        }
+        let a: Answers = order.iter().map(|&i| rows[i]).collect();
+        let t = |name| a.task_index(name).unwrap();
+        let w = |name| a.worker_index(name).unwrap();
+        let mv = MajorityVote::default().fit(&a).unwrap();
+        assert_eq!(
+            (mv.label(t("t1")), mv.label(t("t2"))),
+            ("a", "b"),
+            "{order:?}"
+        );
+        for (name, fit) in [
+            ("wawa", Wawa.fit(&a).unwrap()),
+            ("zbs", ZeroBasedSkill::default().fit(&a).unwrap()),
+        ] {
+            let skills = [
+                fit.skill(w("ann")),
+                fit.skill(w("bob")),
+                fit.skill(w("cid")),
+            ];
+            assert_eq!(skills, [1.0, 0.0, 0.0], "{name} {order:?}");
+            assert_eq!(fit.probas(t("t1")), &[1.0, 0.0, 0.0], "{name} {order:?}");
+            assert_eq!(fit.probas(t("t2")), &[0.0, 1.0, 0.0], "{name} {order:?}");
+        }
+    }
+}
+
 #[test]
 fn labels_are_strings_so_mixed_spellings_are_different_labels() {
     let a = answers(&[

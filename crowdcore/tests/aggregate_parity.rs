@@ -17,6 +17,7 @@ const DATASETS: &[&str] = &[
     "synth_imbalance",
     "synth_sparse",
     "synth_confusion",
+    "synth_overlap3",
 ];
 const METHODS: &[&str] = &["mv", "wawa", "zbs", "ds", "onecoin", "glad"];
 

@@ -92,6 +92,12 @@ impl MajorityVote {
 
 /// **Wawa** (worker agreement with aggregate): a majority vote, then each worker's skill = their
 /// agreement with it, then a majority vote weighted by those skills.
+///
+/// Both votes break ties as [`MajorityVote`] does (the class that sorts first, in any answer
+/// order), and a tied first vote still has a label that the skills count: on a 1-1-1 task the
+/// worker who gave the first-sorting class scores a hit, the other two a miss. This is
+/// crowd-kit 1.4.2's rule (see "Ties" in the module docs); `synth_overlap3` in the parity data
+/// has a tie in 9 % of its first votes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Wawa;
 
@@ -111,7 +117,8 @@ impl Wawa {
 /// learning rate. Skills start at `1 / classes + eps`.
 ///
 /// As in crowd-kit 1.4.2, the loop always runs all `n_iter` iterations (`eps` only offsets the
-/// initial skill).
+/// initial skill), and every vote breaks ties as [`MajorityVote`] does, the skills counting the
+/// tied vote's first-sorting class as its label (see [`Wawa`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ZeroBasedSkill {
     /// Iterations (crowd-kit: 100).

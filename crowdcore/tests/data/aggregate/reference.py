@@ -29,7 +29,7 @@ from crowdkit.aggregation import (
 HERE = os.path.dirname(os.path.abspath(__file__))
 REF = os.path.join(HERE, "ref")
 DATASETS = ["handmade", "synth_mixed", "synth_spammy", "synth_imbalance", "synth_sparse",
-            "synth_confusion"]
+            "synth_confusion", "synth_overlap3"]
 
 
 def read(name):
