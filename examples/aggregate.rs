@@ -16,8 +16,10 @@
 //! `onecoin` (one-coin Dawid–Skene), `glad`. `--gold FILE` (columns `task` and `label` or
 //! `true_label`) pins known labels during Dawid–Skene. `--skills FILE` writes `worker skill`.
 //! The delimiter follows the extension (`.tsv`/`.tab` → tab, otherwise comma) unless
-//! `--delimiter` says otherwise. Big files stream with a progress bar on stderr; labels are
-//! strings (see `crowdcore::aggregate`).
+//! `--delimiter` says otherwise. `--ties first-seen` breaks the plain votes' ties (mv, and
+//! wawa's first vote) in the order labels first appear in the file, as crowd-kit does on
+//! pandas 3, instead of in sorted order (crowd-kit on pandas 2). Big files stream with a
+//! progress bar on stderr; labels are strings (see `crowdcore::aggregate`).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -26,7 +28,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use crowdcore::aggregate::{
-    Aggregation, Answers, DawidSkene, Glad, Gold, MajorityVote, OneCoinDawidSkene, Wawa,
+    Aggregation, Answers, DawidSkene, Glad, Gold, MajorityVote, OneCoinDawidSkene, TieBreak, Wawa,
     ZeroBasedSkill,
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -58,6 +60,16 @@ struct Args {
     /// EM tolerance (ds, onecoin, glad).
     #[arg(long, default_value_t = 1e-5)]
     tol: f64,
+    /// How mv and wawa's first vote break ties: `sorted` (crowd-kit on pandas 2) or
+    /// `first-seen` (crowd-kit on pandas 3).
+    #[arg(long, value_enum, default_value_t = TiesArg::Sorted)]
+    ties: TiesArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TiesArg {
+    Sorted,
+    FirstSeen,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -153,9 +165,17 @@ fn run(args: Args) -> Result<(), BoxError> {
 
 fn fit(args: &Args, answers: &Answers, gold: Option<&Gold>) -> Result<Aggregation, BoxError> {
     let (n_iter, tol) = (args.n_iter, args.tol);
+    let ties = match args.ties {
+        TiesArg::Sorted => TieBreak::Sorted,
+        TiesArg::FirstSeen => TieBreak::FirstSeen,
+    };
     Ok(match args.method {
-        MethodArg::Mv => MajorityVote::default().fit(answers)?,
-        MethodArg::Wawa => Wawa.fit(answers)?,
+        MethodArg::Mv => MajorityVote {
+            ties,
+            ..MajorityVote::default()
+        }
+        .fit(answers)?,
+        MethodArg::Wawa => Wawa { ties }.fit(answers)?,
         MethodArg::Zbs => ZeroBasedSkill::default().fit(answers)?,
         MethodArg::Ds => DawidSkene { n_iter, tol }.fit_with(answers, gold, None)?,
         MethodArg::Onecoin => OneCoinDawidSkene { n_iter, tol }.fit(answers)?,

@@ -2,7 +2,7 @@
 
 use crowdcore::aggregate::{
     AggregateError, Answers, DawidSkene, Glad, Gold, InitialError, InitialErrorStrategy,
-    MajorityVote, MissingSkill, OneCoinDawidSkene, Wawa, ZeroBasedSkill,
+    MajorityVote, MissingSkill, OneCoinDawidSkene, TieBreak, Wawa, ZeroBasedSkill,
 };
 
 fn answers(rows: &[(&str, &str, &str)]) -> Answers {
@@ -13,7 +13,7 @@ fn answers(rows: &[(&str, &str, &str)]) -> Answers {
 type Fit = fn(&Answers) -> Result<crowdcore::aggregate::Aggregation, AggregateError>;
 const ALL: &[(&str, Fit)] = &[
     ("mv", |a| MajorityVote::default().fit(a)),
-    ("wawa", |a| Wawa.fit(a)),
+    ("wawa", |a| Wawa::default().fit(a)),
     ("zbs", |a| ZeroBasedSkill::default().fit(a)),
     ("ds", |a| DawidSkene::default().fit(a)),
     ("onecoin", |a| OneCoinDawidSkene::default().fit(a)),
@@ -74,6 +74,121 @@ fn ties_go_to_the_label_that_sorts_first() {
     assert_eq!(fit.probas(0), &[0.0, 0.0, 0.0, 0.5, 0.5]); // classes a b c cat dog
 }
 
+/// Wawa's and ZBS's skills come from a first vote whose ties crowd-kit breaks in sorted label
+/// order (pandas' `groupby` sorts the labels, `unstack` keeps them as sorted columns, `idxmax`
+/// takes the first maximum), whatever order the answers come in. Here the first vote is 1-1-1
+/// on t1 and 1-1 on t2: whoever gets the tie gets all the skill. Expected values are crowd-kit
+/// 1.4.2's on these rows: MV labels t1 = a, t2 = b; skills ann 1, bob 0, cid 0; Wawa and ZBS
+/// probabilities t1 = (1, 0, 0), t2 = (0, 1, 0). A last-maximum rule would give cid all the
+/// skill and `c` on both tasks; a first-seen rule would depend on the order of the rows.
+#[test]
+fn wawa_and_zbs_break_the_first_votes_ties_in_sorted_label_order_in_any_row_order() {
+    let rows = [
+        ("t1", "cid", "c"),
+        ("t1", "ann", "a"),
+        ("t1", "bob", "b"),
+        ("t2", "ann", "b"),
+        ("t2", "cid", "c"),
+    ];
+    // Every order of the five rows (5! = 120, the n-th one read off n's factorial digits): the
+    // result may not depend on which label comes first.
+    for n in 0..120 {
+        let (mut left, mut n, mut order) = ((0..rows.len()).collect::<Vec<_>>(), n, Vec::new());
+        while !left.is_empty() {
+            order.push(left.remove(n % left.len()));
+            n /= left.len() + 1;
+        }
+        let a: Answers = order.iter().map(|&i| rows[i]).collect();
+        let t = |name| a.task_index(name).unwrap();
+        let w = |name| a.worker_index(name).unwrap();
+        let mv = MajorityVote::default().fit(&a).unwrap();
+        assert_eq!(
+            (mv.label(t("t1")), mv.label(t("t2"))),
+            ("a", "b"),
+            "{order:?}"
+        );
+        for (name, fit) in [
+            ("wawa", Wawa::default().fit(&a).unwrap()),
+            ("zbs", ZeroBasedSkill::default().fit(&a).unwrap()),
+        ] {
+            let skills = [
+                fit.skill(w("ann")),
+                fit.skill(w("bob")),
+                fit.skill(w("cid")),
+            ];
+            assert_eq!(skills, [1.0, 0.0, 0.0], "{name} {order:?}");
+            assert_eq!(fit.probas(t("t1")), &[1.0, 0.0, 0.0], "{name} {order:?}");
+            assert_eq!(fit.probas(t("t2")), &[0.0, 1.0, 0.0], "{name} {order:?}");
+        }
+    }
+}
+
+/// crowd-kit 1.4.2 on pandas 3 breaks a plain vote's ties in the order labels first appear in
+/// the data (`value_counts` no longer sorts its groups); its weighted votes still sort.
+/// `TieBreak::FirstSeen` reproduces that for `MajorityVote::fit` and Wawa's first vote; ZBS,
+/// whose votes are all weighted, is the same under either rule. Expected values are crowd-kit
+/// 1.4.2's on pandas 3.1.2, for two orders of the same rows.
+#[test]
+fn first_seen_ties_follow_the_order_labels_first_appear_as_crowd_kit_on_pandas_3() {
+    let first_c = [
+        ("t1", "cid", "c"),
+        ("t1", "ann", "a"),
+        ("t1", "bob", "b"),
+        ("t2", "ann", "b"),
+        ("t2", "cid", "c"),
+    ];
+    let first_b = [
+        ("t1", "bob", "b"),
+        ("t1", "cid", "c"),
+        ("t1", "ann", "a"),
+        ("t2", "ann", "b"),
+        ("t2", "cid", "c"),
+    ];
+    // (rows, MV labels of t1 and t2, skills of ann bob cid, Wawa's probabilities of t1 and t2)
+    let cases: [(&[_], _, _, [[f64; 3]; 2]); 2] = [
+        (
+            &first_c,
+            ("c", "c"),
+            [0.0, 0.0, 1.0],
+            [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]],
+        ),
+        (
+            &first_b,
+            ("b", "b"),
+            [0.5, 1.0, 0.0],
+            [[1.0 / 3.0, 2.0 / 3.0, 0.0], [0.0, 1.0, 0.0]],
+        ),
+    ];
+    for (rows, mv_labels, skills, wawa_probas) in cases {
+        let a = answers(rows);
+        let ws = ["ann", "bob", "cid"].map(|n| a.worker_index(n).unwrap());
+        let mv = MajorityVote {
+            ties: TieBreak::FirstSeen,
+            ..MajorityVote::default()
+        }
+        .fit(&a)
+        .unwrap();
+        assert_eq!((mv.label(0), mv.label(1)), mv_labels, "{rows:?}");
+        assert_eq!(ws.map(|w| mv.skill(w)), skills, "{rows:?}");
+        let wawa = Wawa {
+            ties: TieBreak::FirstSeen,
+        }
+        .fit(&a)
+        .unwrap();
+        assert_eq!(ws.map(|w| wawa.skill(w)), skills, "{rows:?}");
+        for (t, expected) in wawa_probas.iter().enumerate() {
+            for (mine, theirs) in wawa.probas(t).iter().zip(expected) {
+                assert!((mine - theirs).abs() < 1e-15, "{rows:?}: {mine} {theirs}");
+            }
+        }
+        // The default, crowd-kit on pandas < 3, does not depend on the order.
+        let sorted = MajorityVote::default().fit(&a).unwrap();
+        assert_eq!((sorted.label(0), sorted.label(1)), ("a", "b"));
+        let zbs = ZeroBasedSkill::default().fit(&a).unwrap();
+        assert_eq!(ws.map(|w| zbs.skill(w)), [1.0, 0.0, 0.0], "{rows:?}");
+    }
+}
+
 #[test]
 fn labels_are_strings_so_mixed_spellings_are_different_labels() {
     let a = answers(&[
@@ -116,6 +231,7 @@ fn weighted_vote_handles_missing_and_invalid_skills() {
     );
     let ignore = MajorityVote {
         missing_skill: MissingSkill::Ignore,
+        ..MajorityVote::default()
     };
     let fit = ignore
         .fit_weighted(&a, [("ann", 0.9), ("bob", 0.3)])
@@ -128,6 +244,7 @@ fn weighted_vote_handles_missing_and_invalid_skills() {
     );
     let value = MajorityVote {
         missing_skill: MissingSkill::Value(0.5),
+        ..MajorityVote::default()
     };
     assert_eq!(
         value.fit_weighted(&a, [("ann", 0.9)]).unwrap().label(0),

@@ -1,13 +1,15 @@
 //! Parity with crowd-kit 1.4.2 on the datasets in `tests/data/aggregate/` (reference outputs
 //! made by `reference.py`; this test runs no Python), and accuracy against the known truth.
+//! The references in `ref/` were made on pandas 2, those in `ref/pandas3/` (the votes only) on
+//! pandas 3, where crowd-kit's plain votes break ties in first-seen order.
 //!
-//! `cargo test -p crowdcore --test aggregate_parity -- --nocapture` prints both tables.
+//! `cargo test -p crowdcore --test aggregate_parity -- --nocapture` prints the tables.
 
 use std::path::PathBuf;
 
 use crowdcore::aggregate::{
     Aggregation, Answers, DawidSkene, Glad, Gold, InitialError, InitialErrorStrategy, MajorityVote,
-    OneCoinDawidSkene, Wawa, ZeroBasedSkill,
+    OneCoinDawidSkene, TieBreak, Wawa, ZeroBasedSkill,
 };
 
 const DATASETS: &[&str] = &[
@@ -17,6 +19,7 @@ const DATASETS: &[&str] = &[
     "synth_imbalance",
     "synth_sparse",
     "synth_confusion",
+    "synth_overlap3",
 ];
 const METHODS: &[&str] = &["mv", "wawa", "zbs", "ds", "onecoin", "glad"];
 
@@ -49,10 +52,15 @@ fn answers(dataset: &str) -> Answers {
         .collect()
 }
 
-fn fit(method: &str, answers: &Answers) -> Aggregation {
+/// `ties`: how the plain votes (`mv`, Wawa's first vote) break ties.
+fn fit(method: &str, answers: &Answers, ties: TieBreak) -> Aggregation {
     match method {
-        "mv" => MajorityVote::default().fit(answers),
-        "wawa" => Wawa.fit(answers),
+        "mv" => MajorityVote {
+            ties,
+            ..MajorityVote::default()
+        }
+        .fit(answers),
+        "wawa" => Wawa { ties }.fit(answers),
         "zbs" => ZeroBasedSkill::default().fit(answers),
         "ds" => DawidSkene::default().fit(answers),
         "onecoin" => OneCoinDawidSkene::default().fit(answers),
@@ -86,10 +94,11 @@ struct Parity {
     max_skill_diff: f64,
 }
 
-fn parity(dataset: &str, method: &str) -> Parity {
+/// Compares with the references in `refs` (`ref` or `ref/pandas3`).
+fn parity(dataset: &str, method: &str, refs: &str, ties: TieBreak) -> Parity {
     let answers = answers(dataset);
-    let fit = fit(method, &answers);
-    let (header, reference) = rows(&format!("ref/{dataset}.{method}.tsv"));
+    let fit = fit(method, &answers, ties);
+    let (header, reference) = rows(&format!("{refs}/{dataset}.{method}.tsv"));
     let classes: Vec<&str> = fit.classes().iter().map(|c| &**c).collect();
     assert_eq!(
         classes,
@@ -118,7 +127,7 @@ fn parity(dataset: &str, method: &str) -> Parity {
             p.max_proba_diff = p.max_proba_diff.max(finite_diff(*mine, theirs));
         }
     }
-    let skills = format!("ref/{dataset}.{method}.skills.tsv");
+    let skills = format!("{refs}/{dataset}.{method}.skills.tsv");
     if dir().join(&skills).exists() {
         for r in rows(&skills).1 {
             let w = answers.worker_index(&r[0]).unwrap();
@@ -126,7 +135,7 @@ fn parity(dataset: &str, method: &str) -> Parity {
             p.max_skill_diff = p.max_skill_diff.max(finite_diff(fit.skill(w), theirs));
         }
     }
-    let errors = format!("ref/{dataset}.{method}.errors.tsv");
+    let errors = format!("{refs}/{dataset}.{method}.errors.tsv");
     if dir().join(&errors).exists() {
         let k = classes.len();
         for r in rows(&errors).1 {
@@ -164,16 +173,34 @@ fn parity_with_crowd_kit() {
     }
     cases.push(("synth_confusion", "ds_gold"));
     cases.push(("synth_mixed", "ds_init"));
+    check_parity(&cases, "ref", TieBreak::Sorted);
+}
+
+/// crowd-kit on pandas 3: the plain votes' ties go to the label seen first in the file.
+#[test]
+fn parity_with_crowd_kit_on_pandas_3() {
+    let mut cases: Vec<(&str, &str)> = Vec::new();
+    for d in DATASETS {
+        for m in ["mv", "wawa", "zbs"] {
+            cases.push((d, m));
+        }
+    }
+    check_parity(&cases, "ref/pandas3", TieBreak::FirstSeen);
+}
+
+/// Prints the parity table of `cases` against the references in `refs` and fails below 99.5 %
+/// label agreement or above [`proba_tolerance`].
+fn check_parity(cases: &[(&str, &str)], refs: &str, ties: TieBreak) {
     let mut failures = Vec::new();
     println!(
-        "| dataset | method | tasks | label agreement | max prob diff | max skill/error diff |"
+        "| refs | dataset | method | tasks | label agreement | max prob diff | max skill/error diff |"
     );
-    println!("|---|---|---|---|---|---|");
-    for (d, m) in cases {
-        let p = parity(d, m);
+    println!("|---|---|---|---|---|---|---|");
+    for &(d, m) in cases {
+        let p = parity(d, m, refs, ties);
         let agreement = p.agree as f64 / p.tasks as f64;
         println!(
-            "| {d} | {m} | {} | {:.2} % | {:.1e} | {:.1e} |",
+            "| {refs} | {d} | {m} | {} | {:.2} % | {:.1e} | {:.1e} |",
             p.tasks,
             100.0 * agreement,
             p.max_proba_diff,
@@ -184,7 +211,10 @@ fn parity_with_crowd_kit() {
             failures.push(format!("{d}/{m}"));
         }
     }
-    assert!(failures.is_empty(), "parity failures: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "parity failures ({refs}): {failures:?}"
+    );
 }
 
 /// Accuracy against the known truth of the synthetic sets (the table in the module docs).
@@ -202,7 +232,7 @@ fn accuracy_against_truth() {
         let mut line = format!("| {d} |");
         let mut acc = std::collections::HashMap::new();
         for m in METHODS {
-            let fit = fit(m, &answers);
+            let fit = fit(m, &answers, TieBreak::Sorted);
             let right = truth
                 .iter()
                 .filter(|r| fit.label(answers.task_index(&r[0]).unwrap()) == r[1])

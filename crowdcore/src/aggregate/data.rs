@@ -162,6 +162,10 @@ pub(crate) struct Index {
     pub(crate) n_workers: usize,
     /// Class names, sorted.
     pub(crate) classes: Vec<Box<str>>,
+    /// The classes in the order their first answer was pushed ([`TieBreak::FirstSeen`]).
+    ///
+    /// [`TieBreak::FirstSeen`]: super::TieBreak::FirstSeen
+    pub(crate) first_seen: Vec<u32>,
     /// Answers of task `t` are `t_off[t]..t_off[t + 1]`.
     pub(crate) t_off: Vec<u32>,
     pub(crate) t_worker: Vec<u32>,
@@ -205,6 +209,8 @@ impl Index {
         for (class, &label) in order.iter().enumerate() {
             class_of_label[label as usize] = class as u32;
         }
+        // Labels are interned in the order they were first pushed.
+        let first_seen = class_of_label.clone();
         let classes = order
             .iter()
             .map(|&l| (*answers.labels.names[l as usize]).into())
@@ -241,6 +247,7 @@ impl Index {
             n_tasks,
             n_workers,
             classes,
+            first_seen,
             t_off,
             t_worker,
             t_class,

@@ -1,7 +1,41 @@
 //! Majority vote, weighted majority vote, Wawa and Zero-Based Skill.
 
 use super::data::{Answers, Index};
-use super::{AggregateError, Aggregation, Method, argmax, argmax_rows};
+use super::{AggregateError, Aggregation, Method, argmax, argmax_in, argmax_rows};
+
+/// How an *unweighted* vote ([`MajorityVote::fit`], the first vote of [`Wawa`]) breaks a tie
+/// between classes with as many answers. crowd-kit 1.4.2's rule depends on the pandas it runs
+/// on, and this reproduces either. Weighted votes ([`MajorityVote::fit_weighted`], Wawa's second
+/// vote, [`ZeroBasedSkill`]) always take the class that sorts first, as crowd-kit does on every
+/// pandas (`groupby` sorts its keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TieBreak {
+    /// The class that sorts first (byte-wise), whatever order the answers come in: crowd-kit on
+    /// pandas < 3, where `value_counts()` groups with sorted keys, `unstack("label")` keeps them
+    /// as sorted columns and `idxmax` takes the first maximum. The committed parity references
+    /// are made this way.
+    #[default]
+    Sorted,
+    /// The class whose first answer was pushed first into [`Answers`] (over all tasks, not per
+    /// task): crowd-kit on pandas ≥ 3, whose `value_counts()` groups in order of appearance, so
+    /// the label columns, and `idxmax`'s ties, follow the order labels first appear in the data.
+    /// The result then depends on the order of the answers.
+    FirstSeen,
+}
+
+impl TieBreak {
+    /// Each task's label under this rule (row-major `n_tasks × k` probabilities).
+    fn labels(self, idx: &Index, probas: &[f64]) -> Vec<u32> {
+        match self {
+            TieBreak::Sorted => argmax_rows(probas, idx.k),
+            TieBreak::FirstSeen => probas
+                .chunks_exact(idx.k)
+                .map(|row| argmax_in(row, &idx.first_seen))
+                .collect(),
+        }
+    }
+}
 
 /// How [`MajorityVote::fit_weighted`] treats a worker without a given skill (crowd-kit's
 /// `on_missing_skill`).
@@ -21,12 +55,15 @@ pub enum MissingSkill {
 /// sum of its workers' skills. Probabilities are the vote shares.
 ///
 /// Ties go to the class that sorts first byte-wise (crowd-kit: the first column of its sorted
-/// label columns), so the result is deterministic. Worker skill = the fraction of the worker's
-/// (distinct) answers that equal the result.
+/// label columns), so the result is deterministic; [`TieBreak::FirstSeen`] reproduces crowd-kit
+/// on pandas 3 instead. Worker skill = the fraction of the worker's (distinct) answers that
+/// equal the result.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MajorityVote {
     /// What to do with workers missing from the skills given to [`fit_weighted`](Self::fit_weighted).
     pub missing_skill: MissingSkill,
+    /// How [`fit`](Self::fit) breaks ties ([`fit_weighted`](Self::fit_weighted): always sorted).
+    pub ties: TieBreak,
 }
 
 impl MajorityVote {
@@ -34,7 +71,15 @@ impl MajorityVote {
     pub fn fit(&self, answers: &Answers) -> Result<Aggregation, AggregateError> {
         let idx = Index::build(answers)?;
         let probas = vote(&idx, None);
-        Ok(with_accuracy(Method::MajorityVote, &idx, probas, None))
+        let labels = self.ties.labels(&idx, &probas);
+        let skills = accuracy(&idx, &labels, None);
+        Ok(Aggregation::with_labels(
+            Method::MajorityVote,
+            &idx,
+            probas,
+            skills,
+            labels,
+        ))
     }
 
     /// Weighted majority vote with given worker skills (workers named in `skills` but absent
@@ -92,15 +137,24 @@ impl MajorityVote {
 
 /// **Wawa** (worker agreement with aggregate): a majority vote, then each worker's skill = their
 /// agreement with it, then a majority vote weighted by those skills.
+///
+/// A tied first vote still has a label that the skills count: on a 1-1-1 task the worker who
+/// gave the label the tie went to scores a hit, the other two a miss. The first vote breaks its
+/// ties per [`ties`](Self::ties) (by default the class that sorts first, in any answer order),
+/// the weighted vote always in sorted order: crowd-kit 1.4.2's rules (see "Ties" in the module
+/// docs). `synth_overlap3` in the parity data has a tie in 9 % of its first votes.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Wawa;
+pub struct Wawa {
+    /// How the first (unweighted) vote breaks ties.
+    pub ties: TieBreak,
+}
 
 impl Wawa {
     /// Fits Wawa. Skills are the agreement with the plain majority vote.
     pub fn fit(&self, answers: &Answers) -> Result<Aggregation, AggregateError> {
         let idx = Index::build(answers)?;
         let mv = vote(&idx, None);
-        let skills = accuracy(&idx, &argmax_rows(&mv, idx.k), None);
+        let skills = accuracy(&idx, &self.ties.labels(&idx, &mv), None);
         let probas = vote(&idx, Some(&skills));
         Ok(Aggregation::new(Method::Wawa, &idx, probas, skills))
     }
@@ -111,7 +165,9 @@ impl Wawa {
 /// learning rate. Skills start at `1 / classes + eps`.
 ///
 /// As in crowd-kit 1.4.2, the loop always runs all `n_iter` iterations (`eps` only offsets the
-/// initial skill).
+/// initial skill). Its votes are all weighted, so their ties go to the class that sorts first,
+/// and the skills count that class as the tied vote's label (crowd-kit: the same on every
+/// pandas).
 #[derive(Debug, Clone, Copy)]
 pub struct ZeroBasedSkill {
     /// Iterations (crowd-kit: 100).

@@ -269,6 +269,7 @@ impl MajorityVerify {
         }
         let vote = MajorityVote {
             missing_skill: MissingSkill::Value(self.default_skill),
+            ..MajorityVote::default()
         };
         let skills = answers
             .answers

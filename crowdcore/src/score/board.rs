@@ -37,7 +37,7 @@ impl SkillMethod {
     pub(crate) fn fit(self, answers: &Answers) -> Result<Aggregation, AggregateError> {
         match self {
             SkillMethod::MajorityVote => MajorityVote::default().fit(answers),
-            SkillMethod::Wawa => Wawa.fit(answers),
+            SkillMethod::Wawa => Wawa::default().fit(answers),
             SkillMethod::ZeroBasedSkill => ZeroBasedSkill::default().fit(answers),
             SkillMethod::DawidSkene => DawidSkene::default().fit(answers),
             SkillMethod::OneCoinDawidSkene => OneCoinDawidSkene::default().fit(answers),

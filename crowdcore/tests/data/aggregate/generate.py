@@ -140,6 +140,11 @@ def main():
     simulate("synth_imbalance", 13, ["0", "1", "2", "3"], 600, 30, 5,
              [0.75, 0.15, 0.07, 0.03], imbalance_worker)
     simulate("synth_sparse", 14, ["x", "y", "z"], 1000, 300, (1, 3), [1 / 3] * 3, sparse_worker)
+    # Overlap 3, 4 classes, 600 workers over 6000 tasks (30 answers per worker on average,
+    # gamma-distributed, so many workers have only a few): a 1-1-1 first vote on ~9 % of the
+    # tasks, where Wawa's and ZBS's skills depend on how the vote's ties are broken.
+    simulate("synth_overlap3", 16, ["c1", "c2", "c3", "c4"], 6000, 600, 3, [0.25] * 4,
+             sparse_worker)
     truth = simulate("synth_confusion", 15, ["A", "B", "C", "D", "E"], 500, 25, 6,
                      [0.2] * 5, confusion_worker)
     classes = ["A", "B", "C", "D", "E"]

@@ -11,6 +11,13 @@ For every dataset <d> and method <m> it writes
   ref/<d>.<m>.skills.tsv   worker, skill  (mv/wawa/zbs: accuracy; onecoin: skill; glad: alpha)
   ref/<d>.ds.errors.tsv    worker, label, then P(label | true class) per class (DawidSkene only)
 Labels are read as strings (dtype=str), as crowdcore treats them.
+
+On pandas >= 3 (a second virtualenv: the same recipe with "pandas>=3" instead of "pandas<3";
+crowd-kit 1.4.2 only asks for pandas>=1.1.0, so an unpinned install gets pandas 3) it writes
+only the votes, mv, wawa and zbs, into ref/pandas3/: there MajorityVote's value_counts() groups
+in order of appearance instead of sorting, so the plain votes (MajorityVote, Wawa's first vote)
+break ties in the order labels first appear in the file, not in sorted order
+(crowdcore's TieBreak::FirstSeen). ZBS and weighted votes are unchanged.
 """
 import os
 import sys
@@ -27,9 +34,10 @@ from crowdkit.aggregation import (
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REF = os.path.join(HERE, "ref")
+PANDAS3 = int(pd.__version__.split(".")[0]) >= 3
+REF = os.path.join(HERE, "ref", "pandas3") if PANDAS3 else os.path.join(HERE, "ref")
 DATASETS = ["handmade", "synth_mixed", "synth_spammy", "synth_imbalance", "synth_sparse",
-            "synth_confusion"]
+            "synth_confusion", "synth_overlap3"]
 
 
 def read(name):
@@ -99,10 +107,10 @@ def main():
     only = sys.argv[1:]
     for d in DATASETS:
         df = read(f"{d}.tsv")
-        for m in ["mv", "wawa", "zbs", "ds", "onecoin", "glad"]:
+        for m in ["mv", "wawa", "zbs"] if PANDAS3 else ["mv", "wawa", "zbs", "ds", "onecoin", "glad"]:
             if not only or m in only:
                 run(d, m, df)
-    if not only or "ds" in only:
+    if not PANDAS3 and (not only or "ds" in only):
         gold = read("synth_confusion.gold.tsv").set_index("task")["label"]
         run("synth_confusion", "ds_gold", read("synth_confusion.tsv"), gold=gold)
         ie = read("synth_mixed.init_error.tsv")
