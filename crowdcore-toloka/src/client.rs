@@ -243,10 +243,14 @@ impl TolokaClient {
         path: &str,
         query: &[(String, String)],
         body: Option<&Value>,
+        timeout: Option<Duration>,
     ) -> Result<(StatusCode, Vec<u8>), TolokaError> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         if !query.is_empty() {
             req = req.query(query);
         }
@@ -287,9 +291,25 @@ impl TolokaClient {
         body: Option<&Value>,
         repeat: Repeat,
     ) -> Result<(StatusCode, Vec<u8>), TolokaError> {
+        self.send_with(method, path, query, body, repeat, &self.config.retry, None)
+            .await
+    }
+
+    /// [`send`](Self::send) under its own retry policy and per-request timeout.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+        repeat: Repeat,
+        retry: &RetryPolicy,
+        timeout: Option<Duration>,
+    ) -> Result<(StatusCode, Vec<u8>), TolokaError> {
         let mut attempt = 1;
         loop {
-            let result = self.send_once(&method, path, query, body).await;
+            let result = self.send_once(&method, path, query, body, timeout).await;
             let Err(error) = result else { return result };
             let may_repeat = match repeat {
                 Repeat::Safe => true,
@@ -297,10 +317,10 @@ impl TolokaClient {
                     .api()
                     .is_some_and(|a| a.class() == ErrorClass::TooManyRequests),
             };
-            if attempt >= self.config.retry.max_attempts || !may_repeat {
+            if attempt >= retry.max_attempts || !may_repeat {
                 return Err(error);
             }
-            let Some(delay) = self.config.retry.delay_for(&error, attempt) else {
+            let Some(delay) = retry.delay_for(&error, attempt) else {
                 return Err(error);
             };
             tracing::debug!(%method, path, attempt, ?delay, %error, "retrying toloka request");
@@ -695,6 +715,39 @@ impl TolokaClient {
     /// `GET /assignments/{id}`.
     pub async fn get_assignment(&self, id: &str) -> Result<Assignment, TolokaError> {
         self.get(&format!("/assignments/{}", seg(id)), &[]).await
+    }
+
+    /// `GET /assignments/{id}` under its own retry policy and per-request timeout (instead of
+    /// the client's), for a read someone is waiting on: `Ok(None)` when Toloka knows no such
+    /// assignment (`404`), or for an empty id (nothing is sent).
+    pub async fn lookup_assignment(
+        &self,
+        id: &str,
+        retry: &RetryPolicy,
+        timeout: Duration,
+    ) -> Result<Option<Assignment>, TolokaError> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let path = format!("/assignments/{}", seg(id));
+        match self
+            .send_with(
+                Method::GET,
+                &path,
+                &[],
+                None,
+                Repeat::Safe,
+                retry,
+                Some(timeout),
+            )
+            .await
+        {
+            Ok((_, bytes)) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| TolokaError::Decode(e.to_string())),
+            Err(e) if e.api().is_some_and(|a| a.status == 404) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Accepts a submitted assignment. Accepting an accepted one succeeds (the state already

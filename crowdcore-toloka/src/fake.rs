@@ -108,6 +108,9 @@ pub enum Fault {
     Throttle,
     /// `429 TOO_MANY_REQUESTS` with a per-day quota window and no `Retry-After`; nothing done.
     QuotaExhausted,
+    /// `429 TOO_MANY_REQUESTS` with a per-minute quota window and `Retry-After: 120` (two
+    /// minutes, the longest a client honours by default); nothing done.
+    LongThrottle,
     /// `503 REMOTE_SERVICE_UNAVAILABLE`; nothing done.
     Unavailable,
     /// The request is carried out, then `500 INTERNAL_ERROR` is answered: the answer is lost.
@@ -408,6 +411,11 @@ impl FakeToloka {
         self.world()
             .scripted
             .push((method, path_prefix.to_owned(), fault, times));
+    }
+
+    /// Drops the scripted faults not yet used up.
+    pub fn clear_faults(&self) {
+        self.world().scripted.clear();
     }
 
     /// Changes the seeded fault plan from now on.
@@ -1026,6 +1034,17 @@ async fn handle(
             );
             r.headers_mut()
                 .insert("retry-after", axum::http::HeaderValue::from_static("0"));
+            return r;
+        }
+        Some(Fault::LongThrottle) => {
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_REQUESTS",
+                "too many requests",
+                json!({ "interval": "MIN", "limit": 100 }),
+            );
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("120"));
             return r;
         }
         Some(Fault::QuotaExhausted) => {
