@@ -117,7 +117,9 @@ impl RetryPolicy {
 
     /// How long to wait before retrying after `error`, or `None` to give up on it.
     fn delay_for(&self, error: &TolokaError, retry: u32) -> Option<Duration> {
-        if !error.is_retryable() {
+        // A locked pool is waited for by the caller, on the operation that holds it, not
+        // hammered blindly.
+        if !error.is_retryable() || error.is_pool_locked() {
             return None;
         }
         let Some(api) = error.api() else {
@@ -385,22 +387,100 @@ impl TolokaClient {
     }
 
     /// Opens a pool and waits for the operation; returns the pool as it is then.
+    ///
+    /// A pool takes one operation at a time. If another is running on it (`409
+    /// POOL_LOCKED_BY_ANOTHER_OPERATION`: an open whose answer was lost and that this call's
+    /// retry meets, an open a killed process left running, a close), that operation is waited
+    /// for and the open sent again: it finds the pool open (`204`, done) or, after a close,
+    /// opens it again — so the pool never stays closed because a close was running. The whole
+    /// wait is bounded by [`ClientConfig::operation_wait`]; a pool still locked then is a
+    /// retryable error.
     pub async fn open_pool(&self, pool_id: &str) -> Result<Pool, TolokaError> {
-        if let Some(op) = self.open_pool_async(pool_id).await? {
-            self.wait_operation_success(op).await?;
+        self.pool_action_waiting(pool_id, "open").await
+    }
+
+    /// Closes a pool and waits for the operation; returns the pool as it is then. A running
+    /// operation on the pool is waited for first, as in [`open_pool`](Self::open_pool).
+    pub async fn close_pool(&self, pool_id: &str) -> Result<Pool, TolokaError> {
+        self.pool_action_waiting(pool_id, "close").await
+    }
+
+    async fn pool_action_waiting(&self, pool_id: &str, action: &str) -> Result<Pool, TolokaError> {
+        let deadline = tokio::time::Instant::now() + self.config.operation_wait;
+        loop {
+            match self.pool_action(pool_id, action).await {
+                Ok(Some(op)) => {
+                    self.wait_operation_success(op).await?;
+                    break;
+                }
+                Ok(None) => break,
+                Err(e) if e.is_pool_locked() => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    match self.running_pool_operation(pool_id).await? {
+                        Some(op) => {
+                            tracing::info!(pool_id, action, operation = %op.id, kind = %op.kind,
+                                "pool locked by a running operation; waiting for it");
+                            // Its outcome does not matter: either way the pool is free after.
+                            self.wait_operation(op).await?;
+                        }
+                        // Not listed (yet): wait a poll period and try again.
+                        None => tokio::time::sleep(self.config.operation_poll).await,
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.get_pool(pool_id).await
     }
 
-    /// Closes a pool and waits for the operation; returns the pool as it is then.
-    pub async fn close_pool(&self, pool_id: &str) -> Result<Pool, TolokaError> {
-        if let Some(op) = self.close_pool_async(pool_id).await? {
-            self.wait_operation_success(op).await?;
+    /// The running operation that holds a pool, if one is listed: `GET
+    /// /operations?type=…&status=RUNNING` for each operation type that locks a pool (open,
+    /// close, archive), matched on `parameters.pool_id`.
+    pub async fn running_pool_operation(
+        &self,
+        pool_id: &str,
+    ) -> Result<Option<Operation>, TolokaError> {
+        for kind in ["POOL.OPEN", "POOL.CLOSE", "POOL.ARCHIVE"] {
+            let mut id_gt: Option<String> = None;
+            loop {
+                let page = self
+                    .find_operations(Some(kind), Some("RUNNING"), id_gt.as_deref())
+                    .await?;
+                if let Some(op) = page.items.iter().find(|op| {
+                    op.parameters.get("pool_id").and_then(Value::as_str) == Some(pool_id)
+                }) {
+                    return Ok(Some(op.clone()));
+                }
+                match page.items.last() {
+                    Some(last) if page.has_more => id_gt = Some(last.id.clone()),
+                    _ => break,
+                }
+            }
         }
-        self.get_pool(pool_id).await
+        Ok(None)
     }
 
     // ----- operations ------------------------------------------------------------------------
+
+    /// `GET /operations?type=…&status=…&id_gt=…&sort=id`: one page of operations (up to 100).
+    pub async fn find_operations(
+        &self,
+        kind: Option<&str>,
+        status: Option<&str>,
+        id_gt: Option<&str>,
+    ) -> Result<SearchPage<Operation>, TolokaError> {
+        let mut q = Vec::new();
+        for (k, v) in [("type", kind), ("status", status), ("id_gt", id_gt)] {
+            if let Some(v) = v {
+                q.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        q.push(("sort".to_owned(), "id".to_owned()));
+        q.push(("limit".to_owned(), "100".to_owned()));
+        self.get("/operations", &q).await
+    }
 
     /// `GET /operations/{id}`.
     pub async fn get_operation(&self, id: &str) -> Result<Operation, TolokaError> {

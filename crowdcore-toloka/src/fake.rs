@@ -12,7 +12,9 @@
 //! - **Eventual consistency**: `GET /assignments` shows each assignment as it was
 //!   [`FakeConfig::listing_lag_ms`] ago (by the fake's clock); reads by id are current.
 //! - **Asynchronous operations** that stay `RUNNING` for [`FakeConfig::operation_polls`]
-//!   reads, and `operation_id` idempotency (`409 OPERATION_ALREADY_EXISTS`).
+//!   reads, and `operation_id` idempotency (`409 OPERATION_ALREADY_EXISTS`); pool opens and
+//!   closes that take time ([`FakeConfig::pool_operation_ms`]) and lock the pool meanwhile
+//!   (`409 POOL_LOCKED_BY_ANOTHER_OPERATION`), and `GET /operations` to find them.
 //! - **Faults**: seeded ([`FaultPlan`]) or scripted ([`FakeToloka::inject`]) 429s with a quota
 //!   window, 503s before the work, 500s and slow answers *after* the work was done (the answer is
 //!   lost, the effect is not), which is what idempotency has to survive.
@@ -79,6 +81,17 @@ pub struct FakeConfig {
     pub listing_lag_ms: u64,
     /// How many reads of a new operation answer `RUNNING` before it completes.
     pub operation_polls: u32,
+    /// How long opening or closing a pool takes, by the fake's clock. `0` (the default): the
+    /// pool changes at once (its operation completes after [`operation_polls`] reads, as
+    /// others do). Above `0` it runs as on Toloka: the pool keeps its status and is **locked**
+    /// until the operation completes, this long after it was started (however often it is
+    /// read); meanwhile an open or close of the pool is refused with `409
+    /// POOL_LOCKED_BY_ANOTHER_OPERATION` (Toloka's documented rule: wait for a pool's operation
+    /// to finish before starting another). Running operations can be found with `GET
+    /// /operations?type=POOL.OPEN&status=RUNNING`.
+    ///
+    /// [`operation_polls`]: FakeConfig::operation_polls
+    pub pool_operation_ms: u64,
     /// The requester's starting balance.
     pub balance: Usd,
     /// If set, requests must carry `ApiKey <token>` or `OAuth <token>`.
@@ -94,6 +107,7 @@ impl FakeConfig {
             clock,
             listing_lag_ms: 0,
             operation_polls: 0,
+            pool_operation_ms: 0,
             balance: Usd::from_cents(100_000),
             token: None,
             faults: FaultPlan::none(),
@@ -211,6 +225,8 @@ struct FakePool {
     last_close_reason: Option<&'static str>,
     last_started: Option<u64>,
     last_stopped: Option<u64>,
+    /// The running operation that locks the pool, if any.
+    locked_by: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +257,15 @@ struct FakeOperation {
     polls_left: u32,
     fail: bool,
     log: Vec<Value>,
+    /// A timed pool operation: the pool, the status it gets, and when it completes.
+    pool_change: Option<PoolChange>,
+}
+
+#[derive(Debug, Clone)]
+struct PoolChange {
+    pool_id: String,
+    target: &'static str,
+    done_at: u64,
 }
 
 #[derive(Debug)]
@@ -287,7 +312,9 @@ type Shared = Arc<Mutex<World>>;
 
 fn lock(world: &Shared) -> MutexGuard<'_, World> {
     // Every handler validates before it mutates; data behind a poisoned lock is intact.
-    world.lock().unwrap_or_else(|e| e.into_inner())
+    let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
+    w.settle();
+    w
 }
 
 fn time_text(ms: u64) -> Value {
@@ -387,6 +414,7 @@ impl FakeToloka {
                 last_close_reason: Some("MANUAL"),
                 last_started: None,
                 last_stopped: None,
+                locked_by: None,
             },
         );
         id
@@ -572,6 +600,20 @@ impl FakeToloka {
             .tasks
             .get(task_id)
             .map(|t| t.input_values.clone())
+    }
+
+    /// The running operation that locks a pool (see [`FakeConfig::pool_operation_ms`]).
+    pub fn pool_lock(&self, pool_id: &str) -> Option<String> {
+        self.world()
+            .pools
+            .get(pool_id)
+            .and_then(|p| p.locked_by.clone())
+    }
+
+    /// Changes how long pool operations take from now on (see
+    /// [`FakeConfig::pool_operation_ms`]).
+    pub fn set_pool_operation_ms(&self, ms: u64) {
+        self.world().config.pool_operation_ms = ms;
     }
 
     /// A pool's status (`OPEN`, `CLOSED`).
@@ -924,16 +966,56 @@ impl World {
                 polls_left: self.config.operation_polls,
                 fail,
                 log,
+                pool_change: None,
             },
         );
         // The first answer shows it running even when reads will find it done at once.
         body
     }
 
+    /// Completes the timed pool operations whose time has come: their pool changes status
+    /// and is unlocked. Called before every request and every test-side look at the world.
+    fn settle(&mut self) {
+        let now = self.now();
+        let due: Vec<String> = self
+            .operations
+            .iter()
+            .filter(|(_, op)| {
+                op.body["status"] == "RUNNING"
+                    && op.pool_change.as_ref().is_some_and(|c| c.done_at <= now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let op = self.operations.get_mut(&id).expect("listed above");
+            let change = op.pool_change.clone().expect("a pool operation");
+            op.body.insert("status".into(), json!("SUCCESS"));
+            op.body.insert("progress".into(), json!(100));
+            op.body.insert("finished".into(), time_text(change.done_at));
+            if let Some(pool) = self.pools.get_mut(&change.pool_id) {
+                pool.locked_by = None;
+                pool.status = change.target;
+                if change.target == "OPEN" {
+                    pool.last_started = Some(change.done_at);
+                    pool.last_close_reason = None;
+                } else {
+                    pool.last_stopped = Some(change.done_at);
+                    pool.last_close_reason = Some("MANUAL");
+                }
+            }
+            if self.auto_close && change.target == "OPEN" {
+                // Toloka closes a pool opened with nothing left to do again by itself.
+                self.close_if_complete(&change.pool_id, change.done_at);
+            }
+        }
+    }
+
     fn read_operation(&mut self, id: &str) -> Option<Value> {
         let now = time_text(self.now());
         let op = self.operations.get_mut(id)?;
-        if op.polls_left > 0 {
+        if op.pool_change.is_some() {
+            // Timed: done when its time comes (see `settle`), however often it is read.
+        } else if op.polls_left > 0 {
             op.polls_left -= 1;
         } else if op.body["status"] == "RUNNING" {
             op.body.insert(
@@ -1133,6 +1215,20 @@ fn route(
             false => not_found("pool"),
         },
         ("POST", ["pools", id, action @ ("open" | "close")]) => pool_action(w, id, action),
+        ("GET", ["operations"]) => {
+            let mut items: Vec<Value> = w
+                .operations
+                .values()
+                .map(|op| Value::Object(op.body.clone()))
+                .filter(|op| param(query, "type").is_none_or(|t| op["type"] == t))
+                .filter(|op| param(query, "status").is_none_or(|s| op["status"] == s))
+                .filter(|op| {
+                    param(query, "id_gt").is_none_or(|g| op["id"].as_str().is_some_and(|i| i > g))
+                })
+                .collect();
+            items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+            page(items, query)
+        }
         ("GET", ["operations", id]) => match w.read_operation(id) {
             Some(op) => ok(StatusCode::OK, op),
             None => not_found("operation"),
@@ -1263,6 +1359,7 @@ fn page(mut items: Vec<Value>, query: &[(String, String)]) -> Response {
 
 fn pool_action(w: &mut World, id: &str, action: &str) -> Response {
     let has_tasks = w.tasks.values().any(|t| t.pool_id == id);
+    let timed = w.config.pool_operation_ms;
     let Some(pool) = w.pools.get_mut(id) else {
         return not_found("pool");
     };
@@ -1270,6 +1367,14 @@ fn pool_action(w: &mut World, id: &str, action: &str) -> Response {
         "open" => ("OPEN", "POOL.OPEN"),
         _ => ("CLOSED", "POOL.CLOSE"),
     };
+    if let Some(op) = &pool.locked_by {
+        return error(
+            StatusCode::CONFLICT,
+            "POOL_LOCKED_BY_ANOTHER_OPERATION",
+            format!("Pool is locked by another operation: {op}"),
+            Value::Null,
+        );
+    }
     if pool.status == target {
         return StatusCode::NO_CONTENT.into_response();
     }
@@ -1281,9 +1386,29 @@ fn pool_action(w: &mut World, id: &str, action: &str) -> Response {
             Value::Null,
         );
     }
+    let now = w.config.clock.now().as_millis();
+    if timed > 0 {
+        // Runs for a while: the pool keeps its status and is locked until it completes.
+        let op_id = uuid::Uuid::new_v4().to_string();
+        pool.locked_by = Some(op_id.clone());
+        let op = w.new_operation(
+            op_id.clone(),
+            kind,
+            json!({ "pool_id": id }),
+            false,
+            Vec::new(),
+        );
+        if let Some(o) = w.operations.get_mut(&op_id) {
+            o.pool_change = Some(PoolChange {
+                pool_id: id.to_owned(),
+                target,
+                done_at: now + timed,
+            });
+        }
+        return ok(StatusCode::ACCEPTED, op);
+    }
     pool.status = target;
     pool.last_close_reason = (target == "CLOSED").then_some("MANUAL");
-    let now = w.config.clock.now().as_millis();
     if target == "OPEN" {
         pool.last_started = Some(now);
     } else {

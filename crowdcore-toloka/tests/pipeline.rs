@@ -399,3 +399,227 @@ async fn pools_report_their_state_and_close_when_complete() {
         PlatformErrorKind::NotFound
     );
 }
+
+// ----- pool operations that take time and lock the pool ----------------------------------
+
+/// Moves the fake's clock 50 ms every millisecond of real time, so timed pool operations
+/// complete while the client polls them.
+fn ticking(w: &World) -> tokio::task::JoinHandle<()> {
+    let clock = w.clock.clone();
+    tokio::spawn(async move {
+        loop {
+            clock.advance(50);
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+}
+
+/// The operations the fake ran of this type.
+async fn operations_of(w: &World, kind: &str) -> Vec<crowdcore_toloka::model::Operation> {
+    w.client
+        .find_operations(Some(kind), None, None)
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test]
+async fn a_lost_answer_of_an_open_waits_for_its_operation() {
+    let w = world_with(|c| c.pool_operation_ms = 2_000).await;
+    let p = TolokaPipeline::new(w.client.clone());
+    let pool = w.fake.create_pool("prj", cents(5));
+    let id = PoolId::new(&pool);
+    p.create_tasks(&id, &[new_task(0, None)], &key(20))
+        .await
+        .unwrap();
+    let _clock = ticking(&w);
+
+    // The open is carried out, its answer lost; the retry meets the pool locked by that very
+    // operation (409 POOL_LOCKED_BY_ANOTHER_OPERATION), waits for it, and finds the pool open.
+    w.fake
+        .inject(Some(Method::POST), "/pools/", Fault::LostAnswer, 1);
+    p.open_pool(&id).await.unwrap();
+    assert_eq!(p.pool(&id).await.unwrap().status, PoolStatus::Open);
+    assert_eq!(w.fake.pool_lock(&pool), None);
+    let opens = operations_of(&w, "POOL.OPEN").await;
+    assert_eq!(opens.len(), 1, "one open operation: {opens:?}");
+    assert!(
+        calls(&w.fake, "GET", "/operations")
+            .iter()
+            .any(|r| r.path == "/operations" && r.param("status") == Some("RUNNING")),
+        "the running operation was looked up"
+    );
+    // Opened (lost), locked, then open: 204.
+    assert_eq!(calls(&w.fake, "POST", "/pools/").len(), 3);
+}
+
+#[tokio::test]
+async fn a_lock_held_by_a_close_is_waited_out_and_the_pool_opened_again() {
+    let w = world_with(|c| c.pool_operation_ms = 2_000).await;
+    let p = TolokaPipeline::new(w.client.clone());
+    let pool = w.fake.create_pool("prj", cents(5));
+    let id = PoolId::new(&pool);
+    p.create_tasks(&id, &[new_task(0, None)], &key(21))
+        .await
+        .unwrap();
+    let clock = ticking(&w);
+    p.open_pool(&id).await.unwrap();
+    clock.abort();
+
+    // Someone (the requester, another run) starts closing the pool; it is still open, and
+    // locked, when the pipeline opens it for new tasks.
+    let close = w.client.close_pool_async(&pool).await.unwrap().unwrap();
+    assert_eq!(w.fake.pool_lock(&pool), Some(close.id.clone()));
+    assert_eq!(w.fake.pool_status(&pool).as_deref(), Some("OPEN"));
+    let _clock = ticking(&w);
+    p.open_pool(&id).await.unwrap();
+    // The close finished, then the open ran: open, not left closed.
+    assert_eq!(p.pool(&id).await.unwrap().status, PoolStatus::Open);
+    assert_eq!(operations_of(&w, "POOL.CLOSE").await.len(), 1);
+    assert_eq!(operations_of(&w, "POOL.OPEN").await.len(), 2);
+
+    // A close waits for a running open the same way, and closes.
+    let open = {
+        w.client.close_pool(&pool).await.unwrap();
+        w.client.open_pool_async(&pool).await.unwrap().unwrap()
+    };
+    assert_eq!(w.fake.pool_lock(&pool), Some(open.id));
+    p.close_pool(&id).await.unwrap();
+    assert_eq!(p.pool(&id).await.unwrap().status, PoolStatus::Closed);
+}
+
+#[tokio::test]
+async fn a_pool_locked_past_the_wait_limit_is_a_retryable_error() {
+    let w = world_with(|c| c.pool_operation_ms = 60_000).await;
+    let mut config = client_config(&w.fake);
+    config.operation_wait = std::time::Duration::from_millis(50);
+    let client = crowdcore_toloka::TolokaClient::new(config).unwrap();
+    let p = TolokaPipeline::new(client);
+    let pool = w.fake.create_pool("prj", cents(5));
+    let id = PoolId::new(&pool);
+    p.create_tasks(&id, &[new_task(0, None)], &key(22))
+        .await
+        .unwrap();
+    w.client.open_pool_async(&pool).await.unwrap().unwrap();
+    // The clock stands still: the open never ends within the wait.
+    let err = p.open_pool(&id).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(w.fake.pool_status(&pool).as_deref(), Some("CLOSED"));
+}
+
+/// A pipeline whose submit stage fans each submission out to the validate stage, on a
+/// memory store, with the fake's clock and no listing lag.
+async fn fanout_pipeline(
+    w: &World,
+    client: crowdcore_toloka::TolokaClient,
+    store: std::sync::Arc<dyn crowdcore::store::Store>,
+    pools: (&str, &str),
+) -> crowdcore::pipeline::Pipeline {
+    use crowdcore::pipeline::{
+        Fanout, MajorityVerify, ObserverConfig, PipelineBuilder, PipelineConfig, Stage,
+    };
+    let observer = ObserverConfig {
+        lag_ms: 0,
+        ..ObserverConfig::default()
+    };
+    PipelineBuilder::new(
+        std::sync::Arc::new(TolokaPipeline::new(client)),
+        store,
+        SessionId::new("locks"),
+    )
+    .clock(w.clock.clone())
+    .config(PipelineConfig {
+        period_ms: 1_000,
+        lease_ttl_ms: 5_000,
+        ..PipelineConfig::default()
+    })
+    .stage(
+        Stage::new(
+            "submit",
+            PoolId::new(pools.0),
+            1,
+            Fanout::new("validate", Some("photos")),
+        )
+        .observer(observer.clone()),
+    )
+    .stage(
+        Stage::new(
+            "validate",
+            PoolId::new(pools.1),
+            1,
+            MajorityVerify::new("verdict", "yes", vec![], vec![]),
+        )
+        .observer(observer),
+    )
+    .start()
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_restart_resending_an_open_the_killed_run_left_running_completes_the_decision() {
+    let w = world_with(|c| c.pool_operation_ms = 2_000).await;
+    let store: std::sync::Arc<dyn crowdcore::store::Store> =
+        std::sync::Arc::new(crowdcore::store::MemoryStore::new());
+    let submit = w.fake.create_pool("prj", cents(5));
+    let validate = w.fake.create_pool("prj", cents(5));
+    w.client
+        .create_tasks(
+            &[crowdcore_toloka::model::NewTask::new(
+                &submit,
+                inputs(json!({ "place": "p1" })),
+                1,
+            )],
+            crowdcore_toloka::model::CreateTasksOptions {
+                open_pool: true,
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let a = w.fake.take_next(&submit, "w1").unwrap().unwrap();
+    w.fake
+        .submit(&a, json!({ "photos": ["ph-1", "ph-2"] }))
+        .unwrap();
+    w.clock.advance(1_000);
+
+    // The first run creates the validate tasks and sends the open; its answer is lost, and
+    // the run dies before it hears more (one try, no retries): the decision stays pending.
+    let mut once = client_config(&w.fake);
+    once.retry.max_attempts = 1;
+    let first = crowdcore_toloka::TolokaClient::new(once).unwrap();
+    let mut run = fanout_pipeline(&w, first, store.clone(), (&submit, &validate)).await;
+    w.fake.inject(
+        Some(Method::POST),
+        &format!("/pools/{validate}/open"),
+        Fault::LostAnswer,
+        1,
+    );
+    let tick = run.tick().await.unwrap();
+    assert_eq!(tick.pending, 1, "{tick:?}");
+    assert_eq!(w.fake.task_ids(&validate).len(), 2);
+    assert!(w.fake.pool_lock(&validate).is_some(), "the open is running");
+    run.release().await.unwrap();
+    drop(run);
+
+    // The restart sends the decision again: the tasks exist (OPERATION_ALREADY_EXISTS), the
+    // open meets the pool locked by the first run's operation, waits for it, and is done.
+    let _clock = ticking(&w);
+    let mut run = fanout_pipeline(&w, w.client.clone(), store, (&submit, &validate)).await;
+    let tick = run.tick().await.unwrap();
+    assert_eq!(tick.pending, 0, "{tick:?}");
+    let report = run.report().await.unwrap();
+    assert_eq!(
+        report.decisions[&("validate".to_owned(), "create_tasks".to_owned())],
+        (1, 0, 0),
+        "{report}"
+    );
+    assert_eq!(w.fake.pool_status(&validate).as_deref(), Some("OPEN"));
+    assert_eq!(w.fake.task_ids(&validate).len(), 2, "no task twice");
+    assert_eq!(operations_of(&w, "POOL.OPEN").await.len(), 1, "one open");
+    assert!(
+        calls(&w.fake, "POST", &format!("/pools/{validate}/open")).len() >= 3,
+        "lost, locked, then 204"
+    );
+}
