@@ -15,7 +15,7 @@ use crate::error::{ApiError, ErrorClass, QuotaWindow, TolokaError};
 use crate::model::{
     Assignment, AssignmentFilter, AssignmentPatch, AssignmentStatus, BatchCreated,
     CreateTasksOptions, NewTask, NewUserBonus, NewUserRestriction, Operation, OperationLogItem,
-    OperationStatus, Pool, Requester, SearchPage, SetUserSkill, Skill, Task, UserBonus,
+    OperationStatus, Pool, Project, Requester, SearchPage, SetUserSkill, Skill, Task, UserBonus,
     UserRestriction, UserSkill,
 };
 
@@ -349,6 +349,14 @@ impl TolokaClient {
         query: &[(String, String)],
     ) -> Result<T, TolokaError> {
         self.call(Method::GET, path, query, None, Repeat::Safe)
+            .await
+    }
+
+    // ----- projects --------------------------------------------------------------------------
+
+    /// `GET /projects/{id}`: a project with its task specification.
+    pub async fn get_project(&self, project_id: &str) -> Result<Project, TolokaError> {
+        self.get(&format!("/projects/{}", seg(project_id)), &[])
             .await
     }
 

@@ -274,6 +274,8 @@ struct World {
     rng: ChaCha8Rng,
     next_id: u64,
     pools: BTreeMap<String, FakePool>,
+    /// Projects created with [`FakeToloka::create_project`], as Toloka shows them.
+    projects: BTreeMap<String, Value>,
     tasks: BTreeMap<String, FakeTask>,
     assignments: BTreeMap<String, FakeAssignment>,
     /// Every version of every assignment with the time it became visible to listings.
@@ -291,6 +293,7 @@ struct World {
     fault_count: u64,
     operation_repeats: u64,
     review_repeats: u64,
+    lock_refusals: u64,
     auto_close: bool,
 }
 
@@ -354,6 +357,7 @@ impl FakeToloka {
             config,
             next_id: 0,
             pools: BTreeMap::new(),
+            projects: BTreeMap::new(),
             tasks: BTreeMap::new(),
             assignments: BTreeMap::new(),
             versions: BTreeMap::new(),
@@ -369,6 +373,7 @@ impl FakeToloka {
             fault_count: 0,
             operation_repeats: 0,
             review_repeats: 0,
+            lock_refusals: 0,
             auto_close: false,
         };
         let world = Arc::new(Mutex::new(world));
@@ -416,6 +421,34 @@ impl FakeToloka {
                 last_stopped: None,
                 locked_by: None,
             },
+        );
+        id
+    }
+
+    /// Creates a project with this task specification (`input_spec` and `output_spec` in
+    /// Toloka's JSON: `{"field": {"type": "string", "required": false}}`; `required` defaults
+    /// to `true`, as on Toloka); returns its id. Tasks created in its pools are validated
+    /// against `input_spec` as Toloka does: a required field missing (`VALUE_REQUIRED`), a
+    /// field it does not declare (`VALUE_NOT_ALLOWED`) or a value of the wrong type refuses
+    /// the task. (Pools of a project id never created here take any input.)
+    pub fn create_project(&self, input_spec: Value, output_spec: Value) -> String {
+        let mut w = self.world();
+        let id = w.new_id("");
+        let created = time_text(w.now());
+        w.projects.insert(
+            id.clone(),
+            json!({
+                "id": id,
+                "public_name": { "EN": format!("project {id}") },
+                "public_description": { "EN": "a fake project" },
+                "status": "ACTIVE",
+                "created": created,
+                "task_spec": {
+                    "input_spec": input_spec,
+                    "output_spec": output_spec,
+                    "view_spec": { "type": "tb", "config": {} },
+                },
+            }),
         );
         id
     }
@@ -567,6 +600,12 @@ impl FakeToloka {
     /// nothing done).
     pub fn review_repeats(&self) -> u64 {
         self.world().review_repeats
+    }
+
+    /// How many pool opens or closes were refused because another operation held the pool
+    /// (`409 POOL_LOCKED_BY_ANOTHER_OPERATION`).
+    pub fn lock_refusals(&self) -> u64 {
+        self.world().lock_refusals
     }
 
     /// How many faults were injected.
@@ -1210,6 +1249,10 @@ fn route(
 ) -> Response {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.as_str(), parts.as_slice()) {
+        ("GET", ["projects", id]) => match w.projects.get(*id) {
+            Some(p) => ok(StatusCode::OK, p.clone()),
+            None => not_found("project"),
+        },
         ("GET", ["pools", id]) => match w.pools.contains_key(*id) {
             true => ok(StatusCode::OK, w.pool_json(id)),
             false => not_found("pool"),
@@ -1360,6 +1403,9 @@ fn page(mut items: Vec<Value>, query: &[(String, String)]) -> Response {
 fn pool_action(w: &mut World, id: &str, action: &str) -> Response {
     let has_tasks = w.tasks.values().any(|t| t.pool_id == id);
     let timed = w.config.pool_operation_ms;
+    if w.pools.get(id).is_some_and(|p| p.locked_by.is_some()) {
+        w.lock_refusals += 1;
+    }
     let Some(pool) = w.pools.get_mut(id) else {
         return not_found("pool");
     };
@@ -1441,11 +1487,14 @@ fn check_task(w: &World, item: &Value, allow_defaults: bool) -> Result<(), Map<S
             );
         }
     }
-    if !item.get("input_values").is_some_and(Value::is_object) {
-        errors.insert(
-            "input_values".into(),
-            json!({ "code": "VALUE_REQUIRED", "message": "Value must be present and not equal to null" }),
-        );
+    match item.get("input_values").and_then(Value::as_object) {
+        None => {
+            errors.insert(
+                "input_values".into(),
+                json!({ "code": "VALUE_REQUIRED", "message": "Value must be present and not equal to null" }),
+            );
+        }
+        Some(input) => check_input(w, item, input, &mut errors),
     }
     if !allow_defaults {
         match item.get("overlap").and_then(Value::as_u64) {
@@ -1462,6 +1511,58 @@ fn check_task(w: &World, item: &Value, allow_defaults: bool) -> Result<(), Map<S
         Ok(())
     } else {
         Err(errors)
+    }
+}
+
+/// Checks a task's input values against its project's `input_spec`, if the fake knows the
+/// project: errors go under `input_values.<field>`.
+fn check_input(
+    w: &World,
+    item: &Value,
+    input: &Map<String, Value>,
+    errors: &mut Map<String, Value>,
+) {
+    let Some(spec) = item
+        .get("pool_id")
+        .and_then(Value::as_str)
+        .and_then(|p| w.pools.get(p))
+        .and_then(|p| w.projects.get(&p.project_id))
+        .and_then(|p| p["task_spec"]["input_spec"].as_object())
+    else {
+        return;
+    };
+    for (name, field) in spec {
+        let Ok(field) = serde_json::from_value::<crate::model::FieldSpec>(field.clone()) else {
+            continue;
+        };
+        match input.get(name) {
+            None | Some(Value::Null) if field.required => {
+                errors.insert(
+                    format!("input_values.{name}"),
+                    json!({ "code": "VALUE_REQUIRED", "message": "Value must be present and not equal to null" }),
+                );
+            }
+            Some(v) if !v.is_null() && !field.accepts(v) => {
+                let code = match field.kind.as_str() {
+                    k if k.starts_with("array_") => "ARRAY_EXPECTED",
+                    "integer" => "INTEGER_EXPECTED",
+                    "float" => "FLOAT_EXPECTED",
+                    "boolean" => "BOOLEAN_EXPECTED",
+                    _ => "STRING_EXPECTED",
+                };
+                errors.insert(
+                    format!("input_values.{name}"),
+                    json!({ "code": code, "message": format!("Value must be of type {}", field.kind) }),
+                );
+            }
+            _ => {}
+        }
+    }
+    for name in input.keys().filter(|k| !spec.contains_key(*k)) {
+        errors.insert(
+            format!("input_values.{name}"),
+            json!({ "code": "VALUE_NOT_ALLOWED", "message": "The field is not in the project's input specification" }),
+        );
     }
 }
 

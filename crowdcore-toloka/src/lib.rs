@@ -64,7 +64,9 @@ pub use client::{
     SYNC_TASKS_LIMIT, TolokaClient, derived_operation_id,
 };
 pub use error::{ApiError, ErrorClass, QuotaWindow, TolokaError};
-pub use pipeline::TolokaPipeline;
+pub use pipeline::{
+    InputField, StageSpec, StageSpecError, TolokaPipeline, fanout_inputs, forward_inputs,
+};
 pub use platform::{
     BlockPolicy, FieldCursor, InputMapper, TolokaPlatform, TolokaPlatformConfig, UpdatesCursor,
 };

@@ -623,3 +623,225 @@ async fn a_restart_resending_an_open_the_killed_run_left_running_completes_the_d
         "lost, locked, then 204"
     );
 }
+
+// ----- stage specs checked up front --------------------------------------------------------
+
+/// The validate stage's project as the handlers fill it: what `Fanout` writes, all required.
+fn validate_spec() -> serde_json::Value {
+    json!({
+        "item": { "type": "url" },
+        "group": { "type": "string" },
+        "group_size": { "type": "integer" },
+        "origin_assignment": { "type": "string" },
+        "origin_stage": { "type": "string" },
+        "origin_worker": { "type": "string" },
+    })
+}
+
+/// The quality stage's project: what `Action::Forward` writes.
+fn quality_spec() -> serde_json::Value {
+    json!({
+        "items": { "type": "array_url" },
+        "group": { "type": "string" },
+        "group_size": { "type": "integer" },
+        "origin_assignment": { "type": "string" },
+        "origin_stage": { "type": "string" },
+        "origin_worker": { "type": "string" },
+    })
+}
+
+/// The seed README's single field list, on one project: every field required (Toloka's
+/// default), so `items` (validate) or `item` (quality) is required but never written.
+fn readme_spec() -> serde_json::Value {
+    let mut all = validate_spec();
+    all["items"] = json!({ "type": "array_string" });
+    all
+}
+
+fn stage_specs(pools: [&str; 3]) -> Vec<crowdcore_toloka::StageSpec> {
+    use crowdcore_toloka::{StageSpec, fanout_inputs, forward_inputs};
+    vec![
+        StageSpec::new("submit", PoolId::new(pools[0]), vec![], &["photos"]),
+        StageSpec::new(
+            "validate",
+            PoolId::new(pools[1]),
+            fanout_inputs(json!("https://img/1.png")),
+            &["verdict"],
+        ),
+        StageSpec::new(
+            "quality",
+            PoolId::new(pools[2]),
+            forward_inputs(json!(["https://img/1.png"])),
+            &["quality"],
+        ),
+    ]
+}
+
+/// Three pools on projects with these input specs (the submit project takes a `place`).
+fn three_pools(w: &World, validate: serde_json::Value, quality: serde_json::Value) -> [String; 3] {
+    let submit = w.fake.create_project(
+        json!({ "place": { "type": "string" } }),
+        json!({ "photos": { "type": "array_url" } }),
+    );
+    let validate = w
+        .fake
+        .create_project(validate, json!({ "verdict": { "type": "string" } }));
+    let quality = w
+        .fake
+        .create_project(quality, json!({ "quality": { "type": "string" } }));
+    [submit, validate, quality].map(|p| w.fake.create_pool(&p, cents(5)))
+}
+
+#[tokio::test]
+async fn stage_specs_that_fit_the_handlers_pass_and_only_reads_are_sent() {
+    let w = world().await;
+    let p = TolokaPipeline::new(w.client.clone());
+    let pools = three_pools(&w, validate_spec(), quality_spec());
+    p.check_stages(&stage_specs(pools.each_ref().map(String::as_str)))
+        .await
+        .unwrap();
+    assert!(w.fake.requests().iter().all(|r| r.method == "GET"));
+    assert_eq!(w.fake.task_count(), 0);
+
+    // Optional extra fields and `json` or plain `string` types are fine too.
+    let mut v = validate_spec();
+    v["item"] = json!({ "type": "json" });
+    v["items"] = json!({ "type": "array_string", "required": false });
+    v["note"] = json!({ "type": "string", "required": false });
+    let mut q = quality_spec();
+    q["item"] = json!({ "type": "string", "required": false });
+    q["items"] = json!({ "type": "array_string" });
+    let pools = three_pools(&w, v, q);
+    p.check_stages(&stage_specs(pools.each_ref().map(String::as_str)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_misdeclared_stage_is_named_with_its_field_before_anything_is_created() {
+    use crowdcore_toloka::StageSpecError as E;
+    let w = world().await;
+    let p = TolokaPipeline::new(w.client.clone());
+    let check = |validate, quality| {
+        let pools = three_pools(&w, validate, quality);
+        let p = &p;
+        async move {
+            p.check_stages(&stage_specs(pools.each_ref().map(String::as_str)))
+                .await
+                .unwrap_err()
+        }
+    };
+
+    // The old single list, declared as written (required) on the validate project: `items`.
+    let err = check(readme_spec(), quality_spec()).await;
+    let text = err.to_string();
+    assert!(
+        matches!(&err, E::RequiredNotWritten { stage, field, .. } if stage == "validate" && field == "items"),
+        "{err}"
+    );
+    assert!(
+        text.contains("stage validate") && text.contains("\"items\""),
+        "{text}"
+    );
+    assert!(text.contains("required"), "{text}");
+    // … and on the quality project: `item`.
+    let err = check(validate_spec(), readme_spec()).await;
+    assert!(
+        matches!(&err, E::RequiredNotWritten { stage, field, .. } if stage == "quality" && field == "item"),
+        "{err}"
+    );
+
+    // A field the tasks carry, not declared.
+    let mut v = validate_spec();
+    v.as_object_mut().unwrap().remove("origin_worker");
+    let err = check(v, quality_spec()).await;
+    assert!(
+        matches!(&err, E::Undeclared { stage, field, .. } if stage == "validate" && field == "origin_worker"),
+        "{err}"
+    );
+
+    // A type the values do not have.
+    let mut q = quality_spec();
+    q["group_size"] = json!({ "type": "string" });
+    let err = check(validate_spec(), q).await;
+    assert!(
+        matches!(&err, E::WrongType { stage, field, declared, .. }
+            if stage == "quality" && field == "group_size" && declared == "string"),
+        "{err}"
+    );
+    let mut q = quality_spec();
+    q["items"] = json!({ "type": "url" });
+    let err = check(validate_spec(), q).await;
+    assert!(
+        matches!(&err, E::WrongType { field, .. } if field == "items"),
+        "{err}"
+    );
+
+    // The handler's answer field, not declared.
+    let pools = three_pools(&w, validate_spec(), quality_spec());
+    let mut specs = stage_specs(pools.each_ref().map(String::as_str));
+    specs[1].outputs = vec!["verdict".into(), "confidence".into()];
+    let err = p.check_stages(&specs).await.unwrap_err();
+    assert!(
+        matches!(&err, E::NoOutput { stage, field, .. } if stage == "validate" && field == "confidence"),
+        "{err}"
+    );
+
+    // A pool that does not exist, and two stages on one pool.
+    specs[1].outputs = vec!["verdict".into()];
+    specs[2].pool = PoolId::new("nope");
+    let err = p.check_stages(&specs).await.unwrap_err();
+    assert!(
+        matches!(&err, E::Unreadable { stage, pool, .. } if stage == "quality" && pool == "nope"),
+        "{err}"
+    );
+    specs[2].pool = specs[1].pool.clone();
+    let err = p.check_stages(&specs).await.unwrap_err();
+    assert!(matches!(&err, E::SharedPool { .. }), "{err}");
+
+    assert!(w.fake.requests().iter().all(|r| r.method == "GET"));
+    assert_eq!(w.fake.task_count(), 0, "nothing created");
+}
+
+#[tokio::test]
+async fn the_fake_refuses_tasks_as_their_project_declares() {
+    let w = world().await;
+    let p = TolokaPipeline::new(w.client.clone());
+    let project = w.fake.create_project(readme_spec(), json!({}));
+    let pool = PoolId::new(w.fake.create_pool(&project, cents(5)));
+    // What `Fanout` writes, against the old single list: `items` is required and missing.
+    let mut input = inputs(json!({ "item": "https://img/1.png", "group_size": 1 }));
+    for k in [
+        "group",
+        "origin_assignment",
+        "origin_stage",
+        "origin_worker",
+    ] {
+        input.insert(k.into(), json!("x"));
+    }
+    let task = NewTask {
+        input_values: input.clone(),
+        overlap: 1,
+        group: None,
+    };
+    let err = p
+        .create_tasks(&pool, &[task.clone()], &key(30))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PlatformErrorKind::BadRequest, "{err}");
+    assert!(err.message.contains("input_values.items"), "{err}");
+    assert!(err.message.contains("VALUE_REQUIRED"), "{err}");
+    // An undeclared field and a wrong type are refused too; a fitting task is created.
+    let project = w.fake.create_project(validate_spec(), json!({}));
+    let pool = PoolId::new(w.fake.create_pool(&project, cents(5)));
+    let mut extra = task.clone();
+    extra.input_values.insert("note".into(), json!("hi"));
+    let err = p.create_tasks(&pool, &[extra], &key(31)).await.unwrap_err();
+    assert!(err.message.contains("VALUE_NOT_ALLOWED"), "{err}");
+    let mut wrong = task.clone();
+    wrong.input_values.insert("group_size".into(), json!("1"));
+    let err = p.create_tasks(&pool, &[wrong], &key(32)).await.unwrap_err();
+    assert!(err.message.contains("INTEGER_EXPECTED"), "{err}");
+    p.create_tasks(&pool, &[task], &key(33)).await.unwrap();
+    assert_eq!(w.fake.task_count(), 1);
+}
