@@ -165,7 +165,16 @@ fn describe(entry: &DecisionEntry) -> String {
         Decision::Reject {
             stage, assignment, ..
         } => (stage.as_str(), "reject", assignment.as_str()),
-        Decision::Bonus { stage, worker, .. } => (stage.as_str(), "bonus", worker.as_str()),
+        Decision::Bonus {
+            stage,
+            worker,
+            assignment,
+            ..
+        } => (
+            stage.as_str(),
+            "bonus",
+            assignment.as_ref().map_or(worker.as_str(), |a| a.as_str()),
+        ),
         Decision::CreateTasks { stage, about, .. } => {
             (stage.as_str(), "create_tasks", about.as_str())
         }

@@ -400,9 +400,10 @@ impl TolokaClient {
     /// POOL_LOCKED_BY_ANOTHER_OPERATION`: an open whose answer was lost and that this call's
     /// retry meets, an open a killed process left running, a close), that operation is waited
     /// for and the open sent again: it finds the pool open (`204`, done) or, after a close,
-    /// opens it again — so the pool never stays closed because a close was running. The whole
-    /// wait is bounded by [`ClientConfig::operation_wait`]; a pool still locked then is a
-    /// retryable error.
+    /// opens it again — so the pool never stays closed because a close was running. Waiting
+    /// for locks is bounded by [`ClientConfig::operation_wait`] from the call (and this call's
+    /// own operation by as much again); a pool still locked then is a retryable error
+    /// ([`TolokaError::OperationTimeout`] or the 409).
     pub async fn open_pool(&self, pool_id: &str) -> Result<Pool, TolokaError> {
         self.pool_action_waiting(pool_id, "open").await
     }
@@ -431,7 +432,7 @@ impl TolokaClient {
                             tracing::info!(pool_id, action, operation = %op.id, kind = %op.kind,
                                 "pool locked by a running operation; waiting for it");
                             // Its outcome does not matter: either way the pool is free after.
-                            self.wait_operation(op).await?;
+                            self.wait_operation_until(op, deadline).await?;
                         }
                         // Not listed (yet): wait a poll period and try again.
                         None => tokio::time::sleep(self.config.operation_poll).await,
@@ -501,8 +502,16 @@ impl TolokaClient {
     }
 
     /// Polls an operation until it is `SUCCESS` or `FAIL` and returns it as it finished.
-    pub async fn wait_operation(&self, mut op: Operation) -> Result<Operation, TolokaError> {
+    pub async fn wait_operation(&self, op: Operation) -> Result<Operation, TolokaError> {
         let deadline = tokio::time::Instant::now() + self.config.operation_wait;
+        self.wait_operation_until(op, deadline).await
+    }
+
+    async fn wait_operation_until(
+        &self,
+        mut op: Operation,
+        deadline: tokio::time::Instant,
+    ) -> Result<Operation, TolokaError> {
         while !op.is_completed() {
             if tokio::time::Instant::now() >= deadline {
                 return Err(TolokaError::OperationTimeout(op.id));
@@ -833,7 +842,14 @@ impl TolokaClient {
             Ok((_, bytes)) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|e| TolokaError::Decode(e.to_string())),
-            Err(e) if e.api().is_some_and(|a| a.status == 404) => Ok(None),
+            // Toloka's "no such assignment"; a 404 without its code (a wrong base URL) is an
+            // error, not an answer.
+            Err(e)
+                if e.api()
+                    .is_some_and(|a| a.status == 404 && a.code == "DOES_NOT_EXIST") =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }

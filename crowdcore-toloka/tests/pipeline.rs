@@ -825,7 +825,7 @@ async fn the_fake_refuses_tasks_as_their_project_declares() {
         group: None,
     };
     let err = p
-        .create_tasks(&pool, &[task.clone()], &key(30))
+        .create_tasks(&pool, std::slice::from_ref(&task), &key(30))
         .await
         .unwrap_err();
     assert_eq!(err.kind, PlatformErrorKind::BadRequest, "{err}");
