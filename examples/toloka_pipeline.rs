@@ -26,8 +26,9 @@
 //! required `items` on the validate project, or `item` on the quality project, makes every
 //! task fail validation. This is checked before anything is created (the pools exist, are
 //! not archived, and their projects fit); a misfit is an error naming the stage and the
-//! field. Every `--period-s` the pools are read with a cursor
-//! `--lag-s` behind now; decisions are committed to the store before they reach Toloka, and
+//! field.
+//!
+//! Every `--period-s` the pools are read with a cursor `--lag-s` behind now; decisions are committed to the store before they reach Toloka, and
 //! sent with operation ids derived from their keys. Kill it at any point and run the same
 //! command again: it resumes from `--db` and does nothing twice (a killed run's lease expires
 //! after `--lease-s`, then the next run takes over). It stops when every pool is closed and

@@ -1,9 +1,12 @@
 //! The `toloka_pipeline` example end to end against a fake Toloka that lives in this test
 //! process (a real port, so it outlives the example's processes): seeded simulated workers
-//! answer over time, listings lag behind writes, seeded 429s, 503s and lost answers. A run
-//! killed with SIGKILL at seeded moments and started again until it finishes ends with the
-//! same decisions as an uninterrupted run, and the fake saw no task created twice, no bonus
-//! paid twice, and the same reviews.
+//! answer over time, listings lag behind writes, pool opens and closes take time and lock the
+//! pool, seeded 429s, 503s and lost answers. A run killed with SIGKILL at seeded moments and
+//! started again until it finishes ends with the same decisions as an uninterrupted run (a
+//! restart re-sending an open that the killed run left running waits for it), and the fake saw
+//! no task created twice, no bonus paid twice, and the same reviews. Runs that leave decisions
+//! failed or pending exit non-zero and list them; a misdeclared project stops the example
+//! before anything is created.
 //!
 //! Kills: 5 by default, `CROWDCORE_TOLOKA_KILLS=50` for a longer run; their seed
 //! `CROWDCORE_TOLOKA_KILL_SEED` (default 1); the crowd's (answers, worker picks, fault draws)
@@ -126,13 +129,18 @@ async fn world(seed: u64) -> World {
     world_with(seed, |_| {}, validate_inputs()).await
 }
 
+/// A world whose pool operations outlast the example's lease (1 s): a run started after a
+/// kill re-sends an open the killed run left running and meets the pool locked by it.
+async fn world_locking(seed: u64) -> World {
+    world_with(seed, |c| c.pool_operation_ms = 1_500, validate_inputs()).await
+}
+
 /// A world whose fake is tuned by `tune`, with this input spec on the validate project.
 async fn world_with(seed: u64, tune: impl FnOnce(&mut FakeConfig), validate: Value) -> World {
     let mut config = FakeConfig::new(Arc::new(SystemClock));
     config.listing_lag_ms = 300;
     config.operation_polls = 1;
-    // Opening and closing a pool takes a while and locks it, as on Toloka: with lost answers
-    // and kills, retried and re-sent opens meet the lock.
+    // Opening and closing a pool takes a while and locks it, as on Toloka.
     config.pool_operation_ms = 150;
     tune(&mut config);
     let fake = Arc::new(FakeToloka::start(config).await.expect("fake starts"));
@@ -432,7 +440,7 @@ async fn a_pipeline_killed_at_random_moments_ends_as_an_uninterrupted_one() {
 
     // The uninterrupted run.
     let crowd_seed = env_u64("CROWDCORE_TOLOKA_CROWD_SEED", DEFAULT_CROWD_SEED);
-    let clean = world(crowd_seed).await;
+    let clean = world_locking(crowd_seed).await;
     let clean_dir = root.join("clean");
     std::fs::create_dir_all(&clean_dir).expect("dir");
     let clean_out = run_to_end(&clean, &clean_dir.join("pipeline.db"), 0).await;
@@ -465,7 +473,7 @@ async fn a_pipeline_killed_at_random_moments_ends_as_an_uninterrupted_one() {
     // The same crowd, with the example killed at seeded points and started again.
     let kills = env_u64("CROWDCORE_TOLOKA_KILLS", 5);
     let mut dice = Dice(env_u64("CROWDCORE_TOLOKA_KILL_SEED", 1).max(1));
-    let crashed = world(crowd_seed).await;
+    let crashed = world_locking(crowd_seed).await;
     let crashed_dir = root.join("crashed");
     std::fs::create_dir_all(&crashed_dir).expect("dir");
     let db = crashed_dir.join("pipeline.db");
