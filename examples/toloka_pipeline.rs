@@ -11,17 +11,36 @@
 //!     --submit-pool 111 --validate-pool 222 --quality-pool 333 --db out/toloka/pipeline.db
 //! ```
 //!
-//! The submit pool holds the places to photograph (uploaded and opened by the requester); the
+//! The submit pool holds the places to photograph (uploaded and opened by the requester); its
+//! project's answers carry `photos` (a list; each photo becomes a validate task). The
 //! validate and quality pools start empty, and their projects declare the input fields the
-//! handlers write (`item`, `items`, `group`, `group_size`, `origin_assignment`,
-//! `origin_stage`, `origin_worker`). Every `--period-s` the pools are read with a cursor
-//! `--lag-s` behind now; decisions are committed to the store before they reach Toloka, and
+//! handlers write into their tasks — which differ by stage:
+//!
+//! | stage | input fields of its tasks (every task carries each) | output field read |
+//! | --- | --- | --- |
+//! | submit | yours (uploaded by you) | `photos` |
+//! | validate | `item` (one photo), `group`, `group_size` (integer), `origin_assignment`, `origin_stage`, `origin_worker` | `verdict` (`yes` = the photo shows the place) |
+//! | quality | `items` (the submission's photos, a list), `group`, `group_size` (integer), `origin_assignment`, `origin_stage`, `origin_worker` | `quality` (`good` = a bonus) |
+//!
+//! Any other input field the project declares must be optional (`"required": false`): a
+//! required `items` on the validate project, or `item` on the quality project, makes every
+//! task fail validation. This is checked before anything is created (the pools exist, are
+//! not archived, and their projects fit); a misfit is an error naming the stage and the
+//! field.
+//!
+//! Every `--period-s` the pools are read with a cursor `--lag-s` behind now; decisions are committed to the store before they reach Toloka, and
 //! sent with operation ids derived from their keys. Kill it at any point and run the same
 //! command again: it resumes from `--db` and does nothing twice (a killed run's lease expires
 //! after `--lease-s`, then the next run takes over). It stops when every pool is closed and
 //! drained (`--forever`: only on Ctrl-C, which stops after the tick in progress). Progress goes
 //! to stderr; the decisions per stage to stdout; `decisions.tsv` and `answers.tsv` next to the
 //! store.
+//!
+//! Exit status: 0 when every decision was carried out (the pools closed and drained, or a
+//! Ctrl-C stop with nothing left pending); 1 when a decision failed for good (a review, bonus
+//! or task creation Toloka refused: each is listed on stderr, and a rerun does not retry it)
+//! or on an error; 2 when decisions are still pending (stopped by Ctrl-C, listed on stderr:
+//! run again to resume).
 //!
 //! `--base-url` defaults to production, so a run without a token is refused; tests point it at
 //! the local fake Toloka (`crowdcore_toloka::fake`).
@@ -36,12 +55,15 @@ use clap::Parser;
 use crowdcore::clock::{Clock, SystemClock};
 use crowdcore::model::SessionId;
 use crowdcore::pipeline::{
-    ObserverConfig, PipelineBuilder, PipelineConfig, PipelineError, PipelinePlatform, PoolId,
-    StopCondition,
+    Decision, DecisionEntry, ObserverConfig, PipelineBuilder, PipelineConfig, PipelineError,
+    PipelinePlatform, PoolId, StopCondition,
 };
-use crowdcore::store::Store;
+use crowdcore::store::{OutboxState, Store};
 use crowdcore_sqlite::{SqliteOptions, SqliteStore};
-use crowdcore_toloka::{ClientConfig, Credentials, PRODUCTION_URL, TolokaClient, TolokaPipeline};
+use crowdcore_toloka::{
+    ClientConfig, Credentials, PRODUCTION_URL, StageSpec, TolokaClient, TolokaPipeline,
+    fanout_inputs, forward_inputs,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[path = "shared/photo_flow.rs"]
@@ -102,12 +124,70 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The exit status of a run that left decisions pending (run again to resume).
+const PENDING: u8 = 2;
+
+/// What `shared/photo_flow.rs`'s stages need of each pool's project: the input fields of the
+/// tasks they create (`Fanout` into validate, `Action::Forward` into quality; the photos are
+/// text such as URLs) and the output field each handler reads.
+fn stage_specs(pools: &Pools) -> Vec<StageSpec> {
+    let photo = serde_json::json!("https://example.com/photo.jpg");
+    vec![
+        StageSpec::new("submit", pools.submit.clone(), vec![], &["photos"]),
+        StageSpec::new(
+            "validate",
+            pools.validate.clone(),
+            fanout_inputs(photo.clone()),
+            &["verdict"],
+        ),
+        StageSpec::new(
+            "quality",
+            pools.quality.clone(),
+            forward_inputs(serde_json::json!([photo])),
+            &["quality"],
+        ),
+    ]
+}
+
+/// One line about a decision: the stage it acts on, its kind, what it is about, its id.
+fn describe(entry: &DecisionEntry) -> String {
+    let (stage, kind, about) = match &entry.record.decision {
+        Decision::Accept {
+            stage, assignment, ..
+        } => (stage.as_str(), "accept", assignment.as_str()),
+        Decision::Reject {
+            stage, assignment, ..
+        } => (stage.as_str(), "reject", assignment.as_str()),
+        Decision::Bonus {
+            stage,
+            worker,
+            assignment,
+            ..
+        } => (
+            stage.as_str(),
+            "bonus",
+            assignment.as_ref().map_or(worker.as_str(), |a| a.as_str()),
+        ),
+        Decision::CreateTasks { stage, about, .. } => {
+            (stage.as_str(), "create_tasks", about.as_str())
+        }
+        Decision::OpenPool { stage } => (stage.as_str(), "open_pool", ""),
+        Decision::ClosePool { stage } => (stage.as_str(), "close_pool", ""),
+        _ => (
+            entry.record.by.as_str(),
+            "other",
+            entry.record.cause.as_str(),
+        ),
+    };
+    format!("{stage}\t{kind}\t{about}\t(decision {})", entry.id)
 }
 
 fn millis(seconds: f64, flag: &str) -> Result<u64, String> {
@@ -118,7 +198,7 @@ fn millis(seconds: f64, flag: &str) -> Result<u64, String> {
     }
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let period_ms = millis(args.period_s, "--period-s")?;
     let lag_ms = millis(args.lag_s, "--lag-s")?;
     let lease_ttl_ms = match args.lease_s {
@@ -136,7 +216,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = ClientConfig::new(&args.base_url, credentials);
     config.operation_poll = Duration::from_millis(args.operation_poll_ms.max(1));
     let client = TolokaClient::new(config)?;
-    let platform: Arc<dyn PipelinePlatform> = Arc::new(TolokaPipeline::new(client));
+    let toloka = TolokaPipeline::new(client);
+    let pools = Pools {
+        submit: PoolId::new(&args.submit_pool),
+        validate: PoolId::new(&args.validate_pool),
+        quality: PoolId::new(&args.quality_pool),
+    };
+    // Before anything is created (the store included): every pool's project must fit the
+    // tasks its stage will get.
+    toloka.check_stages(&stage_specs(&pools)).await?;
+    let platform: Arc<dyn PipelinePlatform> = Arc::new(toloka);
 
     let out = match args.db.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -148,11 +237,6 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let observer = ObserverConfig {
         lag_ms,
         ..ObserverConfig::default()
-    };
-    let pools = Pools {
-        submit: PoolId::new(&args.submit_pool),
-        validate: PoolId::new(&args.validate_pool),
-        quality: PoolId::new(&args.quality_pool),
     };
     let stages = || photo_flow::stages(pools.clone(), args.overlap, args.bonus_cents, &observer);
     let pipeline_config = PipelineConfig {
@@ -248,16 +332,26 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     bar.finish_and_clear();
 
     let report = pipeline.report().await?;
+    let entries = pipeline.decisions().await?;
     let (decisions, answers) = photo_flow::write_logs(&pipeline, &out).await?;
     pipeline.release().await?;
-    println!(
-        "{} after {ticks} ticks",
-        if finished {
-            "all pools closed and drained"
-        } else {
-            "stopped by Ctrl-C (run again to resume)"
-        }
-    );
+    let failed: Vec<(&DecisionEntry, &str)> = entries
+        .iter()
+        .filter_map(|e| match &e.state {
+            OutboxState::Failed { error } => Some((e, error.as_str())),
+            _ => None,
+        })
+        .collect();
+    let pending: Vec<&DecisionEntry> = entries
+        .iter()
+        .filter(|e| e.state == OutboxState::Pending)
+        .collect();
+    let ending = match (finished, failed.is_empty() && pending.is_empty()) {
+        (true, true) => "all pools closed and drained",
+        (true, false) => "the pools closed and drained, but not every decision was carried out",
+        (false, _) => "stopped by Ctrl-C (run again to resume)",
+    };
+    println!("{ending} after {ticks} ticks");
     print!("{report}");
     println!(
         "logs: {} and {}; store: {}",
@@ -265,5 +359,26 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         answers.display(),
         args.db.display()
     );
-    Ok(())
+    for (entry, error) in &failed {
+        eprintln!("failed: {}: {error}", describe(entry));
+    }
+    for entry in &pending {
+        eprintln!("pending: {}", describe(entry));
+    }
+    Ok(if !failed.is_empty() {
+        eprintln!(
+            "error: {} decision(s) failed for good and will not be retried (listed above); {} pending",
+            failed.len(),
+            pending.len()
+        );
+        ExitCode::FAILURE
+    } else if !pending.is_empty() {
+        eprintln!(
+            "error: {} decision(s) still pending (listed above): run again to carry them out",
+            pending.len()
+        );
+        ExitCode::from(PENDING)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

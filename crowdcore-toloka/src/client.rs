@@ -15,7 +15,7 @@ use crate::error::{ApiError, ErrorClass, QuotaWindow, TolokaError};
 use crate::model::{
     Assignment, AssignmentFilter, AssignmentPatch, AssignmentStatus, BatchCreated,
     CreateTasksOptions, NewTask, NewUserBonus, NewUserRestriction, Operation, OperationLogItem,
-    OperationStatus, Pool, Requester, SearchPage, SetUserSkill, Skill, Task, UserBonus,
+    OperationStatus, Pool, Project, Requester, SearchPage, SetUserSkill, Skill, Task, UserBonus,
     UserRestriction, UserSkill,
 };
 
@@ -117,7 +117,9 @@ impl RetryPolicy {
 
     /// How long to wait before retrying after `error`, or `None` to give up on it.
     fn delay_for(&self, error: &TolokaError, retry: u32) -> Option<Duration> {
-        if !error.is_retryable() {
+        // A locked pool is waited for by the caller, on the operation that holds it, not
+        // hammered blindly.
+        if !error.is_retryable() || error.is_pool_locked() {
             return None;
         }
         let Some(api) = error.api() else {
@@ -243,10 +245,14 @@ impl TolokaClient {
         path: &str,
         query: &[(String, String)],
         body: Option<&Value>,
+        timeout: Option<Duration>,
     ) -> Result<(StatusCode, Vec<u8>), TolokaError> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         if !query.is_empty() {
             req = req.query(query);
         }
@@ -287,9 +293,25 @@ impl TolokaClient {
         body: Option<&Value>,
         repeat: Repeat,
     ) -> Result<(StatusCode, Vec<u8>), TolokaError> {
+        self.send_with(method, path, query, body, repeat, &self.config.retry, None)
+            .await
+    }
+
+    /// [`send`](Self::send) under its own retry policy and per-request timeout.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+        repeat: Repeat,
+        retry: &RetryPolicy,
+        timeout: Option<Duration>,
+    ) -> Result<(StatusCode, Vec<u8>), TolokaError> {
         let mut attempt = 1;
         loop {
-            let result = self.send_once(&method, path, query, body).await;
+            let result = self.send_once(&method, path, query, body, timeout).await;
             let Err(error) = result else { return result };
             let may_repeat = match repeat {
                 Repeat::Safe => true,
@@ -297,10 +319,10 @@ impl TolokaClient {
                     .api()
                     .is_some_and(|a| a.class() == ErrorClass::TooManyRequests),
             };
-            if attempt >= self.config.retry.max_attempts || !may_repeat {
+            if attempt >= retry.max_attempts || !may_repeat {
                 return Err(error);
             }
-            let Some(delay) = self.config.retry.delay_for(&error, attempt) else {
+            let Some(delay) = retry.delay_for(&error, attempt) else {
                 return Err(error);
             };
             tracing::debug!(%method, path, attempt, ?delay, %error, "retrying toloka request");
@@ -327,6 +349,14 @@ impl TolokaClient {
         query: &[(String, String)],
     ) -> Result<T, TolokaError> {
         self.call(Method::GET, path, query, None, Repeat::Safe)
+            .await
+    }
+
+    // ----- projects --------------------------------------------------------------------------
+
+    /// `GET /projects/{id}`: a project with its task specification.
+    pub async fn get_project(&self, project_id: &str) -> Result<Project, TolokaError> {
+        self.get(&format!("/projects/{}", seg(project_id)), &[])
             .await
     }
 
@@ -365,22 +395,101 @@ impl TolokaClient {
     }
 
     /// Opens a pool and waits for the operation; returns the pool as it is then.
+    ///
+    /// A pool takes one operation at a time. If another is running on it (`409
+    /// POOL_LOCKED_BY_ANOTHER_OPERATION`: an open whose answer was lost and that this call's
+    /// retry meets, an open a killed process left running, a close), that operation is waited
+    /// for and the open sent again: it finds the pool open (`204`, done) or, after a close,
+    /// opens it again — so the pool never stays closed because a close was running. Waiting
+    /// for locks is bounded by [`ClientConfig::operation_wait`] from the call (and this call's
+    /// own operation by as much again); a pool still locked then is a retryable error
+    /// ([`TolokaError::OperationTimeout`] or the 409).
     pub async fn open_pool(&self, pool_id: &str) -> Result<Pool, TolokaError> {
-        if let Some(op) = self.open_pool_async(pool_id).await? {
-            self.wait_operation_success(op).await?;
+        self.pool_action_waiting(pool_id, "open").await
+    }
+
+    /// Closes a pool and waits for the operation; returns the pool as it is then. A running
+    /// operation on the pool is waited for first, as in [`open_pool`](Self::open_pool).
+    pub async fn close_pool(&self, pool_id: &str) -> Result<Pool, TolokaError> {
+        self.pool_action_waiting(pool_id, "close").await
+    }
+
+    async fn pool_action_waiting(&self, pool_id: &str, action: &str) -> Result<Pool, TolokaError> {
+        let deadline = tokio::time::Instant::now() + self.config.operation_wait;
+        loop {
+            match self.pool_action(pool_id, action).await {
+                Ok(Some(op)) => {
+                    self.wait_operation_success(op).await?;
+                    break;
+                }
+                Ok(None) => break,
+                Err(e) if e.is_pool_locked() => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    match self.running_pool_operation(pool_id).await? {
+                        Some(op) => {
+                            tracing::info!(pool_id, action, operation = %op.id, kind = %op.kind,
+                                "pool locked by a running operation; waiting for it");
+                            // Its outcome does not matter: either way the pool is free after.
+                            self.wait_operation_until(op, deadline).await?;
+                        }
+                        // Not listed (yet): wait a poll period and try again.
+                        None => tokio::time::sleep(self.config.operation_poll).await,
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.get_pool(pool_id).await
     }
 
-    /// Closes a pool and waits for the operation; returns the pool as it is then.
-    pub async fn close_pool(&self, pool_id: &str) -> Result<Pool, TolokaError> {
-        if let Some(op) = self.close_pool_async(pool_id).await? {
-            self.wait_operation_success(op).await?;
+    /// The running operation that holds a pool, if one is listed: `GET
+    /// /operations?type=…&status=RUNNING` for each operation type that locks a pool (open,
+    /// close, archive), matched on `parameters.pool_id`.
+    pub async fn running_pool_operation(
+        &self,
+        pool_id: &str,
+    ) -> Result<Option<Operation>, TolokaError> {
+        for kind in ["POOL.OPEN", "POOL.CLOSE", "POOL.ARCHIVE"] {
+            let mut id_gt: Option<String> = None;
+            loop {
+                let page = self
+                    .find_operations(Some(kind), Some("RUNNING"), id_gt.as_deref())
+                    .await?;
+                if let Some(op) = page.items.iter().find(|op| {
+                    op.parameters.get("pool_id").and_then(Value::as_str) == Some(pool_id)
+                }) {
+                    return Ok(Some(op.clone()));
+                }
+                match page.items.last() {
+                    Some(last) if page.has_more => id_gt = Some(last.id.clone()),
+                    _ => break,
+                }
+            }
         }
-        self.get_pool(pool_id).await
+        Ok(None)
     }
 
     // ----- operations ------------------------------------------------------------------------
+
+    /// `GET /operations?type=…&status=…&id_gt=…&sort=id`: one page of operations (up to 100).
+    pub async fn find_operations(
+        &self,
+        kind: Option<&str>,
+        status: Option<&str>,
+        id_gt: Option<&str>,
+    ) -> Result<SearchPage<Operation>, TolokaError> {
+        let mut q = Vec::new();
+        for (k, v) in [("type", kind), ("status", status), ("id_gt", id_gt)] {
+            if let Some(v) = v {
+                q.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        q.push(("sort".to_owned(), "id".to_owned()));
+        q.push(("limit".to_owned(), "100".to_owned()));
+        self.get("/operations", &q).await
+    }
 
     /// `GET /operations/{id}`.
     pub async fn get_operation(&self, id: &str) -> Result<Operation, TolokaError> {
@@ -393,8 +502,16 @@ impl TolokaClient {
     }
 
     /// Polls an operation until it is `SUCCESS` or `FAIL` and returns it as it finished.
-    pub async fn wait_operation(&self, mut op: Operation) -> Result<Operation, TolokaError> {
+    pub async fn wait_operation(&self, op: Operation) -> Result<Operation, TolokaError> {
         let deadline = tokio::time::Instant::now() + self.config.operation_wait;
+        self.wait_operation_until(op, deadline).await
+    }
+
+    async fn wait_operation_until(
+        &self,
+        mut op: Operation,
+        deadline: tokio::time::Instant,
+    ) -> Result<Operation, TolokaError> {
         while !op.is_completed() {
             if tokio::time::Instant::now() >= deadline {
                 return Err(TolokaError::OperationTimeout(op.id));
@@ -695,6 +812,46 @@ impl TolokaClient {
     /// `GET /assignments/{id}`.
     pub async fn get_assignment(&self, id: &str) -> Result<Assignment, TolokaError> {
         self.get(&format!("/assignments/{}", seg(id)), &[]).await
+    }
+
+    /// `GET /assignments/{id}` under its own retry policy and per-request timeout (instead of
+    /// the client's), for a read someone is waiting on: `Ok(None)` when Toloka knows no such
+    /// assignment (`404`), or for an empty id (nothing is sent).
+    pub async fn lookup_assignment(
+        &self,
+        id: &str,
+        retry: &RetryPolicy,
+        timeout: Duration,
+    ) -> Result<Option<Assignment>, TolokaError> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let path = format!("/assignments/{}", seg(id));
+        match self
+            .send_with(
+                Method::GET,
+                &path,
+                &[],
+                None,
+                Repeat::Safe,
+                retry,
+                Some(timeout),
+            )
+            .await
+        {
+            Ok((_, bytes)) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| TolokaError::Decode(e.to_string())),
+            // Toloka's "no such assignment"; a 404 without its code (a wrong base URL) is an
+            // error, not an answer.
+            Err(e)
+                if e.api()
+                    .is_some_and(|a| a.status == 404 && a.code == "DOES_NOT_EXIST") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Accepts a submitted assignment. Accepting an accepted one succeeds (the state already

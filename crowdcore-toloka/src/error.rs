@@ -164,6 +164,9 @@ impl ApiError {
     }
 }
 
+/// Toloka's code for a pool another operation is still changing.
+pub(crate) const POOL_LOCKED: &str = "POOL_LOCKED_BY_ANOTHER_OPERATION";
+
 impl TolokaError {
     /// The API error inside, if Toloka answered with one.
     pub fn api(&self) -> Option<&ApiError> {
@@ -178,10 +181,19 @@ impl TolokaError {
         self.api().is_some_and(|e| e.code == code)
     }
 
+    /// `409 POOL_LOCKED_BY_ANOTHER_OPERATION`: another operation (an open, a close, an
+    /// archive) is still running on the pool. Toloka takes one pool operation at a time; this
+    /// one may be sent again once that one is done, so it is retryable (the client's
+    /// [`open_pool`](crate::TolokaClient::open_pool) and
+    /// [`close_pool`](crate::TolokaClient::close_pool) wait for it themselves).
+    pub fn is_pool_locked(&self) -> bool {
+        self.has_code(POOL_LOCKED)
+    }
+
     /// Whether the same call may succeed if tried again (with the same operation id).
     pub fn is_retryable(&self) -> bool {
         match self {
-            TolokaError::Api(e) => e.is_retryable(),
+            TolokaError::Api(e) => e.is_retryable() || e.code == POOL_LOCKED,
             TolokaError::Timeout
             | TolokaError::Transport(_)
             | TolokaError::OperationTimeout(_)
@@ -197,6 +209,10 @@ impl TolokaError {
             TolokaError::Api(e) => {
                 if e.code == "NOT_ENOUGH_BALANCE" {
                     return K::InsufficientFunds;
+                }
+                if e.code == POOL_LOCKED {
+                    // Busy, not wrong: the same call succeeds once the pool's operation ends.
+                    return K::Unavailable;
                 }
                 match e.class() {
                     ErrorClass::TooManyRequests => K::Throttled,
@@ -275,6 +291,12 @@ mod tests {
             (409, "OPERATION_ALREADY_EXISTS", K::Conflict, false),
             (409, "INAPPROPRIATE_STATUS", K::Conflict, false),
             (409, "NOT_ENOUGH_BALANCE", K::InsufficientFunds, false),
+            (
+                409,
+                "POOL_LOCKED_BY_ANOTHER_OPERATION",
+                K::Unavailable,
+                true,
+            ),
         ] {
             let e = api(status, code, None);
             assert_eq!(e.platform_kind(), kind, "{status} {code}");

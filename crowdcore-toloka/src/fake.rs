@@ -12,7 +12,9 @@
 //! - **Eventual consistency**: `GET /assignments` shows each assignment as it was
 //!   [`FakeConfig::listing_lag_ms`] ago (by the fake's clock); reads by id are current.
 //! - **Asynchronous operations** that stay `RUNNING` for [`FakeConfig::operation_polls`]
-//!   reads, and `operation_id` idempotency (`409 OPERATION_ALREADY_EXISTS`).
+//!   reads, and `operation_id` idempotency (`409 OPERATION_ALREADY_EXISTS`); pool opens and
+//!   closes that take time ([`FakeConfig::pool_operation_ms`]) and lock the pool meanwhile
+//!   (`409 POOL_LOCKED_BY_ANOTHER_OPERATION`), and `GET /operations` to find them.
 //! - **Faults**: seeded ([`FaultPlan`]) or scripted ([`FakeToloka::inject`]) 429s with a quota
 //!   window, 503s before the work, 500s and slow answers *after* the work was done (the answer is
 //!   lost, the effect is not), which is what idempotency has to survive.
@@ -79,6 +81,17 @@ pub struct FakeConfig {
     pub listing_lag_ms: u64,
     /// How many reads of a new operation answer `RUNNING` before it completes.
     pub operation_polls: u32,
+    /// How long opening or closing a pool takes, by the fake's clock. `0` (the default): the
+    /// pool changes at once (its operation completes after [`operation_polls`] reads, as
+    /// others do). Above `0` it runs as on Toloka: the pool keeps its status and is **locked**
+    /// until the operation completes, this long after it was started (however often it is
+    /// read); meanwhile an open or close of the pool is refused with `409
+    /// POOL_LOCKED_BY_ANOTHER_OPERATION` (Toloka's documented rule: wait for a pool's operation
+    /// to finish before starting another). Running operations can be found with `GET
+    /// /operations?type=POOL.OPEN&status=RUNNING`.
+    ///
+    /// [`operation_polls`]: FakeConfig::operation_polls
+    pub pool_operation_ms: u64,
     /// The requester's starting balance.
     pub balance: Usd,
     /// If set, requests must carry `ApiKey <token>` or `OAuth <token>`.
@@ -94,6 +107,7 @@ impl FakeConfig {
             clock,
             listing_lag_ms: 0,
             operation_polls: 0,
+            pool_operation_ms: 0,
             balance: Usd::from_cents(100_000),
             token: None,
             faults: FaultPlan::none(),
@@ -108,6 +122,9 @@ pub enum Fault {
     Throttle,
     /// `429 TOO_MANY_REQUESTS` with a per-day quota window and no `Retry-After`; nothing done.
     QuotaExhausted,
+    /// `429 TOO_MANY_REQUESTS` with a per-minute quota window and `Retry-After: 120` (two
+    /// minutes, the longest a client honours by default); nothing done.
+    LongThrottle,
     /// `503 REMOTE_SERVICE_UNAVAILABLE`; nothing done.
     Unavailable,
     /// The request is carried out, then `500 INTERNAL_ERROR` is answered: the answer is lost.
@@ -208,6 +225,8 @@ struct FakePool {
     last_close_reason: Option<&'static str>,
     last_started: Option<u64>,
     last_stopped: Option<u64>,
+    /// The running operation that locks the pool, if any.
+    locked_by: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +257,15 @@ struct FakeOperation {
     polls_left: u32,
     fail: bool,
     log: Vec<Value>,
+    /// A timed pool operation: the pool, the status it gets, and when it completes.
+    pool_change: Option<PoolChange>,
+}
+
+#[derive(Debug, Clone)]
+struct PoolChange {
+    pool_id: String,
+    target: &'static str,
+    done_at: u64,
 }
 
 #[derive(Debug)]
@@ -246,6 +274,8 @@ struct World {
     rng: ChaCha8Rng,
     next_id: u64,
     pools: BTreeMap<String, FakePool>,
+    /// Projects created with [`FakeToloka::create_project`], as Toloka shows them.
+    projects: BTreeMap<String, Value>,
     tasks: BTreeMap<String, FakeTask>,
     assignments: BTreeMap<String, FakeAssignment>,
     /// Every version of every assignment with the time it became visible to listings.
@@ -263,6 +293,7 @@ struct World {
     fault_count: u64,
     operation_repeats: u64,
     review_repeats: u64,
+    lock_refusals: u64,
     auto_close: bool,
 }
 
@@ -284,7 +315,9 @@ type Shared = Arc<Mutex<World>>;
 
 fn lock(world: &Shared) -> MutexGuard<'_, World> {
     // Every handler validates before it mutates; data behind a poisoned lock is intact.
-    world.lock().unwrap_or_else(|e| e.into_inner())
+    let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
+    w.settle();
+    w
 }
 
 fn time_text(ms: u64) -> Value {
@@ -324,6 +357,7 @@ impl FakeToloka {
             config,
             next_id: 0,
             pools: BTreeMap::new(),
+            projects: BTreeMap::new(),
             tasks: BTreeMap::new(),
             assignments: BTreeMap::new(),
             versions: BTreeMap::new(),
@@ -339,6 +373,7 @@ impl FakeToloka {
             fault_count: 0,
             operation_repeats: 0,
             review_repeats: 0,
+            lock_refusals: 0,
             auto_close: false,
         };
         let world = Arc::new(Mutex::new(world));
@@ -384,7 +419,36 @@ impl FakeToloka {
                 last_close_reason: Some("MANUAL"),
                 last_started: None,
                 last_stopped: None,
+                locked_by: None,
             },
+        );
+        id
+    }
+
+    /// Creates a project with this task specification (`input_spec` and `output_spec` in
+    /// Toloka's JSON: `{"field": {"type": "string", "required": false}}`; `required` defaults
+    /// to `true`, as on Toloka); returns its id. Tasks created in its pools are validated
+    /// against `input_spec` as Toloka does: a required field missing (`VALUE_REQUIRED`), a
+    /// field it does not declare (`VALUE_NOT_ALLOWED`) or a value of the wrong type refuses
+    /// the task. (Pools of a project id never created here take any input.)
+    pub fn create_project(&self, input_spec: Value, output_spec: Value) -> String {
+        let mut w = self.world();
+        let id = w.new_id("");
+        let created = time_text(w.now());
+        w.projects.insert(
+            id.clone(),
+            json!({
+                "id": id,
+                "public_name": { "EN": format!("project {id}") },
+                "public_description": { "EN": "a fake project" },
+                "status": "ACTIVE",
+                "created": created,
+                "task_spec": {
+                    "input_spec": input_spec,
+                    "output_spec": output_spec,
+                    "view_spec": { "type": "tb", "config": {} },
+                },
+            }),
         );
         id
     }
@@ -408,6 +472,11 @@ impl FakeToloka {
         self.world()
             .scripted
             .push((method, path_prefix.to_owned(), fault, times));
+    }
+
+    /// Drops the scripted faults not yet used up.
+    pub fn clear_faults(&self) {
+        self.world().scripted.clear();
     }
 
     /// Changes the seeded fault plan from now on.
@@ -533,6 +602,12 @@ impl FakeToloka {
         self.world().review_repeats
     }
 
+    /// How many pool opens or closes were refused because another operation held the pool
+    /// (`409 POOL_LOCKED_BY_ANOTHER_OPERATION`).
+    pub fn lock_refusals(&self) -> u64 {
+        self.world().lock_refusals
+    }
+
     /// How many faults were injected.
     pub fn faults_injected(&self) -> u64 {
         self.world().fault_count
@@ -564,6 +639,20 @@ impl FakeToloka {
             .tasks
             .get(task_id)
             .map(|t| t.input_values.clone())
+    }
+
+    /// The running operation that locks a pool (see [`FakeConfig::pool_operation_ms`]).
+    pub fn pool_lock(&self, pool_id: &str) -> Option<String> {
+        self.world()
+            .pools
+            .get(pool_id)
+            .and_then(|p| p.locked_by.clone())
+    }
+
+    /// Changes how long pool operations take from now on (see
+    /// [`FakeConfig::pool_operation_ms`]).
+    pub fn set_pool_operation_ms(&self, ms: u64) {
+        self.world().config.pool_operation_ms = ms;
     }
 
     /// A pool's status (`OPEN`, `CLOSED`).
@@ -916,16 +1005,56 @@ impl World {
                 polls_left: self.config.operation_polls,
                 fail,
                 log,
+                pool_change: None,
             },
         );
         // The first answer shows it running even when reads will find it done at once.
         body
     }
 
+    /// Completes the timed pool operations whose time has come: their pool changes status
+    /// and is unlocked. Called before every request and every test-side look at the world.
+    fn settle(&mut self) {
+        let now = self.now();
+        let due: Vec<String> = self
+            .operations
+            .iter()
+            .filter(|(_, op)| {
+                op.body["status"] == "RUNNING"
+                    && op.pool_change.as_ref().is_some_and(|c| c.done_at <= now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let op = self.operations.get_mut(&id).expect("listed above");
+            let change = op.pool_change.clone().expect("a pool operation");
+            op.body.insert("status".into(), json!("SUCCESS"));
+            op.body.insert("progress".into(), json!(100));
+            op.body.insert("finished".into(), time_text(change.done_at));
+            if let Some(pool) = self.pools.get_mut(&change.pool_id) {
+                pool.locked_by = None;
+                pool.status = change.target;
+                if change.target == "OPEN" {
+                    pool.last_started = Some(change.done_at);
+                    pool.last_close_reason = None;
+                } else {
+                    pool.last_stopped = Some(change.done_at);
+                    pool.last_close_reason = Some("MANUAL");
+                }
+            }
+            if self.auto_close && change.target == "OPEN" {
+                // Toloka closes a pool opened with nothing left to do again by itself.
+                self.close_if_complete(&change.pool_id, change.done_at);
+            }
+        }
+    }
+
     fn read_operation(&mut self, id: &str) -> Option<Value> {
         let now = time_text(self.now());
         let op = self.operations.get_mut(id)?;
-        if op.polls_left > 0 {
+        if op.pool_change.is_some() {
+            // Timed: done when its time comes (see `settle`), however often it is read.
+        } else if op.polls_left > 0 {
             op.polls_left -= 1;
         } else if op.body["status"] == "RUNNING" {
             op.body.insert(
@@ -1028,6 +1157,17 @@ async fn handle(
                 .insert("retry-after", axum::http::HeaderValue::from_static("0"));
             return r;
         }
+        Some(Fault::LongThrottle) => {
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_REQUESTS",
+                "too many requests",
+                json!({ "interval": "MIN", "limit": 100 }),
+            );
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("120"));
+            return r;
+        }
         Some(Fault::QuotaExhausted) => {
             return error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -1109,11 +1249,29 @@ fn route(
 ) -> Response {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.as_str(), parts.as_slice()) {
+        ("GET", ["projects", id]) => match w.projects.get(*id) {
+            Some(p) => ok(StatusCode::OK, p.clone()),
+            None => not_found("project"),
+        },
         ("GET", ["pools", id]) => match w.pools.contains_key(*id) {
             true => ok(StatusCode::OK, w.pool_json(id)),
             false => not_found("pool"),
         },
         ("POST", ["pools", id, action @ ("open" | "close")]) => pool_action(w, id, action),
+        ("GET", ["operations"]) => {
+            let mut items: Vec<Value> = w
+                .operations
+                .values()
+                .map(|op| Value::Object(op.body.clone()))
+                .filter(|op| param(query, "type").is_none_or(|t| op["type"] == t))
+                .filter(|op| param(query, "status").is_none_or(|s| op["status"] == s))
+                .filter(|op| {
+                    param(query, "id_gt").is_none_or(|g| op["id"].as_str().is_some_and(|i| i > g))
+                })
+                .collect();
+            items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+            page(items, query)
+        }
         ("GET", ["operations", id]) => match w.read_operation(id) {
             Some(op) => ok(StatusCode::OK, op),
             None => not_found("operation"),
@@ -1244,6 +1402,10 @@ fn page(mut items: Vec<Value>, query: &[(String, String)]) -> Response {
 
 fn pool_action(w: &mut World, id: &str, action: &str) -> Response {
     let has_tasks = w.tasks.values().any(|t| t.pool_id == id);
+    let timed = w.config.pool_operation_ms;
+    if w.pools.get(id).is_some_and(|p| p.locked_by.is_some()) {
+        w.lock_refusals += 1;
+    }
     let Some(pool) = w.pools.get_mut(id) else {
         return not_found("pool");
     };
@@ -1251,6 +1413,14 @@ fn pool_action(w: &mut World, id: &str, action: &str) -> Response {
         "open" => ("OPEN", "POOL.OPEN"),
         _ => ("CLOSED", "POOL.CLOSE"),
     };
+    if let Some(op) = &pool.locked_by {
+        return error(
+            StatusCode::CONFLICT,
+            "POOL_LOCKED_BY_ANOTHER_OPERATION",
+            format!("Pool is locked by another operation: {op}"),
+            Value::Null,
+        );
+    }
     if pool.status == target {
         return StatusCode::NO_CONTENT.into_response();
     }
@@ -1262,9 +1432,29 @@ fn pool_action(w: &mut World, id: &str, action: &str) -> Response {
             Value::Null,
         );
     }
+    let now = w.config.clock.now().as_millis();
+    if timed > 0 {
+        // Runs for a while: the pool keeps its status and is locked until it completes.
+        let op_id = uuid::Uuid::new_v4().to_string();
+        pool.locked_by = Some(op_id.clone());
+        let op = w.new_operation(
+            op_id.clone(),
+            kind,
+            json!({ "pool_id": id }),
+            false,
+            Vec::new(),
+        );
+        if let Some(o) = w.operations.get_mut(&op_id) {
+            o.pool_change = Some(PoolChange {
+                pool_id: id.to_owned(),
+                target,
+                done_at: now + timed,
+            });
+        }
+        return ok(StatusCode::ACCEPTED, op);
+    }
     pool.status = target;
     pool.last_close_reason = (target == "CLOSED").then_some("MANUAL");
-    let now = w.config.clock.now().as_millis();
     if target == "OPEN" {
         pool.last_started = Some(now);
     } else {
@@ -1297,11 +1487,14 @@ fn check_task(w: &World, item: &Value, allow_defaults: bool) -> Result<(), Map<S
             );
         }
     }
-    if !item.get("input_values").is_some_and(Value::is_object) {
-        errors.insert(
-            "input_values".into(),
-            json!({ "code": "VALUE_REQUIRED", "message": "Value must be present and not equal to null" }),
-        );
+    match item.get("input_values").and_then(Value::as_object) {
+        None => {
+            errors.insert(
+                "input_values".into(),
+                json!({ "code": "VALUE_REQUIRED", "message": "Value must be present and not equal to null" }),
+            );
+        }
+        Some(input) => check_input(w, item, input, &mut errors),
     }
     if !allow_defaults {
         match item.get("overlap").and_then(Value::as_u64) {
@@ -1318,6 +1511,58 @@ fn check_task(w: &World, item: &Value, allow_defaults: bool) -> Result<(), Map<S
         Ok(())
     } else {
         Err(errors)
+    }
+}
+
+/// Checks a task's input values against its project's `input_spec`, if the fake knows the
+/// project: errors go under `input_values.<field>`.
+fn check_input(
+    w: &World,
+    item: &Value,
+    input: &Map<String, Value>,
+    errors: &mut Map<String, Value>,
+) {
+    let Some(spec) = item
+        .get("pool_id")
+        .and_then(Value::as_str)
+        .and_then(|p| w.pools.get(p))
+        .and_then(|p| w.projects.get(&p.project_id))
+        .and_then(|p| p["task_spec"]["input_spec"].as_object())
+    else {
+        return;
+    };
+    for (name, field) in spec {
+        let Ok(field) = serde_json::from_value::<crate::model::FieldSpec>(field.clone()) else {
+            continue;
+        };
+        match input.get(name) {
+            None | Some(Value::Null) if field.required => {
+                errors.insert(
+                    format!("input_values.{name}"),
+                    json!({ "code": "VALUE_REQUIRED", "message": "Value must be present and not equal to null" }),
+                );
+            }
+            Some(v) if !v.is_null() && !field.accepts(v) => {
+                let code = match field.kind.as_str() {
+                    k if k.starts_with("array_") => "ARRAY_EXPECTED",
+                    "integer" => "INTEGER_EXPECTED",
+                    "float" => "FLOAT_EXPECTED",
+                    "boolean" => "BOOLEAN_EXPECTED",
+                    _ => "STRING_EXPECTED",
+                };
+                errors.insert(
+                    format!("input_values.{name}"),
+                    json!({ "code": code, "message": format!("Value must be of type {}", field.kind) }),
+                );
+            }
+            _ => {}
+        }
+    }
+    for name in input.keys().filter(|k| !spec.contains_key(*k)) {
+        errors.insert(
+            format!("input_values.{name}"),
+            json!({ "code": "VALUE_NOT_ALLOWED", "message": "The field is not in the project's input specification" }),
+        );
     }
 }
 

@@ -2,8 +2,8 @@
 //!
 //! crowdcore on [Toloka](https://toloka.ai)'s REST API v1.
 //!
-//! - [`TolokaClient`] — a typed client: pools (get, open, close, with operations polled to
-//!   completion), tasks (synchronous batches up to the API's limit, idempotent asynchronous
+//! - [`TolokaClient`] — a typed client: projects, pools (get, open, close, with operations
+//!   polled to completion, waiting out another operation that locks the pool), tasks (synchronous batches up to the API's limit, idempotent asynchronous
 //!   operations keyed by `operation_id` beyond, resuming an operation that already exists),
 //!   assignments (filters, `id_gt` paging, accept / reject with a public comment, "already
 //!   reviewed" treated as success when the state matches), user bonuses keyed by
@@ -11,11 +11,13 @@
 //!   quota window and `Retry-After`) and 5xx are retried with capped exponential backoff and
 //!   jitter; everything else maps to a clear permanent [`TolokaError`].
 //! - [`TolokaPlatform`] — crowdcore's [`Platform`](crowdcore::platform::Platform) over one
-//!   Toloka pool: a HIT is a task, its slots are the task's overlap.
+//!   Toloka pool: a HIT is a task, its slots are the task's overlap; an arrival is confirmed
+//!   by reading its assignment back, under a short retry budget.
 //! - [`TolokaPipeline`] — crowdcore's
 //!   [`PipelinePlatform`](crowdcore::pipeline::PipelinePlatform) (multi-pool pipelines): each
 //!   stage a Toloka pool; tasks and bonuses keyed by
-//!   [`operation_id`](crowdcore::pipeline::operation_id) of the runtime's key.
+//!   [`operation_id`](crowdcore::pipeline::operation_id) of the runtime's key; stages' pools
+//!   and projects checked up front ([`TolokaPipeline::check_stages`]).
 //! - `fake` (feature `fake`) — a local fake Toloka (an axum app speaking the same JSON) with
 //!   simulated workers, a listing that lags behind writes, and injected faults, for tests.
 //!
@@ -64,7 +66,9 @@ pub use client::{
     SYNC_TASKS_LIMIT, TolokaClient, derived_operation_id,
 };
 pub use error::{ApiError, ErrorClass, QuotaWindow, TolokaError};
-pub use pipeline::TolokaPipeline;
+pub use pipeline::{
+    InputField, StageSpec, StageSpecError, TolokaPipeline, fanout_inputs, forward_inputs,
+};
 pub use platform::{
     BlockPolicy, FieldCursor, InputMapper, TolokaPlatform, TolokaPlatformConfig, UpdatesCursor,
 };

@@ -5,6 +5,7 @@
 //! `extra` map where an object is read and written back, and ignored elsewhere, so a newer
 //! Toloka does not break reading.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, NaiveDateTime};
@@ -283,6 +284,99 @@ pub struct Pool {
     /// Everything else Toloka sent (filters, quality control, mixer config, …).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+// ----- projects --------------------------------------------------------------------------------
+
+/// A project (`GET /projects/{id}`): what this crate reads of it is the task specification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    /// Project id.
+    pub id: String,
+    /// The name workers see (by language).
+    #[serde(default, skip_serializing_if = "LocalizedText::is_empty")]
+    pub public_name: LocalizedText,
+    /// `ACTIVE` or `ARCHIVED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Its tasks' input and output fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_spec: Option<TaskSpec>,
+    /// Everything else Toloka sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A project's task specification: the input fields a task may (or must) carry and the
+/// output fields a worker's answer has, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Input fields.
+    #[serde(default)]
+    pub input_spec: BTreeMap<String, FieldSpec>,
+    /// Output fields.
+    #[serde(default)]
+    pub output_spec: BTreeMap<String, FieldSpec>,
+    /// Everything else (the view).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One field of a project's input or output specification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldSpec {
+    /// Its type: `string`, `integer`, `float`, `boolean`, `url`, `file`, `coordinates`,
+    /// `json`, or `array_` and one of those.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Whether every task (or answer) must carry it; Toloka's default is `true`.
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// Hidden from workers (input fields only).
+    #[serde(default)]
+    pub hidden: bool,
+    /// Constraints (`min_length`, `allowed_values`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl FieldSpec {
+    /// A field of this type, required or not.
+    pub fn new(kind: &str, required: bool) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            required,
+            hidden: false,
+            extra: Map::new(),
+        }
+    }
+
+    /// Whether `value` has this field's type (constraints aside): a number for `integer`
+    /// must be whole, `json` takes anything, an array type takes an array of its element
+    /// type.
+    pub fn accepts(&self, value: &Value) -> bool {
+        fn scalar(kind: &str, v: &Value) -> bool {
+            match kind {
+                "string" | "url" | "file" | "coordinates" => v.is_string(),
+                "integer" => v.is_i64() || v.is_u64(),
+                "float" => v.is_number(),
+                "boolean" => v.is_boolean(),
+                "json" => true,
+                // A type this crate does not know: Toloka is the judge.
+                _ => true,
+            }
+        }
+        match self.kind.strip_prefix("array_") {
+            Some(element) => value
+                .as_array()
+                .is_some_and(|items| items.iter().all(|v| scalar(element, v))),
+            None => scalar(&self.kind, value),
+        }
+    }
 }
 
 // ----- tasks -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ use crowdcore::pipeline::{
     handlers::keys, operation_id,
 };
 use crowdcore::platform::{IdempotencyKey, PlatformError};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::client::TolokaClient;
 use crate::model::{self, AssignmentFilter, AssignmentSort, TimeBound, TolokaTime};
@@ -27,9 +27,10 @@ use crate::model::{self, AssignmentFilter, AssignmentSort, TimeBound, TolokaTime
 ///
 /// Tasks carry their group (if any) in `input_values` under
 /// [`keys::GROUP`](crowdcore::pipeline::handlers::keys::GROUP), so a project whose tasks are
-/// grouped needs that input field (the shipped handlers also write `origin_assignment`,
-/// `origin_stage`, `origin_worker` and `item`/`items`: declare them in the project's input
-/// specification, or Toloka refuses the tasks with a validation error).
+/// grouped needs that input field. Each stage's project must declare the input fields its
+/// tasks carry — which differ by stage: see [`fanout_inputs`] and [`forward_inputs`] for the
+/// shipped handlers — and may require only fields every task carries, or Toloka refuses the
+/// tasks with a validation error. [`check_stages`](Self::check_stages) checks this up front.
 #[derive(Debug, Clone)]
 pub struct TolokaPipeline {
     client: TolokaClient,
@@ -45,6 +46,323 @@ impl TolokaPipeline {
     pub fn client(&self) -> &TolokaClient {
         &self.client
     }
+
+    /// Checks, before anything is created, that every stage's pool can take what the
+    /// pipeline will send it: the pool exists and is not archived, no two stages share a
+    /// pool, and the pool's project declares every input field the stage's tasks carry (with
+    /// a type their values have), requires none they do not always carry, and declares every
+    /// output field the stage's handler reads. The first misfit is the error, naming the
+    /// stage and the field. Only reads are sent (`GET /pools/{id}`, `GET /projects/{id}`).
+    pub async fn check_stages(&self, stages: &[StageSpec]) -> Result<(), StageSpecError> {
+        for (i, a) in stages.iter().enumerate() {
+            if let Some(b) = stages[..i].iter().find(|b| b.pool == a.pool) {
+                return Err(StageSpecError::SharedPool {
+                    first: b.stage.clone(),
+                    second: a.stage.clone(),
+                    pool: a.pool.as_str().to_owned(),
+                });
+            }
+        }
+        for spec in stages {
+            self.check_stage(spec).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_stage(&self, spec: &StageSpec) -> Result<(), StageSpecError> {
+        let stage = spec.stage.clone();
+        let pool_id = spec.pool.as_str().to_owned();
+        let unreadable = |error| StageSpecError::Unreadable {
+            stage: stage.clone(),
+            pool: pool_id.clone(),
+            error,
+        };
+        let pool = self.client.get_pool(&pool_id).await.map_err(unreadable)?;
+        if pool.status == model::PoolStatus::Archived {
+            return Err(StageSpecError::Archived {
+                stage,
+                pool: pool_id,
+            });
+        }
+        if spec.inputs.is_empty() && spec.outputs.is_empty() {
+            return Ok(());
+        }
+        let project = self
+            .client
+            .get_project(&pool.project_id)
+            .await
+            .map_err(unreadable)?;
+        let project_id = project.id.clone();
+        let Some(task_spec) = project.task_spec else {
+            return Err(StageSpecError::NoTaskSpec {
+                stage,
+                pool: pool_id,
+                project: project_id,
+            });
+        };
+        for input in &spec.inputs {
+            let Some(declared) = task_spec.input_spec.get(&input.name) else {
+                return Err(StageSpecError::Undeclared {
+                    stage,
+                    pool: pool_id,
+                    project: project_id,
+                    field: input.name.clone(),
+                });
+            };
+            if !declared.accepts(&input.sample) {
+                return Err(StageSpecError::WrongType {
+                    stage,
+                    pool: pool_id,
+                    project: project_id,
+                    field: input.name.clone(),
+                    declared: declared.kind.clone(),
+                    sample: input.sample.to_string(),
+                });
+            }
+            if declared.required && !input.always {
+                return Err(StageSpecError::RequiredNotWritten {
+                    stage,
+                    pool: pool_id,
+                    project: project_id,
+                    field: input.name.clone(),
+                    which: "not every task",
+                    them: "the tasks without it",
+                });
+            }
+        }
+        if !spec.inputs.is_empty() {
+            for (name, declared) in &task_spec.input_spec {
+                if declared.required && !spec.inputs.iter().any(|i| &i.name == name) {
+                    return Err(StageSpecError::RequiredNotWritten {
+                        stage,
+                        pool: pool_id,
+                        project: project_id,
+                        field: name.clone(),
+                        which: "no task",
+                        them: "every task",
+                    });
+                }
+            }
+        }
+        for output in &spec.outputs {
+            if !task_spec.output_spec.contains_key(output) {
+                return Err(StageSpecError::NoOutput {
+                    stage,
+                    pool: pool_id,
+                    project: project_id,
+                    field: output.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One input field the tasks a pipeline creates in a stage carry.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct InputField {
+    /// Its name in `input_values`.
+    pub name: String,
+    /// A value of the kind written (its type is checked against the project's declaration).
+    pub sample: Value,
+    /// Whether every task carries it (then the project may require it); otherwise it must
+    /// be optional.
+    pub always: bool,
+}
+
+impl InputField {
+    /// A field every task carries, with values like `sample`.
+    pub fn always(name: &str, sample: Value) -> Self {
+        Self {
+            name: name.to_owned(),
+            sample,
+            always: true,
+        }
+    }
+
+    /// A field some tasks carry, with values like `sample`.
+    pub fn sometimes(name: &str, sample: Value) -> Self {
+        Self {
+            always: false,
+            ..Self::always(name, sample)
+        }
+    }
+}
+
+/// The fields every task carries that the shipped handlers create with an origin: the group
+/// and its size, the original assignment, its stage and worker.
+fn origin_inputs() -> Vec<InputField> {
+    vec![
+        InputField::always(keys::GROUP, json!("00000000000000a1")),
+        InputField::always(keys::GROUP_SIZE, json!(1)),
+        InputField::always(keys::ORIGIN_ASSIGNMENT, json!("00000000000000a1")),
+        InputField::always(keys::ORIGIN_STAGE, json!("submit")),
+        InputField::always(keys::ORIGIN_WORKER, json!("w1")),
+    ]
+}
+
+/// The input fields of the tasks [`Fanout`](crowdcore::pipeline::Fanout) creates in the next
+/// stage: `item` (one item of the submission, like `item`), `group`, `group_size` (an
+/// integer), `origin_assignment`, `origin_stage`, `origin_worker` — every one on every task.
+/// No `items`.
+pub fn fanout_inputs(item: Value) -> Vec<InputField> {
+    let mut fields = vec![InputField::always(keys::ITEM, item)];
+    fields.extend(origin_inputs());
+    fields
+}
+
+/// The input fields of the task [`Action::Forward`](crowdcore::pipeline::Action::Forward)
+/// creates for a decided group: `items` (the group's items, a list like `items`), `group`,
+/// `group_size` (1), `origin_assignment`, `origin_stage`, `origin_worker` — every one on every
+/// task. No `item`.
+pub fn forward_inputs(items: Value) -> Vec<InputField> {
+    let mut fields = vec![InputField::always(keys::ITEMS, items)];
+    fields.extend(origin_inputs());
+    fields
+}
+
+/// What a stage needs of its Toloka pool and project, checked by
+/// [`TolokaPipeline::check_stages`] before a pipeline runs.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StageSpec {
+    /// The stage's name (for messages).
+    pub stage: String,
+    /// Its pool.
+    pub pool: PoolId,
+    /// The input fields of the tasks the pipeline creates in it (empty: it creates none, as
+    /// in a first stage whose tasks the requester uploads).
+    pub inputs: Vec<InputField>,
+    /// The output fields its handler reads from answers.
+    pub outputs: Vec<String>,
+}
+
+impl StageSpec {
+    /// A stage on `pool` whose tasks carry `inputs` and whose answers are read for
+    /// `outputs`.
+    pub fn new(stage: &str, pool: PoolId, inputs: Vec<InputField>, outputs: &[&str]) -> Self {
+        Self {
+            stage: stage.to_owned(),
+            pool,
+            inputs,
+            outputs: outputs.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+}
+
+/// Why a stage's pool or project does not fit what the pipeline will do with it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StageSpecError {
+    /// The pool or its project could not be read.
+    #[error("stage {stage} (pool {pool}): {error}")]
+    Unreadable {
+        /// The stage.
+        stage: String,
+        /// Its pool.
+        pool: String,
+        /// What Toloka answered.
+        error: crate::TolokaError,
+    },
+    /// The pool is archived: nothing can be created or opened in it.
+    #[error("stage {stage} (pool {pool}): the pool is archived")]
+    Archived {
+        /// The stage.
+        stage: String,
+        /// Its pool.
+        pool: String,
+    },
+    /// Two stages share a pool.
+    #[error("stages {first} and {second} share pool {pool}; each stage needs its own")]
+    SharedPool {
+        /// One stage.
+        first: String,
+        /// The other.
+        second: String,
+        /// The pool.
+        pool: String,
+    },
+    /// The project has no task specification to check against.
+    #[error("stage {stage} (pool {pool}, project {project}): the project has no task_spec")]
+    NoTaskSpec {
+        /// The stage.
+        stage: String,
+        /// Its pool.
+        pool: String,
+        /// Its project.
+        project: String,
+    },
+    /// The stage's tasks carry an input field the project does not declare.
+    #[error(
+        "stage {stage} (pool {pool}, project {project}): the project's input_spec does not declare \
+         {field:?}, which every task the pipeline creates in this stage carries: Toloka would \
+         refuse them all; declare it"
+    )]
+    Undeclared {
+        /// The stage.
+        stage: String,
+        /// Its pool.
+        pool: String,
+        /// Its project.
+        project: String,
+        /// The field.
+        field: String,
+    },
+    /// The project declares an input field with a type the stage's values do not have.
+    #[error(
+        "stage {stage} (pool {pool}, project {project}): input field {field:?} is declared \
+         {declared}, but the pipeline writes values like {sample}"
+    )]
+    WrongType {
+        /// The stage.
+        stage: String,
+        /// Its pool.
+        pool: String,
+        /// Its project.
+        project: String,
+        /// The field.
+        field: String,
+        /// Its declared type.
+        declared: String,
+        /// A value of the kind written.
+        sample: String,
+    },
+    /// The project requires an input field the stage's tasks do not (always) carry.
+    #[error(
+        "stage {stage} (pool {pool}, project {project}): input field {field:?} is required by \
+         the project, but {which} the pipeline creates in this stage carries it: Toloka would \
+         refuse {them}; make it optional (\"required\": false) or remove it"
+    )]
+    RequiredNotWritten {
+        /// The stage.
+        stage: String,
+        /// Its pool.
+        pool: String,
+        /// Its project.
+        project: String,
+        /// The field.
+        field: String,
+        /// "no task" or "not every task".
+        which: &'static str,
+        /// "every task" or "the tasks without it".
+        them: &'static str,
+    },
+    /// The stage's handler reads an output field the project does not declare.
+    #[error(
+        "stage {stage} (pool {pool}, project {project}): the project's output_spec does not \
+         declare {field:?}, which the stage's handler reads from every answer"
+    )]
+    NoOutput {
+        /// The stage.
+        stage: String,
+        /// Its pool.
+        pool: String,
+        /// Its project.
+        project: String,
+        /// The field.
+        field: String,
+    },
 }
 
 fn field(f: TimeField) -> model::TimeField {

@@ -8,6 +8,7 @@
 //! | add slots | `PATCH /tasks/{id}` with a higher overlap |
 //! | expire | `PATCH /tasks/{id}/set-overlap-or-min` with overlap 0 |
 //! | updates | `GET /assignments` per time field (created, submitted, accepted, …), cursor in JSON |
+//! | assignment (confirm an arrival) | `GET /assignments/{id}` with a short retry budget |
 //! | approve / reject | `PATCH /assignments/{id}` with `ACCEPTED` / `REJECTED` and a comment |
 //! | bonus | `POST /user-bonuses` in an async operation keyed by the key |
 //! | block | `PUT /user-restrictions` (scope and expiry from [`BlockPolicy`]) |
@@ -26,19 +27,19 @@ use async_trait::async_trait;
 use crowdcore::clock::{Clock, SystemClock};
 use crowdcore::model::{AssignmentId, HitId, HitSpec, Money, Timestamp, WorkerId};
 use crowdcore::platform::{
-    AssignmentStatus as CoreStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey, Page,
-    Platform, PlatformError, PlatformErrorKind,
+    AssignmentRecord, AssignmentStatus as CoreStatus, AssignmentUpdate, Capabilities, Cursor,
+    IdempotencyKey, Page, Platform, PlatformError, PlatformErrorKind,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::client::TolokaClient;
+use crate::client::{RetryPolicy, TolokaClient};
 use crate::error::TolokaError;
 use crate::model::{
-    Assignment, AssignmentFilter, AssignmentSort, CreateTasksOptions, LocalizedText, NewTask,
-    NewUserBonus, NewUserRestriction, RestrictionScope, SetUserSkill, TimeBound, TimeField,
-    TolokaTime, Usd, UsdError,
+    Assignment, AssignmentFilter, AssignmentSort, AssignmentStatus, CreateTasksOptions,
+    LocalizedText, NewTask, NewUserBonus, NewUserRestriction, RestrictionScope, SetUserSkill,
+    TimeBound, TimeField, TolokaTime, Usd, UsdError,
 };
 
 /// Turns a HIT spec into a task's `input_values` (they must match the project's input spec).
@@ -79,6 +80,26 @@ pub struct TolokaPlatformConfig {
     pub block_for: Option<Duration>,
     /// The clock the time lag and block expiry are measured on (Unix milliseconds).
     pub clock: Arc<dyn Clock>,
+    /// Retries of [`Platform::assignment`], a read a worker's page waits on (the HTTP front
+    /// confirms an arrival with it): short, instead of the client's policy, which may sleep
+    /// a 429's `Retry-After` of up to two minutes. The default tries 3 times, 100 to 400 ms
+    /// apart, waits at most 1 s for a 429 (a longer `Retry-After`, or an hourly or daily quota,
+    /// is returned at once as `Throttled`, which is retryable).
+    pub lookup_retry: RetryPolicy,
+    /// The timeout of each [`Platform::assignment`] request (default 3 s). With the default
+    /// retries a lookup gives up after about 3 × 3 s + 2 × 1 s = 11 s at worst.
+    pub lookup_timeout: Duration,
+}
+
+/// The default [`TolokaPlatformConfig::lookup_retry`].
+fn lookup_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(200),
+        max_delay: Duration::from_millis(400),
+        minute_quota_wait: Duration::from_secs(1),
+        max_retry_after: Duration::from_secs(1),
+    }
 }
 
 impl TolokaPlatformConfig {
@@ -98,6 +119,8 @@ impl TolokaPlatformConfig {
             block: BlockPolicy::AllProjects,
             block_for: None,
             clock: Arc::new(SystemClock),
+            lookup_retry: lookup_retry(),
+            lookup_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -111,6 +134,8 @@ impl fmt::Debug for TolokaPlatformConfig {
             .field("page_size", &self.page_size)
             .field("block", &self.block)
             .field("block_for", &self.block_for)
+            .field("lookup_retry", &self.lookup_retry)
+            .field("lookup_timeout", &self.lookup_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -206,6 +231,30 @@ pub(crate) fn bonus_usd(amount: Money) -> Result<Usd, PlatformError> {
     Ok(usd)
 }
 
+/// What an assignment's Toloka status means to crowdcore: the same mapping as the time
+/// fields [`Platform::updates`] reads (`ACTIVE` is held, as its `created` time is).
+fn status_from(s: AssignmentStatus) -> CoreStatus {
+    match s {
+        AssignmentStatus::Active => CoreStatus::Accepted,
+        AssignmentStatus::Submitted => CoreStatus::Submitted,
+        AssignmentStatus::Accepted => CoreStatus::Approved,
+        AssignmentStatus::Rejected => CoreStatus::Rejected,
+        AssignmentStatus::Skipped => CoreStatus::Returned,
+        AssignmentStatus::Expired => CoreStatus::Abandoned,
+    }
+}
+
+/// The HIT an assignment is on: its task (what [`Platform::post`] returned), as
+/// [`Platform::updates`] reports it.
+fn hit_of(a: &Assignment) -> HitId {
+    let id = a
+        .tasks
+        .first()
+        .map(|task| task.id.clone())
+        .unwrap_or_else(|| a.task_suite_id.clone());
+    HitId::new(id)
+}
+
 fn millis(a: &Assignment, field: TimeField) -> Option<u64> {
     a.time_of(field).map(|t| t.to_timestamp().as_millis())
 }
@@ -256,8 +305,36 @@ impl Platform for TolokaPlatform {
             push_notifications: false,
             bonus_without_assignment: true,
             max_slots_per_hit: None,
-            confirms_assignments: false,
+            confirms_assignments: true,
         }
+    }
+
+    /// `GET /assignments/{id}`: the worker (`user_id`), the HIT (the assignment's task, as
+    /// [`post`](Platform::post) and [`updates`](Platform::updates) name HITs — not the pool,
+    /// which every HIT of this platform shares) and the status (`ACTIVE` → accepted,
+    /// `SUBMITTED` → submitted, `ACCEPTED` → approved, `REJECTED` → rejected, `SKIPPED` →
+    /// returned, `EXPIRED` → abandoned). `404` is `Ok(None)`. A worker's page waits on this,
+    /// so it retries under [`TolokaPlatformConfig::lookup_retry`] and
+    /// [`lookup_timeout`](TolokaPlatformConfig::lookup_timeout), not the client's policy; a
+    /// 429 or 5xx left over is a retryable error.
+    async fn assignment(
+        &self,
+        assignment: &AssignmentId,
+    ) -> Result<Option<AssignmentRecord>, PlatformError> {
+        let found = self
+            .client
+            .lookup_assignment(
+                assignment.as_str(),
+                &self.config.lookup_retry,
+                self.config.lookup_timeout,
+            )
+            .await?;
+        Ok(found.map(|a| AssignmentRecord {
+            assignment: AssignmentId::new(a.id.as_str()),
+            worker: WorkerId::new(a.user_id.as_str()),
+            hit: hit_of(&a),
+            status: status_from(a.status),
+        }))
     }
 
     async fn post(
@@ -412,18 +489,13 @@ impl Platform for TolokaPlatform {
                     continue;
                 }
                 fc.seen.push(event);
-                let hit = a
-                    .tasks
-                    .first()
-                    .map(|task| task.id.clone())
-                    .unwrap_or_else(|| a.task_suite_id.clone());
                 out.push((
                     t,
                     field,
                     AssignmentUpdate {
                         assignment: AssignmentId::new(a.id.as_str()),
                         worker: WorkerId::new(a.user_id.as_str()),
-                        hit: HitId::new(hit),
+                        hit: hit_of(a),
                         status: status_of(field),
                         at: Timestamp::from_millis(t),
                     },

@@ -799,3 +799,64 @@ async fn seeded_faults_give_the_same_final_state_and_no_duplicates() {
         assert_eq!(got, expected, "seed {seed}");
     }
 }
+
+#[tokio::test]
+async fn running_pool_operations_are_found_and_lock_the_pool_until_they_end() {
+    let w = world_with(|c| c.pool_operation_ms = 1_000).await;
+    let pool = w.fake.create_pool("prj", cents(5));
+    let other = w.fake.create_pool("prj", cents(5));
+    for p in [&pool, &other] {
+        w.client
+            .create_tasks(&[task(p, 0, 1)], CreateTasksOptions::default(), None)
+            .await
+            .unwrap();
+    }
+    let op = w.client.open_pool_async(&pool).await.unwrap().unwrap();
+    let _ = w.client.open_pool_async(&other).await.unwrap().unwrap();
+    assert_eq!(w.fake.pool_lock(&pool), Some(op.id.clone()));
+    // Still closed while the open runs, and a second open or a close is refused meanwhile.
+    assert_eq!(w.fake.pool_status(&pool).as_deref(), Some("CLOSED"));
+    for action in [
+        w.client.open_pool_async(&pool).await,
+        w.client.close_pool_async(&pool).await,
+    ] {
+        let err = action.unwrap_err();
+        assert!(err.is_pool_locked(), "{err}");
+        assert!(err.is_retryable());
+        assert_eq!(err.platform_kind(), PlatformErrorKind::Unavailable);
+    }
+    assert_eq!(w.fake.lock_refusals(), 2);
+    // Not retried blindly by the client: one request each.
+    assert_eq!(calls(&w.fake, "POST", &format!("/pools/{pool}/")).len(), 3);
+
+    let running = w
+        .client
+        .find_operations(Some("POOL.OPEN"), Some("RUNNING"), None)
+        .await
+        .unwrap();
+    assert_eq!(running.items.len(), 2);
+    let found = w
+        .client
+        .running_pool_operation(&pool)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, op.id);
+    assert_eq!(found.parameters["pool_id"], pool.as_str());
+
+    // However often it is read, it ends when its time comes, and the pool is open.
+    assert_eq!(
+        w.client.get_operation(&op.id).await.unwrap().status,
+        crowdcore_toloka::model::OperationStatus::Running
+    );
+    w.clock.advance(1_000);
+    let done = w.client.get_operation(&op.id).await.unwrap();
+    assert_eq!(
+        done.status,
+        crowdcore_toloka::model::OperationStatus::Success
+    );
+    assert_eq!(w.fake.pool_status(&pool).as_deref(), Some("OPEN"));
+    assert_eq!(w.fake.pool_lock(&pool), None);
+    assert_eq!(w.client.running_pool_operation(&pool).await.unwrap(), None);
+    assert_eq!(w.client.open_pool_async(&pool).await.unwrap(), None);
+}

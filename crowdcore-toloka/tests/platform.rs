@@ -571,3 +571,122 @@ async fn under_random_listing_delays_within_the_lag_every_event_is_reported_exac
         assert_eq!(got, expected, "seed {seed}");
     }
 }
+
+#[tokio::test]
+async fn an_assignment_is_read_back_with_its_worker_task_and_status() {
+    let w = world().await;
+    let pool = w.fake.create_pool("prj", cents(5));
+    let p = platform(&w, &pool, |_| {});
+    assert!(p.capabilities().confirms_assignments);
+    let hit = p.post(&spec("img/1"), 2, &key("a/1")).await.unwrap();
+    let a = w.fake.take(hit.as_str(), "w7").unwrap();
+
+    // A made-up id (and an empty one, which is not even sent) is no assignment.
+    for id in ["made-up", "", "../pools/1"] {
+        let before = w.fake.request_count();
+        assert_eq!(p.assignment(&AssignmentId::new(id)).await.unwrap(), None);
+        if id.is_empty() {
+            assert_eq!(w.fake.request_count(), before);
+        }
+    }
+
+    let p = &p;
+    let read = |id: &str| {
+        let id = AssignmentId::new(id);
+        async move { p.assignment(&id).await.unwrap().expect("the assignment") }
+    };
+    let record = read(&a).await;
+    assert_eq!(record.assignment, AssignmentId::new(a.as_str()));
+    assert_eq!(record.worker, WorkerId::new("w7"));
+    // The HIT is the task, as `post` and `updates` name it; the pool is every HIT's.
+    assert_eq!(record.hit, hit);
+    assert_eq!(record.status, Core::Accepted);
+    assert!(record.confirms(&WorkerId::new("w7"), &hit));
+    assert!(!record.confirms(&WorkerId::new("w8"), &hit));
+    assert!(!record.confirms(&WorkerId::new("w7"), &HitId::new(pool.as_str())));
+    let sent = calls(&w.fake, "GET", "/assignments/").pop().unwrap();
+    assert_eq!(sent.path, format!("/assignments/{a}"));
+
+    // Every Toloka status, mapped.
+    w.fake.submit(&a, json!({ "label": "cat" })).unwrap();
+    assert_eq!(read(&a).await.status, Core::Submitted);
+    p.approve(&AssignmentId::new(a.as_str()), &key("ap/1"))
+        .await
+        .unwrap();
+    assert_eq!(read(&a).await.status, Core::Approved);
+    let b = w.fake.take(hit.as_str(), "w8").unwrap();
+    w.fake.submit(&b, json!({ "label": "dog" })).unwrap();
+    p.reject(&AssignmentId::new(b.as_str()), "wrong", &key("rj/1"))
+        .await
+        .unwrap();
+    assert_eq!(read(&b).await.status, Core::Rejected);
+    let other = p.post(&spec("img/2"), 2, &key("a/2")).await.unwrap();
+    let c = w.fake.take(other.as_str(), "w9").unwrap();
+    w.fake.skip(&c).unwrap();
+    assert_eq!(read(&c).await.status, Core::Returned);
+    let d = w.fake.take(other.as_str(), "w9").unwrap();
+    w.fake.expire(&d).unwrap();
+    let record = read(&d).await;
+    assert_eq!(record.status, Core::Abandoned);
+    assert_eq!(record.hit, other);
+    assert!(!record.confirms(&WorkerId::new("w9"), &other));
+}
+
+#[tokio::test]
+async fn an_assignment_lookup_retries_briefly_and_its_faults_stay_retryable() {
+    let w = world().await;
+    let pool = w.fake.create_pool("prj", cents(5));
+    let hit = {
+        let p = platform(&w, &pool, |_| {});
+        p.post(&spec("img/1"), 1, &key("b/1")).await.unwrap()
+    };
+    let a = AssignmentId::new(w.fake.take(hit.as_str(), "w1").unwrap());
+    // The lookup's own budget (the defaults, with the sleeps shortened for the test).
+    let p = platform(&w, &pool, |c| {
+        c.lookup_retry.base_delay = Duration::from_millis(2);
+        c.lookup_retry.max_delay = Duration::from_millis(4);
+    });
+    assert_eq!(p.config().lookup_retry.max_attempts, 3);
+
+    // A fault or two is retried within the budget.
+    w.fake
+        .inject(Some(Method::GET), "/assignments/", Fault::Unavailable, 1);
+    w.fake
+        .inject(Some(Method::GET), "/assignments/", Fault::Throttle, 1);
+    assert_eq!(
+        p.assignment(&a).await.unwrap().unwrap().worker,
+        WorkerId::new("w1")
+    );
+
+    // More than the budget holds: a retryable error, after three tries.
+    for (fault, kind) in [
+        (Fault::Unavailable, PlatformErrorKind::Unavailable),
+        (Fault::LostAnswer, PlatformErrorKind::Unavailable),
+        (Fault::Throttle, PlatformErrorKind::Throttled),
+    ] {
+        w.fake
+            .inject(Some(Method::GET), "/assignments/", fault, 100);
+        let before = w.fake.request_count();
+        let err = p.assignment(&a).await.unwrap_err();
+        assert_eq!(err.kind, kind, "{fault:?}: {err}");
+        assert!(err.is_retryable(), "{fault:?}: {err}");
+        assert_eq!(w.fake.request_count() - before, 3, "{fault:?}");
+        w.fake.clear_faults();
+    }
+
+    // A 429 asking for two minutes (which the client's own policy would sleep) and a spent
+    // daily quota come back at once, retryable.
+    let p = platform(&w, &pool, |_| {});
+    for fault in [Fault::LongThrottle, Fault::QuotaExhausted] {
+        w.fake.inject(Some(Method::GET), "/assignments/", fault, 1);
+        let started = std::time::Instant::now();
+        let err = p.assignment(&a).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{fault:?}");
+        assert_eq!(err.kind, PlatformErrorKind::Throttled, "{fault:?}: {err}");
+        assert!(err.is_retryable());
+    }
+    assert_eq!(
+        p.assignment(&a).await.unwrap().unwrap().status,
+        Core::Accepted
+    );
+}

@@ -1,9 +1,12 @@
 //! The `toloka_pipeline` example end to end against a fake Toloka that lives in this test
 //! process (a real port, so it outlives the example's processes): seeded simulated workers
-//! answer over time, listings lag behind writes, seeded 429s, 503s and lost answers. A run
-//! killed with SIGKILL at seeded moments and started again until it finishes ends with the
-//! same decisions as an uninterrupted run, and the fake saw no task created twice, no bonus
-//! paid twice, and the same reviews.
+//! answer over time, listings lag behind writes, pool opens and closes take time and lock the
+//! pool, seeded 429s, 503s and lost answers. A run killed with SIGKILL at seeded moments and
+//! started again until it finishes ends with the same decisions as an uninterrupted run (a
+//! restart re-sending an open that the killed run left running waits for it), and the fake saw
+//! no task created twice, no bonus paid twice, and the same reviews. Runs that leave decisions
+//! failed or pending exit non-zero and list them; a misdeclared project stops the example
+//! before anything is created.
 //!
 //! Kills: 5 by default, `CROWDCORE_TOLOKA_KILLS=50` for a longer run; their seed
 //! `CROWDCORE_TOLOKA_KILL_SEED` (default 1); the crowd's (answers, worker picks, fault draws)
@@ -101,14 +104,56 @@ fn client(fake: &FakeToloka) -> TolokaClient {
     .expect("client")
 }
 
+/// The validate project's input fields as the handlers fill them (`Fanout`'s tasks).
+fn validate_inputs() -> Value {
+    json!({
+        "item": { "type": "string" },
+        "group": { "type": "string" },
+        "group_size": { "type": "integer" },
+        "origin_assignment": { "type": "string" },
+        "origin_stage": { "type": "string" },
+        "origin_worker": { "type": "string" },
+    })
+}
+
+/// The quality project's input fields (`Action::Forward`'s tasks).
+fn quality_inputs() -> Value {
+    let mut spec = validate_inputs();
+    let fields = spec.as_object_mut().expect("an object");
+    fields.remove("item");
+    fields.insert("items".into(), json!({ "type": "array_string" }));
+    spec
+}
+
 async fn world(seed: u64) -> World {
+    world_with(seed, |_| {}, validate_inputs()).await
+}
+
+/// A world whose pool operations outlast the example's lease (1 s): a run started after a
+/// kill re-sends an open the killed run left running and meets the pool locked by it.
+async fn world_locking(seed: u64) -> World {
+    world_with(seed, |c| c.pool_operation_ms = 1_500, validate_inputs()).await
+}
+
+/// A world whose fake is tuned by `tune`, with this input spec on the validate project.
+async fn world_with(seed: u64, tune: impl FnOnce(&mut FakeConfig), validate: Value) -> World {
     let mut config = FakeConfig::new(Arc::new(SystemClock));
     config.listing_lag_ms = 300;
     config.operation_polls = 1;
+    // Opening and closing a pool takes a while and locks it, as on Toloka.
+    config.pool_operation_ms = 150;
+    tune(&mut config);
     let fake = Arc::new(FakeToloka::start(config).await.expect("fake starts"));
     fake.set_auto_close(true);
-    let pools =
-        ["submit", "validate", "quality"].map(|_| fake.create_pool("photos", Usd::from_cents(5)));
+    let projects = [
+        fake.create_project(
+            json!({ "place": { "type": "string" } }),
+            json!({ "photos": { "type": "array_string" } }),
+        ),
+        fake.create_project(validate, json!({ "verdict": { "type": "string" } })),
+        fake.create_project(quality_inputs(), json!({ "quality": { "type": "string" } })),
+    ];
+    let pools = projects.map(|p| fake.create_pool(&p, Usd::from_cents(5)));
     let tasks: Vec<NewTask> = (0..PLACES)
         .map(|i| {
             let input = json!({ "place": format!("place-{i:02}") });
@@ -395,7 +440,7 @@ async fn a_pipeline_killed_at_random_moments_ends_as_an_uninterrupted_one() {
 
     // The uninterrupted run.
     let crowd_seed = env_u64("CROWDCORE_TOLOKA_CROWD_SEED", DEFAULT_CROWD_SEED);
-    let clean = world(crowd_seed).await;
+    let clean = world_locking(crowd_seed).await;
     let clean_dir = root.join("clean");
     std::fs::create_dir_all(&clean_dir).expect("dir");
     let clean_out = run_to_end(&clean, &clean_dir.join("pipeline.db"), 0).await;
@@ -428,7 +473,7 @@ async fn a_pipeline_killed_at_random_moments_ends_as_an_uninterrupted_one() {
     // The same crowd, with the example killed at seeded points and started again.
     let kills = env_u64("CROWDCORE_TOLOKA_KILLS", 5);
     let mut dice = Dice(env_u64("CROWDCORE_TOLOKA_KILL_SEED", 1).max(1));
-    let crashed = world(crowd_seed).await;
+    let crashed = world_locking(crowd_seed).await;
     let crashed_dir = root.join("crashed");
     std::fs::create_dir_all(&crashed_dir).expect("dir");
     let db = crashed_dir.join("pipeline.db");
@@ -480,12 +525,14 @@ async fn a_pipeline_killed_at_random_moments_ends_as_an_uninterrupted_one() {
     eprintln!(
         "toloka_pipeline: uninterrupted run {took:?}, {requests} requests, {clean_faults} faults; \
          crashed run: {kills} kills ({killed_mid_run} mid-run), {} requests, {} faults, \
-         {} creations re-sent and found (409 OPERATION_ALREADY_EXISTS), {} reviews re-sent and found; \
+         {} creations re-sent and found (409 OPERATION_ALREADY_EXISTS), {} reviews re-sent and found, \
+         {} pool opens or closes that met a running pool operation (409 POOL_LOCKED_BY_ANOTHER_OPERATION); \
          tasks per pool {:?}, {} bonuses, {} decisions; total {:?}",
         crashed.fake.request_count(),
         crashed.fake.faults_injected(),
         crashed.fake.operation_repeats(),
         crashed.fake.review_repeats(),
+        crashed.fake.lock_refusals(),
         got.tasks,
         got.bonuses.values().map(Vec::len).sum::<usize>(),
         got.decisions.len(),
@@ -577,7 +624,14 @@ async fn ctrl_c_stops_after_the_tick_and_the_next_run_resumes_at_once() {
     assert!(sent.success());
     let status = wait(&mut child, Duration::from_secs(60)).await;
     let stdout = std::fs::read_to_string(log.with_extension("out")).expect("stdout");
-    assert!(status.success(), "{stdout}");
+    let stderr = std::fs::read_to_string(&log).expect("stderr");
+    // 0 if every decision made so far was carried out, 2 if some are still pending (a fault
+    // in the last tick): then they are listed.
+    match status.code() {
+        Some(0) => assert!(!stderr.contains("pending:"), "{stderr}"),
+        Some(2) => assert!(stderr.contains("pending:"), "{stderr}"),
+        other => panic!("exit {other:?}: {stdout}\n{stderr}"),
+    }
     assert!(stdout.contains("stopped by Ctrl-C"), "{stdout}");
     assert!(stdout.contains("stage\tdecision\tdone"), "{stdout}");
     let decisions = std::fs::read_to_string(dir.path().join("decisions.tsv")).expect("decisions");
@@ -593,5 +647,150 @@ async fn ctrl_c_stops_after_the_tick_and_the_next_run_resumes_at_once() {
         report(&second)
             .iter()
             .any(|l| l.starts_with("submit\taccept"))
+    );
+}
+
+/// Runs the example once to its end; returns its exit status, stdout and stderr.
+async fn run_once(w: &World, db: &Path) -> (std::process::ExitStatus, String, String) {
+    let log = db.with_file_name("run.log");
+    let mut child = command(w, db, &log).spawn().expect("example starts");
+    let status = wait(&mut child, Duration::from_secs(240)).await;
+    let stdout = std::fs::read_to_string(log.with_extension("out")).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    (status, stdout, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_that_fail_for_good_make_the_run_exit_non_zero_and_are_listed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // No money: every acceptance and bonus is refused for good (409 NOT_ENOUGH_BALANCE);
+    // rejections and task creations go through, and the pools still close and drain.
+    let w = world_with(
+        DEFAULT_CROWD_SEED,
+        |c| c.balance = Usd::from_cents(0),
+        validate_inputs(),
+    )
+    .await;
+    let (status, stdout, stderr) = run_once(&w, &dir.path().join("pipeline.db")).await;
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("all pools closed and drained"), "{stdout}");
+    assert!(
+        stdout.contains("not every decision was carried out"),
+        "{stdout}"
+    );
+    let failed: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("failed: "))
+        .collect();
+    assert!(!failed.is_empty(), "{stderr}");
+    assert!(
+        failed
+            .iter()
+            .all(|l| l.contains("\taccept\t") || l.contains("\tbonus\t")),
+        "{failed:?}"
+    );
+    assert!(
+        failed.iter().all(|l| l.contains("NOT_ENOUGH_BALANCE")),
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.starts_with("failed: submit\taccept\t")),
+        "{failed:?}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "error: {} decision(s) failed for good",
+            failed.len()
+        )),
+        "{stderr}"
+    );
+    // The report's failed column agrees.
+    let failed_in_report: u64 = report(&stdout)
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 5).then(|| f[4].parse::<u64>().ok()).flatten()
+        })
+        .sum();
+    assert_eq!(failed_in_report, failed.len() as u64, "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_left_pending_make_a_stopped_run_exit_non_zero_and_are_listed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let w = world(DEFAULT_CROWD_SEED).await;
+    w.fake.set_faults(FaultPlan::none());
+    // Every task creation meets a spent daily quota: a retryable refusal, returned at once,
+    // so the decisions stay pending.
+    w.fake.inject(
+        Some(axum::http::Method::POST),
+        "/tasks",
+        Fault::QuotaExhausted,
+        u32::MAX,
+    );
+    let db = dir.path().join("pipeline.db");
+    let log = dir.path().join("run.log");
+    let before = w.fake.request_count();
+    let mut child = command(&w, &db, &log).spawn().expect("example starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !w.fake.requests()[before..]
+        .iter()
+        .any(|r| r.method == "POST" && r.path == "/tasks")
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = wait(&mut child, Duration::from_secs(60)).await;
+    let stdout = std::fs::read_to_string(log.with_extension("out")).expect("stdout");
+    let stderr = std::fs::read_to_string(&log).expect("stderr");
+    assert_eq!(status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stdout.contains("stopped by Ctrl-C"), "{stdout}");
+    let pending: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("pending: "))
+        .collect();
+    assert!(
+        pending
+            .iter()
+            .any(|l| l.starts_with("pending: validate\tcreate_tasks\t")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "error: {} decision(s) still pending",
+            pending.len()
+        )),
+        "{stderr}"
+    );
+    assert!(w.fake.task_ids(&w.pools[1]).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misdeclared_project_stops_the_run_before_anything_is_created() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The validate project declares the old single field list, every field required (Toloka's
+    // default): `items` is never written to a validate task, so every one would be refused.
+    let mut validate = validate_inputs();
+    validate["items"] = json!({ "type": "array_string" });
+    let w = world_with(DEFAULT_CROWD_SEED, |_| {}, validate).await;
+    w.fake.set_faults(FaultPlan::none());
+    let before = w.fake.request_count();
+    let (status, stdout, stderr) = run_once(&w, &dir.path().join("pipeline.db")).await;
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("stage validate"), "{stderr}");
+    assert!(stderr.contains("\"items\" is required"), "{stderr}");
+    let sent = &w.fake.requests()[before..];
+    assert!(sent.iter().all(|r| r.method == "GET"), "{sent:?}");
+    assert!(w.fake.task_ids(&w.pools[1]).is_empty());
+    assert!(
+        !dir.path().join("pipeline.db").exists(),
+        "the store is not even created"
     );
 }
