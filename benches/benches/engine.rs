@@ -4,7 +4,9 @@
 //!   `MemoryStore`, the machine, the outbox, the local marketplace, the ledger — on a realistic
 //!   mix (mostly heartbeats; arrivals and submissions that promote, pay and hire).
 //! - `simulation/8h_10k_workers`: wall time of an 8-hour simulated study through which about
-//!   10 000 workers pass (150 seats, 21 workers a minute), and simulated engine inputs per second.
+//!   10 000 workers pass (150 seats, 21 workers a minute), and simulated engine inputs per second;
+//!   `simulation/8h_10k_workers_sqlite`: the same study on the main job's default store (a fresh
+//!   SQLite file, `synchronous=NORMAL`, through `sim::run_durable`).
 //!
 //! Run: `cargo bench -p crowdcore-benches --bench engine`. Numbers: benches/README.md.
 
@@ -19,6 +21,7 @@ use crowdcore::model::{AssignmentId, HitSpec, Money, SessionId, Timestamp, Worke
 use crowdcore::pavilion::{PavilionConfig, StartCondition};
 use crowdcore::sim::{self, CrowdModel, SimConfig};
 use crowdcore::store::MemoryStore;
+use crowdcore_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use tokio::runtime::Runtime;
 
 const SEATS_ACTIVE: u32 = 100;
@@ -204,6 +207,26 @@ fn simulation(c: &mut Criterion) {
             runtime
                 .block_on(sim::run(big_study(7)))
                 .expect("the study runs")
+        });
+    });
+    // The same study on the main job's default store: a fresh SQLite file (WAL,
+    // synchronous=NORMAL, as `simulate` opens it) for each run, opening it included.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut run = 0_u64;
+    group.bench_function("8h_10k_workers_sqlite", |b| {
+        b.iter(|| {
+            run += 1;
+            let options = SqliteOptions {
+                synchronous: Synchronous::Normal,
+                ..SqliteOptions::default()
+            };
+            let path = dir.path().join(format!("study-{run}.db"));
+            let store = Arc::new(SqliteStore::open(&path, options).expect("sqlite store"));
+            let done = runtime
+                .block_on(sim::run_durable(big_study(7), store, |_| {}))
+                .expect("the study runs");
+            assert!(!done.already_finished && done.resumed_at.is_none());
+            done
         });
     });
     group.finish();

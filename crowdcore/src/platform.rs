@@ -89,7 +89,8 @@ pub struct AssignmentRecord {
     pub assignment: AssignmentId,
     /// The worker holding it.
     pub worker: WorkerId,
-    /// The HIT (MTurk HIT, Toloka pool, Prolific study) it belongs to.
+    /// The HIT it belongs to, as [`Platform::post`] and [`Platform::updates`] name it (an MTurk
+    /// HIT, a Toloka task).
     pub hit: HitId,
     /// Where it is now.
     pub status: AssignmentStatus,
