@@ -11,7 +11,7 @@ use crate::pavilion::{self, Pavilion, PayKind};
 use crate::platform::{AssignmentStatus, AssignmentUpdate, Capabilities};
 use crate::retainer::{self, Retainer, RetainerConfig};
 
-use super::{EngineConfig, EngineError, RetryPolicy};
+use super::{CallPolicy, EngineConfig, EngineError, RetryPolicy};
 
 /// A pure machine the [`Engine`](super::Engine) can drive durably: its inputs go to the log,
 /// its effects to the outbox, and each effect maps to one platform [`Action`].
@@ -124,6 +124,8 @@ impl MachineConfig for RetainerEngineConfig {
 pub struct Driving {
     /// Retries of retryable platform errors.
     pub retry: RetryPolicy,
+    /// How a spawned engine makes platform calls.
+    pub calls: CallPolicy,
     /// How often to poll the platform for assignment updates, in milliseconds.
     pub observe_every_ms: u64,
     /// Save a snapshot every this many inputs (0: never).
@@ -235,6 +237,7 @@ impl Machine for Pavilion {
     fn driving(config: &EngineConfig) -> Driving {
         Driving {
             retry: config.retry.clone(),
+            calls: config.calls.clone(),
             observe_every_ms: config.observe_every_ms,
             snapshot_every: config.snapshot_every,
         }
@@ -318,6 +321,9 @@ pub struct RetainerEngineConfig {
     /// Retries of retryable platform errors.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// How a spawned engine makes platform calls.
+    #[serde(default)]
+    pub calls: CallPolicy,
     /// How often to poll the platform for assignment updates, in milliseconds (ignored by
     /// platforms that push).
     pub observe_every_ms: u64,
@@ -331,6 +337,7 @@ impl RetainerEngineConfig {
         Self {
             retainer,
             retry: RetryPolicy::default(),
+            calls: CallPolicy::default(),
             observe_every_ms: 10_000,
             snapshot_every: 1_000,
         }
@@ -358,6 +365,7 @@ impl Machine for Retainer {
     fn driving(config: &RetainerEngineConfig) -> Driving {
         Driving {
             retry: config.retry.clone(),
+            calls: config.calls.clone(),
             observe_every_ms: config.observe_every_ms,
             snapshot_every: config.snapshot_every,
         }

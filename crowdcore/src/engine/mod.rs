@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::{Clock, SystemClock};
-use crate::model::{AssignmentId, HitId, HitSpec, SessionId, Timestamp, WorkerId};
+use crate::model::{AssignmentId, EffectId, HitId, HitSpec, SessionId, Timestamp, WorkerId};
 use crate::pavilion::{
     ConfigError, Input, Pavilion, PavilionConfig, PayKind, Rejected, RestoreError, Targets,
 };
@@ -85,6 +85,28 @@ impl RetryPolicy {
     }
 }
 
+/// How a spawned engine ([`Engine::spawn`]) makes platform calls: beside its loop, at most
+/// `max_in_flight` at a time, each with its own timeout. A call that times out is retried with
+/// its idempotency key, like any retryable failure. An engine driven directly (a simulation)
+/// makes its calls one at a time, in order, on the caller's task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallPolicy {
+    /// Platform calls in flight at once, per session (at least 1).
+    pub max_in_flight: u32,
+    /// How long one platform call may take, in milliseconds, before it counts as timed out.
+    pub timeout_ms: u64,
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 16,
+            timeout_ms: 30_000,
+        }
+    }
+}
+
 /// Everything an engine needs besides its platform, store and clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +118,9 @@ pub struct EngineConfig {
     /// Retries of retryable platform errors.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// How a spawned engine makes platform calls.
+    #[serde(default)]
+    pub calls: CallPolicy,
     /// How often to poll the platform for assignment updates, in milliseconds (ignored by
     /// platforms that push).
     pub observe_every_ms: u64,
@@ -104,12 +129,13 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// A configuration with default retry, observe and snapshot settings.
+    /// A configuration with default retry, call, observe and snapshot settings.
     pub fn new(spec: HitSpec, pavilion: PavilionConfig) -> Self {
         Self {
             spec,
             pavilion,
             retry: RetryPolicy::default(),
+            calls: CallPolicy::default(),
             observe_every_ms: 10_000,
             snapshot_every: 1_000,
         }
@@ -326,6 +352,9 @@ impl<M: Machine> EngineBuilder<M> {
             events_tx,
             rng,
             seq,
+            calls: tokio::task::JoinSet::new(),
+            flying: Vec::new(),
+            next_dispatch: None,
         })
     }
 }
@@ -364,6 +393,11 @@ pub struct Engine<M: Machine = Pavilion> {
     since_snapshot: u64,
     /// A store write failed: the engine refuses every call from then on.
     failed: bool,
+    /// A spawned engine's platform calls in flight ([`Engine::dispatch`]), and their lanes.
+    calls: tokio::task::JoinSet<(Pending<M::Effect>, Result<Outcome, PlatformError>)>,
+    flying: Vec<(EffectId, Lane)>,
+    /// When a spawned engine can next start a call that waits only for its retry time.
+    next_dispatch: Option<Timestamp>,
 }
 
 /// The events of an engine driving `M`.
@@ -473,6 +507,10 @@ impl<M: Machine> Engine<M> {
 
     /// Effects waiting to be carried out (for a retry, or after recovery).
     pub fn pending_effects(&self) -> usize {
+        self.flying.len() + self.pending_not_flying()
+    }
+
+    fn pending_not_flying(&self) -> usize {
         self.retrying.len()
     }
 
@@ -492,7 +530,13 @@ impl<M: Machine> Engine<M> {
     /// When [`advance`](Self::advance) has work next: a machine deadline, a retry, or an
     /// observer poll (only while the session is live).
     pub fn next_wakeup(&self) -> Option<Timestamp> {
-        let retry = self.retrying.iter().map(|p| p.due).min();
+        // A spawned engine waits for what it cannot start yet (a lane busy, the limit reached)
+        // to be woken by a landing call, not by the clock.
+        let retry = if self.spawned {
+            self.next_dispatch
+        } else {
+            self.retrying.iter().map(|p| p.due).min()
+        };
         let observe = self.observing().then_some(self.next_observe);
         [self.machine.poll_timeout(), retry, observe]
             .into_iter()
@@ -730,81 +774,123 @@ impl<M: Machine> Engine<M> {
 
     /// Carries out every due effect, feeding results back, until nothing is due.
     async fn drive(&mut self) -> Result<(), EngineError<M::Rejected>> {
+        if self.spawned {
+            return self.dispatch().await;
+        }
         loop {
             let now = self.clock.now();
             let Some(index) = self.retrying.iter().position(|p| p.due <= now) else {
                 // Quiescent: every logged input is applied, so a snapshot here is exact.
-                if self.driving.snapshot_every > 0
-                    && self.since_snapshot >= self.driving.snapshot_every
-                {
-                    self.save_snapshot().await?;
-                }
-                return Ok(());
+                return self.snapshot_if_due().await;
             };
-            let mut pending = self.retrying.remove(index).expect("index from position");
+            let pending = self.retrying.remove(index).expect("index from position");
             let key = IdempotencyKey::for_effect(M::effect_id(&pending.effect));
-            match self.carry_out(&pending.effect, &key).await {
-                Ok(outcome) => self.finish(pending.effect, outcome).await?,
-                Err(e) if e.is_retryable() => {
-                    pending.attempts += 1;
-                    let delay = self
-                        .driving
-                        .retry
-                        .delay_ms(pending.attempts, self.rng.random::<f64>());
-                    tracing::debug!(effect = %M::effect_id(&pending.effect), error = %e, delay, "retrying");
-                    pending.due = now.plus_millis(delay.max(1));
-                    self.retrying.push_back(pending);
-                }
-                Err(e) => self.fail(pending.effect, e).await?,
-            }
+            let result = self.call(&pending.effect).run(&*self.platform, &key).await;
+            self.settle_call(pending, result).await?;
         }
     }
 
-    async fn carry_out(
-        &self,
-        effect: &M::Effect,
-        key: &IdempotencyKey,
-    ) -> Result<Outcome, PlatformError> {
-        let p = &self.platform;
-        match self.machine.action(&self.config, effect) {
-            Action::Post { spec, slots } => {
-                let hit = p.post(spec, slots, key).await?;
-                Ok(Outcome::Posted { hit, slots })
+    /// Records what a platform call came to: done, retried later with the same key, or
+    /// failed for good.
+    async fn settle_call(
+        &mut self,
+        mut pending: Pending<M::Effect>,
+        result: Result<Outcome, PlatformError>,
+    ) -> Result<(), EngineError<M::Rejected>> {
+        match result {
+            Ok(outcome) => self.finish(pending.effect, outcome).await,
+            Err(e) if e.is_retryable() => {
+                pending.attempts += 1;
+                let delay = self
+                    .driving
+                    .retry
+                    .delay_ms(pending.attempts, self.rng.random::<f64>());
+                tracing::debug!(effect = %M::effect_id(&pending.effect), error = %e, delay, "retrying");
+                pending.due = self.clock.now().plus_millis(delay.max(1));
+                self.retrying.push_back(pending);
+                Ok(())
             }
-            Action::Pay {
-                assignment,
-                kind: PayKind::Base,
-                ..
-            } => {
-                p.approve(assignment, key).await?;
-                Ok(Outcome::Paid)
-            }
-            Action::Pay {
-                worker,
-                assignment,
-                kind,
-                amount,
-            } => {
-                let reason = pay_kind_name(kind);
-                p.bonus(worker, Some(assignment), amount, reason, key)
-                    .await?;
-                Ok(Outcome::Paid)
-            }
-            Action::Expire { hits } => {
-                // Expiring is idempotent: retry them all on a transient error; a HIT the
-                // platform refuses for good (gone already, say) does not keep the others open.
-                for hit in hits {
-                    match p.expire(hit).await {
-                        Ok(()) => {}
-                        Err(e) if e.is_retryable() => return Err(e),
-                        Err(e) => tracing::warn!(%hit, error = %e, "cannot expire HIT"),
-                    }
-                }
-                Ok(Outcome::Expired)
-            }
-            // A message to a worker's page: published when the machine produced it.
-            Action::Deliver | Action::Publish => Ok(Outcome::Delivered),
+            Err(e) => self.fail(pending.effect, e).await,
         }
+    }
+
+    /// A spawned engine's version of [`Self::drive`]: every due effect that may go now starts
+    /// as a task beside the loop (at most [`CallPolicy::max_in_flight`]), in outbox order
+    /// except that an effect never overtakes an earlier one it must follow ([`Lane`]). The
+    /// results come back through [`Self::land`].
+    async fn dispatch(&mut self) -> Result<(), EngineError<M::Rejected>> {
+        let now = self.clock.now();
+        let limit = self.driving.calls.max_in_flight.max(1) as usize;
+        let timeout = std::time::Duration::from_millis(self.driving.calls.timeout_ms.max(1));
+        let mut held_back: Vec<Lane> = Vec::new();
+        let mut index = 0;
+        self.next_dispatch = None;
+        while index < self.retrying.len() && self.flying.len() < limit {
+            let pending = &self.retrying[index];
+            let call = self.call(&pending.effect);
+            let lane = call.lane();
+            let blocked = self
+                .flying
+                .iter()
+                .map(|(_, l)| l)
+                .chain(&held_back)
+                .any(|earlier| lane.follows(earlier));
+            if pending.due > now || blocked {
+                if !blocked {
+                    self.next_dispatch = Some(
+                        self.next_dispatch
+                            .map_or(pending.due, |t| t.min(pending.due)),
+                    );
+                }
+                held_back.push(lane);
+                index += 1;
+                continue;
+            }
+            let pending = self.retrying.remove(index).expect("index in range");
+            let id = M::effect_id(&pending.effect).clone();
+            let key = IdempotencyKey::for_effect(&id);
+            let platform = self.platform.clone();
+            self.flying.push((id.clone(), lane));
+            self.calls.spawn(async move {
+                let result = match tokio::time::timeout(timeout, call.run(&*platform, &key)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(PlatformError::new(
+                        crate::platform::PlatformErrorKind::Timeout,
+                        "CallTimeout",
+                        format!("no answer in {} ms", timeout.as_millis()),
+                    )),
+                };
+                (pending, result)
+            });
+        }
+        if self.flying.is_empty() {
+            self.snapshot_if_due().await?;
+        }
+        Ok(())
+    }
+
+    /// A call started by [`Self::dispatch`] came back: record it, then start what may go now.
+    async fn land(
+        &mut self,
+        pending: Pending<M::Effect>,
+        result: Result<Outcome, PlatformError>,
+    ) -> Result<(), EngineError<M::Rejected>> {
+        let id = M::effect_id(&pending.effect);
+        self.flying.retain(|(flying, _)| flying != id);
+        self.settle_call(pending, result).await?;
+        self.dispatch().await
+    }
+
+    async fn snapshot_if_due(&mut self) -> Result<(), EngineError<M::Rejected>> {
+        if self.driving.snapshot_every > 0 && self.since_snapshot >= self.driving.snapshot_every {
+            self.save_snapshot().await?;
+        }
+        Ok(())
+    }
+
+    /// The platform call `effect` means, owned, so that it can run beside the loop.
+    fn call(&self, effect: &M::Effect) -> Call {
+        Call::of(self.machine.action(&self.config, effect))
     }
 
     async fn finish(
@@ -916,6 +1002,8 @@ impl<M: Machine> Engine<M> {
     pub fn spawn(mut self) -> EngineHandle<M> {
         let (tx, mut rx) = mpsc::channel::<Command<M>>(256);
         self.spawned = true;
+        // What recovery left pending starts at once.
+        self.next_dispatch = self.retrying.iter().map(|p| p.due).min();
         self.events.clear();
         let events = self.events_tx.clone();
         let session = self.session.clone();
@@ -934,14 +1022,37 @@ impl<M: Machine> Engine<M> {
                     .map_or(1_000, |t| t.millis_since(now))
                     .clamp(1, 1_000);
                 let command = match held.take() {
-                    Some(command) => Some(command),
+                    Some(command) => Some(Wake::Command(command)),
                     None => tokio::select! {
+                        // Inputs first: a page's heartbeat never waits behind a result.
+                        biased;
                         command = rx.recv() => match command {
                             None => return Ok(()),
-                            some => some,
+                            some => some.map(Wake::Command),
                         },
+                        Some(landed) = self.calls.join_next(), if !self.calls.is_empty() => {
+                            Some(Wake::Landed(landed))
+                        }
                         () = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => None,
                     },
+                };
+                let command = match command {
+                    Some(Wake::Landed(landed)) => {
+                        match landed {
+                            Ok((pending, result)) => {
+                                self.live()?;
+                                let landed = self.land(pending, result).await;
+                                self.settle(landed)?;
+                            }
+                            // A call task cannot panic on its own (the platform's code could):
+                            // its effect stays pending in the outbox and is re-sent with its
+                            // key by the next start.
+                            Err(e) => tracing::error!(error = %e, "a platform call task failed"),
+                        }
+                        continue;
+                    }
+                    Some(Wake::Command(command)) => Some(command),
+                    None => None,
                 };
                 match command {
                     None => self.advance().await?,
@@ -1002,6 +1113,12 @@ impl<M: Machine> Engine<M> {
 }
 
 type Reader<M> = Box<dyn FnOnce(&M) + Send>;
+
+/// What woke a spawned engine's loop.
+enum Wake<M: Machine> {
+    Command(Command<M>),
+    Landed(Result<(Pending<M::Effect>, Result<Outcome, PlatformError>), tokio::task::JoinError>),
+}
 
 /// The most inputs a spawned engine logs in one write.
 const MAX_BATCH: usize = 512;
@@ -1132,6 +1249,132 @@ enum Outcome {
     Paid,
     Expired,
     Delivered,
+}
+
+/// A platform call an effect means ([`Action`]), owned so that it can run beside the loop.
+#[derive(Debug, Clone)]
+enum Call {
+    Post {
+        spec: HitSpec,
+        slots: u32,
+    },
+    Approve {
+        assignment: AssignmentId,
+    },
+    Bonus {
+        worker: WorkerId,
+        assignment: AssignmentId,
+        amount: crate::model::Money,
+        reason: &'static str,
+    },
+    Expire {
+        hits: Vec<HitId>,
+    },
+    /// No call: a message to pages, published when the machine produced it.
+    None,
+}
+
+impl Call {
+    fn of(action: Action<'_>) -> Self {
+        match action {
+            Action::Post { spec, slots } => Call::Post {
+                spec: spec.clone(),
+                slots,
+            },
+            Action::Pay {
+                assignment,
+                kind: PayKind::Base,
+                ..
+            } => Call::Approve {
+                assignment: assignment.clone(),
+            },
+            Action::Pay {
+                worker,
+                assignment,
+                kind,
+                amount,
+            } => Call::Bonus {
+                worker: worker.clone(),
+                assignment: assignment.clone(),
+                amount,
+                reason: pay_kind_name(kind),
+            },
+            Action::Expire { hits } => Call::Expire {
+                hits: hits.to_vec(),
+            },
+            Action::Deliver | Action::Publish => Call::None,
+        }
+    }
+
+    async fn run(self, p: &dyn Platform, key: &IdempotencyKey) -> Result<Outcome, PlatformError> {
+        match self {
+            Call::Post { spec, slots } => {
+                let hit = p.post(&spec, slots, key).await?;
+                Ok(Outcome::Posted { hit, slots })
+            }
+            Call::Approve { assignment } => {
+                p.approve(&assignment, key).await?;
+                Ok(Outcome::Paid)
+            }
+            Call::Bonus {
+                worker,
+                assignment,
+                amount,
+                reason,
+            } => {
+                p.bonus(&worker, Some(&assignment), amount, reason, key)
+                    .await?;
+                Ok(Outcome::Paid)
+            }
+            Call::Expire { hits } => {
+                // Expiring is idempotent: retry them all on a transient error; a HIT the
+                // platform refuses for good (gone already, say) does not keep the others open.
+                for hit in &hits {
+                    match p.expire(hit).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_retryable() => return Err(e),
+                        Err(e) => tracing::warn!(%hit, error = %e, "cannot expire HIT"),
+                    }
+                }
+                Ok(Outcome::Expired)
+            }
+            Call::None => Ok(Outcome::Delivered),
+        }
+    }
+
+    fn lane(&self) -> Lane {
+        match self {
+            Call::Post { .. } => Lane::Post,
+            Call::Approve { assignment } | Call::Bonus { assignment, .. } => {
+                Lane::Assignment(assignment.clone())
+            }
+            Call::Expire { .. } => Lane::Expire,
+            Call::None => Lane::Free,
+        }
+    }
+}
+
+/// Which earlier calls a call must not overtake when calls run side by side: pay for an
+/// assignment after the approval (or bonus) queued before it; an expiry after every post and
+/// expiry queued before it (so that no HIT it was meant to close is posted after it). Posts,
+/// and pays for different assignments, run in parallel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lane {
+    Post,
+    Assignment(AssignmentId),
+    Expire,
+    Free,
+}
+
+impl Lane {
+    /// Whether a call in this lane must wait for an earlier call in `earlier`.
+    fn follows(&self, earlier: &Lane) -> bool {
+        match (self, earlier) {
+            (Lane::Assignment(a), Lane::Assignment(b)) => a == b,
+            (Lane::Expire, Lane::Post | Lane::Expire) => true,
+            _ => false,
+        }
+    }
 }
 
 fn ignore_rejection<R>(e: EngineError<R>) -> Result<(), EngineError<R>> {

@@ -13,5 +13,6 @@ mod pushed;
 mod recovery;
 mod retainer;
 mod seed_rules;
+mod slow_platform;
 mod stopped;
 mod support;
