@@ -130,6 +130,9 @@ fn knobs_strategy() -> impl Strategy<Value = Knobs> {
                     waiting_cents_per_minute: rates.0,
                     active_cents_per_minute: rates.1,
                     per_contribution_cents: rates.2,
+                    // Submissions report 0 to 2 (see `Op::Submit`): the cap never bites.
+                    max_contributions_per_assignment: Some(2),
+                    contributions_from_host: false,
                 },
                 templates,
             },
