@@ -156,20 +156,22 @@ fn knobs_strategy() -> impl Strategy<Value = Knobs> {
         (prop::option::of(0u32..6), any::<bool>()),
     )
         .prop_map(
-            |(targets, start, timeout_ms, reopen, retry_ms, budget, rates, (cap, from_host))| Knobs {
-                targets,
-                start,
-                timeout_ms,
-                reopen,
-                retry_ms,
-                budget,
-                base: rates.0,
-                waiting_rate: rates.1,
-                active_rate: rates.2,
-                per_contribution: rates.3,
-                // Paying for what pages report needs a cap (the config refuses it otherwise).
-                cap: if from_host { cap } else { cap.or(Some(3)) },
-                from_host,
+            |(targets, start, timeout_ms, reopen, retry_ms, budget, rates, (cap, from_host))| {
+                Knobs {
+                    targets,
+                    start,
+                    timeout_ms,
+                    reopen,
+                    retry_ms,
+                    budget,
+                    base: rates.0,
+                    waiting_rate: rates.1,
+                    active_rate: rates.2,
+                    per_contribution: rates.3,
+                    // Paying for what pages report needs a cap (the config refuses it otherwise).
+                    cap: if from_host { cap } else { cap.or(Some(3)) },
+                    from_host,
+                }
             },
         )
         .prop_filter("start condition reachable", |k| {
@@ -690,7 +692,10 @@ impl Model {
             } => self
                 .present_or(a)
                 .map(|()| self.depart(a, Departure::Submitted, contributions)),
-            Op::Contributed { assignment: a, count } => self.present_or(a).map(|()| {
+            Op::Contributed {
+                assignment: a,
+                count,
+            } => self.present_or(a).map(|()| {
                 let seat = self.seats.get_mut(&a).unwrap();
                 seat.counted = Some(seat.counted.unwrap_or(0).saturating_add(count));
             }),

@@ -669,7 +669,9 @@ impl Driver {
                 None if c.contributions_from_host => 0,
                 None => reported,
             };
-            let units = c.max_contributions_per_assignment.map_or(units, |m| units.min(m));
+            let units = c
+                .max_contributions_per_assignment
+                .map_or(units, |m| units.min(m));
             let most = c.per_contribution_cents.saturating_mul(i64::from(units));
             assert!(
                 amount.minor <= most,
