@@ -523,3 +523,44 @@ fn add_earned(page: &mut Page, amount: Money) {
     page.tx
         .send_modify(|s| s.earned_cents = s.earned_cents.saturating_add(amount.minor));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pages(keep: usize, keep_ms: u64) -> Pages {
+        Pages {
+            map: HashMap::new(),
+            departed: VecDeque::new(),
+            keep,
+            keep_ms,
+        }
+    }
+
+    fn add(p: &mut Pages, a: &str, status: PageStatus, at: u64) {
+        let a = AssignmentId::new(a);
+        let mut page = new_page(WorkerId::new("w"), None);
+        update(&mut page, rank(status, true), |s| s.status = status);
+        p.map.insert(a.clone(), page);
+        p.settle(&a, Timestamp::from_millis(at));
+    }
+
+    #[test]
+    fn departed_pages_are_evicted_by_count_and_by_age_and_present_ones_stay() {
+        let mut p = pages(2, 1_000);
+        add(&mut p, "present", PageStatus::Waiting, 0);
+        for (i, a) in ["d1", "d2", "d3"].into_iter().enumerate() {
+            add(&mut p, a, PageStatus::Submitted, 10 + i as u64);
+        }
+        // Three departed, two kept: the oldest went.
+        let kept = |p: &Pages, a: &str| p.map.contains_key(&AssignmentId::new(a));
+        assert!(!kept(&p, "d1") && kept(&p, "d2") && kept(&p, "d3"));
+        // Settling a page twice does not queue it twice.
+        p.settle(&AssignmentId::new("d3"), Timestamp::from_millis(20));
+        assert_eq!(p.departed.len(), 2);
+        // Past their time, departed pages go; the present page stays, whatever its age.
+        p.evict(Timestamp::from_millis(5_000));
+        assert_eq!(p.map.len(), 1);
+        assert!(kept(&p, "present"));
+    }
+}
