@@ -1,9 +1,9 @@
 //! Rate limits of the worker routes: per client address (a middleware on every worker route)
 //! and per assignment (checked by the handlers once they know the assignment), with
 //! `governor`'s GCRA limiters. Both tables are bounded: past [`RateLimits::max_keys`] keys,
-//! idle keys are dropped, and while the table is still full, keys it has no room for share
-//! one overflow limiter — so a flood of made-up addresses or assignment ids costs a bounded
-//! amount of memory and gets nothing but 429s.
+//! idle keys are dropped, and while the table is still full, every caller shares one overflow
+//! limiter — so a flood of made-up addresses or assignment ids costs a bounded amount of
+//! memory and mostly gets 429s (at the price of slowing real callers while it lasts).
 
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
@@ -109,8 +109,9 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
                 self.table.shrink_to_fit();
             }
             if self.table.len() >= self.max_keys {
-                // No room: unknown keys share the overflow bucket. (A key already in the
-                // table would be found there, but asking would insert an unknown one.)
+                // No room: while the table is full every key shares the overflow bucket
+                // (governor cannot look a key up without inserting it), so a flood of new
+                // keys slows everyone down for a moment instead of growing the table.
                 return self
                     .overflow
                     .check()
