@@ -25,7 +25,7 @@ use clap::{Parser, ValueEnum};
 use crowdcore::clock::{Clock, SystemClock};
 use crowdcore::engine::{EngineBuilder, EngineConfig};
 use crowdcore::http::sse::SseReader;
-use crowdcore::http::{HttpConfig, HttpState, Secret};
+use crowdcore::http::{HttpConfig, HttpState, RateLimit, Secret};
 use crowdcore::local::LocalMarketplace;
 use crowdcore::model::{HitSpec, Money, WorkerId};
 use crowdcore::pavilion::{Input, PavilionConfig};
@@ -117,6 +117,8 @@ async fn run(args: Args) {
         min_waiting: 0,
         max_waiting: args.pages,
         heartbeat_timeout_ms: 30_000,
+        // The HIT's reward.
+        base_pay_cents: 1,
         ..PavilionConfig::default()
     };
     let spec = HitSpec {
@@ -147,7 +149,16 @@ async fn run(args: Args) {
     );
     http.heartbeat_every_ms = args.heartbeat_ms;
     http.heartbeat_forward_gap_ms = args.forward_gap_ms;
-    let state = HttpState::with_parts(engine.clone(), http, clock, Some(Arc::new(market.clone())));
+    // Every page comes from loopback: one address, far above the default per-address limit.
+    http.rate_limits.per_address = RateLimit {
+        per_minute: 10_000_000,
+        burst: 1_000_000,
+    };
+    let state = HttpState::builder(engine.clone(), Arc::new(market.clone()), http)
+        .clock(clock)
+        .worker_side(Arc::new(market.clone()))
+        .build()
+        .expect("the local marketplace confirms arrivals");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -193,10 +204,20 @@ async fn run(args: Args) {
         if arrived["state"]["status"] == "active" {
             active.lock().await.push(PageHandle { body: body.clone() });
         }
-        // The page's event stream.
+        // The page's event stream, opened with a ticket.
+        let ticket: Value = client
+            .post(format!("{base}/w/ticket"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ticket = ticket["ticket"].as_str().expect("a ticket").to_owned();
         let events = client
             .get(format!("{base}/w/events"))
-            .query(&[("assignment_id", assignment.as_str()), ("token", &token)])
+            .query(&[("assignment_id", assignment.as_str()), ("ticket", &ticket)])
             .send()
             .await
             .unwrap();

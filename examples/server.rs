@@ -37,6 +37,11 @@
 //! `--retainer` also serves the retainer's routes (reservations, `gettask` polling) over a
 //! second engine driving the retainer (its own session, `<session>-retainer`, on the same store
 //! and marketplace); the status page then lists the reservations.
+//!
+//! Every arrival is confirmed with the platform (`Platform::assignment`) before it takes a
+//! seat. A platform that cannot confirm arrivals (its capabilities say so: for now the MTurk
+//! and Toloka backends) is refused unless `--unsafe-trust-arrivals` is given, which seats any
+//! page that knows a HIT id — for a closed pilot only, never on a public crowd.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -116,6 +121,10 @@ struct Args {
     /// over an engine driving the retainer on the same store and marketplace.
     #[arg(long)]
     retainer: bool,
+    /// UNSAFE on a public crowd: serve a platform that cannot confirm arrivals, seating every
+    /// page at its word (anyone who knows a HIT id can take seats and turn real workers away).
+    #[arg(long)]
+    unsafe_trust_arrivals: bool,
     /// Demo: mean time between simulated arrivals, in milliseconds.
     #[arg(long, default_value_t = 1_500)]
     demo_every_ms: u64,
@@ -329,10 +338,6 @@ async fn run(args: Args) -> Result<(), String> {
         .map_or_else(SessionId::new_v7, SessionId::new);
     eprintln!("session:      {session}");
     let crowd = crowd(&args, &clock, &session).await?;
-    let worker_side: Option<Arc<dyn WorkerSide>> = crowd
-        .market
-        .clone()
-        .map(|m| Arc::new(m) as Arc<dyn WorkerSide>);
     let mut config = EngineConfig::new(spec.clone(), pavilion);
     config.observe_every_ms = 2_000;
     let retainer_store = store.clone();
@@ -348,6 +353,7 @@ async fn run(args: Args) -> Result<(), String> {
     http.title = spec.title.clone();
     http.description = spec.description.clone();
     http.heartbeat_every_ms = (args.heartbeat_timeout_ms / 3).max(500);
+    http.trust_unconfirmed_arrivals = args.unsafe_trust_arrivals;
     let extra = if args.retainer {
         // The retainer runs as its own session on the same store and marketplace.
         let mut config = RetainerEngineConfig::new(RetainerConfig::default());
@@ -359,12 +365,21 @@ async fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?
             .spawn();
-        let front = RetainerFront::new(retainer, &http, worker_side.clone());
+        let front = RetainerFront::new(retainer, crowd.platform.clone(), &http)
+            .map_err(|e| e.to_string())?;
         retainer_routes(front)
     } else {
         axum::Router::new()
     };
-    let state = HttpState::with_parts(engine.clone(), http, clock, worker_side);
+    let mut state = HttpState::builder(engine.clone(), crowd.platform.clone(), http)
+        .clock(clock)
+        .assignment_duration_ms(spec.assignment_duration_ms);
+    if let Some(market) = crowd.market.clone() {
+        state = state.worker_side(Arc::new(market) as Arc<dyn WorkerSide>);
+    }
+    let state = state.build().map_err(|e| {
+        format!("{e}\n(pass --unsafe-trust-arrivals to serve it anyway, for a closed pilot only)")
+    })?;
     if let Some(reader) = crowd.notifications {
         // MTurk pushes submissions, returns and abandonments; a message leaves the queue
         // only once the engine has them.
@@ -419,13 +434,17 @@ async fn run(args: Args) -> Result<(), String> {
         ));
     }
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("server: shutting down");
-        })
-        .await
-        .map_err(|e| e.to_string())
+    // With the peer's address, which the worker routes' rate limits are keyed by.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("server: shutting down");
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 // ----- the demo crowd --------------------------------------------------------------------------
@@ -529,10 +548,21 @@ async fn browse(
             .unwrap_or("waiting")
             .to_owned(),
     );
-    // The event stream, as the page's EventSource.
+    // The event stream, as the page's EventSource: opened with a short-lived ticket, never
+    // the page token.
+    let ticket: Value = client
+        .post(format!("{base}/w/ticket"))
+        .json(&json!({"assignment_id": assignment, "token": token}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let ticket = ticket["ticket"].as_str().ok_or("no ticket")?.to_owned();
     let events = client
         .get(format!("{base}/w/events"))
-        .query(&[("assignment_id", &assignment), ("token", &token)])
+        .query(&[("assignment_id", &assignment), ("ticket", &ticket)])
         .send()
         .await
         .map_err(|e| e.to_string())?;

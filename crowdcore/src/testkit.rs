@@ -72,7 +72,8 @@ pub fn spec() -> HitSpec {
 }
 
 /// Two active seats and two waiting seats; the task begins with two workers present. Pay:
-/// 50 ¢ base, 6 ¢ a minute waiting, 12 ¢ a minute active, 5 ¢ a contribution.
+/// 50 ¢ base, 6 ¢ a minute waiting, 12 ¢ a minute active, 5 ¢ a contribution (at most 100
+/// contributions an assignment, as its submission reports them).
 pub fn pavilion_config() -> PavilionConfig {
     PavilionConfig {
         min_active: 1,
@@ -84,6 +85,7 @@ pub fn pavilion_config() -> PavilionConfig {
         waiting_cents_per_minute: 6,
         active_cents_per_minute: 12,
         per_contribution_cents: 5,
+        max_contributions_per_assignment: Some(100),
         ..PavilionConfig::default()
     }
 }

@@ -6,8 +6,8 @@
 mod support;
 
 use crowdcore::engine::EngineEvent;
-use crowdcore::http::page_token;
-use crowdcore::model::{AssignmentId, WorkerId};
+use crowdcore::http::{TokenClaims, page_token};
+use crowdcore::model::{AssignmentId, Timestamp, WorkerId};
 use crowdcore::pavilion::{Departure, EffectKind, PavilionConfig, Phase};
 use crowdcore::platform::AssignmentStatus;
 use serde_json::{Value, json};
@@ -149,7 +149,7 @@ async fn the_seed_rules_hold_through_the_worker_endpoints() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"]["status"], "submitted");
-    assert_eq!(body["token"], w1.token);
+    assert!(body["token"].as_str().is_some_and(|t| !t.is_empty()));
 
     // No page ever heard another worker's ids.
     let names = ["alice", "bob", "carol", "dave", "erin", "grace"];
@@ -181,12 +181,7 @@ async fn heartbeats_keep_a_page_and_polling_reads_the_same_state() {
         assert_eq!(body["status"], "waiting");
         assert!(body["arrived_at"].as_u64().unwrap() <= body["now"].as_u64().unwrap());
     }
-    let (status, polled) = s
-        .get(&format!(
-            "/w/state?assignment_id={}&token={}",
-            w.assignment, w.token
-        ))
-        .await;
+    let (status, polled) = s.poll(&w).await;
     assert_eq!(status, 200);
     assert_eq!(polled["status"], "waiting");
     // Manual start: the operator migrates; the page is promoted.
@@ -199,12 +194,7 @@ async fn heartbeats_keep_a_page_and_polling_reads_the_same_state() {
     );
     let active = stream.until("active").await;
     assert!(active["promoted_at"].as_u64().is_some());
-    let (_, polled) = s
-        .get(&format!(
-            "/w/state?assignment_id={}&token={}",
-            w.assignment, w.token
-        ))
-        .await;
+    let (_, polled) = s.poll(&w).await;
     assert_eq!(polled["status"], "active");
 }
 
@@ -489,7 +479,8 @@ async fn tokens_cannot_be_forged_or_reused_for_another_page() {
     s.admin("POST", "/api/start", None).await;
     let w1 = s.arrive("alice").await;
     let w2 = s.arrive("bob").await;
-    // Someone who learned alice's assignment cannot arrive on it as another worker.
+    // Someone who learned alice's assignment cannot arrive on it as another worker: the
+    // platform says it is alice's.
     let (status, body) = s
         .post(
             "/w/arrive",
@@ -498,7 +489,7 @@ async fn tokens_cannot_be_forged_or_reused_for_another_page() {
         .await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (409, Some("worker_mismatch"))
+        (403, Some("not_confirmed"))
     );
     assert!(body.get("token").is_none());
 
@@ -516,18 +507,25 @@ async fn tokens_cannot_be_forged_or_reused_for_another_page() {
             .await;
         assert_eq!(
             (status, body["code"].as_str()),
-            (404, Some("unknown_assignment")),
+            (403, Some("not_confirmed")),
             "{a}"
         );
     }
 
     let other_secret = crowdcore::http::Secret::new(b"another-secret-0123456789".to_vec()).unwrap();
+    let claims = |worker: &str| TokenClaims {
+        session: s.engine.session().clone(),
+        assignment: AssignmentId::new(w1.assignment.as_str()),
+        worker: WorkerId::new(worker),
+        expires_at: Timestamp::from_millis(u64::MAX / 2),
+    };
     let forged = [
-        w2.token.clone(),                                                      // bob's token
-        page_token(&other_secret, &AssignmentId::new(w1.assignment.as_str())), // wrong key
-        w1.token[..w1.token.len() - 2].to_owned(),                             // truncated
-        format!("{}00", w1.token),                                             // extended
-        w1.token.to_uppercase().replace('A', "B"),                             // altered
+        w2.token.clone(),                            // bob's token
+        page_token(&other_secret, &claims("alice")), // wrong key
+        page_token(&s.secret, &claims("bob")),       // alice's assignment, bob's name
+        w1.token[..w1.token.len() - 2].to_owned(),   // truncated
+        format!("{}00", w1.token),                   // extended
+        altered(&w1.token),                          // one MAC digit changed
         String::new(),
         "not hex at all".to_owned(),
         "0".repeat(64),
@@ -543,24 +541,49 @@ async fn tokens_cannot_be_forged_or_reused_for_another_page() {
                 "{path}"
             );
         }
-        for path in ["/w/state", "/w/events"] {
-            let r = s
-                .client
-                .get(s.url(path))
-                .query(&[("assignment_id", w1.assignment.as_str()), ("token", token)])
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 403, "{path}");
-        }
+        let r = s
+            .client
+            .get(s.url("/w/state"))
+            .query(&[("assignment_id", w1.assignment.as_str())])
+            .header(crowdcore::http::PAGE_TOKEN_HEADER, token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "/w/state");
+        // Nor does any page token (or forgery) open an event stream: only a ticket does.
+        let r = s
+            .client
+            .get(s.url("/w/events"))
+            .query(&[("assignment_id", w1.assignment.as_str()), ("ticket", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "/w/events");
     }
+    let r = s
+        .client
+        .get(s.url("/w/events"))
+        .query(&[
+            ("assignment_id", w1.assignment.as_str()),
+            ("ticket", w1.token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a page token is not a ticket");
     let after = s.snapshot().await;
     assert_eq!(after, before, "no forged call reached the engine");
     assert_eq!(after.departed.len(), 0);
     // Each page's own token still works.
     let (status, _) = s.post("/w/heartbeat", TestServer::page_body(&w1)).await;
     assert_eq!(status, 200);
-    let _ = WorkerId::new("unused");
+}
+
+/// `token` with its last hex digit changed (always a different digit: an uppercase copy of a
+/// token whose MAC happens to hold no `a`–`f` would decode to the same bytes).
+fn altered(token: &str) -> String {
+    let (head, last) = token.split_at(token.len() - 1);
+    format!("{head}{}", if last == "0" { "1" } else { "0" })
 }
 
 /// A small deterministic generator, so the fuzz is the same on every run.
@@ -605,7 +628,15 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
     let w2 = s.arrive("bob").await;
     let before = s.snapshot().await;
     let ghost = AssignmentId::new("ghost-assignment");
-    let ghost_token = page_token(&s.secret, &ghost);
+    let ghost_token = page_token(
+        &s.secret,
+        &TokenClaims {
+            session: s.engine.session().clone(),
+            assignment: ghost.clone(),
+            worker: WorkerId::new("ghost"),
+            expires_at: Timestamp::from_millis(u64::MAX / 2),
+        },
+    );
 
     let huge = "x".repeat(64 * 1024);
     let bodies: Vec<Vec<u8>> = vec![
@@ -668,10 +699,14 @@ async fn malformed_requests_get_clear_4xx_and_change_nothing() {
         "/w/state?assignment_id=a".to_owned(),
         "/w/state?token=abc".to_owned(),
         format!("/w/state?assignment_id={ghost}&token={ghost_token}"),
-        format!("/w/events?assignment_id={ghost}&token={ghost_token}"),
+        format!("/w/events?assignment_id={ghost}&ticket={ghost_token}"),
+        format!(
+            "/w/events?assignment_id={}&ticket={}",
+            w1.assignment, w2.token
+        ),
         format!(
             "/w/events?assignment_id={}&token={}",
-            w1.assignment, w2.token
+            w1.assignment, w1.token
         ),
         "/w/events?assignment_id=a&token=b&x=%00".to_owned(),
         "/w/nowhere".to_owned(),
@@ -873,7 +908,7 @@ async fn reservations_route_a_polling_worker_through_the_retainer_routes() {
         .await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (404, Some("unknown_assignment"))
+        (403, Some("not_confirmed"))
     );
     let (status, body) = s.post("/r/gettask", page.clone()).await;
     assert_eq!((status, body.clone()), (200, json!({"task": null})));

@@ -156,6 +156,7 @@ async fn a_browser_waits_is_promoted_over_sse_and_submits() {
         waiting_cents_per_minute: 10,
         active_cents_per_minute: 20,
         per_contribution_cents: 5,
+        max_contributions_per_assignment: Some(20),
         budget_cents: Some(5_000),
         ..PavilionConfig::default()
     };

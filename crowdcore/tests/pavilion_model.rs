@@ -73,6 +73,10 @@ struct Knobs {
     waiting_rate: i64,
     active_rate: i64,
     per_contribution: i64,
+    /// `max_contributions_per_assignment`.
+    cap: Option<u32>,
+    /// `contributions_from_host`.
+    from_host: bool,
 }
 
 impl Knobs {
@@ -91,6 +95,8 @@ impl Knobs {
             waiting_cents_per_minute: self.waiting_rate,
             active_cents_per_minute: self.active_rate,
             per_contribution_cents: self.per_contribution,
+            max_contributions_per_assignment: self.cap,
+            contributions_from_host: self.from_host,
             ..PavilionConfig::default()
         }
     }
@@ -147,19 +153,25 @@ fn knobs_strategy() -> impl Strategy<Value = Knobs> {
         prop::sample::select(vec![1_000u64, 60_000]),
         budget,
         (0i64..20, 0i64..30, 0i64..30, 0i64..10),
+        (prop::option::of(0u32..6), any::<bool>()),
     )
         .prop_map(
-            |(targets, start, timeout_ms, reopen, retry_ms, budget, rates)| Knobs {
-                targets,
-                start,
-                timeout_ms,
-                reopen,
-                retry_ms,
-                budget,
-                base: rates.0,
-                waiting_rate: rates.1,
-                active_rate: rates.2,
-                per_contribution: rates.3,
+            |(targets, start, timeout_ms, reopen, retry_ms, budget, rates, (cap, from_host))| {
+                Knobs {
+                    targets,
+                    start,
+                    timeout_ms,
+                    reopen,
+                    retry_ms,
+                    budget,
+                    base: rates.0,
+                    waiting_rate: rates.1,
+                    active_rate: rates.2,
+                    per_contribution: rates.3,
+                    // Paying for what pages report needs a cap (the config refuses it otherwise).
+                    cap: if from_host { cap } else { cap.or(Some(3)) },
+                    from_host,
+                }
             },
         )
         .prop_filter("start condition reachable", |k| {
@@ -188,9 +200,15 @@ enum Op {
         hit: u8,
     },
     Heartbeat(u8),
+    /// A submission reporting `contributions` (a page's number: anything up to `u32::MAX`).
     Submit {
         assignment: u8,
-        contributions: u8,
+        contributions: u32,
+    },
+    /// The host counts `count` more contributions.
+    Contributed {
+        assignment: u8,
+        count: u32,
     },
     Return(u8),
     Abandon(u8),
@@ -342,6 +360,8 @@ struct MSeat {
     last_seen: u64,
     /// Queue position, shared by both queues: taken on arrival and again on promotion.
     pos: u64,
+    /// What the host counted, if it counted.
+    counted: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -470,7 +490,7 @@ impl Model {
     }
 
     /// A present worker leaves.
-    fn depart(&mut self, a: u8, how: Departure, contributions: u8) {
+    fn depart(&mut self, a: u8, how: Departure, reported: u32) {
         let seat = self.seats.remove(&a).expect("present");
         self.waiting.retain(|&x| x != a);
         self.active.retain(|&x| x != a);
@@ -490,6 +510,14 @@ impl Model {
             Departure::Submitted | Departure::Released => {
                 let waited = seat.promoted.unwrap_or(self.now) - seat.arrived;
                 let worked = seat.promoted.map_or(0, |p| self.now - p);
+                // The host's count if it gave one; else the page's, unless only the host
+                // counts; never above the cap.
+                let units = match seat.counted {
+                    Some(n) => n,
+                    None if self.knobs.from_host => 0,
+                    None => reported,
+                };
+                let units = self.knobs.cap.map_or(units, |c| units.min(c));
                 self.spent += self.knobs.base;
                 let mut parts = vec![("base", self.knobs.base)];
                 for (kind, amount) in [
@@ -497,7 +525,7 @@ impl Model {
                     ("active", per_minute(worked, self.knobs.active_rate)),
                     (
                         "contribution",
-                        self.knobs.per_contribution * i64::from(contributions),
+                        self.knobs.per_contribution * i64::from(units),
                     ),
                 ] {
                     let mut amount = amount;
@@ -664,6 +692,13 @@ impl Model {
             } => self
                 .present_or(a)
                 .map(|()| self.depart(a, Departure::Submitted, contributions)),
+            Op::Contributed {
+                assignment: a,
+                count,
+            } => self.present_or(a).map(|()| {
+                let seat = self.seats.get_mut(&a).unwrap();
+                seat.counted = Some(seat.counted.unwrap_or(0).saturating_add(count));
+            }),
             Op::Return(a) | Op::Abandon(a) if self.holding.contains(&a) => {
                 self.free_slot(a);
                 Ok(())
@@ -872,6 +907,7 @@ impl Model {
                     promoted: None,
                     last_seen: self.now,
                     pos: self.next_pos,
+                    counted: None,
                 },
             );
             self.next_pos += 1;
@@ -957,11 +993,20 @@ impl ReferenceStateMachine for ModelMachine {
             (6, seated().prop_map(Op::Heartbeat).boxed()),
             (
                 4,
-                (seated(), 0u8..4)
+                (
+                    seated(),
+                    prop_oneof![6 => 0u32..4, 1 => Just(4_000_000_000u32), 1 => any::<u32>()],
+                )
                     .prop_map(|(assignment, contributions)| Op::Submit {
                         assignment,
                         contributions,
                     })
+                    .boxed(),
+            ),
+            (
+                2,
+                (seated(), prop_oneof![6 => 0u32..4, 1 => any::<u32>()])
+                    .prop_map(|(assignment, count)| Op::Contributed { assignment, count })
                     .boxed(),
             ),
             (3, gone_or_seated().prop_map(Op::Return).boxed()),
@@ -1095,7 +1140,14 @@ impl Sut {
                 contributions,
             } => Input::Submit {
                 assignment: assignment(a),
-                contributions: u32::from(contributions),
+                contributions,
+            },
+            Op::Contributed {
+                assignment: a,
+                count,
+            } => Input::Contributed {
+                assignment: assignment(a),
+                count,
             },
             Op::Return(a) => Input::Return {
                 assignment: assignment(a),
@@ -1319,6 +1371,7 @@ impl StateMachineTest for PavilionTest {
                     promoted: v.promoted_at.map(Timestamp::as_millis),
                     last_seen: v.last_seen.as_millis(),
                     pos: v.order,
+                    counted: v.contributed,
                 },
             )
         };

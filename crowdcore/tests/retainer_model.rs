@@ -130,6 +130,10 @@ fn knobs_strategy() -> impl Strategy<Value = Knobs> {
                     waiting_cents_per_minute: rates.0,
                     active_cents_per_minute: rates.1,
                     per_contribution_cents: rates.2,
+                    // Pages claim anything up to u32::MAX (see `Op::Submit`): the cap bounds
+                    // the bonus, which the budget checks hold to.
+                    max_contributions_per_assignment: Some(2),
+                    contributions_from_host: false,
                 },
                 templates,
             },
@@ -163,7 +167,10 @@ enum Op {
     /// The `nth` present worker (waiting or routed, any pool), or `A<nth>` if nobody is.
     Ping(u8, bool),
     Poll(u8),
-    Submit(u8),
+    /// The `nth` present worker submits, its page claiming `claimed` contributions.
+    Submit(u8, u32),
+    /// The host counts contributions of the `nth` present worker.
+    Contributed(u8, u32),
     Return(u8),
     Abandon(u8),
     /// Answers the `nth` hire in flight (or a hire never made) with HIT `H<hit>` and
@@ -226,7 +233,10 @@ impl ReferenceStateMachine for RetainerReference {
                 }),
             6 => (pick(), any::<bool>()).prop_map(|(n, w)| Op::Ping(n, w)),
             2 => pick().prop_map(Op::Poll),
-            4 => pick().prop_map(Op::Submit),
+            4 => (pick(), prop_oneof![6 => 0u32..3, 1 => any::<u32>()])
+                .prop_map(|(n, c)| Op::Submit(n, c)),
+            1 => (pick(), prop_oneof![3 => 0u32..3, 1 => any::<u32>()])
+                .prop_map(|(n, c)| Op::Contributed(n, c)),
             2 => pick().prop_map(Op::Return),
             1 => pick().prop_map(Op::Abandon),
             12 => (prop_oneof![8 => 0u8..3, 1 => Just(99u8)], 0..HITS,
@@ -496,9 +506,13 @@ impl Sut {
             Op::Poll(n) => Input::Poll {
                 assignment: self.nth_present(n),
             },
-            Op::Submit(n) => Input::Submit {
+            Op::Submit(n, claimed) => Input::Submit {
                 assignment: self.nth_present(n),
-                contributions: u32::from(n % 3),
+                contributions: claimed,
+            },
+            Op::Contributed(n, count) => Input::Contributed {
+                assignment: self.nth_present(n),
+                count,
             },
             Op::Return(n) => Input::Return {
                 assignment: self.nth_present(n),
@@ -696,6 +710,25 @@ impl StateMachineTest for RetainerTest {
                         "routed {assignment} is not on the task"
                     );
                     assert_eq!(task, &format!("F{}", &reservation.as_str()[1..]));
+                }
+                EffectKind::Pool {
+                    effect:
+                        crowdcore::pavilion::EffectKind::Pay {
+                            kind: crowdcore::pavilion::PayKind::ContributionBonus,
+                            amount,
+                            ..
+                        },
+                    ..
+                } => {
+                    // Whatever a page claims (up to u32::MAX) or the host counts, the cap
+                    // bounds the bonus.
+                    let c = &sut.config;
+                    let cap = i64::from(c.max_contributions_per_assignment.unwrap_or(u32::MAX));
+                    assert!(
+                        amount.minor <= c.per_contribution_cents * cap,
+                        "a contribution bonus of {} above the cap",
+                        amount.minor
+                    );
                 }
                 EffectKind::Pool { .. } | EffectKind::NotifyWorkers { .. } => {}
             }

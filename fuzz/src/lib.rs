@@ -8,6 +8,9 @@
 //! - active ≤ `max_active`; nobody waits while active has room once the task runs;
 //! - `present + open slots + hires in flight` only grows to at most `max_active + max_waiting`;
 //! - committed and spent money stay within the budget, and pay effects add up to what was spent;
+//! - a contribution bonus pays at most the host's count, or (where the host counts nothing)
+//!   the submission's, never beyond `max_contributions_per_assignment` — whatever a
+//!   submission claims (up to `u32::MAX`);
 //! - an assignment that left never comes back into a queue;
 //! - a refused input leaves the state exactly as it was;
 //! - effect ids number the session's effects 1, 2, 3, … and carry their input's time;
@@ -22,11 +25,12 @@
 //! Two drivers use [`run`]: the time-boxed `arbtest` test in `tests/` (stable Rust) and the
 //! libFuzzer target in `fuzz_targets/` (feature `libfuzzer`). See the crate README.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use arbitrary::Arbitrary;
 use crowdcore::pavilion::{
-    Effect, EffectKind, Input, Pavilion, PavilionConfig, Phase, Snapshot, StartCondition, Targets,
+    Effect, EffectKind, Input, Pavilion, PavilionConfig, PayKind, Phase, Snapshot, StartCondition,
+    Targets,
 };
 use crowdcore::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
 
@@ -94,6 +98,18 @@ pub struct Knobs {
     pub active_rate: u8,
     /// Bonus per contribution, folded to `0..10`.
     pub per_contribution: u8,
+    /// Who counts contributions, and the cap.
+    pub contributions: Counting,
+}
+
+/// Who counts contributions ([`PavilionConfig::contributions_from_host`]) and the cap
+/// ([`PavilionConfig::max_contributions_per_assignment`]).
+#[derive(Debug, Clone, Copy, Arbitrary)]
+pub enum Counting {
+    /// Submissions report them (and the host may count some): capped, folded to `0..20`.
+    Reported(u8),
+    /// Only the host counts; capped (folded to `0..20`) or not.
+    Host(Option<u8>),
 }
 
 /// The start condition.
@@ -132,6 +148,11 @@ impl Knobs {
             waiting_cents_per_minute: i64::from(self.waiting_rate % 30),
             active_cents_per_minute: i64::from(self.active_rate % 30),
             per_contribution_cents: i64::from(self.per_contribution % 10),
+            max_contributions_per_assignment: match self.contributions {
+                Counting::Reported(cap) => Some(u32::from(cap % 20)),
+                Counting::Host(cap) => cap.map(|c| u32::from(c % 20)),
+            },
+            contributions_from_host: matches!(self.contributions, Counting::Host(_)),
             ..PavilionConfig::default()
         }
     }
@@ -228,6 +249,20 @@ pub enum Op {
         /// Contributions, folded to `0..8`.
         contributions: u8,
     },
+    /// A submission claiming this many contributions (unfolded: a page can claim anything).
+    SubmitClaiming {
+        /// The assignment.
+        assignment: u8,
+        /// What the page claims.
+        claimed: u32,
+    },
+    /// The host counts contributions.
+    Contributed {
+        /// The assignment.
+        assignment: u8,
+        /// Units, unfolded.
+        count: u32,
+    },
     /// A return.
     Return(u8),
     /// An abandonment reported by the platform.
@@ -297,6 +332,8 @@ struct Driver {
     effects: Vec<Effect>,
     hires: Vec<(EffectId, u32)>,
     departed: BTreeSet<AssignmentId>,
+    /// The contributions the host counted, by assignment (accepted `Contributed` inputs).
+    counted: BTreeMap<AssignmentId, u32>,
     /// Print every input and its effects (`CROWDCORE_FUZZ_TRACE=1`), to read a failing case.
     trace: bool,
 }
@@ -391,6 +428,20 @@ impl Driver {
             } => Input::Submit {
                 assignment: assignment(a),
                 contributions: u32::from(contributions % 8),
+            },
+            Op::SubmitClaiming {
+                assignment: a,
+                claimed,
+            } => Input::Submit {
+                assignment: assignment(a),
+                contributions: claimed,
+            },
+            Op::Contributed {
+                assignment: a,
+                count,
+            } => Input::Contributed {
+                assignment: assignment(a),
+                count,
             },
             Op::Return(a) => Input::Return {
                 assignment: assignment(a),
@@ -554,6 +605,7 @@ impl Driver {
             paid,
             "pay effects do not add up to the change in spending"
         );
+        self.check_contribution_pay(&input, &effects);
         let (was, is) = (counted(&before), counted(&after));
         let capacity = after.config.max_active + after.config.max_waiting;
         assert!(
@@ -588,6 +640,50 @@ impl Driver {
             "hires in flight differ from the hire effects"
         );
         self.check(&after);
+    }
+
+    /// No contribution bonus beyond what the host counted or, where it counted nothing and
+    /// does not have to, what the submission claimed; never beyond the cap. Then notes the
+    /// host's counts of an accepted `Contributed` input.
+    fn check_contribution_pay(&mut self, input: &Input, effects: &[Effect]) {
+        let c = &self.config;
+        for e in effects {
+            let EffectKind::Pay {
+                assignment,
+                kind: PayKind::ContributionBonus,
+                amount,
+                ..
+            } = &e.kind
+            else {
+                continue;
+            };
+            let reported = match input {
+                Input::Submit {
+                    assignment: a,
+                    contributions,
+                } if a == assignment => *contributions,
+                _ => 0,
+            };
+            let units = match self.counted.get(assignment) {
+                Some(&n) => n,
+                None if c.contributions_from_host => 0,
+                None => reported,
+            };
+            let units = c
+                .max_contributions_per_assignment
+                .map_or(units, |m| units.min(m));
+            let most = c.per_contribution_cents.saturating_mul(i64::from(units));
+            assert!(
+                amount.minor <= most,
+                "{assignment} was paid {} for contributions, more than {units} × {} ({input:?})",
+                amount.minor,
+                c.per_contribution_cents
+            );
+        }
+        if let Input::Contributed { assignment, count } = input {
+            let n = self.counted.entry(assignment.clone()).or_insert(0);
+            *n = n.saturating_add(*count);
+        }
     }
 
     /// The invariants of one state.
@@ -699,6 +795,7 @@ pub fn run_ops(knobs: &Knobs, ops: &[Op]) {
         effects: Vec::new(),
         hires: Vec::new(),
         departed: BTreeSet::new(),
+        counted: BTreeMap::new(),
         trace: std::env::var_os("CROWDCORE_FUZZ_TRACE").is_some_and(|v| v != "0"),
     };
     let first = d.machine.snapshot();

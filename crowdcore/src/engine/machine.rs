@@ -231,6 +231,17 @@ impl Machine for Pavilion {
             .validate()
             .map_err(|e| EngineError::Config(e.to_string()))?;
         config.pavilion.validate()?;
+        // The HIT's reward is the base pay: the platform pays the reward when the assignment
+        // is approved, and the machine budgets and records `base_pay_cents` for it. Two
+        // numbers for one payment would make the ledger and the budget wrong.
+        let base = Money::new(config.pavilion.base_pay_cents, config.pavilion.currency);
+        if config.spec.reward != base {
+            return Err(EngineError::Config(format!(
+                "the HIT's reward ({}) and the base pay ({base}) are one payment and must be \
+                 equal: set base_pay_cents to {} and currency to {} (or change the reward)",
+                config.spec.reward, config.spec.reward.minor, config.spec.reward.currency
+            )));
+        }
         Ok(())
     }
 

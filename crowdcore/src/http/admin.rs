@@ -27,6 +27,7 @@ pub(super) fn routes(state: HttpState) -> Router {
         .route("/api/expire", post(expire))
         .route("/api/migrate", post(migrate))
         .route("/api/targets", put(targets))
+        .route("/api/contributions", post(contributions))
         .route("/api/snapshot", get(snapshot))
         .route("/api/ledger", get(ledger))
         .route("/api/leaderboard", get(leaderboard))
@@ -69,6 +70,30 @@ async fn migrate(
     Body(body): Body<MigrateBody>,
 ) -> Result<Json<Done>, ApiError> {
     command(&state, Input::Migrate { count: body.count }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContributionsBody {
+    assignment_id: String,
+    count: u32,
+}
+
+/// The host counted `count` more contributions by an assignment ([`Input::Contributed`]):
+/// what its per-contribution bonus pays, whatever its page reports.
+async fn contributions(
+    State(state): State<HttpState>,
+    Body(body): Body<ContributionsBody>,
+) -> Result<Json<Done>, ApiError> {
+    super::worker::check_id(&body.assignment_id, "assignment_id")?;
+    command(
+        &state,
+        Input::Contributed {
+            assignment: AssignmentId::new(body.assignment_id),
+            count: body.count,
+        },
+    )
+    .await
 }
 
 async fn targets(

@@ -67,6 +67,18 @@ pub enum ErrorCode {
     EngineStopped,
     /// The engine failed the call (503).
     EngineFailed,
+    /// The platform does not confirm that this worker holds this assignment of this HIT (a
+    /// made-up assignment id, another worker's, another session's HIT): nothing was recorded
+    /// (403).
+    NotConfirmed,
+    /// The platform could not be asked in time; nothing was recorded. Try again after
+    /// `Retry-After` seconds (503).
+    PlatformUnavailable,
+    /// The page token (or the event-stream ticket) has expired (401).
+    TokenExpired,
+    /// Too many requests from this address or for this assignment; `Retry-After` says when
+    /// to try again (429).
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -74,8 +86,9 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            Unauthorized => StatusCode::UNAUTHORIZED,
-            BadToken => StatusCode::FORBIDDEN,
+            Unauthorized | TokenExpired => StatusCode::UNAUTHORIZED,
+            BadToken | NotConfirmed => StatusCode::FORBIDDEN,
+            RateLimited => StatusCode::TOO_MANY_REQUESTS,
             InvalidJson | InvalidQuery | InvalidId | BadSubmitTarget => StatusCode::BAD_REQUEST,
             InvalidBody | BadTargets => StatusCode::UNPROCESSABLE_ENTITY,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -86,7 +99,7 @@ impl ErrorCode {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AlreadyLeft | WorkerMismatch | NotStarted | AlreadyStarted | JobStopped | Rejected
             | Duplicate | NotAllowed => StatusCode::CONFLICT,
-            EngineStopped | EngineFailed => StatusCode::SERVICE_UNAVAILABLE,
+            EngineStopped | EngineFailed | PlatformUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -101,6 +114,9 @@ pub struct ApiError {
     /// The worker page's state, where the error concerns one (a heartbeat after leaving).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<super::hub::PageState>,
+    /// Seconds to wait before trying again, sent as `Retry-After`.
+    #[serde(skip)]
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -110,7 +126,20 @@ impl ApiError {
             code,
             message: message.into(),
             state: None,
+            retry_after_s: None,
         }
+    }
+
+    /// The same error, asking the client to wait `seconds` before trying again
+    /// (`Retry-After`).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
+    }
+
+    /// The `Retry-After` seconds, if the error has them.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        self.retry_after_s
     }
 
     pub(crate) fn with_state(mut self, state: Option<super::hub::PageState>) -> Self {
@@ -121,7 +150,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.code.status(), axum::Json(self)).into_response()
+        let retry = self.retry_after_s;
+        let mut response = (self.code.status(), axum::Json(self)).into_response();
+        if let Some(s) = retry {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(s),
+            );
+        }
+        response
     }
 }
 

@@ -99,6 +99,8 @@ fn rank(status: PageStatus, exact: bool) -> u8 {
 struct Page {
     worker: WorkerId,
     rank: u8,
+    /// Whether the page is in `Pages::departed` (it reached a final status).
+    departed: bool,
     tx: watch::Sender<PageState>,
     submit_to: Option<String>,
     /// When a heartbeat of this page last went to the engine.
@@ -127,8 +129,51 @@ pub(crate) enum Broadcast {
     Point(Point),
 }
 
+/// The pages, and the order in which they left, so that what the hub keeps stays bounded: a
+/// departed page is kept for `keep_ms` (a reload learns how it ended) and at most `keep`
+/// of them at once, oldest evicted first. Present pages are bounded by the machine's seats.
+struct Pages {
+    map: HashMap<AssignmentId, Page>,
+    departed: VecDeque<(AssignmentId, Timestamp)>,
+    keep: usize,
+    keep_ms: u64,
+}
+
+impl Pages {
+    fn get(&self, a: &AssignmentId) -> Option<&Page> {
+        self.map.get(a)
+    }
+
+    fn get_mut(&mut self, a: &AssignmentId) -> Option<&mut Page> {
+        self.map.get_mut(a)
+    }
+
+    /// Notes that `a`'s page may have just left, then evicts what is over the bounds.
+    fn settle(&mut self, a: &AssignmentId, now: Timestamp) {
+        if let Some(page) = self.map.get_mut(a)
+            && !page.departed
+            && page.tx.borrow().status.is_final()
+        {
+            page.departed = true;
+            self.departed.push_back((a.clone(), now));
+        }
+        self.evict(now);
+    }
+
+    fn evict(&mut self, now: Timestamp) {
+        while let Some((_, at)) = self.departed.front() {
+            let over = self.departed.len() > self.keep;
+            if !over && now.millis_since(*at) < self.keep_ms {
+                break;
+            }
+            let (a, _) = self.departed.pop_front().expect("front exists");
+            self.map.remove(&a);
+        }
+    }
+}
+
 pub(crate) struct Hub {
-    pages: Mutex<HashMap<AssignmentId, Page>>,
+    pages: Mutex<Pages>,
     recent: Mutex<VecDeque<Arc<Stamped>>>,
     history: Mutex<VecDeque<Point>>,
     tx: broadcast::Sender<Broadcast>,
@@ -137,7 +182,7 @@ pub(crate) struct Hub {
 
 const HOUR_MS: u64 = 3_600_000;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves its data consistent before anything can panic.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -151,7 +196,12 @@ impl Hub {
     ) -> Arc<Self> {
         let (tx, _) = broadcast::channel(4096);
         let hub = Arc::new(Self {
-            pages: Mutex::new(HashMap::new()),
+            pages: Mutex::new(Pages {
+                map: HashMap::new(),
+                departed: VecDeque::new(),
+                keep: config.keep_departed_pages,
+                keep_ms: config.keep_departed_pages_ms,
+            }),
             recent: Mutex::new(VecDeque::new()),
             history: Mutex::new(VecDeque::new()),
             tx,
@@ -206,6 +256,7 @@ impl Hub {
             .chain(snap.active.iter().map(|s| (s, PageStatus::Active)))
         {
             let page = pages
+                .map
                 .entry(seat.assignment.clone())
                 .or_insert_with(|| new_page(seat.worker.clone(), None));
             update(page, rank(status, false), |s| {
@@ -214,6 +265,9 @@ impl Hub {
                 s.promoted_at = seat.promoted_at;
             });
         }
+        // Departures update the pages the hub keeps and add none: the snapshot lists every
+        // departure of the session, which would make the hub grow without bound. A page that
+        // reloads after leaving learns how it ended from the engine (`arrive`).
         for gone in &snap.departed {
             let status = match gone.how {
                 Departure::Submitted => PageStatus::Submitted,
@@ -226,16 +280,17 @@ impl Hub {
                 }
                 Departure::TurnedAway => PageStatus::JobFull,
             };
-            let page = pages
-                .entry(gone.assignment.clone())
-                .or_insert_with(|| new_page(gone.worker.clone(), None));
-            update(page, rank(status, false), |s| s.status = status);
+            if let Some(page) = pages.get_mut(&gone.assignment) {
+                update(page, rank(status, false), |s| s.status = status);
+                pages.settle(&gone.assignment, now);
+            }
         }
         drop(pages);
         self.sample(snap, now);
     }
 
     fn sample(&self, snap: &Snapshot, now: Timestamp) {
+        lock(&self.pages).evict(now);
         let point = Point {
             t: now,
             waiting: snap.waiting.len() as u32,
@@ -308,6 +363,7 @@ impl Hub {
                     s.promoted_at = Some(at);
                 }
             });
+            pages.settle(assignment, at);
         }
     }
 
@@ -328,7 +384,9 @@ impl Hub {
                 Ok(())
             }
             None => {
-                pages.insert(assignment.clone(), new_page(worker.clone(), submit_to));
+                pages
+                    .map
+                    .insert(assignment.clone(), new_page(worker.clone(), submit_to));
                 Ok(())
             }
         }
@@ -338,7 +396,7 @@ impl Hub {
     pub(crate) fn unregister(&self, assignment: &AssignmentId) {
         let mut pages = lock(&self.pages);
         if pages.get(assignment).is_some_and(|p| p.rank == 0) {
-            pages.remove(assignment);
+            pages.map.remove(assignment);
         }
     }
 
@@ -361,7 +419,18 @@ impl Hub {
                 }
                 fresh
             });
+            pages.settle(assignment, at);
         }
+    }
+
+    /// The worker whose page holds `assignment`, if the hub keeps it.
+    pub(crate) fn worker(&self, assignment: &AssignmentId) -> Option<WorkerId> {
+        lock(&self.pages).get(assignment).map(|p| p.worker.clone())
+    }
+
+    /// Pages kept (present and recently departed).
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.pages).map.len()
     }
 
     /// Whether a heartbeat of `assignment` at `now` must go to the engine: the page is present
@@ -435,6 +504,7 @@ fn new_page(worker: WorkerId, submit_to: Option<String>) -> Page {
     Page {
         worker,
         rank: 0,
+        departed: false,
         tx: watch::Sender::new(PageState::new(PageStatus::Arriving)),
         submit_to,
         forwarded_at: None,
@@ -452,4 +522,45 @@ fn update(page: &mut Page, rank: u8, f: impl FnOnce(&mut PageState)) {
 fn add_earned(page: &mut Page, amount: Money) {
     page.tx
         .send_modify(|s| s.earned_cents = s.earned_cents.saturating_add(amount.minor));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pages(keep: usize, keep_ms: u64) -> Pages {
+        Pages {
+            map: HashMap::new(),
+            departed: VecDeque::new(),
+            keep,
+            keep_ms,
+        }
+    }
+
+    fn add(p: &mut Pages, a: &str, status: PageStatus, at: u64) {
+        let a = AssignmentId::new(a);
+        let mut page = new_page(WorkerId::new("w"), None);
+        update(&mut page, rank(status, true), |s| s.status = status);
+        p.map.insert(a.clone(), page);
+        p.settle(&a, Timestamp::from_millis(at));
+    }
+
+    #[test]
+    fn departed_pages_are_evicted_by_count_and_by_age_and_present_ones_stay() {
+        let mut p = pages(2, 1_000);
+        add(&mut p, "present", PageStatus::Waiting, 0);
+        for (i, a) in ["d1", "d2", "d3"].into_iter().enumerate() {
+            add(&mut p, a, PageStatus::Submitted, 10 + i as u64);
+        }
+        // Three departed, two kept: the oldest went.
+        let kept = |p: &Pages, a: &str| p.map.contains_key(&AssignmentId::new(a));
+        assert!(!kept(&p, "d1") && kept(&p, "d2") && kept(&p, "d3"));
+        // Settling a page twice does not queue it twice.
+        p.settle(&AssignmentId::new("d3"), Timestamp::from_millis(20));
+        assert_eq!(p.departed.len(), 2);
+        // Past their time, departed pages go; the present page stays, whatever its age.
+        p.evict(Timestamp::from_millis(5_000));
+        assert_eq!(p.map.len(), 1);
+        assert!(kept(&p, "present"));
+    }
 }

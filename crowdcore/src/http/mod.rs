@@ -2,16 +2,26 @@
 //! page, as one axum [`Router`] a host mounts over a running engine.
 //!
 //! ```no_run
-//! # async fn run(engine: crowdcore::engine::EngineHandle) -> std::io::Result<()> {
+//! # use std::sync::Arc;
+//! # async fn run(
+//! #     engine: crowdcore::engine::EngineHandle,
+//! #     platform: Arc<dyn crowdcore::platform::Platform>,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::net::SocketAddr;
 //! use crowdcore::http::{HttpConfig, HttpState, Secret};
 //!
 //! let config = HttpConfig::new(
-//!     Secret::from_env("CROWDCORE_PAGE_SECRET").expect("a page secret"),
-//!     Secret::from_env("CROWDCORE_ADMIN_KEY").expect("an admin key"),
+//!     Secret::from_env("CROWDCORE_PAGE_SECRET")?,
+//!     Secret::from_env("CROWDCORE_ADMIN_KEY")?,
 //! );
-//! let state = HttpState::new(engine, config);
+//! // The engine's platform: every arrival is confirmed with it before it takes a seat (a
+//! // platform that cannot confirm is refused: `FrontError::CannotConfirmArrivals`).
+//! let state = HttpState::new(engine, platform, config)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, crowdcore::http::router(state)).await
+//! // With the peer's address: the worker routes are rate-limited by it.
+//! let app = crowdcore::http::router(state);
+//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+//! # Ok(())
 //! # }
 //! ```
 //!
@@ -22,16 +32,19 @@
 //! | route | what |
 //! | --- | --- |
 //! | `GET /work` | the landing page a HIT points at; reads `assignmentId`, `hitId`, `workerId`, `turkSubmitTo` from its URL; preview mode on `ASSIGNMENT_ID_NOT_AVAILABLE` |
-//! | `POST /w/arrive` | `{assignment_id, hit_id, worker_id, turk_submit_to?}` → the page token and the page's state |
+//! | `POST /w/arrive` | `{assignment_id, hit_id, worker_id, turk_submit_to?}` → the page token (and when it expires) and the page's state, once the platform confirms the arrival |
 //! | `POST /w/heartbeat` | `{assignment_id, token}` → the page's state |
-//! | `GET /w/state?assignment_id=&token=` | the page's state (the polling fallback) |
-//! | `GET /w/events?assignment_id=&token=` | Server-Sent Events: `state` whenever the page's state changes |
-//! | `POST /w/submit` | `{assignment_id, token, contributions?}` → the state and the platform's submit form, if it has one |
+//! | `GET /w/state?assignment_id=` | the page's state (the polling fallback); the token in the `X-Page-Token` header |
+//! | `POST /w/ticket` | `{assignment_id, token}` → a short-lived ticket for the event stream |
+//! | `GET /w/events?assignment_id=&ticket=` | Server-Sent Events: `state` whenever the page's state changes |
+//! | `POST /w/submit` | `{assignment_id, token, contributions?}` → the state and the platform's submit form, if it has one; `contributions` is the page's report, paid only as the machine's config allows |
 //! | `POST /w/return` | `{assignment_id, token}` → the state |
 //!
 //! Admin (JSON; `Authorization: Bearer <admin key>` on every call, compared in constant time):
-//! `POST /api/start`, `/api/stop`, `/api/expire`, `/api/migrate {count}`, `PUT /api/targets
-//! {min_active, max_active, min_waiting, max_waiting}`, `GET /api/snapshot`, `/api/ledger`,
+//! `POST /api/start`, `/api/stop`, `/api/expire`, `/api/migrate {count}`, `/api/contributions
+//! {assignment_id, count}` (the host counted `count` more contributions: what the bonus
+//! pays), `PUT /api/targets {min_active, max_active, min_waiting, max_waiting}`, `GET
+//! /api/snapshot`, `/api/ledger`,
 //! `/api/leaderboard`, `/api/status`, `/api/status/stream` (SSE). The status page itself
 //! (`GET /status`) is static: it asks for the key and sends it as a header, never in a URL.
 //!
@@ -40,16 +53,48 @@
 //!
 //! # Who may do what
 //!
-//! A page token is `HMAC-SHA256(secret, assignment id)`, issued by `POST /w/arrive` once the
-//! engine has accepted the arrival (it refuses an assignment that another worker holds) and,
-//! where the platform can be asked ([`WorkerSide::holds`]), the platform has confirmed that this
-//! worker holds that assignment of that HIT. Every
-//! later worker call is checked against it in constant time, so a page can only ever ping,
-//! submit, return or read for its own assignment. The assignment id itself is the bearer
-//! capability the platform hands the worker (MTurk puts it in the page URL); no page is ever
-//! sent another worker's ids: worker streams carry only their own page's state. The admin key
-//! and the page secret come from the host (the `server` example reads them from the
-//! environment); neither is ever logged or sent to a page.
+//! **Arrivals are confirmed.** `POST /w/arrive` first asks the platform
+//! ([`Platform::assignment`]) whether this worker holds this assignment of this HIT, accepted
+//! or just submitted ([`AssignmentRecord::confirms`]), and checks that the HIT is this
+//! session's. An arrival that fails either never takes a seat, never opens or counts a slot,
+//! never reaches the engine or its log and is not kept by the hub — so it blocks nobody: the
+//! real worker arriving later is seated. What the platform said is cached (bounded, with
+//! expiry: [`HttpConfig::confirm_cache_ms`]) so a reload does not ask again; a platform that
+//! fails or takes longer than [`HttpConfig::confirm_timeout_ms`] gets the page a 503
+//! `platform_unavailable` with `Retry-After`, never a seat. A platform that cannot confirm
+//! ([`Capabilities::confirms_assignments`] false) makes [`HttpStateBuilder::build`] fail unless
+//! the host sets [`HttpConfig::trust_unconfirmed_arrivals`] (unsafe on a public crowd).
+//!
+//! **Tokens are bound.** A page token is `HMAC-SHA256(secret, session, assignment, worker,
+//! expiry)` with the expiry and the worker beside it, issued by `POST /w/arrive`; every later
+//! worker call is checked against it in constant time and against the worker the hub holds
+//! the page for, so a page can only ever ping, submit, return or read for its own assignment,
+//! in its own session, until the token expires ([`HttpConfig::token_ttl_ms`], by default the
+//! assignment's duration; a reload gets a new one). Tokens never travel in a URL: `GET
+//! /w/state` takes it in the `X-Page-Token` header, and the event stream (EventSource cannot
+//! set headers) opens with a ticket from `POST /w/ticket`: bound the same way, good only for
+//! the stream, for [`HttpConfig::ticket_ttl_ms`] (30 s).
+//!
+//! **Pages never decide money.** A submission's `contributions` is logged as the page's
+//! report; what the bonus pays is the host's count (`POST /api/contributions`, or the
+//! engine input directly) or, where the host counted none, the report up to the machine's
+//! `max_contributions_per_assignment` (see [`PavilionConfig::payable_contributions`]); a
+//! report beyond that is logged (`tracing`) and not paid.
+//!
+//! **Floods stay bounded.** Every worker route is rate-limited per client address (the TCP
+//! peer: serve with `into_make_service_with_connect_info::<SocketAddr>()`) and per assignment
+//! ([`RateLimits`], 429 `rate_limited` with `Retry-After`); the limiters' tables, the
+//! confirmation cache and the departed pages the hub keeps are all bounded and evicted
+//! ([`HttpState::memory`]).
+//!
+//! No page is ever sent another worker's ids: worker streams carry only their own page's
+//! state. The admin key and the page secret come from the host (the `server` example reads
+//! them from the environment); neither is ever logged or sent to a page.
+//!
+//! [`Platform::assignment`]: crate::platform::Platform::assignment
+//! [`AssignmentRecord::confirms`]: crate::platform::AssignmentRecord::confirms
+//! [`Capabilities::confirms_assignments`]: crate::platform::Capabilities::confirms_assignments
+//! [`PavilionConfig::payable_contributions`]: crate::pavilion::PavilionConfig::payable_contributions
 //!
 //! # Adding routes
 //!
@@ -62,8 +107,10 @@
 
 mod admin;
 mod auth;
+mod confirm;
 mod error;
 mod hub;
+mod limit;
 mod pages;
 pub mod retainer;
 pub mod sse;
@@ -78,12 +125,15 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::clock::{Clock, SystemClock};
 use crate::engine::EngineHandle;
+use crate::platform::Platform;
 
 pub use admin::{QueueEntry, StatusView};
-pub use auth::{MIN_SECRET_BYTES, Secret, SecretError, page_token, require_admin};
+pub use auth::{MIN_SECRET_BYTES, Secret, SecretError, TokenClaims, page_token, require_admin};
+pub use confirm::FrontError;
 pub use error::{ApiError, ErrorCode};
 pub use hub::{PageState, PageStatus};
-pub use worker::{PREVIEW_ASSIGNMENT, PlatformForm, WorkerSide};
+pub use limit::{RateLimit, RateLimits};
+pub use worker::{PAGE_TOKEN_HEADER, PREVIEW_ASSIGNMENT, PlatformForm, WorkerSide};
 
 /// Settings of the HTTP front.
 #[derive(Debug, Clone)]
@@ -116,11 +166,44 @@ pub struct HttpConfig {
     /// How often the status page's queue-size chart takes a point, in milliseconds; it keeps
     /// the last hour.
     pub sample_every_ms: u64,
+    /// **Unsafe on a public crowd.** Seat arrivals the platform cannot confirm. Without it, a
+    /// front over a platform whose [`Capabilities::confirms_assignments`] is false refuses to
+    /// build ([`FrontError::CannotConfirmArrivals`]); with it, that platform's arrivals are
+    /// taken at their page's word, so anyone who knows a HIT id can take seats, open slots and
+    /// turn real workers away as `already_seated`. Only for a closed lab crowd, or a platform
+    /// whose confirmation is still being written. A platform that can confirm is always asked,
+    /// whatever this says.
+    ///
+    /// [`Capabilities::confirms_assignments`]: crate::platform::Capabilities::confirms_assignments
+    pub trust_unconfirmed_arrivals: bool,
+    /// How long the platform may take to confirm an arrival, in milliseconds; past it the page
+    /// gets 503 `platform_unavailable` with `Retry-After`, and no seat.
+    pub confirm_timeout_ms: u64,
+    /// How long a confirmation read from the platform is reused (a reload does not ask again),
+    /// in milliseconds.
+    pub confirm_cache_ms: u64,
+    /// The most confirmations kept.
+    pub confirm_cache_entries: usize,
+    /// How long a page token lasts, in milliseconds; `None`: the assignment's duration (see
+    /// [`HttpStateBuilder::assignment_duration_ms`]; one hour if not given). A page reloading
+    /// gets a new one.
+    pub token_ttl_ms: Option<u64>,
+    /// How long an event-stream ticket (`POST /w/ticket`) lasts, in milliseconds.
+    pub ticket_ttl_ms: u64,
+    /// Departed pages kept for a reload to learn how they ended, at most.
+    pub keep_departed_pages: usize,
+    /// How long a departed page is kept, in milliseconds.
+    pub keep_departed_pages_ms: u64,
+    /// Rate limits of the worker routes.
+    pub rate_limits: RateLimits,
 }
 
 impl HttpConfig {
-    /// Defaults: heartbeat every 5 s (each one an engine input), 16 KiB bodies, MTurk's and its sandbox's submit origins,
-    /// 200 recent events, a chart point every 5 s.
+    /// Defaults: heartbeat every 5 s (each one an engine input), 16 KiB bodies, MTurk's and its
+    /// sandbox's submit origins, 200 recent events, a chart point every 5 s; arrivals confirmed
+    /// with the platform (5 s timeout, confirmations reused for 10 min, 100 000 kept); page
+    /// tokens for the assignment's duration, event tickets for 30 s; departed pages kept 15 min,
+    /// at most 10 000; [`RateLimits::default`].
     pub fn new(page_secret: Secret, admin_key: Secret) -> Self {
         Self {
             page_secret,
@@ -137,9 +220,30 @@ impl HttpConfig {
             ],
             recent_events: 200,
             sample_every_ms: 5_000,
+            trust_unconfirmed_arrivals: false,
+            confirm_timeout_ms: 5_000,
+            confirm_cache_ms: 10 * 60_000,
+            confirm_cache_entries: 100_000,
+            token_ttl_ms: None,
+            ticket_ttl_ms: 30_000,
+            keep_departed_pages: 10_000,
+            keep_departed_pages_ms: 15 * 60_000,
+            rate_limits: RateLimits::default(),
+        }
+    }
+
+    pub(crate) fn confirm_settings(&self) -> confirm::Settings {
+        confirm::Settings {
+            trust: self.trust_unconfirmed_arrivals,
+            timeout: std::time::Duration::from_millis(self.confirm_timeout_ms.max(1)),
+            ttl_ms: self.confirm_cache_ms,
+            capacity: self.confirm_cache_entries,
         }
     }
 }
+
+/// One hour: a page token's life when neither the config nor the host says otherwise.
+const DEFAULT_TOKEN_TTL_MS: u64 = 3_600_000;
 
 /// What the routes share: the engine, the settings, the pages' states.
 #[derive(Clone)]
@@ -153,6 +257,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     hub: Arc<hub::Hub>,
     worker_side: Option<Arc<dyn WorkerSide>>,
+    confirmer: confirm::Confirmer,
+    limiter: Arc<limit::Limiter>,
+    token_ttl_ms: u64,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -163,40 +270,102 @@ impl std::fmt::Debug for HttpState {
     }
 }
 
-impl HttpState {
-    /// The front of `engine` with `config`, on the system clock. Starts the task that follows
-    /// the engine's events (it ends with the engine), so call it inside a tokio runtime.
-    pub fn new(engine: EngineHandle, config: HttpConfig) -> Self {
-        Self::build(engine, config, Arc::new(SystemClock), None)
+/// Builds an [`HttpState`] ([`HttpState::builder`]).
+pub struct HttpStateBuilder {
+    engine: EngineHandle,
+    platform: Arc<dyn Platform>,
+    config: HttpConfig,
+    clock: Arc<dyn Clock>,
+    worker_side: Option<Arc<dyn WorkerSide>>,
+    assignment_duration_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for HttpStateBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpStateBuilder").finish_non_exhaustive()
+    }
+}
+
+impl HttpStateBuilder {
+    /// Uses `clock` (the engine's) instead of the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
-    /// Like [`new`](Self::new), with a clock (the engine's) and the platform's worker side, told
-    /// of submissions and returns after the engine (for in-process platforms such as
+    /// The platform's worker side in this process, told of submissions and returns after the
+    /// engine (for in-process platforms such as
     /// [`LocalMarketplace`](crate::local::LocalMarketplace); MTurk's is its submit form).
-    pub fn with_parts(
-        engine: EngineHandle,
-        config: HttpConfig,
-        clock: Arc<dyn Clock>,
-        worker_side: Option<Arc<dyn WorkerSide>>,
-    ) -> Self {
-        Self::build(engine, config, clock, worker_side)
+    pub fn worker_side(mut self, side: Arc<dyn WorkerSide>) -> Self {
+        self.worker_side = Some(side);
+        self
     }
 
-    fn build(
-        engine: EngineHandle,
-        config: HttpConfig,
-        clock: Arc<dyn Clock>,
-        worker_side: Option<Arc<dyn WorkerSide>>,
-    ) -> Self {
-        let hub = hub::Hub::spawn(engine.clone(), clock.clone(), &config);
-        Self {
+    /// How long the HIT's assignments last ([`HitSpec::assignment_duration_ms`]): page tokens
+    /// expire after it unless [`HttpConfig::token_ttl_ms`] says otherwise.
+    ///
+    /// [`HitSpec::assignment_duration_ms`]: crate::model::HitSpec::assignment_duration_ms
+    pub fn assignment_duration_ms(mut self, ms: u64) -> Self {
+        self.assignment_duration_ms = Some(ms);
+        self
+    }
+
+    /// The front. Starts the task that follows the engine's events (it ends with the engine),
+    /// so call it inside a tokio runtime. Refuses a platform that cannot confirm arrivals
+    /// unless [`HttpConfig::trust_unconfirmed_arrivals`] is set.
+    pub fn build(self) -> Result<HttpState, FrontError> {
+        let confirmer = confirm::Confirmer::new(
+            self.platform,
+            self.clock.clone(),
+            self.config.confirm_settings(),
+        )?;
+        let hub = hub::Hub::spawn(self.engine.clone(), self.clock.clone(), &self.config);
+        let limiter = Arc::new(limit::Limiter::new(&self.config.rate_limits));
+        let token_ttl_ms = self
+            .config
+            .token_ttl_ms
+            .or(self.assignment_duration_ms)
+            .unwrap_or(DEFAULT_TOKEN_TTL_MS)
+            .max(1);
+        Ok(HttpState {
             inner: Arc::new(Inner {
-                engine,
-                config,
-                clock,
+                engine: self.engine,
+                config: self.config,
+                clock: self.clock,
                 hub,
-                worker_side,
+                worker_side: self.worker_side,
+                confirmer,
+                limiter,
+                token_ttl_ms,
             }),
+        })
+    }
+}
+
+impl HttpState {
+    /// The front of `engine` on `platform` (the engine's: arrivals are confirmed with it) with
+    /// `config`, on the system clock; see [`builder`](Self::builder) for the rest.
+    pub fn new(
+        engine: EngineHandle,
+        platform: Arc<dyn Platform>,
+        config: HttpConfig,
+    ) -> Result<Self, FrontError> {
+        Self::builder(engine, platform, config).build()
+    }
+
+    /// A builder of the front of `engine` on `platform` with `config`.
+    pub fn builder(
+        engine: EngineHandle,
+        platform: Arc<dyn Platform>,
+        config: HttpConfig,
+    ) -> HttpStateBuilder {
+        HttpStateBuilder {
+            engine,
+            platform,
+            config,
+            clock: Arc::new(SystemClock),
+            worker_side: None,
+            assignment_duration_ms: None,
         }
     }
 
@@ -209,6 +378,32 @@ impl HttpState {
     pub fn config(&self) -> &HttpConfig {
         &self.inner.config
     }
+
+    /// What the front keeps in memory, for monitoring (and the tests that bound it).
+    pub fn memory(&self) -> FrontMemory {
+        let (addresses, assignments) = self.inner.limiter.keys();
+        FrontMemory {
+            pages: self.inner.hub.len(),
+            confirmations: self.inner.confirmer.len(),
+            rate_limited_addresses: addresses,
+            rate_limited_assignments: assignments,
+        }
+    }
+}
+
+/// Counts of what the front keeps in memory ([`HttpState::memory`]). Each is bounded: pages by
+/// the seats plus [`HttpConfig::keep_departed_pages`], confirmations by
+/// [`HttpConfig::confirm_cache_entries`], rate-limit keys by [`RateLimits::max_keys`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontMemory {
+    /// Worker pages the hub follows (present and recently departed).
+    pub pages: usize,
+    /// Confirmations read from the platform and kept.
+    pub confirmations: usize,
+    /// Client addresses with a rate-limit bucket.
+    pub rate_limited_addresses: usize,
+    /// Assignments with a rate-limit bucket.
+    pub rate_limited_assignments: usize,
 }
 
 /// The whole front: worker routes, admin routes and pages, with a JSON 404/405 fallback and

@@ -13,10 +13,11 @@
 //! | `GET /api/reservations/{id}` | one reservation |
 //! | `POST /api/reservations/{id}/invoke`, `/cancel`, `/finish`, `/unfinish` | the lifecycle |
 //! | `POST /api/reservations/finish_all` | `{template?}`: finish every invoked reservation |
-//! | `POST /r/arrive` | `{assignment_id, hit_id, worker_id}` → the page token |
+//! | `POST /api/retainer/contributions` | `{assignment_id, count}`: the host counted `count` more contributions |
+//! | `POST /r/arrive` | `{assignment_id, hit_id, worker_id}` → the page token, once the platform confirms the arrival |
 //! | `POST /r/ping` | `{assignment_id, token, kind?}` (`waiting` or `working`) |
 //! | `POST /r/gettask` | `{assignment_id, token}` → `{"task": null}` or `{"task": {reservation, task, payload}}` |
-//! | `POST /r/submit` | `{assignment_id, token, contributions?}` |
+//! | `POST /r/submit` | `{assignment_id, token, contributions?}` (a reported count: paid only as the pool's config allows) |
 //! | `POST /r/return` | `{assignment_id, token}` |
 
 use std::sync::Arc;
@@ -28,13 +29,17 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Secret, admin_check, check_token, page_token};
+use super::HttpConfig;
+use super::auth::{Purpose, Secret, TokenClaims, admin_check, check, page_token};
+use super::confirm::{Confirmer, FrontError};
 use super::error::{ApiError, Body, ErrorCode, NoBody, rejected_code};
+use super::limit::Limiter;
 use super::pages::asset;
 use super::worker::check_id;
-use super::{HttpConfig, WorkerSide};
+use crate::clock::{Clock, SystemClock};
 use crate::engine::{EngineHandle, HandleError};
 use crate::model::{AssignmentId, HitId, HitSpec, ReservationId, TemplateId, Timestamp, WorkerId};
+use crate::platform::Platform;
 use crate::retainer::{
     Input, Listing, PingKind, PoolTarget, Rejected, ReservationView, Retainer, RoutedTask,
 };
@@ -44,7 +49,10 @@ pub struct RetainerFront {
     engine: EngineHandle<Retainer>,
     page_secret: Secret,
     admin_key: Secret,
-    worker_side: Option<Arc<dyn WorkerSide>>,
+    confirmer: Confirmer,
+    limiter: Arc<Limiter>,
+    clock: Arc<dyn Clock>,
+    token_ttl_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for RetainerFront {
@@ -56,23 +64,30 @@ impl std::fmt::Debug for RetainerFront {
 }
 
 impl RetainerFront {
-    /// The routes' state over a running retainer engine ([`Engine::spawn`]), with the keys of
-    /// `config`; arrivals are confirmed with `worker_side` when given (see
-    /// [`WorkerSide::holds`]). The engine runs the machine's deadlines (auto-invocations,
-    /// heartbeat timeouts, refreshes) itself.
+    /// The routes' state over a running retainer engine ([`Engine::spawn`]) on `platform`
+    /// (the engine's), with the keys, confirmation, token and rate-limit settings of `config`
+    /// and the system clock. Every arrival is confirmed with the platform
+    /// ([`Platform::assignment`]) before it reaches the engine; a platform that cannot confirm
+    /// is refused unless [`HttpConfig::trust_unconfirmed_arrivals`]. The engine runs the
+    /// machine's deadlines (auto-invocations, heartbeat timeouts, refreshes) itself.
     ///
     /// [`Engine::spawn`]: crate::engine::Engine::spawn
     pub fn new(
         engine: EngineHandle<Retainer>,
+        platform: Arc<dyn Platform>,
         config: &HttpConfig,
-        worker_side: Option<Arc<dyn WorkerSide>>,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+    ) -> Result<Arc<Self>, FrontError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let confirmer = Confirmer::new(platform, clock.clone(), config.confirm_settings())?;
+        Ok(Arc::new(Self {
             engine,
             page_secret: config.page_secret.clone(),
             admin_key: config.admin_key.clone(),
-            worker_side,
-        })
+            confirmer,
+            limiter: Arc::new(Limiter::new(&config.rate_limits)),
+            clock,
+            token_ttl_ms: config.token_ttl_ms,
+        }))
     }
 
     /// The engine.
@@ -130,6 +145,7 @@ pub fn retainer_routes(front: Arc<RetainerFront>) -> Router {
         .route("/api/reservations/finish_all", post(finish_all))
         .route("/api/reservations/{id}", get(one))
         .route("/api/reservations/{id}/{action}", post(lifecycle))
+        .route("/api/retainer/contributions", post(contributions))
         .route_layer(middleware::from_fn_with_state(front.clone(), guard));
     let worker = Router::new()
         .route("/retainer", get(page_html))
@@ -141,7 +157,11 @@ pub fn retainer_routes(front: Arc<RetainerFront>) -> Router {
         .route("/r/ping", post(ping))
         .route("/r/gettask", post(gettask))
         .route("/r/submit", post(submit))
-        .route("/r/return", post(give_back));
+        .route("/r/return", post(give_back))
+        .route_layer(middleware::from_fn_with_state(
+            front.limiter.clone(),
+            super::limit::by_address,
+        ));
     admin.merge(worker).with_state(front)
 }
 
@@ -294,6 +314,29 @@ struct ArriveBody {
 #[derive(Serialize)]
 struct Arrived {
     token: String,
+    /// When the token stops being accepted (ms since the epoch).
+    token_expires_at: Timestamp,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContributionsBody {
+    assignment_id: String,
+    count: u32,
+}
+
+async fn contributions(
+    State(front): State<Arc<RetainerFront>>,
+    Body(b): Body<ContributionsBody>,
+) -> Result<Json<Done>, ApiError> {
+    check_id(&b.assignment_id, "assignment_id")?;
+    front
+        .input(Input::Contributed {
+            assignment: AssignmentId::new(b.assignment_id),
+            count: b.count,
+        })
+        .await?;
+    Ok(Json(DONE))
 }
 
 async fn arrive(
@@ -311,31 +354,40 @@ async fn arrive(
     }
     let assignment = AssignmentId::new(b.assignment_id);
     let (worker, hit) = (WorkerId::new(b.worker_id), HitId::new(b.hit_id));
-    if let Some(side) = &front.worker_side {
-        let confirmed = side.holds(&worker, &assignment, &hit).await.map_err(|e| {
-            tracing::warn!(%assignment, error = %e, "cannot ask the platform about an arrival");
-            ApiError::new(
-                ErrorCode::EngineFailed,
-                "cannot confirm the assignment with the platform; try again",
-            )
-        })?;
-        // A reload of a present page: the platform still has it accepted, so this holds too.
-        if !confirmed {
-            return Err(ApiError::new(
-                ErrorCode::UnknownAssignment,
-                "the platform does not know this worker to hold this assignment",
-            ));
-        }
-    }
+    front.limiter.assignment(&assignment)?;
+    // Nothing reaches the engine (or its log) before the platform confirms the arrival; a
+    // reload is confirmed from the cache.
+    // Held by this worker, says the platform; through a HIT a pool of this session posted
+    // (the machine would refuse another, but only after the log took it).
+    front.confirmer.confirm(&worker, &assignment, &hit).await?;
+    let h = hit.clone();
+    let Some(duration_ms) = front
+        .read(move |m| m.spec_of_hit(&h).map(|s| s.assignment_duration_ms))
+        .await?
+    else {
+        return Err(ApiError::new(
+            ErrorCode::UnknownHit,
+            "this session posted no such HIT",
+        ));
+    };
+    let ttl = front.token_ttl_ms.unwrap_or(duration_ms);
     front
         .input(Input::Arrive {
-            worker,
+            worker: worker.clone(),
             assignment: assignment.clone(),
             hit,
         })
         .await?;
+    let expires_at = front.clock.now().plus_millis(ttl.max(1));
+    let claims = TokenClaims {
+        session: front.engine.session().clone(),
+        assignment,
+        worker,
+        expires_at,
+    };
     Ok(Json(Arrived {
-        token: page_token(&front.page_secret, &assignment),
+        token: page_token(&front.page_secret, &claims),
+        token_expires_at: expires_at,
     }))
 }
 
@@ -350,10 +402,20 @@ struct PageBody {
     contributions: Option<u32>,
 }
 
+/// The page's assignment, once its token is checked (this session, this assignment, the worker
+/// it was issued to, not expired); counts the call against the assignment's rate limit.
 fn page(front: &RetainerFront, b: &PageBody) -> Result<AssignmentId, ApiError> {
     check_id(&b.assignment_id, "assignment_id")?;
     let a = AssignmentId::new(b.assignment_id.as_str());
-    check_token(&front.page_secret, &a, &b.token)?;
+    check(
+        &front.page_secret,
+        Purpose::Page,
+        front.engine.session(),
+        &a,
+        &b.token,
+        front.clock.now(),
+    )?;
+    front.limiter.assignment(&a)?;
     Ok(a)
 }
 
@@ -412,10 +474,21 @@ async fn submit(
 ) -> Result<Json<Done>, ApiError> {
     only(&b, false, true)?;
     let assignment = page(&front, &b)?;
+    let reported = b.contributions.unwrap_or(0);
+    let a = assignment.clone();
+    if let Ok(Some(paid)) = front
+        .read(move |m| m.payable_contributions(&a, reported))
+        .await
+        && paid < reported
+    {
+        tracing::warn!(%assignment, reported, paid,
+            "a page reported more contributions than the host confirmed or the cap allows; \
+             paying only those");
+    }
     front
         .input(Input::Submit {
             assignment,
-            contributions: b.contributions.unwrap_or(0),
+            contributions: reported,
         })
         .await?;
     Ok(Json(DONE))

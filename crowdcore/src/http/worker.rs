@@ -13,13 +13,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::HttpState;
-use super::auth::{check_token, page_token};
+use super::auth::{Purpose, TokenClaims, check, sign};
 use super::error::{ApiError, Body, ErrorCode, Q};
 use super::hub::{PageState, PageStatus};
 use crate::engine::{EngineEvent, HandleError};
 use crate::local::LocalMarketplace;
-use crate::model::{AssignmentId, HitId, WorkerId};
-use crate::pavilion::{EffectKind, Input};
+use crate::model::{AssignmentId, HitId, Timestamp, WorkerId};
+use crate::pavilion::{Departure, EffectKind, Input, Phase, SeatState};
 
 /// The id MTurk puts in a page's URL while the worker only previews the HIT.
 pub const PREVIEW_ASSIGNMENT: &str = "ASSIGNMENT_ID_NOT_AVAILABLE";
@@ -29,21 +29,12 @@ const MAX_ID: usize = 256;
 
 /// A platform's worker side in this process, told of a submission or a return after the
 /// engine took it (so that the platform and the engine agree). MTurk has none: its page posts
-/// the platform's submit form instead (see [`PlatformForm`]).
+/// the platform's submit form instead (see [`PlatformForm`]). Arrivals are not its business:
+/// the front confirms them with the platform itself ([`Platform::assignment`]).
+///
+/// [`Platform::assignment`]: crate::platform::Platform::assignment
 #[async_trait]
 pub trait WorkerSide: Send + Sync {
-    /// Whether `worker` holds `assignment` of `hit` on the platform now. An arrival the
-    /// platform does not confirm is refused before it reaches the engine, so that nobody can
-    /// take a seat with a made-up assignment id. The default confirms everything (for
-    /// platforms that cannot be asked).
-    async fn holds(
-        &self,
-        _worker: &WorkerId,
-        _assignment: &AssignmentId,
-        _hit: &HitId,
-    ) -> Result<bool, String> {
-        Ok(true)
-    }
     /// The worker submitted `assignment` with `contributions` units of work.
     async fn submitted(&self, assignment: &AssignmentId, contributions: u32) -> Result<(), String>;
     /// The worker returned `assignment`.
@@ -52,17 +43,6 @@ pub trait WorkerSide: Send + Sync {
 
 #[async_trait]
 impl WorkerSide for LocalMarketplace {
-    async fn holds(
-        &self,
-        worker: &WorkerId,
-        assignment: &AssignmentId,
-        hit: &HitId,
-    ) -> Result<bool, String> {
-        Ok(self.holder(assignment).is_some_and(|(w, h, status)| {
-            &w == worker && &h == hit && status == crate::platform::AssignmentStatus::Accepted
-        }))
-    }
-
     async fn submitted(&self, assignment: &AssignmentId, contributions: u32) -> Result<(), String> {
         // The engine pays the base by approving, which the local market allows before the
         // worker's own submission arrives: then there is nothing left to submit.
@@ -118,8 +98,16 @@ struct SubmitBody {
 #[derive(Serialize)]
 struct Arrived {
     token: String,
+    /// When the token stops being accepted (ms since the epoch): reload to get a new one.
+    token_expires_at: Timestamp,
     heartbeat_every_ms: u64,
     state: PageState,
+}
+
+#[derive(Serialize)]
+struct Ticket {
+    ticket: String,
+    expires_at: Timestamp,
 }
 
 #[derive(Serialize)]
@@ -134,11 +122,19 @@ pub(super) fn routes(state: HttpState) -> Router {
         .route("/w/arrive", post(arrive))
         .route("/w/heartbeat", post(heartbeat))
         .route("/w/state", get(page_state))
+        .route("/w/ticket", post(ticket))
         .route("/w/events", get(events))
         .route("/w/submit", post(submit))
         .route("/w/return", post(give_back))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.inner.limiter.clone(),
+            super::limit::by_address,
+        ))
         .with_state(state)
 }
+
+/// The header that carries the page token on `GET /w/state` (never the query string).
+pub const PAGE_TOKEN_HEADER: &str = "x-page-token";
 
 pub(super) fn check_id(value: &str, what: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > MAX_ID || value.chars().any(char::is_control) {
@@ -171,12 +167,63 @@ fn submit_origin(state: &HttpState, given: Option<String>) -> Result<Option<Stri
     }
 }
 
-/// The page's assignment, once its token is checked.
-fn authorize(state: &HttpState, assignment: &str, token: &str) -> Result<AssignmentId, ApiError> {
+/// The page's assignment, once its token (or ticket) is checked: issued by this front's
+/// session for this assignment, to the worker whose page the hub keeps for it, and not
+/// expired. Counts the call against the assignment's rate limit.
+fn authorize_for(
+    state: &HttpState,
+    purpose: Purpose,
+    assignment: &str,
+    token: &str,
+) -> Result<AssignmentId, ApiError> {
     check_id(assignment, "assignment_id")?;
     let assignment = AssignmentId::new(assignment);
-    check_token(&state.inner.config.page_secret, &assignment, token)?;
+    let worker = check(
+        &state.inner.config.page_secret,
+        purpose,
+        state.inner.engine.session(),
+        &assignment,
+        token,
+        state.inner.clock.now(),
+    )?;
+    if state
+        .inner
+        .hub
+        .worker(&assignment)
+        .is_some_and(|holder| holder != worker)
+    {
+        return Err(ApiError::new(
+            ErrorCode::BadToken,
+            "the token does not belong to this assignment's worker",
+        ));
+    }
+    state.inner.limiter.assignment(&assignment)?;
     Ok(assignment)
+}
+
+fn authorize(state: &HttpState, assignment: &str, token: &str) -> Result<AssignmentId, ApiError> {
+    authorize_for(state, Purpose::Page, assignment, token)
+}
+
+/// A token for `purpose`, bound to this session, `assignment` and `worker`, lasting `ttl_ms`.
+fn issue(
+    state: &HttpState,
+    purpose: Purpose,
+    assignment: &AssignmentId,
+    worker: WorkerId,
+    ttl_ms: u64,
+) -> (String, Timestamp) {
+    let expires_at = state.inner.clock.now().plus_millis(ttl_ms);
+    let claims = TokenClaims {
+        session: state.inner.engine.session().clone(),
+        assignment: assignment.clone(),
+        worker,
+        expires_at,
+    };
+    (
+        sign(&state.inner.config.page_secret, purpose, &claims),
+        expires_at,
+    )
 }
 
 fn current(state: &HttpState, assignment: &AssignmentId) -> Result<PageState, ApiError> {
@@ -213,26 +260,27 @@ async fn arrive(
     let worker = WorkerId::new(body.worker_id);
     let hit = HitId::new(body.hit_id);
     let hub = &state.inner.hub;
-    // A page that arrived before (a reload) is known; a new one must be the platform's.
-    let known = hub
-        .state(&assignment)
-        .is_some_and(|s| s.status != PageStatus::Arriving);
-    if !known && let Some(side) = &state.inner.worker_side {
-        match side.holds(&worker, &assignment, &hit).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(ApiError::new(
-                    ErrorCode::UnknownAssignment,
-                    "the platform does not know this worker to hold this assignment",
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(%assignment, error = %e, "cannot ask the platform about an arrival");
-                return Err(ApiError::new(
-                    ErrorCode::EngineFailed,
-                    "cannot confirm the assignment with the platform; try again",
-                ));
-            }
+    state.inner.limiter.assignment(&assignment)?;
+    // Nothing of an arrival is kept, logged or seated before the platform confirms it. A page
+    // the hub keeps for this worker was confirmed when it first arrived (or is seated in the
+    // engine); any other is asked about (from the cache, on a reload).
+    let known = hub.worker(&assignment).is_some_and(|w| w == worker);
+    if !known {
+        // Held by this worker, says the platform (asked first: a flood of made-up ids then
+        // never reaches the engine's loop)...
+        state
+            .inner
+            .confirmer
+            .confirm(&worker, &assignment, &hit)
+            .await?;
+        // ...through a HIT of this session (another session's would be refused by the
+        // machine, but only after the log took it).
+        let h = hit.clone();
+        if !state.inner.engine.read(move |m| m.has_hit(&h)).await? {
+            return Err(ApiError::new(
+                ErrorCode::UnknownHit,
+                "this session posted no such HIT",
+            ));
         }
     }
     if hub.register(&assignment, &worker, submit_to).is_err() {
@@ -244,7 +292,7 @@ async fn arrive(
     // Subscribed before the input, so this answer already knows what the arrival caused.
     let mut mine = state.inner.engine.subscribe();
     let input = Input::Arrive {
-        worker,
+        worker: worker.clone(),
         assignment: assignment.clone(),
         hit,
     };
@@ -256,19 +304,56 @@ async fn arrive(
         Err(e) => {
             let error = ApiError::from(e);
             // A reload after leaving: the page learns how it ended.
-            let known = hub.state(&assignment).is_some_and(|s| s.status.is_final());
-            if !(error.code == ErrorCode::AlreadyLeft && known) {
+            let known = error.code == ErrorCode::AlreadyLeft && departed(&state, &assignment).await;
+            if !known {
                 hub.unregister(&assignment);
                 return Err(error);
             }
         }
     }
+    let (token, token_expires_at) = issue(
+        &state,
+        Purpose::Page,
+        &assignment,
+        worker,
+        state.inner.token_ttl_ms,
+    );
     let arrived = Arrived {
-        token: page_token(&state.inner.config.page_secret, &assignment),
+        token,
+        token_expires_at,
         heartbeat_every_ms: state.inner.config.heartbeat_every_ms,
         state: current(&state, &assignment)?,
     };
     Ok(axum::Json(arrived).into_response())
+}
+
+/// Whether the page of `assignment` (registered, its arrival refused as already left) now
+/// shows how it ended: from the hub if it still keeps the page's end, else from the engine.
+async fn departed(state: &HttpState, assignment: &AssignmentId) -> bool {
+    let hub = &state.inner.hub;
+    if hub.state(assignment).is_some_and(|s| s.status.is_final()) {
+        return true;
+    }
+    let a = assignment.clone();
+    let Ok((Some(SeatState::Left(how)), phase)) = state
+        .inner
+        .engine
+        .read(move |m| (m.seat_of(&a), m.phase()))
+        .await
+    else {
+        return false;
+    };
+    let status = match how {
+        Departure::Submitted => PageStatus::Submitted,
+        Departure::Returned => PageStatus::Returned,
+        Departure::Abandoned => PageStatus::Abandoned,
+        Departure::TimedOut => PageStatus::TimedOut,
+        Departure::Released => PageStatus::Released,
+        Departure::TurnedAway if phase == Phase::Stopped => PageStatus::JobEnded,
+        Departure::TurnedAway => PageStatus::JobFull,
+    };
+    hub.set(assignment, status, state.inner.clock.now());
+    true
 }
 
 /// Applies the events the page's own input produced for it.
@@ -316,26 +401,63 @@ async fn heartbeat(
     Ok(axum::Json(current(&state, &assignment)?))
 }
 
+/// `GET /w/state`'s query: the assignment only; the token rides in [`PAGE_TOKEN_HEADER`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PageQuery {
     assignment_id: String,
-    token: String,
+}
+
+/// `GET /w/events`' query: a short-lived ticket for the stream alone (EventSource cannot set
+/// headers), never the page token.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    assignment_id: String,
+    ticket: String,
 }
 
 async fn page_state(
     State(state): State<HttpState>,
+    headers: axum::http::HeaderMap,
     Q(q): Q<PageQuery>,
 ) -> Result<axum::Json<PageState>, ApiError> {
-    let assignment = authorize(&state, &q.assignment_id, &q.token)?;
+    let token = headers
+        .get(PAGE_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BadToken,
+                "the page token goes in the X-Page-Token header",
+            )
+        })?;
+    let assignment = authorize(&state, &q.assignment_id, token)?;
     Ok(axum::Json(current(&state, &assignment)?))
+}
+
+/// `POST /w/ticket {assignment_id, token}`: a ticket that opens the page's event stream for
+/// [`HttpConfig::ticket_ttl_ms`](super::HttpConfig::ticket_ttl_ms), bound like the token.
+async fn ticket(
+    State(state): State<HttpState>,
+    Body(body): Body<PageBody>,
+) -> Result<axum::Json<Ticket>, ApiError> {
+    let assignment = authorize(&state, &body.assignment_id, &body.token)?;
+    let worker = state.inner.hub.worker(&assignment).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownAssignment,
+            "no worker arrived with this assignment",
+        )
+    })?;
+    let ttl = state.inner.config.ticket_ttl_ms.max(1);
+    let (ticket, expires_at) = issue(&state, Purpose::Events, &assignment, worker, ttl);
+    Ok(axum::Json(Ticket { ticket, expires_at }))
 }
 
 async fn events(
     State(state): State<HttpState>,
-    Q(q): Q<PageQuery>,
+    Q(q): Q<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let assignment = authorize(&state, &q.assignment_id, &q.token)?;
+    let assignment = authorize_for(&state, Purpose::Events, &q.assignment_id, &q.ticket)?;
     let rx = state.inner.hub.watch(&assignment).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UnknownAssignment,
@@ -369,6 +491,21 @@ async fn submit(
     Body(body): Body<SubmitBody>,
 ) -> Result<axum::Json<Left>, ApiError> {
     let assignment = authorize(&state, &body.assignment_id, &body.token)?;
+    // The page's number is logged with the input, but pay is the machine's decision: the
+    // host's count, or the page's up to the cap. Say so when the page claimed more.
+    let reported = body.contributions;
+    let a = assignment.clone();
+    if let Ok(Some(paid)) = state
+        .inner
+        .engine
+        .read(move |m| m.payable_contributions(&a, reported))
+        .await
+        && paid < reported
+    {
+        tracing::warn!(%assignment, reported, paid,
+            "a page reported more contributions than the host confirmed or the cap allows; \
+             paying only those");
+    }
     state
         .inner
         .engine

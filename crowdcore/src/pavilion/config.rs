@@ -106,8 +106,24 @@ pub struct PavilionConfig {
     pub waiting_cents_per_minute: i64,
     /// Bonus per minute spent in the active queue.
     pub active_cents_per_minute: i64,
-    /// Bonus per contribution reported with a submission.
+    /// Bonus per contribution, for the contributions the machine counts (see
+    /// [`contributions_from_host`](Self::contributions_from_host)); a page's own number is
+    /// never taken beyond [`max_contributions_per_assignment`](Self::max_contributions_per_assignment).
     pub per_contribution_cents: i64,
+    /// The most contributions one assignment is paid for, whoever counted them. Required when
+    /// `per_contribution_cents` is positive and the host does not count
+    /// ([`contributions_from_host`](Self::contributions_from_host) false): the count then comes
+    /// from the worker's submission, which a page decides. `None`: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_contributions_per_assignment: Option<u32>,
+    /// Contributions are counted by the host ([`Input::Contributed`]); the number a submission
+    /// reports is ignored. When false, an assignment the host counted is paid its count, and
+    /// one it did not is paid what its submission reports, up to
+    /// [`max_contributions_per_assignment`](Self::max_contributions_per_assignment).
+    ///
+    /// [`Input::Contributed`]: super::Input::Contributed
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contributions_from_host: bool,
 }
 
 impl Default for PavilionConfig {
@@ -127,6 +143,8 @@ impl Default for PavilionConfig {
             waiting_cents_per_minute: 0,
             active_cents_per_minute: 0,
             per_contribution_cents: 0,
+            max_contributions_per_assignment: None,
+            contributions_from_host: false,
         }
     }
 }
@@ -199,7 +217,26 @@ impl PavilionConfig {
                 return Err(ConfigError::Negative(name));
             }
         }
+        if self.per_contribution_cents > 0
+            && !self.contributions_from_host
+            && self.max_contributions_per_assignment.is_none()
+        {
+            return Err(ConfigError::UncappedContributions);
+        }
         Ok(())
+    }
+
+    /// How many contributions an assignment is paid for: the host's count if it gave one
+    /// (`confirmed`), else — unless only the host counts — the number its submission reported;
+    /// either way at most [`max_contributions_per_assignment`](Self::max_contributions_per_assignment).
+    pub fn payable_contributions(&self, confirmed: Option<u32>, reported: u32) -> u32 {
+        let n = match confirmed {
+            Some(n) => n,
+            None if self.contributions_from_host => 0,
+            None => reported,
+        };
+        self.max_contributions_per_assignment
+            .map_or(n, |max| n.min(max))
     }
 }
 
@@ -233,4 +270,12 @@ pub enum ConfigError {
     /// An amount of money that must not be negative is.
     #[error("{0} must not be negative")]
     Negative(&'static str),
+    /// Contributions are paid, counted from what a worker's page reports, with no cap: one
+    /// submission could claim the whole budget.
+    #[error(
+        "per_contribution_cents is paid on the count a worker's page reports: set \
+         max_contributions_per_assignment, or contributions_from_host = true and report counts \
+         with the contributed input"
+    )]
+    UncappedContributions,
 }

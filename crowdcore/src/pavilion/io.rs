@@ -29,9 +29,21 @@ pub enum Input {
     Submit {
         /// The assignment submitted.
         assignment: AssignmentId,
-        /// Units of work to pay the per-contribution bonus for.
+        /// Units of work the submission reports. A page's word: paid only where the host has
+        /// no count of its own and only up to the cap (see
+        /// [`PavilionConfig::payable_contributions`](super::PavilionConfig::payable_contributions)).
         #[serde(default)]
         contributions: u32,
+    },
+    /// The host (its task server, or an operator) counted `count` more units of work by this
+    /// assignment. Counts add up; once the host has counted an assignment, its count — not
+    /// the submission's — is what the per-contribution bonus pays, up to the cap. Only a
+    /// present worker's count can change: pay is settled when they leave.
+    Contributed {
+        /// The assignment that did the work.
+        assignment: AssignmentId,
+        /// Units of work done since the last count.
+        count: u32,
     },
     /// The worker returned the assignment to the platform.
     Return {

@@ -151,6 +151,8 @@ struct Record {
     /// away: the page is gone, the assignment is not). A later return or abandonment from the
     /// platform frees it.
     holds_slot: bool,
+    /// Contributions the host counted ([`Input::Contributed`]), if it counted any.
+    contributed: Option<u32>,
 }
 
 /// The part of a record a heartbeat touches, kept in its own array so that a heartbeat reads
@@ -325,6 +327,21 @@ impl Pavilion {
         })
     }
 
+    /// Whether the session posted `hit` (an arrival through any other is refused).
+    pub fn has_hit(&self, hit: &HitId) -> bool {
+        self.hit_index.contains_key(hit)
+    }
+
+    /// How many contributions `assignment` would be paid for if it submitted now reporting
+    /// `reported` (see [`PavilionConfig::payable_contributions`]); `None` if it is not present.
+    pub fn payable_contributions(&self, assignment: &AssignmentId, reported: u32) -> Option<u32> {
+        let i = self.present_index(assignment).ok()?;
+        Some(
+            self.config
+                .payable_contributions(self.records[i].contributed, reported),
+        )
+    }
+
     /// The whole state as plain data.
     pub fn snapshot(&self) -> Snapshot {
         let view = |i: usize, r: &Record| SeatView {
@@ -335,6 +352,7 @@ impl Pavilion {
             promoted_at: r.promoted_at,
             last_seen: self.hot[i].last_seen,
             order: r.order,
+            contributed: r.contributed,
         };
         let mut present: Vec<(u64, Seat, SeatView)> = Vec::new();
         let mut departed = Vec::new();
@@ -490,6 +508,7 @@ impl Pavilion {
                 arrived_at: v.arrived_at,
                 promoted_at: v.promoted_at,
                 holds_slot: false,
+                contributed: v.contributed,
             };
             let Some(i) = m.add_record(record, v.last_seen) else {
                 return bad(format!("assignment {} listed twice", v.assignment));
@@ -527,6 +546,7 @@ impl Pavilion {
                 arrived_at: Timestamp::ZERO,
                 promoted_at: None,
                 holds_slot: d.holds_slot,
+                contributed: None,
             };
             if m.add_record(record, Timestamp::ZERO).is_none() {
                 return bad(format!("assignment {} listed twice", d.assignment));
@@ -598,6 +618,9 @@ impl Pavilion {
                 assignment,
                 contributions,
             } => self.leave(now, &assignment, Departure::Submitted, contributions)?,
+            Input::Contributed { assignment, count } => {
+                self.contributed(now, &assignment, count)?
+            }
             Input::Return { assignment } => self.leave(now, &assignment, Departure::Returned, 0)?,
             Input::Abandon { assignment } => {
                 self.leave(now, &assignment, Departure::Abandoned, 0)?
@@ -721,6 +744,7 @@ impl Pavilion {
             arrived_at: now,
             promoted_at: None,
             holds_slot: false,
+            contributed: None,
         };
         if let Some(reason) = turn_away {
             record.seat = Seat::Left(Departure::TurnedAway);
@@ -749,6 +773,19 @@ impl Pavilion {
         self.waiting.push_back((order, i));
         self.waiting_len += 1;
         self.link_back(i);
+        Ok(())
+    }
+
+    fn contributed(
+        &mut self,
+        now: Timestamp,
+        assignment: &AssignmentId,
+        count: u32,
+    ) -> Result<(), Rejected> {
+        let i = self.present_index(assignment)?;
+        self.now = now;
+        let r = &mut self.records[i];
+        r.contributed = Some(r.contributed.unwrap_or(0).saturating_add(count));
         Ok(())
     }
 
@@ -1118,7 +1155,9 @@ impl Pavilion {
             Departure::Submitted | Departure::Released => {
                 let waited = promoted_at.unwrap_or(now).millis_since(arrived_at);
                 let worked = promoted_at.map_or(0, |p| now.millis_since(p));
-                self.pay(i, waited, worked, contributions);
+                let counted = self.records[i].contributed;
+                let units = self.config.payable_contributions(counted, contributions);
+                self.pay(i, waited, worked, units);
             }
             Departure::TurnedAway => {}
         }

@@ -56,6 +56,10 @@ pub struct SeatView {
     pub last_seen: Timestamp,
     /// Queue position, shared by both queues: set on arrival and again on promotion.
     pub order: u64,
+    /// Contributions the host counted so far ([`Input::Contributed`](super::Input::Contributed)),
+    /// if it counted any. Absent from snapshots written before host counts existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contributed: Option<u32>,
 }
 
 /// A worker who left.

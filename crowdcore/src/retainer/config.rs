@@ -46,8 +46,19 @@ pub struct RetainerConfig {
     pub waiting_cents_per_minute: i64,
     /// Bonus per minute a worker spends routed to a task.
     pub active_cents_per_minute: i64,
-    /// Bonus per contribution reported with a submission.
+    /// Bonus per contribution: as [`PavilionConfig::per_contribution_cents`], on the count
+    /// [`contributions_from_host`](Self::contributions_from_host) and
+    /// [`max_contributions_per_assignment`](Self::max_contributions_per_assignment) decide.
     pub per_contribution_cents: i64,
+    /// The most contributions one assignment is paid for (see
+    /// [`PavilionConfig::max_contributions_per_assignment`]); required when contributions are
+    /// paid and only pages count them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_contributions_per_assignment: Option<u32>,
+    /// Contributions are counted by the host ([`Input::Contributed`](super::Input::Contributed)),
+    /// never by a submission (see [`PavilionConfig::contributions_from_host`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contributions_from_host: bool,
 }
 
 impl Default for RetainerConfig {
@@ -62,6 +73,8 @@ impl Default for RetainerConfig {
             waiting_cents_per_minute: 0,
             active_cents_per_minute: 0,
             per_contribution_cents: 0,
+            max_contributions_per_assignment: None,
+            contributions_from_host: false,
         }
     }
 }
@@ -99,6 +112,8 @@ impl RetainerConfig {
             waiting_cents_per_minute: self.waiting_cents_per_minute,
             active_cents_per_minute: self.active_cents_per_minute,
             per_contribution_cents: self.per_contribution_cents,
+            max_contributions_per_assignment: self.max_contributions_per_assignment,
+            contributions_from_host: self.contributions_from_host,
         }
     }
 

@@ -108,9 +108,18 @@ pub enum Input {
     Submit {
         /// The assignment submitted.
         assignment: AssignmentId,
-        /// Units of work to pay the per-contribution bonus for.
+        /// Units of work the submission reports: a page's word, paid only as the pool's
+        /// [`PavilionConfig::payable_contributions`](crate::pavilion::PavilionConfig::payable_contributions) allows.
         #[serde(default)]
         contributions: u32,
+    },
+    /// The host counted `count` more units of work by this assignment (see the Pavilion's
+    /// [`Input::Contributed`](crate::pavilion::Input::Contributed)).
+    Contributed {
+        /// The assignment that did the work.
+        assignment: AssignmentId,
+        /// Units of work done since the last count.
+        count: u32,
     },
     /// The worker returned the assignment to the platform.
     Return {

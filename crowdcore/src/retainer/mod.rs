@@ -284,6 +284,24 @@ impl Retainer {
             .map(|&t| &self.templates[t].spec)
     }
 
+    /// The spec of the template whose pool posted `hit`, if one did.
+    pub fn spec_of_hit(&self, hit: &HitId) -> Option<&HitSpec> {
+        self.hit_index
+            .get(hit)
+            .map(|&h| &self.templates[self.hits[h].template].spec)
+    }
+
+    /// How many contributions `assignment` would be paid for if it submitted now reporting
+    /// `reported` (its pool's
+    /// [`PavilionConfig::payable_contributions`](crate::pavilion::PavilionConfig::payable_contributions));
+    /// `None` if it is not present.
+    pub fn payable_contributions(&self, assignment: &AssignmentId, reported: u32) -> Option<u32> {
+        let &t = self.assignments.get(assignment)?;
+        self.templates[t]
+            .pool
+            .payable_contributions(assignment, reported)
+    }
+
     /// The registered templates' ids, in the order they were registered.
     pub fn templates(&self) -> impl ExactSizeIterator<Item = &TemplateId> {
         self.templates.iter().map(|t| &t.id)
@@ -617,6 +635,13 @@ impl Retainer {
                 let input = PoolInput::Submit {
                     assignment: assignment.clone(),
                     contributions,
+                };
+                self.worker_input(now, &assignment, input)?
+            }
+            Input::Contributed { assignment, count } => {
+                let input = PoolInput::Contributed {
+                    assignment: assignment.clone(),
+                    count,
                 };
                 self.worker_input(now, &assignment, input)?
             }

@@ -26,6 +26,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 
 pub struct TestServer {
     pub base: String,
+    pub state: HttpState,
     pub engine: EngineHandle,
     pub market: LocalMarketplace,
     pub client: reqwest::Client,
@@ -114,10 +115,21 @@ impl TestServer {
         let secret = Secret::new(PAGE_SECRET.to_vec()).unwrap();
         let mut http = HttpConfig::new(secret.clone(), Secret::new(ADMIN_KEY.as_bytes()).unwrap());
         http.heartbeat_every_ms = 1_000;
+        // Every test page comes from loopback: far above the default per-address limit (the
+        // limits have their own tests, in `http_guard.rs`).
+        http.rate_limits.per_address = crowdcore::http::RateLimit {
+            per_minute: 1_000_000,
+            burst: 100_000,
+        };
+        http.rate_limits.per_assignment = http.rate_limits.per_address;
         tune(&mut http);
         let clock2 = clock.clone();
-        let state =
-            HttpState::with_parts(engine.clone(), http, clock, Some(Arc::new(market.clone())));
+        let state = HttpState::builder(engine.clone(), Arc::new(market.clone()), http)
+            .clock(clock)
+            .assignment_duration_ms(spec().assignment_duration_ms)
+            .worker_side(Arc::new(market.clone()))
+            .build()
+            .expect("the local marketplace confirms arrivals");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let extra = if retainer {
@@ -137,19 +149,26 @@ impl TestServer {
             .spawn();
             let front = crowdcore::http::retainer::RetainerFront::new(
                 engine,
+                Arc::new(market.clone()),
                 state.config(),
-                Some(Arc::new(market.clone())),
-            );
+            )
+            .expect("the local marketplace confirms arrivals");
             crowdcore::http::retainer::retainer_routes(front)
         } else {
             axum::Router::new()
         };
-        let app = crowdcore::http::router_with(state, extra);
+        let app = crowdcore::http::router_with(state.clone(), extra);
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         Self {
             base: format!("http://{addr}"),
+            state,
             engine,
             market,
             client: reqwest::Client::new(),
@@ -242,17 +261,39 @@ impl TestServer {
         json!({"assignment_id": p.assignment, "token": p.token})
     }
 
-    /// Opens the page's event stream.
+    /// A ticket for the page's event stream (`POST /w/ticket`).
+    pub async fn ticket(&self, p: &Page) -> String {
+        let (status, body) = self.post("/w/ticket", Self::page_body(p)).await;
+        assert_eq!(status, 200, "ticket: {body}");
+        body["ticket"].as_str().unwrap().to_owned()
+    }
+
+    /// Opens the page's event stream, with a ticket as the page's script does.
     pub async fn stream(&self, p: &Page) -> Stream {
+        let ticket = self.ticket(p).await;
         let r = self
             .client
             .get(self.url("/w/events"))
-            .query(&[("assignment_id", &p.assignment), ("token", &p.token)])
+            .query(&[("assignment_id", &p.assignment), ("ticket", &ticket)])
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
         Stream::of(r)
+    }
+
+    /// Polls the page's state, with its token in the header.
+    pub async fn poll(&self, p: &Page) -> (u16, Value) {
+        Self::read(
+            self.client
+                .get(self.url("/w/state"))
+                .query(&[("assignment_id", &p.assignment)])
+                .header(crowdcore::http::PAGE_TOKEN_HEADER, &p.token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 }
 

@@ -34,6 +34,7 @@ async fn a_stored_session_with_another_config_is_refused() {
     slower.retry.max_ms = 10_000;
     let mut other_hit = config();
     other_hit.spec.reward = crowdcore::Money::usd_cents(75);
+    other_hit.pavilion.base_pay_cents = 75;
     for changed in [bigger, slower, other_hit] {
         match start(changed).await {
             Err(EngineError::ConfigChanged(s)) => assert_eq!(s, session),
@@ -45,6 +46,16 @@ async fn a_stored_session_with_another_config_is_refused() {
     let mut invalid = config();
     invalid.pavilion.min_waiting = 5;
     assert!(matches!(start(invalid).await, Err(EngineError::Config(_))));
+    // The HIT's reward is the base pay: two different numbers are refused, and said so.
+    let mut two_prices = config();
+    two_prices.spec.reward = crowdcore::Money::usd_cents(75);
+    match start(two_prices).await {
+        Err(EngineError::Config(m)) => assert!(
+            m.contains("reward (0.75 USD)") && m.contains("base pay (0.50 USD)"),
+            "{m}"
+        ),
+        other => panic!("expected a config error, got {other:?}"),
+    }
 
     // The session is intact: the original configuration resumes it where it was.
     let engine = start(config()).await.unwrap();

@@ -38,12 +38,14 @@ fn an_unknown_assignment_is_refused_by_every_worker_input() {
         11 submit A9
         12 return A9
         13 abandon A9
+        14 contributed A9 3
         ",
         "
         10 rejected unknown assignment A9
         11 rejected unknown assignment A9
         12 rejected unknown assignment A9
         13 rejected unknown assignment A9
+        14 rejected unknown assignment A9
         ",
     );
 }
@@ -60,6 +62,7 @@ fn a_departed_assignment_never_comes_back() {
         13 return A3
         14 abandon A3
         15 arrive W3 A3 H1
+        16 contributed A3 1
         ",
         "
         10 #5 hire 1
@@ -68,6 +71,7 @@ fn a_departed_assignment_never_comes_back() {
         13 rejected assignment A3 already left
         14 rejected assignment A3 already left
         15 rejected assignment A3 already left
+        16 rejected assignment A3 already left
         ",
     );
 }
@@ -294,6 +298,19 @@ fn bad_configurations_are_refused_up_front() {
     assert_eq!(
         new("waiting_cents_per_minute=-1"),
         Err(ConfigError::Negative("waiting_cents_per_minute"))
+    );
+    // Paying per contribution on the pages' word needs a cap; the host's word does not.
+    assert_eq!(
+        new("per_contribution_cents=5"),
+        Err(ConfigError::UncappedContributions)
+    );
+    assert_eq!(
+        new("per_contribution_cents=5 max_contributions_per_assignment=10"),
+        Ok(())
+    );
+    assert_eq!(
+        new("per_contribution_cents=5 contributions_from_host=true"),
+        Ok(())
     );
     assert_eq!(new(""), Ok(()));
 }

@@ -277,6 +277,13 @@ fn parse_input(words: &[&str], line: &str) -> Input {
                 contributions: if words.len() == 3 { n(2) as u32 } else { 0 },
             }
         }
+        Some("contributed") => {
+            arity(2);
+            Input::Contributed {
+                assignment: a(1),
+                count: n(2) as u32,
+            }
+        }
         Some("return") => {
             arity(1);
             Input::Return { assignment: a(1) }

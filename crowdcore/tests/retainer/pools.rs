@@ -124,3 +124,47 @@ fn pools_pay_waiting_and_working_time() {
         ",
     );
 }
+
+#[test]
+fn a_pool_pays_contributions_the_host_counted_or_the_page_reported_up_to_the_cap() {
+    // W1's page claims four billion: the cap (3) is paid. W2 was counted by the host (2):
+    // that is paid, whatever the page says.
+    check_from(
+        "per_contribution_cents=5 max_contributions_per_assignment=3 heartbeat_timeout_ms=1000000",
+        "
+        0 template T
+        0 make R1 T 2 90000 F1
+        1 posted T#2 H1 2
+        1 arrive W1 A1 H1
+        1 arrive W2 A2 H1
+        ",
+        "
+        2 invoke R1
+        3 contributed A2 2
+        4 submit A1 4000000000
+        5 submit A2 9
+        6 contributed A9 1
+        ",
+        "
+        2 T#3 route W1 A1 R1 F1
+        2 T#4 route W2 A2 R1 F1
+        4 T#5 pay W1 A1 base 50
+        4 T#6 pay W1 A1 contribution_bonus 15
+        5 T#7 pay W2 A2 base 50
+        5 T#8 pay W2 A2 contribution_bonus 10
+        6 rejected unknown assignment A9
+        ",
+    );
+}
+
+#[test]
+fn a_retainer_paying_on_pages_word_without_a_cap_is_refused() {
+    let refused = crowdcore::retainer::Retainer::new(
+        crowdcore::SessionId::new("s"),
+        crate::support::config("per_contribution_cents=5"),
+    );
+    assert_eq!(
+        refused.err(),
+        Some(crowdcore::pavilion::ConfigError::UncappedContributions)
+    );
+}

@@ -449,6 +449,13 @@ fn parse_input(words: &[&str], line: &str) -> Input {
                 contributions: words.get(2).map_or(0, |w| number(w, line) as u32),
             }
         }
+        Some("contributed") => {
+            arity(2);
+            Input::Contributed {
+                assignment: a(1),
+                count: number(words[2], line) as u32,
+            }
+        }
         Some("return") => {
             arity(1);
             Input::Return { assignment: a(1) }

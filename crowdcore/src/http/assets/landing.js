@@ -1,5 +1,9 @@
 // The worker landing page: arrive, heartbeat, follow the page's state over Server-Sent Events
 // (polling when the stream is down), submit or return. No framework, no build step.
+//
+// The page token never goes into a URL: calls carry it in their JSON body, the polling
+// fallback in the X-Page-Token header, and the event stream (EventSource cannot set headers)
+// opens with a short-lived ticket from w/ticket instead.
 "use strict";
 (function () {
   const q = new URLSearchParams(location.search);
@@ -16,6 +20,7 @@
   let heartbeat = null;
   let poller = null;
   let stream = null;
+  let reconnecting = null; // the timer that reopens a closed event stream
   let units = 0;
   let busy = false;
 
@@ -91,7 +96,8 @@
     if (heartbeat) clearInterval(heartbeat);
     if (poller) clearInterval(poller);
     if (stream) stream.close();
-    heartbeat = poller = stream = null;
+    if (reconnecting) clearTimeout(reconnecting);
+    heartbeat = poller = stream = reconnecting = null;
     setLink("", "");
   }
 
@@ -117,11 +123,22 @@
     return { assignment_id: ids.assignment, token };
   }
 
+  // The token lasts the assignment's duration; past it, arriving again (as a reload would)
+  // gets a new one.
+  async function renew(r) {
+    if (r.status !== 401 || !r.json || r.json.code !== "token_expired") return false;
+    const again = await call("w/arrive", arrival());
+    if (!again.ok) return false;
+    token = again.json.token;
+    return true;
+  }
+
   async function beat() {
     try {
       const r = await call("w/heartbeat", page());
       if (r.ok) render(r.json);
       else if (r.json && r.json.state) render(r.json.state);
+      else await renew(r);
     } catch (_) {
       setLink("offline — retrying", "warn");
     }
@@ -132,8 +149,8 @@
     if (poller) return;
     poller = setInterval(async () => {
       try {
-        const qs = new URLSearchParams(page()).toString();
-        const r = await fetch("w/state?" + qs);
+        const qs = new URLSearchParams({ assignment_id: ids.assignment }).toString();
+        const r = await fetch("w/state?" + qs, { headers: { "x-page-token": token } });
         if (r.ok) render(await r.json());
       } catch (_) { /* the next round retries */ }
     }, 2000);
@@ -143,9 +160,27 @@
     poller = null;
   }
 
-  function connect() {
+  // Opens the event stream with a fresh ticket (single-purpose, short-lived, bound to this
+  // page like its token). A stream the server closed for good (its ticket expired before a
+  // reconnect) is opened again with a new ticket; meanwhile the page polls.
+  async function connect() {
     if (!window.EventSource) { startPolling(); setLink("polling", "warn"); return; }
-    const qs = new URLSearchParams(page()).toString();
+    let ticket;
+    try {
+      const r = await call("w/ticket", page());
+      if (!r.ok) {
+        if (await renew(r)) return connect();
+        throw new Error("no ticket");
+      }
+      ticket = r.json.ticket;
+    } catch (_) {
+      setLink("reconnecting…", "warn");
+      startPolling();
+      reopenLater();
+      return;
+    }
+    if (state && OVER[state.status]) return;
+    const qs = new URLSearchParams({ assignment_id: ids.assignment, ticket }).toString();
     stream = new EventSource("w/events?" + qs);
     stream.addEventListener("state", (e) => render(JSON.parse(e.data)));
     stream.onopen = () => { stopPolling(); setLink("live", "ok"); };
@@ -153,7 +188,15 @@
       if (!stream) return;
       setLink("reconnecting…", "warn");
       startPolling();
+      if (stream.readyState === EventSource.CLOSED) {
+        stream = null;
+        reopenLater();
+      }
     };
+  }
+  function reopenLater() {
+    if (reconnecting) return;
+    reconnecting = setTimeout(() => { reconnecting = null; if (!stream && token) connect(); }, 3000);
   }
 
   async function leave(kind) {
@@ -189,6 +232,16 @@
     }
   }
 
+  function arrival() {
+    const body = {
+      assignment_id: ids.assignment,
+      hit_id: ids.hit,
+      worker_id: ids.worker,
+    };
+    if (ids.submitTo) body.turk_submit_to = ids.submitTo;
+    return body;
+  }
+
   async function start() {
     if (!ids.assignment || ids.assignment === "ASSIGNMENT_ID_NOT_AVAILABLE") {
       show("preview");
@@ -200,15 +253,9 @@
       problem("This link is missing its hitId or workerId.");
       return;
     }
-    const body = {
-      assignment_id: ids.assignment,
-      hit_id: ids.hit,
-      worker_id: ids.worker,
-    };
-    if (ids.submitTo) body.turk_submit_to = ids.submitTo;
     let r;
     try {
-      r = await call("w/arrive", body);
+      r = await call("w/arrive", arrival());
     } catch (_) {
       setLink("offline — retrying", "warn");
       setTimeout(start, 3000);

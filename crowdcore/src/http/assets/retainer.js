@@ -46,6 +46,10 @@
         show("routed");
       } else if (!r.ok && r.json && r.json.code === "already_left") {
         over("You are no longer on call.", "left");
+      } else if (!r.ok && r.json && r.json.code === "token_expired") {
+        // The page token lasts the assignment's duration: arrive again for a new one.
+        const again = await call("r/arrive", { assignment_id: ids.assignment, hit_id: ids.hit, worker_id: ids.worker });
+        if (again.ok) token = again.json.token;
       }
     } catch (_) {
       setLink("offline — retrying", "warn");
