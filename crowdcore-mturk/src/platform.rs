@@ -87,8 +87,8 @@ struct State {
     /// Every HIT crowdcore posted on the account, by idempotency key; `None` until first
     /// listed. Keys are unique per effect, so a key is looked up here whatever the scope.
     index: Option<BTreeMap<String, HitId>>,
-    /// Keys this instance posted (or resolved): watched even where the scope cannot tell
-    /// (a long session id's key is a digest).
+    /// Keys this instance posted (or resolved): watched whatever the scope (a platform with
+    /// another scope, or none, still watches what it posted itself).
     posted: BTreeSet<String>,
     /// Per watched HIT, its assignment counts when last listed and when they last changed:
     /// a HIT whose counts have not moved for the settle window is not listed again.
@@ -234,7 +234,8 @@ impl MturkPlatform {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether a key belongs to the configured session: `<session>/<seq>`.
+    /// Whether a key belongs to the configured session: `<session>/<seq>`, or its digest when
+    /// that is too long for a key ([`wire::key_in_session`]).
     fn in_scope(&self, key: &str) -> bool {
         self.config
             .scope
@@ -335,8 +336,8 @@ impl MturkPlatform {
             .collect()
     }
 
-    /// Expires every HIT the session `session` posted (whose key is `<session>/<seq>`);
-    /// returns them.
+    /// Expires every HIT the session `session` posted (whose key is `<session>/<seq>`, or its
+    /// digest); returns them.
     pub async fn expire_session(&self, session: &str) -> Result<Vec<HitId>, PlatformError> {
         let mut expired = Vec::new();
         for h in self.all_hits().await? {

@@ -24,9 +24,21 @@ pub fn annotation(key: &IdempotencyKey) -> String {
 
 /// Whether an idempotency key is an effect of `session` (`<session>/<seq>`, split at the last
 /// `/` as [`crowdcore::EffectId`] reads it): session `study` does not own `study/pilot/7`.
+///
+/// A session whose `<session>/<seq>` is longer than [`IdempotencyKey::MAX_LEN`] has digests
+/// for keys ([`IdempotencyKey::for_effect`]: the digest, `-`, the sequence number), which no
+/// longer name the session. Such a key is the session's if digesting `<session>/<seq>` again,
+/// with the sequence number the key ends in, gives the same key: exact, needs nothing stored,
+/// and works for HITs posted before a restart (or by an older build).
 pub fn key_in_session(key: &str, session: &str) -> bool {
-    key.parse::<crowdcore::EffectId>()
-        .is_ok_and(|id| id.session.as_str() == session)
+    if let Ok(id) = key.parse::<crowdcore::EffectId>() {
+        return id.session.as_str() == session;
+    }
+    let Some(seq) = key.rsplit_once('-').and_then(|(_, seq)| seq.parse::<u64>().ok()) else {
+        return false;
+    };
+    let id = crowdcore::EffectId::new(crowdcore::SessionId::new(session), seq);
+    IdempotencyKey::for_effect(&id).as_str() == key
 }
 
 /// The idempotency key in a HIT's annotation, if crowdcore posted it.
@@ -204,6 +216,26 @@ mod tests {
             "0123456789abcdef0123456789abcdef-7",
             "study"
         ));
+    }
+
+    #[test]
+    fn a_digested_key_still_belongs_to_its_session() {
+        let long = "a-session-id-long-enough-that-its-effect-ids-exceed-sixty-four-characters";
+        let key = |session: &str, seq| {
+            IdempotencyKey::for_effect(&crowdcore::EffectId::new(
+                crowdcore::SessionId::new(session),
+                seq,
+            ))
+        };
+        let k = key(long, 12);
+        assert!(!k.as_str().contains('/'), "digested: {k}");
+        assert!(key_in_session(k.as_str(), long));
+        assert!(!key_in_session(k.as_str(), &format!("{long}x")));
+        assert!(!key_in_session(k.as_str(), "study"));
+        // Another sequence number under the same digest is not a key the session made.
+        let forged = format!("{}-13", k.as_str().rsplit_once('-').unwrap().0);
+        assert!(!key_in_session(&forged, long));
+        assert!(!key_in_session("junk-", long));
     }
 
     #[test]
