@@ -50,8 +50,8 @@ mod platform;
 pub mod wire;
 
 pub use config::{
-    Endpoint, MturkConfig, NotificationSettings, PRODUCTION_URL, RetrySettings, SANDBOX_URL,
-    TimeoutSettings,
+    Endpoint, LookupSettings, MturkConfig, NotificationSettings, PRODUCTION_URL, RetrySettings,
+    SANDBOX_URL, TimeoutSettings,
 };
 pub use notify::{
     Delivery, Notification, NotificationError, NotificationEvent, NotificationReader, PumpStats,

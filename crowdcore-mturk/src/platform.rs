@@ -18,8 +18,8 @@ use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_types::DateTime;
 
 use crowdcore::platform::{
-    AssignmentStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey, Page, Platform,
-    PlatformError, PlatformErrorKind,
+    AssignmentRecord, AssignmentStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey,
+    Page, Platform, PlatformError, PlatformErrorKind,
 };
 use crowdcore::{AssignmentId, HitId, HitSpec, Money, Timestamp, WorkerId};
 
@@ -141,6 +141,48 @@ fn seconds(name: &str, ms: u64, min: i64, max: i64) -> Result<i64, PlatformError
 
 fn millis(t: &DateTime) -> u64 {
     u64::try_from(t.to_millis().unwrap_or(0)).unwrap_or(0)
+}
+
+/// The id MTurk puts in a previewed HIT's URL instead of an assignment's.
+const PREVIEW_ASSIGNMENT_ID: &str = "ASSIGNMENT_ID_NOT_AVAILABLE";
+/// The longest id MTurk gives an assignment.
+const MAX_ID_LEN: usize = 255;
+
+/// Whether MTurk itself refused a request as wrong (a `RequestError`: its codes are
+/// `AWS.MechanicalTurk.…` or `AWS.…`), rather than the credentials, the signature or the
+/// SDK: for a lookup, the answer "no such assignment of yours" — an unknown or malformed id,
+/// another requester's, one of a deleted HIT, or one MTurk does not show yet.
+fn refused_by_mturk(e: &PlatformError) -> bool {
+    matches!(
+        e.kind,
+        PlatformErrorKind::NotFound | PlatformErrorKind::BadRequest | PlatformErrorKind::Conflict
+    ) && (e.code == "RequestError" || e.code.starts_with("AWS."))
+}
+
+/// An assignment as `GetAssignment` answers it.
+fn record_of(a: &Assignment) -> Result<AssignmentRecord, PlatformError> {
+    let malformed = |what: &str| {
+        err(
+            PlatformErrorKind::Unavailable,
+            "MalformedAnswer",
+            format!("GetAssignment: {what}"),
+        )
+    };
+    let status = match a.assignment_status() {
+        Some(TurkStatus::Submitted) => AssignmentStatus::Submitted,
+        Some(TurkStatus::Approved) => AssignmentStatus::Approved,
+        Some(TurkStatus::Rejected) => AssignmentStatus::Rejected,
+        other => return Err(malformed(&format!("status {other:?}"))),
+    };
+    let (Some(id), Some(worker), Some(hit)) = (a.assignment_id(), a.worker_id(), a.hit_id()) else {
+        return Err(malformed("no AssignmentId, WorkerId or HITId"));
+    };
+    Ok(AssignmentRecord {
+        assignment: AssignmentId::new(id),
+        worker: WorkerId::new(worker),
+        hit: HitId::new(hit),
+        status,
+    })
 }
 
 /// The SDK configuration both clients (MTurk and SQS) share: rustls with ring (no aws-lc
@@ -710,6 +752,10 @@ impl Platform for MturkPlatform {
             push_notifications: self.config.notifications.is_some(),
             bonus_without_assignment: false,
             max_slots_per_hit: None,
+            // `assignment` reads an assignment back, but MTurk shows one only once it is
+            // submitted: it cannot confirm an arrival (an accepted assignment), which is what
+            // this capability promises. Saying yes would make a front that checks arrivals
+            // refuse every real worker. See `assignment`.
             confirms_assignments: false,
         }
     }
@@ -842,6 +888,62 @@ impl Platform for MturkPlatform {
                 s.max_assignments.remove(hit);
                 let f = failure("CreateAdditionalAssignmentsForHIT", &e);
                 if f.duplicate { Ok(()) } else { Err(f.error) }
+            }
+        }
+    }
+
+    /// `GetAssignment`, bounded by [`MturkConfig::lookup`] (a worker page waits for it). MTurk
+    /// answers only for assignments that are Submitted, Approved or Rejected (its docs; its
+    /// `AssignmentStatus` has no other value): an assignment a worker has accepted and is still
+    /// working on reads as `Ok(None)`, like a made-up id, another requester's assignment or one
+    /// of a deleted HIT. So on MTurk this confirms a page reloading after its submit, not an
+    /// arrival: see [`Capabilities::confirms_assignments`] in [`capabilities`](Self::capabilities).
+    /// The record says who holds it and on which HIT; the caller checks both
+    /// ([`AssignmentRecord::confirms`]). Throttling, 5xx and timeouts are retryable errors.
+    async fn assignment(
+        &self,
+        assignment: &AssignmentId,
+    ) -> Result<Option<AssignmentRecord>, PlatformError> {
+        let id = assignment.as_str();
+        if id.is_empty() || id.len() > MAX_ID_LEN || id == PREVIEW_ASSIGNMENT_ID {
+            return Ok(None); // not an id MTurk gives out: no need to ask
+        }
+        let look = &self.config.lookup;
+        let bounded = aws_sdk_mturk::config::Builder::default()
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(look.max_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(50))
+                    .with_max_backoff(Duration::from_millis(500)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(self.config.timeouts.connect().min(look.attempt()))
+                    .operation_attempt_timeout(look.attempt())
+                    .operation_timeout(look.operation())
+                    .build(),
+            );
+        let sent = self
+            .client
+            .get_assignment()
+            .assignment_id(id)
+            .customize()
+            .config_override(bounded)
+            .send()
+            .await;
+        match sent {
+            Ok(out) => match out.assignment() {
+                Some(a) => record_of(a).map(Some),
+                None => Ok(None),
+            },
+            Err(e) => {
+                let f = failure("GetAssignment", &e);
+                if refused_by_mturk(&f.error) {
+                    tracing::debug!(assignment = %id, error = %f.error, "MTurk shows no such assignment");
+                    Ok(None)
+                } else {
+                    Err(f.error)
+                }
             }
         }
     }

@@ -34,7 +34,10 @@ pub fn key_in_session(key: &str, session: &str) -> bool {
     if let Ok(id) = key.parse::<crowdcore::EffectId>() {
         return id.session.as_str() == session;
     }
-    let Some(seq) = key.rsplit_once('-').and_then(|(_, seq)| seq.parse::<u64>().ok()) else {
+    let Some(seq) = key
+        .rsplit_once('-')
+        .and_then(|(_, seq)| seq.parse::<u64>().ok())
+    else {
         return false;
     };
     let id = crowdcore::EffectId::new(crowdcore::SessionId::new(session), seq);

@@ -1085,16 +1085,20 @@ impl World {
             }
             "GetAssignment" => {
                 let id = need("AssignmentId")?;
-                let a = self
-                    .assignments
-                    .get(&id)
-                    .filter(|a| a.status.listed().is_some())
-                    .ok_or_else(|| {
-                        request_error(
-                            "AWS.MechanicalTurk.AssignmentDoesNotExist",
-                            "no such assignment",
-                        )
-                    })?;
+                let a = self.assignments.get(&id).ok_or_else(|| {
+                    request_error(
+                        "AWS.MechanicalTurk.AssignmentDoesNotExist",
+                        &format!("Assignment {id} does not exist. (1767225600000)"),
+                    )
+                })?;
+                // MTurk retrieves an assignment only once it is Submitted, Approved or
+                // Rejected: one being worked on (or given back) is refused.
+                if a.status.listed().is_none() {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InvalidAssignmentState",
+                        "This operation can be called with a status of: Submitted, Approved, Rejected (1767225600000)",
+                    ));
+                }
                 let h = &self.hits[&a.hit];
                 Ok(json!({"Assignment": Self::assignment_json(a), "HIT": self.hit_json(h, now)}))
             }

@@ -112,7 +112,11 @@ async fn a_restarted_instance_watches_the_hits_of_its_long_session() {
         "found by its annotation's digest, without posting again"
     );
     let page = second.updates(None).await.unwrap();
-    let seen: Vec<_> = page.items.iter().map(|u| u.assignment.to_string()).collect();
+    let seen: Vec<_> = page
+        .items
+        .iter()
+        .map(|u| u.assignment.to_string())
+        .collect();
     assert_eq!(seen, [a], "the other long session's submission is not ours");
     assert_eq!(second.expire_session(&long).await.unwrap(), [mine]);
     assert_eq!(fake.requests("CreateHITWithHITType").len(), 2);
