@@ -1,7 +1,7 @@
 //! [`MturkPlatform`]: crowdcore's [`Platform`] over `aws-sdk-mturk`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -17,6 +17,7 @@ use aws_sdk_mturk::types::{
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_types::DateTime;
 
+use crowdcore::clock::{Clock, SystemClock};
 use crowdcore::platform::{
     AssignmentRecord, AssignmentStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey,
     Page, Platform, PlatformError, PlatformErrorKind,
@@ -96,8 +97,14 @@ struct State {
     /// The cursor those counts go with: the one returned after the last complete scan. A
     /// caller polling from another cursor (it lost a page, or restarted) gets a full scan.
     counts_for: Option<Cursor>,
-    /// When this instance first sent each create token.
-    first_sent: HashMap<String, Instant>,
+    /// When this instance first sent each token (post, extra assignments, bonus), on the
+    /// platform's clock; refreshed when a token MTurk has forgotten is sent again.
+    first_sent: HashMap<String, Timestamp>,
+    /// The `MaxAssignments` each extra-assignments key brings its HIT to: how a re-send after
+    /// MTurk forgot the token tells whether the first one went through.
+    add_targets: HashMap<String, u32>,
+    /// When each known HIT was created.
+    created: HashMap<HitId, Timestamp>,
     /// Known assignment totals per HIT.
     max_assignments: HashMap<HitId, u32>,
     /// A cursor just returned with everything there was: asked for again at once, it is
@@ -112,6 +119,7 @@ pub struct MturkPlatform {
     client: Client,
     config: MturkConfig,
     state: Mutex<State>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for MturkPlatform {
@@ -258,7 +266,15 @@ impl MturkPlatform {
             client,
             config,
             state: Mutex::new(State::default()),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads time from `clock` instead of the system's: when tokens were first sent, against
+    /// [`MturkConfig::token_lifetime_ms`] (tests run a day on a virtual clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The SDK client, for calls this crate does not wrap.
@@ -335,6 +351,10 @@ impl MturkPlatform {
                 continue;
             };
             let id = HitId::new(id);
+            if let Some(t) = h.creation_time() {
+                s.created
+                    .insert(id.clone(), Timestamp::from_millis(millis(t)));
+            }
             if let Some(n) = h.max_assignments().and_then(|n| u32::try_from(n).ok()) {
                 // A listing may lag an increase this instance made: what it knows wins.
                 s.max_assignments.entry(id.clone()).or_insert(n);
@@ -523,13 +543,155 @@ impl MturkPlatform {
         Ok(t)
     }
 
-    /// Whether this instance first sent `key` longer ago than MTurk remembers tokens.
-    fn token_stale(&self, key: &IdempotencyKey) -> bool {
-        let lifetime = Duration::from_millis(self.config.token_lifetime_ms);
+    /// How long ago this instance first sent `key` (since MTurk last forgot it), if it did.
+    fn sent_ago(&self, key: &IdempotencyKey) -> Option<u64> {
+        let now = self.clock.now();
         self.lock()
             .first_sent
             .get(key.as_str())
-            .is_some_and(|t| t.elapsed() >= lifetime)
+            .map(|t| now.millis_since(*t))
+    }
+
+    /// Whether this instance first sent `key` longer ago than MTurk remembers tokens.
+    fn token_stale(&self, key: &IdempotencyKey) -> bool {
+        self.sent_ago(key)
+            .is_some_and(|ms| ms >= self.config.token_lifetime_ms)
+    }
+
+    /// Whether MTurk surely still knows `key`: this instance sent it within the token's
+    /// lifetime. Otherwise (never sent here — perhaps by a predecessor —, or long ago) a
+    /// re-send is reconciled first.
+    fn token_fresh(&self, key: &IdempotencyKey) -> bool {
+        self.sent_ago(key)
+            .is_some_and(|ms| ms < self.config.token_lifetime_ms)
+    }
+
+    /// Records that `key` goes out now, unless MTurk still remembers an earlier send.
+    fn sending(&self, key: &IdempotencyKey) {
+        let fresh = self.token_fresh(key);
+        if !fresh {
+            let now = self.clock.now();
+            self.lock().first_sent.insert(key.as_str().to_owned(), now);
+        }
+    }
+
+    /// Whether MTurk lists a bonus for `assignment` paid to `worker`, of `amount`, with `key`'s
+    /// marker in its reason (`ListBonusPayments`, paged). A request MTurk refuses (an
+    /// assignment it does not show yet) counts as nothing paid: `SendBonus` says what is wrong.
+    async fn bonus_paid(
+        &self,
+        worker: &WorkerId,
+        assignment: &AssignmentId,
+        amount: Money,
+        key: &IdempotencyKey,
+    ) -> Result<bool, PlatformError> {
+        let marker = wire::bonus_marker(key);
+        let mut token: Option<String> = None;
+        loop {
+            let sent = self
+                .client
+                .list_bonus_payments()
+                .assignment_id(assignment.as_str())
+                .max_results(100)
+                .set_next_token(token.clone())
+                .send()
+                .await;
+            let out = match sent {
+                Ok(out) => out,
+                Err(e) => {
+                    let f = failure("ListBonusPayments", &e);
+                    if f.error.is_retryable() {
+                        return Err(f.error);
+                    }
+                    tracing::debug!(%assignment, error = %f.error, "no bonus payments listed");
+                    return Ok(false);
+                }
+            };
+            let page = out.bonus_payments();
+            let paid = page.iter().any(|b| {
+                b.worker_id() == Some(worker.as_str())
+                    && b.bonus_amount().and_then(wire::parse_dollars) == Some(amount)
+                    && b.reason().is_some_and(|r| r.contains(&marker))
+            });
+            if paid {
+                return Ok(true);
+            }
+            match out.next_token() {
+                Some(next) if !page.is_empty() && Some(next) != token.as_deref() => {
+                    token = Some(next.to_owned());
+                }
+                _ => return Ok(false),
+            }
+        }
+    }
+
+    /// Before extra assignments are asked again under a key MTurk may have forgotten: whether
+    /// the first request went through. With this instance's record of what the key brings the
+    /// HIT to, `GetHIT`'s `MaxAssignments` tells. Without one (the key was first sent before a
+    /// restart), the HIT's age bounds the key's: a HIT younger than the token lifetime has
+    /// no key older than that, and MTurk deduplicates it. An older HIT cannot be told apart.
+    async fn slots_added(&self, hit: &HitId, key: &IdempotencyKey) -> Result<bool, PlatformError> {
+        let target = self.lock().add_targets.get(key.as_str()).copied();
+        match target {
+            Some(target) => {
+                let h = self.get_hit(hit).await?;
+                let max = h
+                    .max_assignments()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(0);
+                Ok(max >= target)
+            }
+            None => {
+                let known = self.lock().created.get(hit).copied();
+                let created = match known {
+                    Some(t) => t,
+                    None => {
+                        self.get_hit(hit).await?;
+                        self.lock()
+                            .created
+                            .get(hit)
+                            .copied()
+                            .unwrap_or(Timestamp::from_millis(0))
+                    }
+                };
+                if self.clock.now().millis_since(created) >= self.config.token_lifetime_ms {
+                    tracing::warn!(
+                        %hit, %key,
+                        "extra assignments asked again for a HIT older than MTurk's token \
+                         window, with no record of the first request: if it went through \
+                         before a restart, they are added twice"
+                    );
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// `GetHIT`, remembering what it says of the HIT's size and age.
+    async fn get_hit(&self, hit: &HitId) -> Result<Hit, PlatformError> {
+        let out = self
+            .client
+            .get_hit()
+            .hit_id(hit.as_str())
+            .send()
+            .await
+            .map_err(|e| failure("GetHIT", &e).error)?;
+        let h = out.hit().cloned().ok_or_else(|| {
+            err(
+                PlatformErrorKind::Unavailable,
+                "MalformedAnswer",
+                "GetHIT: no HIT",
+            )
+        })?;
+        let mut s = self.lock();
+        if let Some(n) = h.max_assignments().and_then(|n| u32::try_from(n).ok()) {
+            s.max_assignments.insert(hit.clone(), n);
+        }
+        if let Some(t) = h.creation_time() {
+            s.created
+                .insert(hit.clone(), Timestamp::from_millis(millis(t)));
+        }
+        Ok(h)
     }
 
     /// After MTurk called a create token a duplicate: the HIT it made, found by annotation.
@@ -548,16 +710,9 @@ impl MturkPlatform {
         if let Some(n) = self.lock().max_assignments.get(hit) {
             return Ok(*n);
         }
-        let out = self
-            .client
-            .get_hit()
-            .hit_id(hit.as_str())
-            .send()
-            .await
-            .map_err(|e| failure("GetHIT", &e).error)?;
-        let n = out
-            .hit()
-            .and_then(|h| h.max_assignments())
+        self.get_hit(hit)
+            .await?
+            .max_assignments()
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| {
                 err(
@@ -565,9 +720,7 @@ impl MturkPlatform {
                     "MalformedAnswer",
                     "no MaxAssignments",
                 )
-            })?;
-        self.lock().max_assignments.insert(hit.clone(), n);
-        Ok(n)
+            })
     }
 
     // ----- review --------------------------------------------------------------------------------
@@ -804,10 +957,7 @@ impl Platform for MturkPlatform {
             }
         }
         let hit_type = self.hit_type(spec).await?;
-        self.lock()
-            .first_sent
-            .entry(key.as_str().to_owned())
-            .or_insert_with(Instant::now);
+        self.sending(key);
         let sent = self
             .client
             .create_hit_with_hit_type()
@@ -832,8 +982,13 @@ impl Platform for MturkPlatform {
                             "no HITId",
                         )
                     })?;
+                let created = out
+                    .hit()
+                    .and_then(|h| h.creation_time())
+                    .map_or_else(|| self.clock.now(), |t| Timestamp::from_millis(millis(t)));
                 let mut s = self.lock();
                 s.max_assignments.insert(hit.clone(), slots);
+                s.created.insert(hit.clone(), created);
                 s.posted.insert(key.as_str().to_owned());
                 if let Some(index) = s.index.as_mut() {
                     index.insert(key.as_str().to_owned(), hit.clone());
@@ -861,6 +1016,12 @@ impl Platform for MturkPlatform {
         if n == 0 {
             return Ok(());
         }
+        // MTurk remembers the token for 24 hours: a request sent again later is first
+        // reconciled with the HIT, so that it never adds twice.
+        if !self.token_fresh(key) && self.slots_added(hit, key).await? {
+            tracing::debug!(%hit, %key, "extra assignments already there: not asked again");
+            return Ok(());
+        }
         let current = self.known_max_assignments(hit).await?;
         // MTurk: a HIT made with fewer than 10 assignments never reaches 10 or more.
         if current < 10 && current.saturating_add(n) >= 10 {
@@ -869,6 +1030,12 @@ impl Platform for MturkPlatform {
                 format!("HIT {hit} has {current} assignments; MTurk cannot take it to 10 or more"),
             ));
         }
+        if !self.token_fresh(key) {
+            self.lock()
+                .add_targets
+                .insert(key.as_str().to_owned(), current + n);
+        }
+        self.sending(key);
         let sent = self
             .client
             .create_additional_assignments_for_hit()
@@ -1120,11 +1287,15 @@ impl Platform for MturkPlatform {
             ));
         }
         let dollars = wire::dollars(amount)?;
-        let reason = if reason.trim().is_empty() {
-            "bonus"
-        } else {
-            reason
-        };
+        let reason = wire::bonus_reason(reason, key);
+        // MTurk remembers the token for 24 hours, and this instance may not be the one that
+        // first sent it: unless it sent it within that window, the bonus is looked for among
+        // those paid for the assignment (by its marker and amount) before it is sent again.
+        if !self.token_fresh(key) && self.bonus_paid(worker, assignment, amount, key).await? {
+            tracing::debug!(%assignment, %key, "bonus found paid: not sent again");
+            return Ok(());
+        }
+        self.sending(key);
         let sent = self
             .client
             .send_bonus()

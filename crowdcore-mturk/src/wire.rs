@@ -49,6 +49,37 @@ pub fn key_of_annotation(annotation: &str) -> Option<&str> {
     annotation.strip_prefix(ANNOTATION_PREFIX)
 }
 
+/// What every bonus reason crowdcore sends ends with, before the key's digest: the bonus can
+/// be recognised in `ListBonusPayments` once MTurk has forgotten its `UniqueRequestToken`.
+pub const BONUS_MARKER_PREFIX: &str = "crowdcore-ref:";
+/// The longest reason sent with a bonus (the worker reads it).
+pub const MAX_BONUS_REASON: usize = 1024;
+
+/// The marker of the bonus paid under `key`: [`BONUS_MARKER_PREFIX`] and 16 hex digits of the
+/// key's SHA-256 (the worker sees it, so it names no session).
+pub fn bonus_marker(key: &IdempotencyKey) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_str().as_bytes());
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{BONUS_MARKER_PREFIX}{hex}")
+}
+
+/// The reason a bonus is sent with: the caller's (or `bonus`), shortened to leave room, and the
+/// key's marker in brackets.
+pub fn bonus_reason(reason: &str, key: &IdempotencyKey) -> String {
+    let marker = bonus_marker(key);
+    let reason = if reason.trim().is_empty() {
+        "bonus"
+    } else {
+        reason.trim()
+    };
+    let room = MAX_BONUS_REASON - marker.len() - 3;
+    let reason: String = reason.chars().take(room).collect();
+    format!("{reason} [{marker}]")
+}
+
 /// An amount as MTurk spells US dollars: `"0.50"`, `"101.42"`. Only USD, never negative.
 pub fn dollars(amount: Money) -> Result<String, PlatformError> {
     if amount.currency != Currency::USD {
@@ -239,6 +270,26 @@ mod tests {
         let forged = format!("{}-13", k.as_str().rsplit_once('-').unwrap().0);
         assert!(!key_in_session(&forged, long));
         assert!(!key_in_session("junk-", long));
+    }
+
+    #[test]
+    fn a_bonus_reason_carries_its_keys_marker() {
+        let k = |seq| {
+            IdempotencyKey::for_effect(&crowdcore::EffectId::new(
+                crowdcore::SessionId::new("s1"),
+                seq,
+            ))
+        };
+        let r = bonus_reason("waiting_bonus", &k(4));
+        assert!(r.starts_with("waiting_bonus [crowdcore-ref:"), "{r}");
+        assert!(r.ends_with(&format!("{}]", bonus_marker(&k(4)))));
+        assert_eq!(bonus_marker(&k(4)).len(), BONUS_MARKER_PREFIX.len() + 16);
+        assert_ne!(bonus_marker(&k(4)), bonus_marker(&k(5)));
+        assert!(!r.contains("s1"), "the worker is not shown the session");
+        assert!(bonus_reason("  ", &k(4)).starts_with("bonus [crowdcore-ref:"));
+        let long = bonus_reason(&"x".repeat(5_000), &k(4));
+        assert_eq!(long.chars().count(), MAX_BONUS_REASON);
+        assert!(long.contains(&bonus_marker(&k(4))));
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! `us-east-1/mturk-requester`), keeping HITs, assignments, bonuses and money in memory.
 //!
 //! It behaves as MTurk does where crowdcore depends on it: `UniqueRequestToken`s are remembered
-//! per operation and a reuse gets MTurk's duplicate error (`AWS.MechanicalTurk.HitAlreadyExists`
-//! for HITs, `AWS.MechanicalTurk.DuplicateRequest` otherwise) without doing anything; lists are
+//! per operation for [`TOKEN_WINDOW_MS`] (24 hours on the fake's clock) from their first use,
+//! and a reuse within that window gets MTurk's duplicate error
+//! (`AWS.MechanicalTurk.HitAlreadyExists` for HITs, `AWS.MechanicalTurk.DuplicateRequest`
+//! otherwise) without doing anything; after it the token is forgotten and the call is carried
+//! out again; `ListBonusPayments` lists what was paid; lists are
 //! paged with `NextToken`; only submitted, approved and rejected assignments are listed;
 //! approving needs a submitted assignment; a HIT made with fewer than 10 assignments never
 //! reaches 10; posting escrows rewards plus MTurk's fee.
@@ -54,6 +57,8 @@ pub const TARGET_PREFIX: &str = "MTurkRequesterServiceV20170117.";
 pub const SQS_PREFIX: &str = "AmazonSQS.";
 /// The queue's path under the fake's URL.
 pub const QUEUE_PATH: &str = "/123456789012/mturk-events";
+/// How long MTurk remembers a `UniqueRequestToken` after its first use.
+pub const TOKEN_WINDOW_MS: u64 = 24 * 3_600_000;
 /// SQS's default visibility timeout, in seconds.
 pub const DEFAULT_VISIBILITY_S: u64 = 30;
 
@@ -170,6 +175,8 @@ pub struct Bonus {
     pub assignment: String,
     pub cents: i64,
     pub token: Option<String>,
+    pub reason: String,
+    pub granted_ms: u64,
 }
 
 /// SQS faults injected so far.
@@ -202,6 +209,8 @@ pub struct World {
     pub assignments: BTreeMap<String, FakeAssignment>,
     /// Token uses per (operation, token); the first result.
     pub tokens: HashMap<(String, String), (u32, Value)>,
+    /// When each (operation, token) was first used (since it was last forgotten).
+    pub token_first_ms: HashMap<(String, String), u64>,
     pub bonuses: Vec<Bonus>,
     pub blocks: HashMap<String, String>,
     pub qualifications: HashMap<(String, String), i64>,
@@ -840,18 +849,24 @@ impl World {
         Ok(v)
     }
 
-    /// Remembers a token; `Some(first result)` if it was seen.
-    fn token_seen(&mut self, op: &str, body: &Value) -> Option<Value> {
+    /// Counts a token's use; `Some(first result)` if it was seen within the last
+    /// [`TOKEN_WINDOW_MS`]. An older token is forgotten: the call goes through as new.
+    fn token_seen(&mut self, op: &str, body: &Value, now: u64) -> Option<Value> {
         let token = body.get("UniqueRequestToken")?.as_str()?.to_owned();
-        let entry = self.tokens.get_mut(&(op.to_owned(), token))?;
+        let k = (op.to_owned(), token);
+        let entry = self.tokens.get_mut(&k)?;
         entry.0 += 1;
-        Some(entry.1.clone())
+        let first = self.token_first_ms.get(&k).copied().unwrap_or(0);
+        (now.saturating_sub(first) < TOKEN_WINDOW_MS).then(|| entry.1.clone())
     }
 
-    fn remember(&mut self, op: &str, body: &Value, result: &Value) {
+    /// Remembers a token's result from `now` on (keeping its count of uses).
+    fn remember(&mut self, op: &str, body: &Value, result: &Value, now: u64) {
         if let Some(token) = body.get("UniqueRequestToken").and_then(Value::as_str) {
-            self.tokens
-                .insert((op.to_owned(), token.to_owned()), (1, result.clone()));
+            let k = (op.to_owned(), token.to_owned());
+            let uses = self.tokens.get(&k).map_or(1, |(n, _)| *n);
+            self.tokens.insert(k.clone(), (uses, result.clone()));
+            self.token_first_ms.insert(k, now);
         }
     }
 
@@ -898,7 +913,7 @@ impl World {
                 Ok(json!({"HITTypeId": id}))
             }
             "CreateHITWithHITType" => {
-                if let Some(first) = self.token_seen(op, body) {
+                if let Some(first) = self.token_seen(op, body, now) {
                     let hit = first["HIT"]["HITId"]
                         .as_str()
                         .unwrap_or_default()
@@ -964,11 +979,11 @@ impl World {
                 };
                 let out = json!({"HIT": self.hit_json(&hit, now)});
                 self.hits.insert(id, hit);
-                self.remember(op, body, &out);
+                self.remember(op, body, &out, now);
                 Ok(out)
             }
             "CreateAdditionalAssignmentsForHIT" => {
-                if self.token_seen(op, body).is_some() {
+                if self.token_seen(op, body, now).is_some() {
                     return Err(request_error(
                         "AWS.MechanicalTurk.DuplicateRequest",
                         "The request has the same UniqueRequestToken as an earlier one.",
@@ -1005,7 +1020,7 @@ impl World {
                 self.balance_cents -= cost;
                 self.hits.get_mut(&id).expect("checked").max_assignments += n;
                 let out = json!({});
-                self.remember(op, body, &out);
+                self.remember(op, body, &out, now);
                 Ok(out)
             }
             "UpdateExpirationForHIT" => {
@@ -1154,7 +1169,7 @@ impl World {
                 Ok(json!({}))
             }
             "SendBonus" => {
-                if self.token_seen(op, body).is_some() {
+                if self.token_seen(op, body, now).is_some() {
                     return Err(request_error(
                         "AWS.MechanicalTurk.DuplicateRequest",
                         "The bonus was already paid: the UniqueRequestToken was used before.",
@@ -1162,7 +1177,7 @@ impl World {
                 }
                 let worker = need("WorkerId")?;
                 let assignment = need("AssignmentId")?;
-                need("Reason")?;
+                let reason = need("Reason")?;
                 let amount = need("BonusAmount")?;
                 let a = self.assignments.get(&assignment).ok_or_else(|| {
                     request_error(
@@ -1200,10 +1215,51 @@ impl World {
                     assignment,
                     cents: c,
                     token: s("UniqueRequestToken"),
+                    reason,
+                    granted_ms: now,
                 });
                 let out = json!({});
-                self.remember(op, body, &out);
+                self.remember(op, body, &out, now);
                 Ok(out)
+            }
+            "ListBonusPayments" => {
+                let (hit, assignment) = (s("HITId"), s("AssignmentId"));
+                if hit.is_some() == assignment.is_some() {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InvalidParameterValue",
+                        "Exactly one of HITId and AssignmentId is required",
+                    ));
+                }
+                if let Some(h) = &hit
+                    && !self.hits.contains_key(h)
+                {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.HITDoesNotExist",
+                        "no such HIT",
+                    ));
+                }
+                let items = self
+                    .bonuses
+                    .iter()
+                    .filter(|b| match (&hit, &assignment) {
+                        (_, Some(a)) => b.assignment == *a,
+                        (Some(h), None) => self
+                            .assignments
+                            .get(&b.assignment)
+                            .is_some_and(|a| a.hit == *h),
+                        (None, None) => false,
+                    })
+                    .map(|b| {
+                        json!({
+                            "WorkerId": b.worker,
+                            "BonusAmount": format!("{}.{:02}", b.cents / 100, b.cents % 100),
+                            "AssignmentId": b.assignment,
+                            "Reason": b.reason,
+                            "GrantTime": secs(b.granted_ms),
+                        })
+                    })
+                    .collect();
+                self.page(items, body, "BonusPayments")
             }
             "NotifyWorkers" => {
                 let subject = need("Subject")?;

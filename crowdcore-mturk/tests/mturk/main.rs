@@ -16,6 +16,7 @@ mod ops;
 mod paging;
 mod session;
 mod tokens;
+mod window;
 
 use std::sync::Arc;
 
