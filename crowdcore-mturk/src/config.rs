@@ -200,6 +200,14 @@ pub struct NotificationSettings {
     /// deleted, in seconds; `None`: the queue's own setting.
     #[serde(default)]
     pub visibility_timeout_s: Option<i32>,
+    /// The SNS topic the queue is subscribed to, when MTurk's notifications come through SNS
+    /// (MTurk → SNS → SQS, without raw message delivery): every message must then be an SNS
+    /// envelope of this topic with a valid signature (see [`SnsVerifier`](crate::SnsVerifier));
+    /// bare documents are refused as unsigned. `None`: MTurk writes to the queue directly (as
+    /// this platform sets it up), the queue's policy is the trust, and an SNS envelope is
+    /// refused (its topic cannot be checked).
+    #[serde(default)]
+    pub sns_topic_arn: Option<String>,
 }
 
 fn default_wait_s() -> i32 {
@@ -221,6 +229,7 @@ impl NotificationSettings {
             wait_time_s: default_wait_s(),
             max_messages: default_max_messages(),
             visibility_timeout_s: None,
+            sns_topic_arn: None,
         }
     }
 }

@@ -23,6 +23,9 @@
 //!   HIT events to the queue, the platform reports push capability so the engine stops
 //!   polling, and a [`NotificationReader`] (`aws-sdk-sqs`) long-polls the queue and hands every
 //!   event of every message to `Engine::push_updates`, deleting a message only after that.
+//!   Messages that came through an SNS topic are accepted only with a valid SNS signature of
+//!   the configured topic ([`SnsVerifier`]), and with
+//!   [`NotificationReader::with_session`] only events of the session's HITs become inputs.
 //! - **Errors**: throttling (`ThrottlingException`, "Rate exceeded"), `ServiceFault`, HTTP 5xx
 //!   and timeouts are retryable [`PlatformError`](crowdcore::platform::PlatformError)s (after
 //!   the SDK's own retries, see [`RetrySettings`]); a `RequestError` is permanent and mapped by
@@ -47,6 +50,7 @@ mod cursor;
 mod error;
 mod notify;
 mod platform;
+pub mod sns;
 pub mod wire;
 
 pub use config::{
@@ -61,3 +65,4 @@ pub use platform::{
     HitSummary, MturkPlatform, NOTIFICATION_VERSION, NOTIFIED_EVENTS, NOTIFY_BATCH, PAGE_SIZE,
     UNSUBMITTED_RETRIES,
 };
+pub use sns::{CertFetcher, HttpsCertFetcher, SnsError, SnsMessage, SnsVerifier};

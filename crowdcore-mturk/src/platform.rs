@@ -112,6 +112,8 @@ struct State {
     drained: Option<Cursor>,
     /// Approvals and bonuses retried because MTurk did not show the assignment submitted.
     unsubmitted: HashMap<AssignmentId, u32>,
+    /// When the HIT index was last listed.
+    listed_at: Option<Instant>,
 }
 
 /// Amazon Mechanical Turk as a crowdcore [`Platform`]. See the [crate docs](crate).
@@ -335,7 +337,28 @@ impl MturkPlatform {
     async fn load_index(&self) -> Result<(), PlatformError> {
         let hits = self.all_hits().await?;
         self.absorb(&hits);
+        self.lock().listed_at = Some(Instant::now());
         Ok(())
+    }
+
+    /// Whether `hit` is one this platform watches (its scope's, or posted here): what a pushed
+    /// event must name to become an input. A HIT not in the index is looked for once more by
+    /// listing the HITs again (at most once a minute: another instance of the session may
+    /// have posted it since).
+    pub async fn in_session(&self, hit: &HitId) -> Result<bool, PlatformError> {
+        self.ensure_index().await?;
+        if self.watched().contains(hit) {
+            return Ok(true);
+        }
+        let due = self
+            .lock()
+            .listed_at
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if !due {
+            return Ok(false);
+        }
+        self.load_index().await?;
+        Ok(self.watched().contains(hit))
     }
 
     /// Indexes the crowdcore HITs of a listing (keeping what the listing may lag behind).

@@ -15,6 +15,7 @@ mod notify;
 mod ops;
 mod paging;
 mod session;
+mod sns;
 mod tokens;
 mod window;
 
