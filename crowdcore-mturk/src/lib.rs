@@ -12,7 +12,14 @@
 //!   a HIT, by listing HITs and matching the annotation. Before a HIT is posted, the HITs
 //!   already annotated with its key are looked up (once per instance, then kept), so a crash
 //!   between a create and its record, or a token MTurk forgot after 24 hours, never posts
-//!   twice.
+//!   twice. A bonus or extra assignments asked again under a token MTurk may have forgotten
+//!   (not sent by this instance within 24 hours) are reconciled first: `ListBonusPayments`,
+//!   matched by amount and the key's marker in the reason ([`wire::bonus_reason`]), and
+//!   `GetHIT`'s `MaxAssignments` against what the key brings the HIT to.
+//! - **Looking up**: [`Platform::assignment`](crowdcore::platform::Platform::assignment) is
+//!   `GetAssignment`, bounded by [`MturkConfig::lookup`] (a worker page waits for it). MTurk
+//!   shows assignments once submitted only, so arrivals cannot be confirmed (the capability
+//!   says so).
 //! - **Observing**: [`updates`](crowdcore::platform::Platform::updates) lists the assignments of
 //!   the HITs in scope (`ListAssignmentsForHIT`, paged with `NextToken`) and reports
 //!   submissions, approvals and rejections once each, behind a text cursor that survives a

@@ -206,7 +206,8 @@ pub trait CertFetcher: Send + Sync + fmt::Debug {
 /// within 5 s.
 #[derive(Debug, Clone)]
 pub struct HttpsCertFetcher {
-    client: reqwest::Client,
+    /// The client, or why it could not be built (then every fetch fails with it).
+    client: Result<reqwest::Client, String>,
 }
 
 impl HttpsCertFetcher {
@@ -217,8 +218,7 @@ impl HttpsCertFetcher {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(5))
             .build()
-            // Only the TLS backend can fail to start, and rustls with its bundled roots does not.
-            .unwrap_or_default();
+            .map_err(|e| format!("cannot start an https client: {e}"));
         Self { client }
     }
 }
@@ -232,8 +232,8 @@ impl Default for HttpsCertFetcher {
 #[async_trait]
 impl CertFetcher for HttpsCertFetcher {
     async fn fetch(&self, url: &url::Url) -> Result<Vec<u8>, String> {
-        let response = self
-            .client
+        let client = self.client.as_ref().map_err(Clone::clone)?;
+        let response = client
             .get(url.clone())
             .send()
             .await
@@ -481,6 +481,13 @@ mod tests {
         ] {
             assert!(check_cert_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_https_fetcher_refuses_plain_http() {
+        // Refused by the client before any connection (loopback, in case it tried).
+        let url = url::Url::parse("http://127.0.0.1:9/x.pem").unwrap();
+        assert!(HttpsCertFetcher::new().fetch(&url).await.is_err());
     }
 
     #[test]
