@@ -105,6 +105,9 @@ struct State {
     add_targets: HashMap<String, u32>,
     /// When each known HIT was created.
     created: HashMap<HitId, Timestamp>,
+    /// When MTurk says each assignment listed so far was submitted: a bonus token for it
+    /// cannot be older (MTurk pays submitted work only).
+    submitted_at: HashMap<AssignmentId, Timestamp>,
     /// Known assignment totals per HIT.
     max_assignments: HashMap<HitId, u32>,
     /// A cursor just returned with everything there was: asked for again at once, it is
@@ -596,6 +599,17 @@ impl MturkPlatform {
             let now = self.clock.now();
             self.lock().first_sent.insert(key.as_str().to_owned(), now);
         }
+    }
+
+    /// Whether MTurk surely still remembers every bonus token ever used for `assignment`: it
+    /// was submitted (as listed here) less than the token lifetime ago, less an hour for the
+    /// clocks' skew, and MTurk pays nothing before the submission.
+    fn submitted_recently(&self, assignment: &AssignmentId) -> bool {
+        const SKEW_MS: u64 = 3_600_000;
+        let now = self.clock.now();
+        self.lock().submitted_at.get(assignment).is_some_and(|t| {
+            now.millis_since(*t).saturating_add(SKEW_MS) < self.config.token_lifetime_ms
+        })
     }
 
     /// Whether MTurk lists a bonus for `assignment` paid to `worker`, of `amount`, with `key`'s
@@ -1213,6 +1227,15 @@ impl Platform for MturkPlatform {
                 events.extend(events_of(&a));
             }
         }
+        {
+            let mut s = self.lock();
+            for e in &events {
+                if e.update.status == AssignmentStatus::Submitted {
+                    s.submitted_at
+                        .insert(e.update.assignment.clone(), e.update.at);
+                }
+            }
+        }
         let (items, next, more) = position.advance(events, self.config.settle_window_ms, PAGE_SIZE);
         let next = next.to_cursor();
         let mut s = self.lock();
@@ -1312,9 +1335,13 @@ impl Platform for MturkPlatform {
         let dollars = wire::dollars(amount)?;
         let reason = wire::bonus_reason(reason, key);
         // MTurk remembers the token for 24 hours, and this instance may not be the one that
-        // first sent it: unless it sent it within that window, the bonus is looked for among
-        // those paid for the assignment (by its marker and amount) before it is sent again.
-        if !self.token_fresh(key) && self.bonus_paid(worker, assignment, amount, key).await? {
+        // first sent it: unless it sent it within that window, or the assignment was submitted
+        // more recently than that, the bonus is looked for among those paid for the assignment
+        // (by its marker and amount) before it is sent again.
+        if !self.token_fresh(key)
+            && !self.submitted_recently(assignment)
+            && self.bonus_paid(worker, assignment, amount, key).await?
+        {
             tracing::debug!(%assignment, %key, "bonus found paid: not sent again");
             return Ok(());
         }

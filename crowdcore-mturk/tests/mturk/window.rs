@@ -260,3 +260,32 @@ async fn a_fresh_instance_resends_extra_assignments_of_a_young_hit_under_the_tok
         2
     );
 }
+
+#[tokio::test]
+async fn a_bonus_for_a_recently_listed_submission_reads_nothing_back_until_it_is_old() {
+    let (clock, fake, _) = setup().await;
+    let platform = on_clock(&fake, &clock).await;
+    let (_, a) = submitted(&fake, &platform, 1).await;
+    platform.updates(None).await.unwrap(); // lists the submission, with its SubmitTime
+    let w = WorkerId::new("W1");
+    let k = key("s", 2);
+    fake.answer_late("SendBonus", LATE_MS);
+    assert!(
+        platform
+            .bonus(&w, Some(&a), Money::usd_cents(9), "r", &k)
+            .await
+            .is_err()
+    );
+    assert!(
+        fake.requests("ListBonusPayments").is_empty(),
+        "no token for a submission this recent can be older than MTurk's window"
+    );
+    clock.advance(25 * HOUR_MS);
+    platform
+        .bonus(&w, Some(&a), Money::usd_cents(9), "r", &k)
+        .await
+        .unwrap();
+    assert_eq!(fake.bonuses().len(), 1);
+    assert_eq!(fake.requests("ListBonusPayments").len(), 1);
+    assert_eq!(fake.requests("SendBonus").len(), 1);
+}
