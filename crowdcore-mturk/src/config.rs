@@ -201,7 +201,9 @@ pub struct NotificationSettings {
     #[serde(default)]
     pub visibility_timeout_s: Option<i32>,
     /// The SNS topic the queue is subscribed to, when MTurk's notifications come through SNS
-    /// (MTurk → SNS → SQS, without raw message delivery): every message must then be an SNS
+    /// (MTurk → SNS → SQS, without raw message delivery): HIT types are then set to notify the
+    /// topic (transport SNS; its policy must let `mturk-requester.amazonaws.com` publish), and
+    /// every message must be an SNS
     /// envelope of this topic with a valid signature (see [`SnsVerifier`](crate::SnsVerifier));
     /// bare documents are refused as unsigned. `None`: MTurk writes to the queue directly (as
     /// this platform sets it up), the queue's policy is the trust, and an SNS envelope is

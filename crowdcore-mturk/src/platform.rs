@@ -541,13 +541,19 @@ impl MturkPlatform {
         // Notifications are set before the type's first HIT exists, so no event is missed;
         // the call is idempotent, and asked again after a restart (the cache is empty then).
         if let Some(n) = &self.config.notifications {
+            // Through the SNS topic the queue is subscribed to, when one is configured (the
+            // reader then accepts signed envelopes of it only); else to the queue directly.
+            let (destination, transport) = match &n.sns_topic_arn {
+                Some(topic) => (topic, NotificationTransport::Sns),
+                None => (&n.queue_url, NotificationTransport::Sqs),
+            };
             self.client
                 .update_notification_settings()
                 .hit_type_id(&t)
                 .notification(
                     NotificationSpecification::builder()
-                        .destination(&n.queue_url)
-                        .transport(NotificationTransport::Sqs)
+                        .destination(destination)
+                        .transport(transport)
                         .version(NOTIFICATION_VERSION)
                         .set_event_types(Some(
                             NOTIFIED_EVENTS

@@ -22,7 +22,10 @@
 //! signed for `sqs`), holding one queue ([`FakeMturk::queue_url`]). A HIT type set with
 //! `UpdateNotificationSettings` (SQS, version `2014-08-15`) writes MTurk's notification
 //! documents into it when its assignments are submitted, returned, abandoned, approved or
-//! rejected and when its HITs expire. Events wait until the next `ReceiveMessage` and go out
+//! rejected and when its HITs expire. A HIT type set to notify an SNS topic (transport SNS, an
+//! `arn:aws:sns:` destination) has its messages delivered to the same queue as SNS envelopes of
+//! that topic (as a subscribed queue gets them), signed by the signer a test installs
+//! ([`FakeMturk::set_sns_signer`]; the fake knows no key) or unsigned without one. Events wait until the next `ReceiveMessage` and go out
 //! several to a message (up to [`World::batch_size`]); a received message is hidden for its
 //! visibility timeout on the fake's clock and delivered again if not deleted by then. SQS faults
 //! ([`FakeMturk::set_sqs_faults`]): throttling, 5xx, and a message whose visibility runs out at
@@ -236,11 +239,16 @@ pub struct World {
     pub queue: Vec<QueueMessage>,
     /// The most events one message carries.
     pub batch_size: usize,
+    /// Signs the SNS envelopes of HIT types notifying a topic.
+    pub sns_signer: Option<SnsSigner>,
     next_id: u64,
     /// Message ids and receipt serials (apart from HIT and assignment ids, so that a session
     /// with notifications gets the same ids as one without).
     next_message: u64,
 }
+
+/// Signs an SNS envelope in place (sets `SignatureVersion`, `Signature`, `SigningCertURL`).
+pub type SnsSigner = Arc<dyn Fn(&mut Value) + Send + Sync>;
 
 /// The fake, running on a local port.
 #[derive(Clone)]
@@ -379,6 +387,11 @@ impl FakeMturk {
     /// Every event written so far.
     pub fn emitted(&self) -> Vec<Value> {
         self.world().emitted.clone()
+    }
+
+    /// Signs the SNS envelopes written from now on with `signer`.
+    pub fn set_sns_signer(&self, signer: SnsSigner) {
+        self.world().sns_signer = Some(signer);
     }
 
     /// Moves the pending events into messages now.
@@ -640,16 +653,49 @@ impl World {
     /// Pending events into messages of up to `batch_size` events each.
     fn flush_events(&mut self, now: u64) {
         let events = std::mem::take(&mut self.pending_events);
-        for chunk in events.chunks(self.batch_size.max(1)) {
+        // The SNS topic each event's HIT type notifies, if it notifies one.
+        let topic_of = |e: &Value| {
+            let t = e["HITTypeId"].as_str()?;
+            let n = &self.notifications.get(t)?["Notification"];
+            (n["Transport"] == "SNS").then(|| n["Destination"].as_str().map(str::to_owned))?
+        };
+        let mut runs: Vec<(Option<String>, Vec<Value>)> = Vec::new();
+        for e in events {
+            let topic = topic_of(&e);
+            match runs.last_mut() {
+                Some((t, run)) if *t == topic && run.len() < self.batch_size.max(1) => {
+                    run.push(e);
+                }
+                _ => runs.push((topic, vec![e])),
+            }
+        }
+        for (topic, chunk) in runs {
             self.next_message += 1;
             let id = format!("M{:05}", self.next_message);
-            let body = json!({
+            let doc = json!({
                 "EventDocId": format!("doc-{id}"),
                 "SourceAccount": "123456789012",
                 "CustomerId": "AFAKECUSTOMER",
                 "EventDocVersion": "2014-08-15",
                 "Events": chunk,
             });
+            let body = match topic {
+                None => doc,
+                Some(topic) => {
+                    let mut envelope = json!({
+                        "Type": "Notification",
+                        "MessageId": format!("0000{:04}-sns0-4000-8000-{id:0>12}", self.next_message),
+                        "TopicArn": topic,
+                        "Message": doc.to_string(),
+                        "Timestamp": iso8601(now),
+                        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+                    });
+                    if let Some(sign) = &self.sns_signer {
+                        sign(&mut envelope);
+                    }
+                    envelope
+                }
+            };
             self.queue.push(QueueMessage {
                 id,
                 body: body.to_string(),
@@ -1349,16 +1395,17 @@ impl World {
                 }
                 let n = body.get("Notification").cloned().unwrap_or(json!({}));
                 let events = n["EventTypes"].as_array().cloned().unwrap_or_default();
-                if n["Transport"] != "SQS"
-                    || n["Version"] != "2014-08-15"
-                    || n["Destination"]
-                        .as_str()
-                        .is_none_or(|d| !d.ends_with(QUEUE_PATH))
-                    || events.is_empty()
-                {
+                let destination = n["Destination"].as_str().unwrap_or("");
+                let reachable = match n["Transport"].as_str() {
+                    Some("SQS") => destination.ends_with(QUEUE_PATH),
+                    // Any topic: the fake's queue stands for its subscriber.
+                    Some("SNS") => destination.starts_with("arn:aws:sns:"),
+                    _ => false,
+                };
+                if !reachable || n["Version"] != "2014-08-15" || events.is_empty() {
                     return Err(request_error(
                         "AWS.MechanicalTurk.InvalidParameterValue",
-                        "Notification needs Destination (the queue), Transport SQS, Version 2014-08-15 and EventTypes",
+                        "Notification needs Destination (the queue, or a topic for SNS), Transport SQS or SNS, Version 2014-08-15 and EventTypes",
                     ));
                 }
                 self.notifications.insert(type_id, body.clone());

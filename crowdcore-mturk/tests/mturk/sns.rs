@@ -47,9 +47,11 @@ impl CertFetcher for LocalCerts {
     }
 }
 
-/// Signs an envelope with the test key, SignatureVersion 2 (SHA256withRSA).
+/// Signs an envelope with the test key, SignatureVersion 2 (SHA256withRSA), naming the test
+/// certificate's URL.
 fn sign(envelope: &mut Value) {
     envelope["SignatureVersion"] = json!("2");
+    envelope["SigningCertURL"] = json!(CERT_URL);
     let m = SnsMessage::from_body(&envelope.to_string()).expect("an envelope");
     let text = m.string_to_sign().expect("signable");
     let key = ring::signature::RsaKeyPair::from_pkcs8(TEST_KEY).expect("the test key");
@@ -385,4 +387,39 @@ async fn an_event_for_another_sessions_hit_is_dropped() {
     let (s, g) = pump(&reader).await;
     assert_eq!((s.dropped, g.len()), (0, 1), "{s:?}");
     assert!(ours.capabilities().push_notifications);
+}
+
+#[tokio::test]
+async fn with_a_topic_configured_mturk_notifies_it_and_its_signed_messages_come_through() {
+    let clock = crowdcore::clock::VirtualClock::new(T0);
+    let fake = FakeMturk::start(Arc::new(clock), 100_000).await;
+    let mut config = push_config(config(&fake), &fake);
+    config
+        .notifications
+        .as_mut()
+        .expect("push_config sets notifications")
+        .sns_topic_arn = Some(TOPIC.into());
+    let platform = platform_with(config.clone()).await;
+    let certs = Arc::new(LocalCerts::default());
+    let reader = reader_with(&config)
+        .await
+        .with_sns_verifier(SnsVerifier::with_fetcher(TOPIC, certs.clone()));
+    fake.set_sns_signer(Arc::new(sign));
+    let submitted = submissions(&fake, &platform, "s", 2).await;
+    let settings = fake.requests("UpdateNotificationSettings");
+    assert_eq!(settings.len(), 1);
+    assert_eq!(settings[0]["Notification"]["Transport"], "SNS");
+    assert_eq!(settings[0]["Notification"]["Destination"], TOPIC);
+    let (stats, got) = pump(&reader).await;
+    assert_eq!((stats.refused, stats.deleted), (0, 1), "{stats:?}");
+    let seen: Vec<String> = got.iter().map(|u| u.assignment.to_string()).collect();
+    assert_eq!(seen, submitted);
+
+    // Unsigned envelopes (SNS would never write one) are refused.
+    fake.world().sns_signer = None;
+    let hit = &got[0].hit;
+    let a = fake.accept("W-late", hit.as_str()).unwrap();
+    fake.submit(&a, "x").unwrap();
+    let (stats, got) = pump(&reader).await;
+    assert_eq!((stats.refused, got.len()), (1, 0), "{stats:?}");
 }
