@@ -200,16 +200,19 @@ async fn crowd(args: &Args, clock: &Arc<dyn Clock>, session: &SessionId) -> Resu
             // Our HITs are found again after a restart by the session they carry.
             config.scope = Some(session.to_string());
             config.notifications = args.sqs_queue.clone().map(NotificationSettings::new);
+            let platform = Arc::new(MturkPlatform::connect(config.clone()).await);
             let notifications = match &config.notifications {
+                // Only events of this session's HITs become inputs.
                 Some(_) => Some(
                     NotificationReader::connect(&config)
                         .await
-                        .map_err(|e| format!("cannot reach the SQS queue: {e}"))?,
+                        .map_err(|e| format!("cannot reach the SQS queue: {e}"))?
+                        .with_session(platform.clone()),
                 ),
                 None => None,
             };
             Ok(Crowd {
-                platform: Arc::new(MturkPlatform::connect(config).await),
+                platform,
                 market: None,
                 notifications,
             })

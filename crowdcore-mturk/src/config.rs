@@ -90,6 +90,41 @@ impl TimeoutSettings {
     }
 }
 
+/// How patiently [`Platform::assignment`](crowdcore::platform::Platform::assignment) asks MTurk
+/// (`GetAssignment`). That read is on a worker page's path (an arrival or a reload waits for
+/// it), so it gets its own, short bounds instead of [`RetrySettings`] and [`TimeoutSettings`]:
+/// by default at most 2 attempts of 2 s each, 4 s in all, after which the caller gets a
+/// retryable error and the page can ask again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LookupSettings {
+    /// Attempts, the first included (throttling, 5xx and timeouts are retried).
+    pub max_attempts: u32,
+    /// One attempt, in milliseconds (also the longest wait for a connection).
+    pub attempt_ms: u64,
+    /// The whole lookup with its retries, in milliseconds.
+    pub operation_ms: u64,
+}
+
+impl Default for LookupSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 2,
+            attempt_ms: 2_000,
+            operation_ms: 4_000,
+        }
+    }
+}
+
+impl LookupSettings {
+    pub(crate) fn attempt(&self) -> Duration {
+        Duration::from_millis(self.attempt_ms)
+    }
+    pub(crate) fn operation(&self) -> Duration {
+        Duration::from_millis(self.operation_ms)
+    }
+}
+
 /// Everything [`MturkPlatform`](crate::MturkPlatform) needs besides credentials, which come
 /// from the standard AWS chain (environment, profile, web identity, container, instance) or are
 /// passed in explicitly.
@@ -121,6 +156,9 @@ pub struct MturkConfig {
     /// Timeouts.
     #[serde(default)]
     pub timeouts: TimeoutSettings,
+    /// Retries and timeouts of the assignment lookup a worker page waits for.
+    #[serde(default)]
+    pub lookup: LookupSettings,
     /// How long after an assignment event MTurk may still be slow to list it, in milliseconds:
     /// the update cursor remembers what it reported within this window so that a late listing
     /// is neither lost nor reported twice.
@@ -162,6 +200,16 @@ pub struct NotificationSettings {
     /// deleted, in seconds; `None`: the queue's own setting.
     #[serde(default)]
     pub visibility_timeout_s: Option<i32>,
+    /// The SNS topic the queue is subscribed to, when MTurk's notifications come through SNS
+    /// (MTurk → SNS → SQS, without raw message delivery): HIT types are then set to notify the
+    /// topic (transport SNS; its policy must let `mturk-requester.amazonaws.com` publish), and
+    /// every message must be an SNS
+    /// envelope of this topic with a valid signature (see [`SnsVerifier`](crate::SnsVerifier));
+    /// bare documents are refused as unsigned. `None`: MTurk writes to the queue directly (as
+    /// this platform sets it up), the queue's policy is the trust, and an SNS envelope is
+    /// refused (its topic cannot be checked).
+    #[serde(default)]
+    pub sns_topic_arn: Option<String>,
 }
 
 fn default_wait_s() -> i32 {
@@ -183,6 +231,7 @@ impl NotificationSettings {
             wait_time_s: default_wait_s(),
             max_messages: default_max_messages(),
             visibility_timeout_s: None,
+            sns_topic_arn: None,
         }
     }
 }
@@ -201,8 +250,8 @@ fn default_settle_ms() -> u64 {
 
 impl MturkConfig {
     /// A configuration for `endpoint` with the defaults: `us-east-1`, the spec's landing URL,
-    /// every crowdcore HIT, no balance check, 3 SDK attempts, 10 s per attempt, polled (no
-    /// notification queue).
+    /// every crowdcore HIT, no balance check, 3 SDK attempts, 10 s per attempt (assignment
+    /// lookups: 2 attempts, 4 s in all), polled (no notification queue).
     pub fn new(endpoint: Endpoint) -> Self {
         Self {
             endpoint,
@@ -212,6 +261,7 @@ impl MturkConfig {
             check_balance: false,
             retry: RetrySettings::default(),
             timeouts: TimeoutSettings::default(),
+            lookup: LookupSettings::default(),
             settle_window_ms: default_settle_ms(),
             token_lifetime_ms: default_token_lifetime_ms(),
             notifications: None,

@@ -53,6 +53,7 @@ turk_shapes!(
     approve_assignment::ApproveAssignmentError,
     reject_assignment::RejectAssignmentError,
     send_bonus::SendBonusError,
+    list_bonus_payments::ListBonusPaymentsError,
     notify_workers::NotifyWorkersError,
     create_worker_block::CreateWorkerBlockError,
     associate_qualification_with_worker::AssociateQualificationWithWorkerError,

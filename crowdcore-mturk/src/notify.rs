@@ -7,6 +7,14 @@
 //! failed) is delivered again after its visibility timeout, which is harmless because the
 //! engine refuses a departure it has already seen.
 //!
+//! Trust: a message whose body is an SNS envelope (the queue subscribed to a topic MTurk
+//! notifies) is accepted only with a valid signature of the configured topic
+//! ([`NotificationSettings::sns_topic_arn`], [`SnsVerifier`]); a forged, unsigned or
+//! foreign-topic message is refused, logged (`warn`, without its body or signature) and left on
+//! the queue for its redrive policy. With [`NotificationReader::with_session`], an event enters
+//! a delivery's updates only if it names a HIT of the session
+//! ([`MturkPlatform::in_session`]); the others are dropped (`debug`) and counted.
+//!
 //! Limits of MTurk's format, not hidden here: an event names no worker (the updates' `worker`
 //! is empty; the engine keys departures by assignment), SQS standard queues do not keep order,
 //! and MTurk may give a returned or abandoned assignment's id to the next worker, so a late
@@ -41,8 +49,12 @@ use serde::Deserialize;
 use crowdcore::platform::{AssignmentStatus, AssignmentUpdate, PlatformError, PlatformErrorKind};
 use crowdcore::{AssignmentId, HitId, Timestamp, WorkerId};
 
+use std::sync::Arc;
+
 use crate::config::{MturkConfig, NotificationSettings};
 use crate::error::failure;
+use crate::platform::MturkPlatform;
+use crate::sns::{SnsError, SnsMessage, SnsVerifier};
 
 /// Why a queue message is not an MTurk notification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +68,10 @@ pub enum NotificationError {
     /// An assignment event names no assignment or no HIT.
     #[error("{0} event without an assignment or hit")]
     MissingId(String),
+    /// An SNS envelope that was refused: forged, of another topic, unsigned where signatures
+    /// are required, or not verified at all.
+    #[error("sns message refused: {0}")]
+    Refused(SnsError),
 }
 
 /// One event of a notification message.
@@ -144,26 +160,16 @@ struct RawEvent {
     hit_type_id: Option<String>,
 }
 
-/// An SNS envelope, for a queue subscribed to a topic MTurk notifies.
-#[derive(Deserialize)]
-struct SnsEnvelope {
-    #[serde(rename = "Type")]
-    kind: String,
-    #[serde(rename = "Message")]
-    message: String,
-}
-
-/// Parses one message body: MTurk's notification document, or the same wrapped in an SNS
-/// envelope. Every event is kept; an assignment event without its ids, or an unreadable
-/// timestamp, fails the whole message (it is left on the queue, see the module docs).
+/// Parses one message body: MTurk's notification document. Every event is kept; an
+/// assignment event without its ids, or an unreadable timestamp, fails the whole message (it is
+/// left on the queue, see the module docs). An SNS envelope is refused here: its signature must
+/// be checked first ([`SnsVerifier::verify`], as [`NotificationReader`] does), then its
+/// `Message` parsed.
 pub fn parse_message(body: &str) -> Result<Notification, NotificationError> {
     let value: serde_json::Value =
         serde_json::from_str(body).map_err(|e| NotificationError::Malformed(e.to_string()))?;
-    if value.get("Events").is_none()
-        && let Ok(sns) = serde_json::from_value::<SnsEnvelope>(value.clone())
-        && sns.kind == "Notification"
-    {
-        return parse_message(&sns.message);
+    if SnsMessage::from_value(&value).is_some() {
+        return Err(NotificationError::Refused(SnsError::Unsigned));
     }
     let raw: RawDoc =
         serde_json::from_value(value).map_err(|e| NotificationError::Malformed(e.to_string()))?;
@@ -223,6 +229,33 @@ pub struct PumpStats {
     pub kept: usize,
     /// Messages that are not MTurk notifications (left on the queue for its redrive policy).
     pub malformed: usize,
+    /// Messages refused as not verified: forged, unsigned or of another SNS topic (left on
+    /// the queue for its redrive policy).
+    pub refused: usize,
+    /// Events dropped because they name a HIT outside the session.
+    pub dropped: usize,
+}
+
+/// What one receive found besides the deliveries.
+#[derive(Debug, Default)]
+struct Received {
+    deliveries: Vec<Delivery>,
+    received: usize,
+    malformed: usize,
+    refused: usize,
+    dropped: usize,
+    /// Messages left on the queue because their HITs could not be checked now.
+    kept: usize,
+}
+
+impl PumpStats {
+    fn add(&mut self, r: &Received) {
+        self.received += r.received;
+        self.malformed += r.malformed;
+        self.refused += r.refused;
+        self.dropped += r.dropped;
+        self.kept += r.kept;
+    }
 }
 
 /// Reads MTurk's notifications from the SQS queue of a [`MturkConfig`] (`aws-sdk-sqs`, with the
@@ -230,12 +263,19 @@ pub struct PumpStats {
 pub struct NotificationReader {
     client: Client,
     settings: NotificationSettings,
+    sns: Option<SnsVerifier>,
+    session: Option<Arc<MturkPlatform>>,
 }
 
 impl std::fmt::Debug for NotificationReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NotificationReader")
             .field("queue_url", &self.settings.queue_url)
+            .field("sns", &self.sns)
+            .field(
+                "session",
+                &self.session.as_ref().map(|p| p.config().scope.clone()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -293,9 +333,85 @@ impl NotificationReader {
         Ok(Self::from_client(Client::new(&sdk), settings))
     }
 
-    /// Wraps an SQS client configured elsewhere.
+    /// Wraps an SQS client configured elsewhere. With [`NotificationSettings::sns_topic_arn`],
+    /// SNS signatures are checked with certificates fetched over HTTPS.
     pub fn from_client(client: Client, settings: NotificationSettings) -> Self {
-        Self { client, settings }
+        let sns = settings.sns_topic_arn.clone().map(SnsVerifier::new);
+        Self {
+            client,
+            settings,
+            sns,
+            session: None,
+        }
+    }
+
+    /// Checks SNS envelopes with `verifier` (its topic, its certificate fetcher) instead: every
+    /// message must then be a signed envelope of its topic.
+    pub fn with_sns_verifier(mut self, verifier: SnsVerifier) -> Self {
+        self.sns = Some(verifier);
+        self
+    }
+
+    /// Lets only events of `platform`'s HITs (its scope's, and those it posted) become
+    /// updates: an event naming another HIT — another session's, or none of crowdcore's — is
+    /// dropped. Give it the platform the engine runs on.
+    pub fn with_session(mut self, platform: Arc<MturkPlatform>) -> Self {
+        self.session = Some(platform);
+        self
+    }
+
+    /// The MTurk document a message body carries, once it is trusted: the body itself for a
+    /// bare document (unless signed SNS envelopes are required), the `Message` of a verified
+    /// SNS notification.
+    async fn open(&self, body: &str) -> Result<String, SnsError> {
+        let Some(envelope) = SnsMessage::from_body(body) else {
+            return match self.sns {
+                Some(_) => Err(SnsError::Unsigned),
+                None => Ok(body.to_owned()),
+            };
+        };
+        let Some(verifier) = &self.sns else {
+            // No topic to hold it to: a genuine message of any topic could be copied here.
+            return Err(SnsError::WrongTopic(
+                envelope.topic_arn.clone().unwrap_or_default(),
+            ));
+        };
+        verifier.verify(&envelope).await?;
+        if envelope.kind != "Notification" {
+            return Err(SnsError::UnsupportedType(envelope.kind));
+        }
+        envelope.message.ok_or(SnsError::Missing("Message"))
+    }
+
+    /// Drops the events of HITs outside the session. `Err` when the session's HITs could not
+    /// be listed (the message stays on the queue and comes again).
+    async fn scoped(
+        &self,
+        message: &str,
+        mut notification: Notification,
+    ) -> Result<(Notification, usize), PlatformError> {
+        let Some(platform) = &self.session else {
+            return Ok((notification, 0));
+        };
+        let mut kept = Vec::with_capacity(notification.events.len());
+        let mut dropped = 0;
+        for event in notification.events {
+            let ours = match &event.hit {
+                Some(hit) => platform.in_session(hit).await?,
+                None => true, // a ping names no HIT
+            };
+            if ours {
+                kept.push(event);
+            } else {
+                tracing::debug!(
+                    message, hit = ?event.hit, event = %event.event_type,
+                    "event of a HIT outside the session dropped"
+                );
+                dropped += 1;
+            }
+        }
+        notification.events = kept;
+        Ok((notification, dropped))
     }
 
     /// The queue settings.
@@ -307,10 +423,10 @@ impl NotificationReader {
     /// MTurk notification is logged and left on the queue (its redrive policy moves it to a
     /// dead-letter queue); it is not in the result.
     pub async fn receive(&self) -> Result<Vec<Delivery>, PlatformError> {
-        Ok(self.receive_counted().await?.0)
+        Ok(self.receive_counted().await?.deliveries)
     }
 
-    async fn receive_counted(&self) -> Result<(Vec<Delivery>, usize, usize), PlatformError> {
+    async fn receive_counted(&self) -> Result<Received, PlatformError> {
         let out = self
             .client
             .receive_message()
@@ -322,29 +438,53 @@ impl NotificationReader {
             .await
             .map_err(|e| failure("ReceiveMessage", &e).error)?;
         let messages = out.messages();
-        let mut deliveries = Vec::with_capacity(messages.len());
-        let mut malformed = 0;
+        let mut r = Received {
+            deliveries: Vec::with_capacity(messages.len()),
+            received: messages.len(),
+            ..Received::default()
+        };
         for m in messages {
             let id = m.message_id().unwrap_or_default().to_owned();
             let (Some(body), Some(handle)) = (m.body(), m.receipt_handle()) else {
                 tracing::warn!(message = %id, "notification without a body or receipt handle");
-                malformed += 1;
+                r.malformed += 1;
                 continue;
             };
-            match parse_message(body) {
-                Ok(notification) => deliveries.push(Delivery {
-                    message_id: id,
-                    updates: notification.updates(),
-                    notification,
-                    receipt_handle: handle.to_owned(),
-                }),
+            let document = match self.open(body).await {
+                Ok(document) => document,
+                Err(e) => {
+                    // The reason names the topic or the certificate URL at most: no body, no
+                    // signature.
+                    tracing::warn!(message = %id, reason = %e, "SNS message refused; left on the queue");
+                    r.refused += 1;
+                    continue;
+                }
+            };
+            let notification = match parse_message(&document) {
+                Ok(notification) => notification,
                 Err(e) => {
                     tracing::warn!(message = %id, error = %e, "not an MTurk notification; left on the queue");
-                    malformed += 1;
+                    r.malformed += 1;
+                    continue;
                 }
-            }
+            };
+            let (notification, dropped) = match self.scoped(&id, notification).await {
+                Ok(scoped) => scoped,
+                Err(e) => {
+                    tracing::debug!(message = %id, error = %e, "cannot check the session's HITs now; the message comes again");
+                    r.kept += 1;
+                    continue;
+                }
+            };
+            r.dropped += dropped;
+            r.deliveries.push(Delivery {
+                message_id: id,
+                updates: notification.updates(),
+                notification,
+                receipt_handle: handle.to_owned(),
+            });
         }
-        Ok((deliveries, messages.len(), malformed))
+        Ok(r)
     }
 
     /// Deletes a delivered message: call it only once its updates are handed over.
@@ -381,13 +521,11 @@ impl NotificationReader {
         E: std::fmt::Display,
         S: AsyncFnMut(&[AssignmentUpdate]) -> Result<(), E>,
     {
-        let (deliveries, received, malformed) = self.receive_counted().await?;
-        let mut stats = PumpStats {
-            received,
-            malformed,
-            ..PumpStats::default()
-        };
-        self.hand_over(deliveries, sink, &mut stats).await;
+        let mut r = self.receive_counted().await?;
+        let mut stats = PumpStats::default();
+        stats.add(&r);
+        self.hand_over(std::mem::take(&mut r.deliveries), sink, &mut stats)
+            .await;
         Ok(stats)
     }
 
@@ -438,7 +576,7 @@ impl NotificationReader {
                 () = &mut stop => return total,
                 r = self.receive_counted() => r,
             };
-            let (deliveries, received, malformed) = match received {
+            let mut r = match received {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::debug!(error = %e, "receiving notifications failed; backing off");
@@ -452,9 +590,9 @@ impl NotificationReader {
                 }
             };
             backoff = Duration::from_millis(100).min(max_backoff);
-            total.received += received;
-            total.malformed += malformed;
-            self.hand_over(deliveries, &mut sink, &mut total).await;
+            total.add(&r);
+            self.hand_over(std::mem::take(&mut r.deliveries), &mut sink, &mut total)
+                .await;
         }
     }
 }
@@ -550,7 +688,7 @@ mod tests {
     }
 
     #[test]
-    fn through_an_sns_topic() {
+    fn an_sns_envelope_is_not_parsed_unverified() {
         let wrapped = serde_json::json!({
             "Type": "Notification",
             "MessageId": "m",
@@ -558,7 +696,15 @@ mod tests {
             "Message": SUBMITTED,
         })
         .to_string();
-        assert_eq!(parse_message(&wrapped), parse_message(SUBMITTED));
+        assert_eq!(
+            parse_message(&wrapped),
+            Err(NotificationError::Refused(SnsError::Unsigned))
+        );
+        let envelope = SnsMessage::from_body(&wrapped).unwrap();
+        assert_eq!(
+            parse_message(envelope.message.as_deref().unwrap()),
+            parse_message(SUBMITTED)
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! [`MturkPlatform`]: crowdcore's [`Platform`] over `aws-sdk-mturk`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -17,9 +17,10 @@ use aws_sdk_mturk::types::{
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_types::DateTime;
 
+use crowdcore::clock::{Clock, SystemClock};
 use crowdcore::platform::{
-    AssignmentStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey, Page, Platform,
-    PlatformError, PlatformErrorKind,
+    AssignmentRecord, AssignmentStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey,
+    Page, Platform, PlatformError, PlatformErrorKind,
 };
 use crowdcore::{AssignmentId, HitId, HitSpec, Money, Timestamp, WorkerId};
 
@@ -87,8 +88,8 @@ struct State {
     /// Every HIT crowdcore posted on the account, by idempotency key; `None` until first
     /// listed. Keys are unique per effect, so a key is looked up here whatever the scope.
     index: Option<BTreeMap<String, HitId>>,
-    /// Keys this instance posted (or resolved): watched even where the scope cannot tell
-    /// (a long session id's key is a digest).
+    /// Keys this instance posted (or resolved): watched whatever the scope (a platform with
+    /// another scope, or none, still watches what it posted itself).
     posted: BTreeSet<String>,
     /// Per watched HIT, its assignment counts when last listed and when they last changed:
     /// a HIT whose counts have not moved for the settle window is not listed again.
@@ -96,8 +97,17 @@ struct State {
     /// The cursor those counts go with: the one returned after the last complete scan. A
     /// caller polling from another cursor (it lost a page, or restarted) gets a full scan.
     counts_for: Option<Cursor>,
-    /// When this instance first sent each create token.
-    first_sent: HashMap<String, Instant>,
+    /// When this instance first sent each token (post, extra assignments, bonus), on the
+    /// platform's clock; refreshed when a token MTurk has forgotten is sent again.
+    first_sent: HashMap<String, Timestamp>,
+    /// The `MaxAssignments` each extra-assignments key brings its HIT to: how a re-send after
+    /// MTurk forgot the token tells whether the first one went through.
+    add_targets: HashMap<String, u32>,
+    /// When each known HIT was created.
+    created: HashMap<HitId, Timestamp>,
+    /// When MTurk says each assignment listed so far was submitted: a bonus token for it
+    /// cannot be older (MTurk pays submitted work only).
+    submitted_at: HashMap<AssignmentId, Timestamp>,
     /// Known assignment totals per HIT.
     max_assignments: HashMap<HitId, u32>,
     /// A cursor just returned with everything there was: asked for again at once, it is
@@ -105,6 +115,8 @@ struct State {
     drained: Option<Cursor>,
     /// Approvals and bonuses retried because MTurk did not show the assignment submitted.
     unsubmitted: HashMap<AssignmentId, u32>,
+    /// When the HIT index was last listed.
+    listed_at: Option<Instant>,
 }
 
 /// Amazon Mechanical Turk as a crowdcore [`Platform`]. See the [crate docs](crate).
@@ -112,6 +124,7 @@ pub struct MturkPlatform {
     client: Client,
     config: MturkConfig,
     state: Mutex<State>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for MturkPlatform {
@@ -141,6 +154,48 @@ fn seconds(name: &str, ms: u64, min: i64, max: i64) -> Result<i64, PlatformError
 
 fn millis(t: &DateTime) -> u64 {
     u64::try_from(t.to_millis().unwrap_or(0)).unwrap_or(0)
+}
+
+/// The id MTurk puts in a previewed HIT's URL instead of an assignment's.
+const PREVIEW_ASSIGNMENT_ID: &str = "ASSIGNMENT_ID_NOT_AVAILABLE";
+/// The longest id MTurk gives an assignment.
+const MAX_ID_LEN: usize = 255;
+
+/// Whether MTurk itself refused a request as wrong (a `RequestError`: its codes are
+/// `AWS.MechanicalTurk.…` or `AWS.…`), rather than the credentials, the signature or the
+/// SDK: for a lookup, the answer "no such assignment of yours" — an unknown or malformed id,
+/// another requester's, one of a deleted HIT, or one MTurk does not show yet.
+fn refused_by_mturk(e: &PlatformError) -> bool {
+    matches!(
+        e.kind,
+        PlatformErrorKind::NotFound | PlatformErrorKind::BadRequest | PlatformErrorKind::Conflict
+    ) && (e.code == "RequestError" || e.code.starts_with("AWS."))
+}
+
+/// An assignment as `GetAssignment` answers it.
+fn record_of(a: &Assignment) -> Result<AssignmentRecord, PlatformError> {
+    let malformed = |what: &str| {
+        err(
+            PlatformErrorKind::Unavailable,
+            "MalformedAnswer",
+            format!("GetAssignment: {what}"),
+        )
+    };
+    let status = match a.assignment_status() {
+        Some(TurkStatus::Submitted) => AssignmentStatus::Submitted,
+        Some(TurkStatus::Approved) => AssignmentStatus::Approved,
+        Some(TurkStatus::Rejected) => AssignmentStatus::Rejected,
+        other => return Err(malformed(&format!("status {other:?}"))),
+    };
+    let (Some(id), Some(worker), Some(hit)) = (a.assignment_id(), a.worker_id(), a.hit_id()) else {
+        return Err(malformed("no AssignmentId, WorkerId or HITId"));
+    };
+    Ok(AssignmentRecord {
+        assignment: AssignmentId::new(id),
+        worker: WorkerId::new(worker),
+        hit: HitId::new(hit),
+        status,
+    })
 }
 
 /// The SDK configuration both clients (MTurk and SQS) share: rustls with ring (no aws-lc
@@ -216,7 +271,15 @@ impl MturkPlatform {
             client,
             config,
             state: Mutex::new(State::default()),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads time from `clock` instead of the system's: when tokens were first sent, against
+    /// [`MturkConfig::token_lifetime_ms`] (tests run a day on a virtual clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The SDK client, for calls this crate does not wrap.
@@ -234,7 +297,8 @@ impl MturkPlatform {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether a key belongs to the configured session: `<session>/<seq>`.
+    /// Whether a key belongs to the configured session: `<session>/<seq>`, or its digest when
+    /// that is too long for a key ([`wire::key_in_session`]).
     fn in_scope(&self, key: &str) -> bool {
         self.config
             .scope
@@ -276,7 +340,28 @@ impl MturkPlatform {
     async fn load_index(&self) -> Result<(), PlatformError> {
         let hits = self.all_hits().await?;
         self.absorb(&hits);
+        self.lock().listed_at = Some(Instant::now());
         Ok(())
+    }
+
+    /// Whether `hit` is one this platform watches (its scope's, or posted here): what a pushed
+    /// event must name to become an input. A HIT not in the index is looked for once more by
+    /// listing the HITs again (at most once a minute: another instance of the session may
+    /// have posted it since).
+    pub async fn in_session(&self, hit: &HitId) -> Result<bool, PlatformError> {
+        self.ensure_index().await?;
+        if self.watched().contains(hit) {
+            return Ok(true);
+        }
+        let due = self
+            .lock()
+            .listed_at
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if !due {
+            return Ok(false);
+        }
+        self.load_index().await?;
+        Ok(self.watched().contains(hit))
     }
 
     /// Indexes the crowdcore HITs of a listing (keeping what the listing may lag behind).
@@ -292,6 +377,10 @@ impl MturkPlatform {
                 continue;
             };
             let id = HitId::new(id);
+            if let Some(t) = h.creation_time() {
+                s.created
+                    .insert(id.clone(), Timestamp::from_millis(millis(t)));
+            }
             if let Some(n) = h.max_assignments().and_then(|n| u32::try_from(n).ok()) {
                 // A listing may lag an increase this instance made: what it knows wins.
                 s.max_assignments.entry(id.clone()).or_insert(n);
@@ -335,8 +424,8 @@ impl MturkPlatform {
             .collect()
     }
 
-    /// Expires every HIT the session `session` posted (whose key is `<session>/<seq>`);
-    /// returns them.
+    /// Expires every HIT the session `session` posted (whose key is `<session>/<seq>`, or its
+    /// digest); returns them.
     pub async fn expire_session(&self, session: &str) -> Result<Vec<HitId>, PlatformError> {
         let mut expired = Vec::new();
         for h in self.all_hits().await? {
@@ -452,13 +541,19 @@ impl MturkPlatform {
         // Notifications are set before the type's first HIT exists, so no event is missed;
         // the call is idempotent, and asked again after a restart (the cache is empty then).
         if let Some(n) = &self.config.notifications {
+            // Through the SNS topic the queue is subscribed to, when one is configured (the
+            // reader then accepts signed envelopes of it only); else to the queue directly.
+            let (destination, transport) = match &n.sns_topic_arn {
+                Some(topic) => (topic, NotificationTransport::Sns),
+                None => (&n.queue_url, NotificationTransport::Sqs),
+            };
             self.client
                 .update_notification_settings()
                 .hit_type_id(&t)
                 .notification(
                     NotificationSpecification::builder()
-                        .destination(&n.queue_url)
-                        .transport(NotificationTransport::Sqs)
+                        .destination(destination)
+                        .transport(transport)
                         .version(NOTIFICATION_VERSION)
                         .set_event_types(Some(
                             NOTIFIED_EVENTS
@@ -480,13 +575,166 @@ impl MturkPlatform {
         Ok(t)
     }
 
-    /// Whether this instance first sent `key` longer ago than MTurk remembers tokens.
-    fn token_stale(&self, key: &IdempotencyKey) -> bool {
-        let lifetime = Duration::from_millis(self.config.token_lifetime_ms);
+    /// How long ago this instance first sent `key` (since MTurk last forgot it), if it did.
+    fn sent_ago(&self, key: &IdempotencyKey) -> Option<u64> {
+        let now = self.clock.now();
         self.lock()
             .first_sent
             .get(key.as_str())
-            .is_some_and(|t| t.elapsed() >= lifetime)
+            .map(|t| now.millis_since(*t))
+    }
+
+    /// Whether this instance first sent `key` longer ago than MTurk remembers tokens.
+    fn token_stale(&self, key: &IdempotencyKey) -> bool {
+        self.sent_ago(key)
+            .is_some_and(|ms| ms >= self.config.token_lifetime_ms)
+    }
+
+    /// Whether MTurk surely still knows `key`: this instance sent it within the token's
+    /// lifetime. Otherwise (never sent here — perhaps by a predecessor —, or long ago) a
+    /// re-send is reconciled first.
+    fn token_fresh(&self, key: &IdempotencyKey) -> bool {
+        self.sent_ago(key)
+            .is_some_and(|ms| ms < self.config.token_lifetime_ms)
+    }
+
+    /// Records that `key` goes out now, unless MTurk still remembers an earlier send.
+    fn sending(&self, key: &IdempotencyKey) {
+        let fresh = self.token_fresh(key);
+        if !fresh {
+            let now = self.clock.now();
+            self.lock().first_sent.insert(key.as_str().to_owned(), now);
+        }
+    }
+
+    /// Whether MTurk surely still remembers every bonus token ever used for `assignment`: it
+    /// was submitted (as listed here) less than the token lifetime ago, less an hour for the
+    /// clocks' skew, and MTurk pays nothing before the submission.
+    fn submitted_recently(&self, assignment: &AssignmentId) -> bool {
+        const SKEW_MS: u64 = 3_600_000;
+        let now = self.clock.now();
+        self.lock().submitted_at.get(assignment).is_some_and(|t| {
+            now.millis_since(*t).saturating_add(SKEW_MS) < self.config.token_lifetime_ms
+        })
+    }
+
+    /// Whether MTurk lists a bonus for `assignment` paid to `worker`, of `amount`, with `key`'s
+    /// marker in its reason (`ListBonusPayments`, paged). A request MTurk refuses (an
+    /// assignment it does not show yet) counts as nothing paid: `SendBonus` says what is wrong.
+    async fn bonus_paid(
+        &self,
+        worker: &WorkerId,
+        assignment: &AssignmentId,
+        amount: Money,
+        key: &IdempotencyKey,
+    ) -> Result<bool, PlatformError> {
+        let marker = wire::bonus_marker(key);
+        let mut token: Option<String> = None;
+        loop {
+            let sent = self
+                .client
+                .list_bonus_payments()
+                .assignment_id(assignment.as_str())
+                .max_results(100)
+                .set_next_token(token.clone())
+                .send()
+                .await;
+            let out = match sent {
+                Ok(out) => out,
+                Err(e) => {
+                    let f = failure("ListBonusPayments", &e);
+                    if f.error.is_retryable() {
+                        return Err(f.error);
+                    }
+                    tracing::debug!(%assignment, error = %f.error, "no bonus payments listed");
+                    return Ok(false);
+                }
+            };
+            let page = out.bonus_payments();
+            let paid = page.iter().any(|b| {
+                b.worker_id() == Some(worker.as_str())
+                    && b.bonus_amount().and_then(wire::parse_dollars) == Some(amount)
+                    && b.reason().is_some_and(|r| r.contains(&marker))
+            });
+            if paid {
+                return Ok(true);
+            }
+            match out.next_token() {
+                Some(next) if !page.is_empty() && Some(next) != token.as_deref() => {
+                    token = Some(next.to_owned());
+                }
+                _ => return Ok(false),
+            }
+        }
+    }
+
+    /// Before extra assignments are asked again under a key MTurk may have forgotten: whether
+    /// the first request went through. With this instance's record of what the key brings the
+    /// HIT to, `GetHIT`'s `MaxAssignments` tells. Without one (the key was first sent before a
+    /// restart), the HIT's age bounds the key's: a HIT younger than the token lifetime has
+    /// no key older than that, and MTurk deduplicates it. An older HIT cannot be told apart.
+    async fn slots_added(&self, hit: &HitId, key: &IdempotencyKey) -> Result<bool, PlatformError> {
+        let target = self.lock().add_targets.get(key.as_str()).copied();
+        match target {
+            Some(target) => {
+                let h = self.get_hit(hit).await?;
+                let max = h
+                    .max_assignments()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(0);
+                Ok(max >= target)
+            }
+            None => {
+                let known = self.lock().created.get(hit).copied();
+                let created = match known {
+                    Some(t) => t,
+                    None => {
+                        self.get_hit(hit).await?;
+                        self.lock()
+                            .created
+                            .get(hit)
+                            .copied()
+                            .unwrap_or(Timestamp::from_millis(0))
+                    }
+                };
+                if self.clock.now().millis_since(created) >= self.config.token_lifetime_ms {
+                    tracing::warn!(
+                        %hit, %key,
+                        "extra assignments asked again for a HIT older than MTurk's token \
+                         window, with no record of the first request: if it went through \
+                         before a restart, they are added twice"
+                    );
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// `GetHIT`, remembering what it says of the HIT's size and age.
+    async fn get_hit(&self, hit: &HitId) -> Result<Hit, PlatformError> {
+        let out = self
+            .client
+            .get_hit()
+            .hit_id(hit.as_str())
+            .send()
+            .await
+            .map_err(|e| failure("GetHIT", &e).error)?;
+        let h = out.hit().cloned().ok_or_else(|| {
+            err(
+                PlatformErrorKind::Unavailable,
+                "MalformedAnswer",
+                "GetHIT: no HIT",
+            )
+        })?;
+        let mut s = self.lock();
+        if let Some(n) = h.max_assignments().and_then(|n| u32::try_from(n).ok()) {
+            s.max_assignments.insert(hit.clone(), n);
+        }
+        if let Some(t) = h.creation_time() {
+            s.created
+                .insert(hit.clone(), Timestamp::from_millis(millis(t)));
+        }
+        Ok(h)
     }
 
     /// After MTurk called a create token a duplicate: the HIT it made, found by annotation.
@@ -505,16 +753,9 @@ impl MturkPlatform {
         if let Some(n) = self.lock().max_assignments.get(hit) {
             return Ok(*n);
         }
-        let out = self
-            .client
-            .get_hit()
-            .hit_id(hit.as_str())
-            .send()
-            .await
-            .map_err(|e| failure("GetHIT", &e).error)?;
-        let n = out
-            .hit()
-            .and_then(|h| h.max_assignments())
+        self.get_hit(hit)
+            .await?
+            .max_assignments()
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| {
                 err(
@@ -522,9 +763,7 @@ impl MturkPlatform {
                     "MalformedAnswer",
                     "no MaxAssignments",
                 )
-            })?;
-        self.lock().max_assignments.insert(hit.clone(), n);
-        Ok(n)
+            })
     }
 
     // ----- review --------------------------------------------------------------------------------
@@ -709,6 +948,10 @@ impl Platform for MturkPlatform {
             push_notifications: self.config.notifications.is_some(),
             bonus_without_assignment: false,
             max_slots_per_hit: None,
+            // `assignment` reads an assignment back, but MTurk shows one only once it is
+            // submitted: it cannot confirm an arrival (an accepted assignment), which is what
+            // this capability promises. Saying yes would make a front that checks arrivals
+            // refuse every real worker. See `assignment`.
             confirms_assignments: false,
         }
     }
@@ -757,10 +1000,7 @@ impl Platform for MturkPlatform {
             }
         }
         let hit_type = self.hit_type(spec).await?;
-        self.lock()
-            .first_sent
-            .entry(key.as_str().to_owned())
-            .or_insert_with(Instant::now);
+        self.sending(key);
         let sent = self
             .client
             .create_hit_with_hit_type()
@@ -785,8 +1025,13 @@ impl Platform for MturkPlatform {
                             "no HITId",
                         )
                     })?;
+                let created = out
+                    .hit()
+                    .and_then(|h| h.creation_time())
+                    .map_or_else(|| self.clock.now(), |t| Timestamp::from_millis(millis(t)));
                 let mut s = self.lock();
                 s.max_assignments.insert(hit.clone(), slots);
+                s.created.insert(hit.clone(), created);
                 s.posted.insert(key.as_str().to_owned());
                 if let Some(index) = s.index.as_mut() {
                     index.insert(key.as_str().to_owned(), hit.clone());
@@ -814,6 +1059,12 @@ impl Platform for MturkPlatform {
         if n == 0 {
             return Ok(());
         }
+        // MTurk remembers the token for 24 hours: a request sent again later is first
+        // reconciled with the HIT, so that it never adds twice.
+        if !self.token_fresh(key) && self.slots_added(hit, key).await? {
+            tracing::debug!(%hit, %key, "extra assignments already there: not asked again");
+            return Ok(());
+        }
         let current = self.known_max_assignments(hit).await?;
         // MTurk: a HIT made with fewer than 10 assignments never reaches 10 or more.
         if current < 10 && current.saturating_add(n) >= 10 {
@@ -822,6 +1073,12 @@ impl Platform for MturkPlatform {
                 format!("HIT {hit} has {current} assignments; MTurk cannot take it to 10 or more"),
             ));
         }
+        if !self.token_fresh(key) {
+            self.lock()
+                .add_targets
+                .insert(key.as_str().to_owned(), current + n);
+        }
+        self.sending(key);
         let sent = self
             .client
             .create_additional_assignments_for_hit()
@@ -841,6 +1098,62 @@ impl Platform for MturkPlatform {
                 s.max_assignments.remove(hit);
                 let f = failure("CreateAdditionalAssignmentsForHIT", &e);
                 if f.duplicate { Ok(()) } else { Err(f.error) }
+            }
+        }
+    }
+
+    /// `GetAssignment`, bounded by [`MturkConfig::lookup`] (a worker page waits for it). MTurk
+    /// answers only for assignments that are Submitted, Approved or Rejected (its docs; its
+    /// `AssignmentStatus` has no other value): an assignment a worker has accepted and is still
+    /// working on reads as `Ok(None)`, like a made-up id, another requester's assignment or one
+    /// of a deleted HIT. So on MTurk this confirms a page reloading after its submit, not an
+    /// arrival: see [`Capabilities::confirms_assignments`] in [`capabilities`](Self::capabilities).
+    /// The record says who holds it and on which HIT; the caller checks both
+    /// ([`AssignmentRecord::confirms`]). Throttling, 5xx and timeouts are retryable errors.
+    async fn assignment(
+        &self,
+        assignment: &AssignmentId,
+    ) -> Result<Option<AssignmentRecord>, PlatformError> {
+        let id = assignment.as_str();
+        if id.is_empty() || id.len() > MAX_ID_LEN || id == PREVIEW_ASSIGNMENT_ID {
+            return Ok(None); // not an id MTurk gives out: no need to ask
+        }
+        let look = &self.config.lookup;
+        let bounded = aws_sdk_mturk::config::Builder::default()
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(look.max_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(50))
+                    .with_max_backoff(Duration::from_millis(500)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(self.config.timeouts.connect().min(look.attempt()))
+                    .operation_attempt_timeout(look.attempt())
+                    .operation_timeout(look.operation())
+                    .build(),
+            );
+        let sent = self
+            .client
+            .get_assignment()
+            .assignment_id(id)
+            .customize()
+            .config_override(bounded)
+            .send()
+            .await;
+        match sent {
+            Ok(out) => match out.assignment() {
+                Some(a) => record_of(a).map(Some),
+                None => Ok(None),
+            },
+            Err(e) => {
+                let f = failure("GetAssignment", &e);
+                if refused_by_mturk(&f.error) {
+                    tracing::debug!(assignment = %id, error = %f.error, "MTurk shows no such assignment");
+                    Ok(None)
+                } else {
+                    Err(f.error)
+                }
             }
         }
     }
@@ -918,6 +1231,15 @@ impl Platform for MturkPlatform {
         for (hit, _) in &to_list {
             for a in self.assignments_of(hit).await? {
                 events.extend(events_of(&a));
+            }
+        }
+        {
+            let mut s = self.lock();
+            for e in &events {
+                if e.update.status == AssignmentStatus::Submitted {
+                    s.submitted_at
+                        .insert(e.update.assignment.clone(), e.update.at);
+                }
             }
         }
         let (items, next, more) = position.advance(events, self.config.settle_window_ms, PAGE_SIZE);
@@ -1017,11 +1339,19 @@ impl Platform for MturkPlatform {
             ));
         }
         let dollars = wire::dollars(amount)?;
-        let reason = if reason.trim().is_empty() {
-            "bonus"
-        } else {
-            reason
-        };
+        let reason = wire::bonus_reason(reason, key);
+        // MTurk remembers the token for 24 hours, and this instance may not be the one that
+        // first sent it: unless it sent it within that window, or the assignment was submitted
+        // more recently than that, the bonus is looked for among those paid for the assignment
+        // (by its marker and amount) before it is sent again.
+        if !self.token_fresh(key)
+            && !self.submitted_recently(assignment)
+            && self.bonus_paid(worker, assignment, amount, key).await?
+        {
+            tracing::debug!(%assignment, %key, "bonus found paid: not sent again");
+            return Ok(());
+        }
+        self.sending(key);
         let sent = self
             .client
             .send_bonus()

@@ -24,14 +24,60 @@ pub fn annotation(key: &IdempotencyKey) -> String {
 
 /// Whether an idempotency key is an effect of `session` (`<session>/<seq>`, split at the last
 /// `/` as [`crowdcore::EffectId`] reads it): session `study` does not own `study/pilot/7`.
+///
+/// A session whose `<session>/<seq>` is longer than [`IdempotencyKey::MAX_LEN`] has digests
+/// for keys ([`IdempotencyKey::for_effect`]: the digest, `-`, the sequence number), which no
+/// longer name the session. Such a key is the session's if digesting `<session>/<seq>` again,
+/// with the sequence number the key ends in, gives the same key: exact, needs nothing stored,
+/// and works for HITs posted before a restart (or by an older build).
 pub fn key_in_session(key: &str, session: &str) -> bool {
-    key.parse::<crowdcore::EffectId>()
-        .is_ok_and(|id| id.session.as_str() == session)
+    if let Ok(id) = key.parse::<crowdcore::EffectId>() {
+        return id.session.as_str() == session;
+    }
+    let Some(seq) = key
+        .rsplit_once('-')
+        .and_then(|(_, seq)| seq.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    let id = crowdcore::EffectId::new(crowdcore::SessionId::new(session), seq);
+    IdempotencyKey::for_effect(&id).as_str() == key
 }
 
 /// The idempotency key in a HIT's annotation, if crowdcore posted it.
 pub fn key_of_annotation(annotation: &str) -> Option<&str> {
     annotation.strip_prefix(ANNOTATION_PREFIX)
+}
+
+/// What every bonus reason crowdcore sends ends with, before the key's digest: the bonus can
+/// be recognised in `ListBonusPayments` once MTurk has forgotten its `UniqueRequestToken`.
+pub const BONUS_MARKER_PREFIX: &str = "crowdcore-ref:";
+/// The longest reason sent with a bonus (the worker reads it).
+pub const MAX_BONUS_REASON: usize = 1024;
+
+/// The marker of the bonus paid under `key`: [`BONUS_MARKER_PREFIX`] and 16 hex digits of the
+/// key's SHA-256 (the worker sees it, so it names no session).
+pub fn bonus_marker(key: &IdempotencyKey) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_str().as_bytes());
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{BONUS_MARKER_PREFIX}{hex}")
+}
+
+/// The reason a bonus is sent with: the caller's (or `bonus`), shortened to leave room, and the
+/// key's marker in brackets.
+pub fn bonus_reason(reason: &str, key: &IdempotencyKey) -> String {
+    let marker = bonus_marker(key);
+    let reason = if reason.trim().is_empty() {
+        "bonus"
+    } else {
+        reason.trim()
+    };
+    let room = MAX_BONUS_REASON - marker.len() - 3;
+    let reason: String = reason.chars().take(room).collect();
+    format!("{reason} [{marker}]")
 }
 
 /// An amount as MTurk spells US dollars: `"0.50"`, `"101.42"`. Only USD, never negative.
@@ -204,6 +250,46 @@ mod tests {
             "0123456789abcdef0123456789abcdef-7",
             "study"
         ));
+    }
+
+    #[test]
+    fn a_digested_key_still_belongs_to_its_session() {
+        let long = "a-session-id-long-enough-that-its-effect-ids-exceed-sixty-four-characters";
+        let key = |session: &str, seq| {
+            IdempotencyKey::for_effect(&crowdcore::EffectId::new(
+                crowdcore::SessionId::new(session),
+                seq,
+            ))
+        };
+        let k = key(long, 12);
+        assert!(!k.as_str().contains('/'), "digested: {k}");
+        assert!(key_in_session(k.as_str(), long));
+        assert!(!key_in_session(k.as_str(), &format!("{long}x")));
+        assert!(!key_in_session(k.as_str(), "study"));
+        // Another sequence number under the same digest is not a key the session made.
+        let forged = format!("{}-13", k.as_str().rsplit_once('-').unwrap().0);
+        assert!(!key_in_session(&forged, long));
+        assert!(!key_in_session("junk-", long));
+    }
+
+    #[test]
+    fn a_bonus_reason_carries_its_keys_marker() {
+        let k = |seq| {
+            IdempotencyKey::for_effect(&crowdcore::EffectId::new(
+                crowdcore::SessionId::new("s1"),
+                seq,
+            ))
+        };
+        let r = bonus_reason("waiting_bonus", &k(4));
+        assert!(r.starts_with("waiting_bonus [crowdcore-ref:"), "{r}");
+        assert!(r.ends_with(&format!("{}]", bonus_marker(&k(4)))));
+        assert_eq!(bonus_marker(&k(4)).len(), BONUS_MARKER_PREFIX.len() + 16);
+        assert_ne!(bonus_marker(&k(4)), bonus_marker(&k(5)));
+        assert!(!r.contains("s1"), "the worker is not shown the session");
+        assert!(bonus_reason("  ", &k(4)).starts_with("bonus [crowdcore-ref:"));
+        let long = bonus_reason(&"x".repeat(5_000), &k(4));
+        assert_eq!(long.chars().count(), MAX_BONUS_REASON);
+        assert!(long.contains(&bonus_marker(&k(4))));
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! `us-east-1/mturk-requester`), keeping HITs, assignments, bonuses and money in memory.
 //!
 //! It behaves as MTurk does where crowdcore depends on it: `UniqueRequestToken`s are remembered
-//! per operation and a reuse gets MTurk's duplicate error (`AWS.MechanicalTurk.HitAlreadyExists`
-//! for HITs, `AWS.MechanicalTurk.DuplicateRequest` otherwise) without doing anything; lists are
+//! per operation for [`TOKEN_WINDOW_MS`] (24 hours on the fake's clock) from their first use,
+//! and a reuse within that window gets MTurk's duplicate error
+//! (`AWS.MechanicalTurk.HitAlreadyExists` for HITs, `AWS.MechanicalTurk.DuplicateRequest`
+//! otherwise) without doing anything; after it the token is forgotten and the call is carried
+//! out again; `ListBonusPayments` lists what was paid; lists are
 //! paged with `NextToken`; only submitted, approved and rejected assignments are listed;
 //! approving needs a submitted assignment; a HIT made with fewer than 10 assignments never
 //! reaches 10; posting escrows rewards plus MTurk's fee.
@@ -19,7 +22,10 @@
 //! signed for `sqs`), holding one queue ([`FakeMturk::queue_url`]). A HIT type set with
 //! `UpdateNotificationSettings` (SQS, version `2014-08-15`) writes MTurk's notification
 //! documents into it when its assignments are submitted, returned, abandoned, approved or
-//! rejected and when its HITs expire. Events wait until the next `ReceiveMessage` and go out
+//! rejected and when its HITs expire. A HIT type set to notify an SNS topic (transport SNS, an
+//! `arn:aws:sns:` destination) has its messages delivered to the same queue as SNS envelopes of
+//! that topic (as a subscribed queue gets them), signed by the signer a test installs
+//! ([`FakeMturk::set_sns_signer`]; the fake knows no key) or unsigned without one. Events wait until the next `ReceiveMessage` and go out
 //! several to a message (up to [`World::batch_size`]); a received message is hidden for its
 //! visibility timeout on the fake's clock and delivered again if not deleted by then. SQS faults
 //! ([`FakeMturk::set_sqs_faults`]): throttling, 5xx, and a message whose visibility runs out at
@@ -54,6 +60,8 @@ pub const TARGET_PREFIX: &str = "MTurkRequesterServiceV20170117.";
 pub const SQS_PREFIX: &str = "AmazonSQS.";
 /// The queue's path under the fake's URL.
 pub const QUEUE_PATH: &str = "/123456789012/mturk-events";
+/// How long MTurk remembers a `UniqueRequestToken` after its first use.
+pub const TOKEN_WINDOW_MS: u64 = 24 * 3_600_000;
 /// SQS's default visibility timeout, in seconds.
 pub const DEFAULT_VISIBILITY_S: u64 = 30;
 
@@ -170,6 +178,8 @@ pub struct Bonus {
     pub assignment: String,
     pub cents: i64,
     pub token: Option<String>,
+    pub reason: String,
+    pub granted_ms: u64,
 }
 
 /// SQS faults injected so far.
@@ -202,6 +212,8 @@ pub struct World {
     pub assignments: BTreeMap<String, FakeAssignment>,
     /// Token uses per (operation, token); the first result.
     pub tokens: HashMap<(String, String), (u32, Value)>,
+    /// When each (operation, token) was first used (since it was last forgotten).
+    pub token_first_ms: HashMap<(String, String), u64>,
     pub bonuses: Vec<Bonus>,
     pub blocks: HashMap<String, String>,
     pub qualifications: HashMap<(String, String), i64>,
@@ -227,11 +239,16 @@ pub struct World {
     pub queue: Vec<QueueMessage>,
     /// The most events one message carries.
     pub batch_size: usize,
+    /// Signs the SNS envelopes of HIT types notifying a topic.
+    pub sns_signer: Option<SnsSigner>,
     next_id: u64,
     /// Message ids and receipt serials (apart from HIT and assignment ids, so that a session
     /// with notifications gets the same ids as one without).
     next_message: u64,
 }
+
+/// Signs an SNS envelope in place (sets `SignatureVersion`, `Signature`, `SigningCertURL`).
+pub type SnsSigner = Arc<dyn Fn(&mut Value) + Send + Sync>;
 
 /// The fake, running on a local port.
 #[derive(Clone)]
@@ -370,6 +387,11 @@ impl FakeMturk {
     /// Every event written so far.
     pub fn emitted(&self) -> Vec<Value> {
         self.world().emitted.clone()
+    }
+
+    /// Signs the SNS envelopes written from now on with `signer`.
+    pub fn set_sns_signer(&self, signer: SnsSigner) {
+        self.world().sns_signer = Some(signer);
     }
 
     /// Moves the pending events into messages now.
@@ -631,16 +653,49 @@ impl World {
     /// Pending events into messages of up to `batch_size` events each.
     fn flush_events(&mut self, now: u64) {
         let events = std::mem::take(&mut self.pending_events);
-        for chunk in events.chunks(self.batch_size.max(1)) {
+        // The SNS topic each event's HIT type notifies, if it notifies one.
+        let topic_of = |e: &Value| {
+            let t = e["HITTypeId"].as_str()?;
+            let n = &self.notifications.get(t)?["Notification"];
+            (n["Transport"] == "SNS").then(|| n["Destination"].as_str().map(str::to_owned))?
+        };
+        let mut runs: Vec<(Option<String>, Vec<Value>)> = Vec::new();
+        for e in events {
+            let topic = topic_of(&e);
+            match runs.last_mut() {
+                Some((t, run)) if *t == topic && run.len() < self.batch_size.max(1) => {
+                    run.push(e);
+                }
+                _ => runs.push((topic, vec![e])),
+            }
+        }
+        for (topic, chunk) in runs {
             self.next_message += 1;
             let id = format!("M{:05}", self.next_message);
-            let body = json!({
+            let doc = json!({
                 "EventDocId": format!("doc-{id}"),
                 "SourceAccount": "123456789012",
                 "CustomerId": "AFAKECUSTOMER",
                 "EventDocVersion": "2014-08-15",
                 "Events": chunk,
             });
+            let body = match topic {
+                None => doc,
+                Some(topic) => {
+                    let mut envelope = json!({
+                        "Type": "Notification",
+                        "MessageId": format!("0000{:04}-sns0-4000-8000-{id:0>12}", self.next_message),
+                        "TopicArn": topic,
+                        "Message": doc.to_string(),
+                        "Timestamp": iso8601(now),
+                        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+                    });
+                    if let Some(sign) = &self.sns_signer {
+                        sign(&mut envelope);
+                    }
+                    envelope
+                }
+            };
             self.queue.push(QueueMessage {
                 id,
                 body: body.to_string(),
@@ -840,18 +895,24 @@ impl World {
         Ok(v)
     }
 
-    /// Remembers a token; `Some(first result)` if it was seen.
-    fn token_seen(&mut self, op: &str, body: &Value) -> Option<Value> {
+    /// Counts a token's use; `Some(first result)` if it was seen within the last
+    /// [`TOKEN_WINDOW_MS`]. An older token is forgotten: the call goes through as new.
+    fn token_seen(&mut self, op: &str, body: &Value, now: u64) -> Option<Value> {
         let token = body.get("UniqueRequestToken")?.as_str()?.to_owned();
-        let entry = self.tokens.get_mut(&(op.to_owned(), token))?;
+        let k = (op.to_owned(), token);
+        let entry = self.tokens.get_mut(&k)?;
         entry.0 += 1;
-        Some(entry.1.clone())
+        let first = self.token_first_ms.get(&k).copied().unwrap_or(0);
+        (now.saturating_sub(first) < TOKEN_WINDOW_MS).then(|| entry.1.clone())
     }
 
-    fn remember(&mut self, op: &str, body: &Value, result: &Value) {
+    /// Remembers a token's result from `now` on (keeping its count of uses).
+    fn remember(&mut self, op: &str, body: &Value, result: &Value, now: u64) {
         if let Some(token) = body.get("UniqueRequestToken").and_then(Value::as_str) {
-            self.tokens
-                .insert((op.to_owned(), token.to_owned()), (1, result.clone()));
+            let k = (op.to_owned(), token.to_owned());
+            let uses = self.tokens.get(&k).map_or(1, |(n, _)| *n);
+            self.tokens.insert(k.clone(), (uses, result.clone()));
+            self.token_first_ms.insert(k, now);
         }
     }
 
@@ -898,7 +959,7 @@ impl World {
                 Ok(json!({"HITTypeId": id}))
             }
             "CreateHITWithHITType" => {
-                if let Some(first) = self.token_seen(op, body) {
+                if let Some(first) = self.token_seen(op, body, now) {
                     let hit = first["HIT"]["HITId"]
                         .as_str()
                         .unwrap_or_default()
@@ -964,11 +1025,11 @@ impl World {
                 };
                 let out = json!({"HIT": self.hit_json(&hit, now)});
                 self.hits.insert(id, hit);
-                self.remember(op, body, &out);
+                self.remember(op, body, &out, now);
                 Ok(out)
             }
             "CreateAdditionalAssignmentsForHIT" => {
-                if self.token_seen(op, body).is_some() {
+                if self.token_seen(op, body, now).is_some() {
                     return Err(request_error(
                         "AWS.MechanicalTurk.DuplicateRequest",
                         "The request has the same UniqueRequestToken as an earlier one.",
@@ -1005,7 +1066,7 @@ impl World {
                 self.balance_cents -= cost;
                 self.hits.get_mut(&id).expect("checked").max_assignments += n;
                 let out = json!({});
-                self.remember(op, body, &out);
+                self.remember(op, body, &out, now);
                 Ok(out)
             }
             "UpdateExpirationForHIT" => {
@@ -1085,16 +1146,20 @@ impl World {
             }
             "GetAssignment" => {
                 let id = need("AssignmentId")?;
-                let a = self
-                    .assignments
-                    .get(&id)
-                    .filter(|a| a.status.listed().is_some())
-                    .ok_or_else(|| {
-                        request_error(
-                            "AWS.MechanicalTurk.AssignmentDoesNotExist",
-                            "no such assignment",
-                        )
-                    })?;
+                let a = self.assignments.get(&id).ok_or_else(|| {
+                    request_error(
+                        "AWS.MechanicalTurk.AssignmentDoesNotExist",
+                        &format!("Assignment {id} does not exist. (1767225600000)"),
+                    )
+                })?;
+                // MTurk retrieves an assignment only once it is Submitted, Approved or
+                // Rejected: one being worked on (or given back) is refused.
+                if a.status.listed().is_none() {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InvalidAssignmentState",
+                        "This operation can be called with a status of: Submitted, Approved, Rejected (1767225600000)",
+                    ));
+                }
                 let h = &self.hits[&a.hit];
                 Ok(json!({"Assignment": Self::assignment_json(a), "HIT": self.hit_json(h, now)}))
             }
@@ -1150,7 +1215,7 @@ impl World {
                 Ok(json!({}))
             }
             "SendBonus" => {
-                if self.token_seen(op, body).is_some() {
+                if self.token_seen(op, body, now).is_some() {
                     return Err(request_error(
                         "AWS.MechanicalTurk.DuplicateRequest",
                         "The bonus was already paid: the UniqueRequestToken was used before.",
@@ -1158,7 +1223,7 @@ impl World {
                 }
                 let worker = need("WorkerId")?;
                 let assignment = need("AssignmentId")?;
-                need("Reason")?;
+                let reason = need("Reason")?;
                 let amount = need("BonusAmount")?;
                 let a = self.assignments.get(&assignment).ok_or_else(|| {
                     request_error(
@@ -1196,10 +1261,51 @@ impl World {
                     assignment,
                     cents: c,
                     token: s("UniqueRequestToken"),
+                    reason,
+                    granted_ms: now,
                 });
                 let out = json!({});
-                self.remember(op, body, &out);
+                self.remember(op, body, &out, now);
                 Ok(out)
+            }
+            "ListBonusPayments" => {
+                let (hit, assignment) = (s("HITId"), s("AssignmentId"));
+                if hit.is_some() == assignment.is_some() {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.InvalidParameterValue",
+                        "Exactly one of HITId and AssignmentId is required",
+                    ));
+                }
+                if let Some(h) = &hit
+                    && !self.hits.contains_key(h)
+                {
+                    return Err(request_error(
+                        "AWS.MechanicalTurk.HITDoesNotExist",
+                        "no such HIT",
+                    ));
+                }
+                let items = self
+                    .bonuses
+                    .iter()
+                    .filter(|b| match (&hit, &assignment) {
+                        (_, Some(a)) => b.assignment == *a,
+                        (Some(h), None) => self
+                            .assignments
+                            .get(&b.assignment)
+                            .is_some_and(|a| a.hit == *h),
+                        (None, None) => false,
+                    })
+                    .map(|b| {
+                        json!({
+                            "WorkerId": b.worker,
+                            "BonusAmount": format!("{}.{:02}", b.cents / 100, b.cents % 100),
+                            "AssignmentId": b.assignment,
+                            "Reason": b.reason,
+                            "GrantTime": secs(b.granted_ms),
+                        })
+                    })
+                    .collect();
+                self.page(items, body, "BonusPayments")
             }
             "NotifyWorkers" => {
                 let subject = need("Subject")?;
@@ -1289,16 +1395,17 @@ impl World {
                 }
                 let n = body.get("Notification").cloned().unwrap_or(json!({}));
                 let events = n["EventTypes"].as_array().cloned().unwrap_or_default();
-                if n["Transport"] != "SQS"
-                    || n["Version"] != "2014-08-15"
-                    || n["Destination"]
-                        .as_str()
-                        .is_none_or(|d| !d.ends_with(QUEUE_PATH))
-                    || events.is_empty()
-                {
+                let destination = n["Destination"].as_str().unwrap_or("");
+                let reachable = match n["Transport"].as_str() {
+                    Some("SQS") => destination.ends_with(QUEUE_PATH),
+                    // Any topic: the fake's queue stands for its subscriber.
+                    Some("SNS") => destination.starts_with("arn:aws:sns:"),
+                    _ => false,
+                };
+                if !reachable || n["Version"] != "2014-08-15" || events.is_empty() {
                     return Err(request_error(
                         "AWS.MechanicalTurk.InvalidParameterValue",
-                        "Notification needs Destination (the queue), Transport SQS, Version 2014-08-15 and EventTypes",
+                        "Notification needs Destination (the queue, or a topic for SNS), Transport SQS or SNS, Version 2014-08-15 and EventTypes",
                     ));
                 }
                 self.notifications.insert(type_id, body.clone());

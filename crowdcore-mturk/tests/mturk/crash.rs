@@ -80,3 +80,44 @@ async fn a_digest_key_is_found_whatever_the_scope() {
     assert_eq!(fake.requests("CreateHITWithHITType").len(), 1);
     assert_eq!(second.watched_hits().await.unwrap(), [hit]);
 }
+
+#[tokio::test]
+async fn a_restarted_instance_watches_the_hits_of_its_long_session() {
+    let (_, fake, _) = setup().await;
+    // Two sessions whose effect ids are longer than a key: both post digested keys.
+    let long = format!("{}-alpha", "s".repeat(70));
+    let other = format!("{}-beta", "s".repeat(70));
+    let scoped = |session: &str| {
+        let mut c = config(&fake);
+        c.scope = Some(session.to_owned());
+        c
+    };
+    let first = platform_with(scoped(&long)).await;
+    let mine = first.post(&spec(), 2, &key(&long, 1)).await.unwrap();
+    let theirs = platform_with(scoped(&other))
+        .await
+        .post(&spec(), 2, &key(&other, 1))
+        .await
+        .unwrap();
+    drop(first); // the process restarts; nothing of it is left
+    let a = fake.accept("W1", mine.as_str()).unwrap();
+    fake.submit(&a, "x").unwrap();
+    let b = fake.accept("W2", theirs.as_str()).unwrap();
+    fake.submit(&b, "x").unwrap();
+
+    let second = platform_with(scoped(&long)).await;
+    assert_eq!(
+        second.watched_hits().await.unwrap(),
+        std::slice::from_ref(&mine),
+        "found by its annotation's digest, without posting again"
+    );
+    let page = second.updates(None).await.unwrap();
+    let seen: Vec<_> = page
+        .items
+        .iter()
+        .map(|u| u.assignment.to_string())
+        .collect();
+    assert_eq!(seen, [a], "the other long session's submission is not ours");
+    assert_eq!(second.expire_session(&long).await.unwrap(), [mine]);
+    assert_eq!(fake.requests("CreateHITWithHITType").len(), 2);
+}

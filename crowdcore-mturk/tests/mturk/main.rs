@@ -10,11 +10,14 @@ mod fake;
 mod crash;
 mod errors;
 mod faults;
+mod lookup;
 mod notify;
 mod ops;
 mod paging;
 mod session;
+mod sns;
 mod tokens;
+mod window;
 
 use std::sync::Arc;
 

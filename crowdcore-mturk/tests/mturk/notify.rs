@@ -168,6 +168,8 @@ async fn every_event_of_a_batched_message_is_handed_over() {
             deleted: 2,
             kept: 0,
             malformed: 0,
+            refused: 0,
+            dropped: 0,
         }
     );
     assert_eq!(got.iter().map(seen).collect::<Vec<_>>(), expected(&fake));

@@ -202,8 +202,14 @@ async fn review_and_pay_send_what_mturk_expects() {
     assert_eq!(
         fake.requests("SendBonus"),
         [
-            json!({"WorkerId": "W1", "BonusAmount": "0.07", "AssignmentId": a1.as_str(), "Reason": "waiting_bonus", "UniqueRequestToken": "s/4"})
+            json!({"WorkerId": "W1", "BonusAmount": "0.07", "AssignmentId": a1.as_str(), "Reason": crowdcore_mturk::wire::bonus_reason("waiting_bonus", &key("s", 4)), "UniqueRequestToken": "s/4"})
         ]
+    );
+    // A fresh instance first looks for the bonus among those paid (MTurk may have forgotten
+    // the token).
+    assert_eq!(
+        fake.requests("ListBonusPayments"),
+        [json!({"AssignmentId": a1.as_str(), "MaxResults": 100})]
     );
     // The second approve and reject found the assignment done with GetAssignment.
     assert_eq!(fake.requests("GetAssignment").len(), 2);
