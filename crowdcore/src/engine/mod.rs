@@ -359,6 +359,9 @@ impl<M: Machine> EngineBuilder<M> {
     }
 }
 
+/// A platform call that came back: the effect, and what the platform answered.
+type Landing<E> = (Pending<E>, Result<Outcome, PlatformError>);
+
 /// An effect waiting to be carried out.
 #[derive(Debug)]
 struct Pending<E> {
@@ -394,7 +397,7 @@ pub struct Engine<M: Machine = Pavilion> {
     /// A store write failed: the engine refuses every call from then on.
     failed: bool,
     /// A spawned engine's platform calls in flight ([`Engine::dispatch`]), and their lanes.
-    calls: tokio::task::JoinSet<(Pending<M::Effect>, Result<Outcome, PlatformError>)>,
+    calls: tokio::task::JoinSet<Landing<M::Effect>>,
     flying: Vec<(EffectId, Lane)>,
     /// When a spawned engine can next start a call that waits only for its retry time.
     next_dispatch: Option<Timestamp>,
@@ -1117,7 +1120,7 @@ type Reader<M> = Box<dyn FnOnce(&M) + Send>;
 /// What woke a spawned engine's loop.
 enum Wake<M: Machine> {
     Command(Command<M>),
-    Landed(Result<(Pending<M::Effect>, Result<Outcome, PlatformError>), tokio::task::JoinError>),
+    Landed(Result<Landing<M::Effect>, tokio::task::JoinError>),
 }
 
 /// The most inputs a spawned engine logs in one write.
