@@ -10,8 +10,8 @@ use crowdcore::SessionId;
 use crowdcore::Timestamp;
 use crowdcore::platform::Cursor;
 use crowdcore::store::{
-    self, Commit, Completion, JOURNAL_RESULT, LeaseOutcome, NewEffect, NewInput, OutboxState,
-    StoreError, StoredSnapshot,
+    self, Commit, Completion, JOURNAL_RESULT, LeaseOutcome, LedgerEntry, NewEffect, NewInput,
+    OutboxState, StoreError, StoredSnapshot,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -450,13 +450,21 @@ fn enqueue(
         return Ok(Written::Done);
     }
     ensure_session(conn, state, session)?;
-    let mut insert = conn.prepare_cached(
+    let rows: Vec<(i64, String, &str)> = rows
+        .into_iter()
+        .map(|(seq, e)| (seq, e.id.to_string(), e.body.as_str()))
+        .collect();
+    insert_rows(
+        conn,
+        session,
+        (
+            "INSERT INTO outbox (session, seq, id, body)",
+            "ON CONFLICT (session, seq) DO NOTHING",
+        ),
         "INSERT INTO outbox (session, seq, id, body) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (session, seq) DO NOTHING",
+        &rows,
     )?;
-    for (seq, e) in rows {
-        insert.execute(params![session.as_str(), seq, e.id.to_string(), e.body])?;
-    }
     Ok(Written::Done)
 }
 
@@ -510,6 +518,18 @@ fn batch_writes(
     session: &SessionId,
     writes: &[store::Write],
 ) -> Result<(), Failure> {
+    // The batch is one transaction, and enqueueing leaves an effect that is there as it is, so
+    // every effect can go in first, many rows to a statement: a completion later in the batch
+    // finds its effect either way.
+    let effects: Vec<NewEffect> = writes
+        .iter()
+        .filter_map(|w| match w {
+            store::Write::Enqueue(effects) => Some(effects.iter().cloned()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    enqueue(conn, state, session, &effects)?;
     for write in writes {
         // The single-write forms, borrowed rather than cloned where they can be.
         match write {
@@ -526,9 +546,7 @@ fn batch_writes(
                 }
                 state.new.last_seq.insert(session.clone(), seq);
             }
-            store::Write::Enqueue(effects) => {
-                enqueue(conn, state, session, effects)?;
-            }
+            store::Write::Enqueue(_) => {} // above
             store::Write::Complete(completion) => {
                 if complete(conn, state, session, completion)? != Written::Fresh(true) {
                     return Err(Failure::Refused(StoreError::Corrupt(format!(
@@ -536,6 +554,9 @@ fn batch_writes(
                         completion.id
                     ))));
                 }
+            }
+            store::Write::Record { effect, completion } => {
+                record(conn, state, session, effect, completion)?;
             }
             store::Write::Snapshot(snapshot) => {
                 save_snapshot(conn, state, session, snapshot)?;
@@ -625,20 +646,6 @@ fn complete(
     let id = &completion.id;
     let unknown = || Failure::Refused(StoreError::UnknownEffect(id.clone()));
     let seq = i64::try_from(id.seq).map_err(|_| unknown())?;
-    let found: Option<(String, String)> = conn
-        .prepare_cached("SELECT id, state FROM outbox WHERE session = ?1 AND seq = ?2")?
-        .query_row(params![session.as_str(), seq], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    let Some((stored_id, stored_state)) = found.filter(|(stored, _)| *stored == id.to_string())
-    else {
-        return Err(unknown());
-    };
-    debug_assert_eq!(stored_id, id.to_string());
-    if stored_state != "pending" {
-        return Ok(Written::Fresh(false));
-    }
     // Everything is checked before anything is written.
     let inputs = input_rows(&completion.inputs)?;
     let ledger = completion
@@ -654,10 +661,97 @@ fn complete(
         OutboxState::Done { result } => ("done", Some(result.as_str()), None),
         OutboxState::Failed { error } => ("failed", None, Some(error.as_str())),
     };
-    conn.prepare_cached(
-        "UPDATE outbox SET state = ?3, result = ?4, error = ?5 WHERE session = ?1 AND seq = ?2",
-    )?
-    .execute(params![session.as_str(), seq, state_name, result, error])?;
+    // One statement in the common case: the effect is there and pending.
+    let changed = conn
+        .prepare_cached(
+            "UPDATE outbox SET state = ?3, result = ?4, error = ?5
+             WHERE session = ?1 AND seq = ?2 AND id = ?6 AND state = 'pending'",
+        )?
+        .execute(params![
+            session.as_str(),
+            seq,
+            state_name,
+            result,
+            error,
+            id.to_string()
+        ])?;
+    if changed == 0 {
+        // Nothing was written: it is finished already, or not this session's effect.
+        let found: Option<String> = conn
+            .prepare_cached("SELECT id FROM outbox WHERE session = ?1 AND seq = ?2")?
+            .query_row(params![session.as_str(), seq], |r| r.get(0))
+            .optional()?;
+        return match found {
+            Some(stored) if stored == id.to_string() => Ok(Written::Fresh(false)),
+            _ => Err(unknown()),
+        };
+    }
+    finish_rows(conn, state, session, &ledger, &inputs)?;
+    Ok(Written::Fresh(true))
+}
+
+/// A [`store::Write::Record`]: the effect goes into the outbox already finished, with its
+/// completion's ledger entries and inputs. An effect that is there already refuses it.
+fn record(
+    conn: &Connection,
+    state: &mut TxState<'_>,
+    session: &SessionId,
+    effect: &NewEffect,
+    completion: &Completion,
+) -> Result<(), Failure> {
+    let id = &completion.id;
+    if effect.id != *id {
+        return Err(Failure::Refused(StoreError::Other(format!(
+            "a record of effect {} carries the completion of {id}",
+            effect.id
+        ))));
+    }
+    let seq = sql_int(id.seq, "effect sequence number")?;
+    let inputs = input_rows(&completion.inputs)?;
+    let ledger = completion
+        .ledger
+        .iter()
+        .map(|e| Ok((e, sql_int(e.at.as_millis(), "ledger time")?)))
+        .collect::<Result<Vec<_>, Failure>>()?;
+    if !inputs.is_empty() {
+        room(last_seq(conn, state, session)?, inputs.len())?;
+    }
+    let (state_name, result, error) = match &completion.state {
+        OutboxState::Pending => ("pending", None, None),
+        OutboxState::Done { result } => ("done", Some(result.as_str()), None),
+        OutboxState::Failed { error } => ("failed", None, Some(error.as_str())),
+    };
+    ensure_session(conn, state, session)?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO outbox (session, seq, id, body, state, result, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (session, seq) DO NOTHING",
+        )?
+        .execute(params![
+            session.as_str(),
+            seq,
+            id.to_string(),
+            effect.body,
+            state_name,
+            result,
+            error
+        ])?;
+    if inserted == 0 {
+        return Err(Failure::Refused(StoreError::Corrupt(format!(
+            "effect {id} was in the outbox already when it was recorded as new"
+        ))));
+    }
+    finish_rows(conn, state, session, &ledger, &inputs)
+}
+
+/// The rows a finished effect adds: its ledger entries, and its inputs at the log's end.
+fn finish_rows(
+    conn: &Connection,
+    state: &mut TxState<'_>,
+    session: &SessionId,
+    ledger: &[(&LedgerEntry, i64)],
+    inputs: &[(i64, &str)],
+) -> Result<(), Failure> {
     if !ledger.is_empty() {
         let mut insert = conn.prepare_cached(
             "INSERT INTO ledger
@@ -680,10 +774,10 @@ fn complete(
     }
     if !inputs.is_empty() {
         let seq = last_seq(conn, state, session)?;
-        let seq = insert_inputs(conn, session, seq, &inputs)?;
+        let seq = insert_inputs(conn, session, seq, inputs)?;
         state.new.last_seq.insert(session.clone(), seq);
     }
-    Ok(Written::Fresh(true))
+    Ok(())
 }
 
 /// Inputs as rows: their times checked to fit SQLite's integers.
@@ -704,45 +798,60 @@ fn insert_inputs(
     let first = sql_int(seq, "sequence number")?;
     let last = room(seq, rows.len())?;
     // Many rows to a statement where there are many: a statement's run costs more than a row.
-    let mut chunks = rows.chunks_exact(LOG_ROWS_PER_INSERT);
-    let mut next = first + 1;
-    if rows.len() >= LOG_ROWS_PER_INSERT {
-        let mut insert = conn.prepare_cached(&multi_row_log_insert())?;
-        for chunk in chunks.by_ref() {
-            for (i, (at, body)) in chunk.iter().enumerate() {
-                let n = i * 3;
-                insert.raw_bind_parameter(n + 2, next)?;
-                insert.raw_bind_parameter(n + 3, at)?;
-                insert.raw_bind_parameter(n + 4, body)?;
-                next += 1;
-            }
-            insert.raw_bind_parameter(1, session.as_str())?;
-            insert.raw_execute()?;
-        }
-    }
-    let mut insert =
-        conn.prepare_cached("INSERT INTO log (session, seq, at_ms, body) VALUES (?1, ?2, ?3, ?4)")?;
-    for (at, body) in chunks.remainder() {
-        insert.execute(params![session.as_str(), next, at, body])?;
-        next += 1;
-    }
+    let rows: Vec<(i64, i64, &str)> = (first + 1..)
+        .zip(rows)
+        .map(|(seq, (at, body))| (seq, *at, *body))
+        .collect();
+    insert_rows(
+        conn,
+        session,
+        ("INSERT INTO log (session, seq, at_ms, body)", ""),
+        "INSERT INTO log (session, seq, at_ms, body) VALUES (?1, ?2, ?3, ?4)",
+        &rows,
+    )?;
     Ok(last)
 }
 
-/// Log rows one multi-row insert takes (3 parameters each, plus the session: well under
-/// SQLite's 32 766 parameters).
-const LOG_ROWS_PER_INSERT: usize = 64;
+/// Rows one multi-row insert takes (3 parameters each, plus the session: well under SQLite's
+/// 32 766 parameters).
+const ROWS_PER_INSERT: usize = 64;
 
-/// `INSERT INTO log … VALUES (?1, ?2, ?3, ?4), (?1, ?5, ?6, ?7), …` for
-/// [`LOG_ROWS_PER_INSERT`] rows.
-fn multi_row_log_insert() -> String {
-    let rows: Vec<String> = (0..LOG_ROWS_PER_INSERT)
+/// `{head} VALUES (?1, ?2, ?3, ?4), (?1, ?5, ?6, ?7), … {tail}` for [`ROWS_PER_INSERT`] rows of
+/// the session and three values each.
+fn multi_row_insert(head: &str, tail: &str) -> String {
+    let rows: Vec<String> = (0..ROWS_PER_INSERT)
         .map(|i| format!("(?1, ?{}, ?{}, ?{})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
         .collect();
-    format!(
-        "INSERT INTO log (session, seq, at_ms, body) VALUES {}",
-        rows.join(", ")
-    )
+    format!("{head} VALUES {} {tail}", rows.join(", "))
+}
+
+/// Inserts rows of three values after the session, [`ROWS_PER_INSERT`] to a statement and the
+/// rest one by one (`single` takes `?1` to `?4`).
+fn insert_rows<A: rusqlite::ToSql, B: rusqlite::ToSql, C: rusqlite::ToSql>(
+    conn: &Connection,
+    session: &SessionId,
+    (head, tail): (&str, &str),
+    single: &str,
+    rows: &[(A, B, C)],
+) -> Result<(), Failure> {
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if rows.len() >= ROWS_PER_INSERT {
+        let mut insert = conn.prepare_cached(&multi_row_insert(head, tail))?;
+        for chunk in chunks.by_ref() {
+            insert.raw_bind_parameter(1, session.as_str())?;
+            for (i, (a, b, c)) in chunk.iter().enumerate() {
+                insert.raw_bind_parameter(3 * i + 2, a)?;
+                insert.raw_bind_parameter(3 * i + 3, b)?;
+                insert.raw_bind_parameter(3 * i + 4, c)?;
+            }
+            insert.raw_execute()?;
+        }
+    }
+    let mut insert = conn.prepare_cached(single)?;
+    for (a, b, c) in chunks.remainder() {
+        insert.execute(params![session.as_str(), a, b, c])?;
+    }
+    Ok(())
 }
 
 /// The last sequence number after appending `n` inputs after `seq`, if it fits.

@@ -1096,9 +1096,10 @@ pub async fn commit_writes_everything(store: Arc<dyn Store>) {
 }
 
 /// `write_all` does what its writes would do one by one, in order: an effect enqueued and
-/// completed in one batch is done, a completion's inputs continue the log between the appends
-/// around it, and a completion of an effect that is finished already is refused as corrupt,
-/// leaving what came before it.
+/// completed in one batch is done, a recorded effect is in the outbox finished, a completion's
+/// inputs continue the log between the appends around it, and a completion of an effect that is
+/// finished already (or a record of one the outbox has) is refused as corrupt, paying and
+/// logging nothing more.
 pub async fn write_all_in_order(store: Arc<dyn Store>) {
     const P: &str = "write_all_in_order";
     let s = session("write-all");
@@ -1109,6 +1110,13 @@ pub async fn write_all_in_order(store: Arc<dyn Store>) {
         state: done("posted"),
         ledger: vec![payment(&e1.id, "w1", 5, true, 3)],
         inputs: vec![input(3, "posted")],
+    };
+    let e2 = effect(&s, 2, "bonus");
+    let paid = Completion {
+        id: e2.id.clone(),
+        state: done("paid"),
+        ledger: vec![payment(&e2.id, "w2", 7, true, 5)],
+        inputs: vec![input(5, "bonus paid")],
     };
     let batch = [
         Write::Append {
@@ -1121,9 +1129,13 @@ pub async fn write_all_in_order(store: Arc<dyn Store>) {
             inputs: vec![input(4, "fourth")],
             cursor: None,
         },
+        Write::Record {
+            effect: e2.clone(),
+            completion: paid.clone(),
+        },
         Write::Snapshot(StoredSnapshot {
-            seq: 4,
-            body: "state at 4".into(),
+            seq: 5,
+            body: "state at 5".into(),
         }),
         Write::Meta {
             key: "k".into(),
@@ -1132,10 +1144,10 @@ pub async fn write_all_in_order(store: Arc<dyn Store>) {
     ];
     ok(P, "write_all", store.write_all(&s, &batch).await);
     let log = whole_log(store, &s).await;
-    assert_eq!(seqs(&log), [1, 2, 3, 4], "{P}: one log, no gap");
+    assert_eq!(seqs(&log), [1, 2, 3, 4, 5], "{P}: one log, no gap");
     assert_eq!(
         bodies(&log),
-        ["first", "second", "posted", "fourth"],
+        ["first", "second", "posted", "fourth", "bonus paid"],
         "{P}: a completion's inputs sit where it was written"
     );
     assert_eq!(
@@ -1143,36 +1155,49 @@ pub async fn write_all_in_order(store: Arc<dyn Store>) {
         Some(entry(&e1, done("posted"))),
         "{P}: enqueued and completed in one batch"
     );
-    assert_eq!(ok(P, "ledger", store.ledger(&s).await), posted.ledger);
+    assert_eq!(
+        ok(P, "effect", store.effect(&e2.id).await),
+        Some(entry(&e2, done("paid"))),
+        "{P}: a recorded effect is in the outbox, finished"
+    );
+    let both: Vec<LedgerEntry> = posted.ledger.iter().chain(&paid.ledger).cloned().collect();
+    assert_eq!(ok(P, "ledger", store.ledger(&s).await), both);
     assert_eq!(
         ok(P, "cursor", store.cursor(&s, "obs").await),
         Some(Cursor("c-1".into()))
     );
     assert_eq!(
         ok(P, "snapshot", store.load_snapshot(&s).await).map(|n| n.seq),
-        Some(4)
+        Some(5)
     );
     assert_eq!(
         ok(P, "meta", store.meta(&s, "k").await).as_deref(),
         Some("v")
     );
-    // A batch that completes a finished effect is refused: the store says so.
-    let again = [Write::Complete(posted.clone())];
-    assert!(
-        matches!(
-            store.write_all(&s, &again).await,
-            Err(StoreError::Corrupt(_))
-        ),
-        "{P}: completing a finished effect in a batch is refused as corrupt"
-    );
+    // Batches that complete a finished effect, or record one the outbox has, are refused.
+    for again in [
+        Write::Complete(posted.clone()),
+        Write::Record {
+            effect: e2.clone(),
+            completion: paid.clone(),
+        },
+    ] {
+        assert!(
+            matches!(
+                store.write_all(&s, &[again]).await,
+                Err(StoreError::Corrupt(_))
+            ),
+            "{P}: finishing a finished effect again in a batch is refused as corrupt"
+        );
+    }
     assert_eq!(
         ok(P, "ledger", store.ledger(&s).await),
-        posted.ledger,
-        "{P}: the refused completion paid nothing"
+        both,
+        "{P}: the refused writes paid nothing"
     );
     assert_eq!(
         whole_log(store, &s).await.len(),
-        4,
+        5,
         "{P}: nor logged anything"
     );
 }

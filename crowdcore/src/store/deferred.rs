@@ -51,6 +51,10 @@ struct Held {
     /// Whether `effects` covers the session's whole outbox: then an effect it does not name
     /// is not in the outbox.
     complete: bool,
+    /// Effects new to the store whose enqueue is among `writes`, with that write's index: a
+    /// completion of one becomes a [`Write::Record`] (one finished row instead of a pending row
+    /// and its update).
+    new_held: HashMap<EffectId, usize>,
 }
 
 impl Held {
@@ -59,6 +63,13 @@ impl Held {
         self.log_end = None;
         self.effects.clear();
         self.complete = false;
+        self.new_held.clear();
+    }
+
+    /// Takes the held writes, to hand them over.
+    fn take(&mut self) -> Vec<Write> {
+        self.new_held.clear();
+        std::mem::take(&mut self.writes)
     }
 }
 
@@ -160,7 +171,7 @@ impl Deferred {
     /// and [`Self::settle`] collects the answer.
     async fn hand_over(&self) -> Result<(), StoreError> {
         self.settle().await?;
-        let writes = std::mem::take(&mut self.lock().writes);
+        let writes = self.lock().take();
         if writes.is_empty() {
             return Ok(());
         }
@@ -304,15 +315,29 @@ impl Store for Deferred {
 
     async fn enqueue(&self, session: &SessionId, effects: &[NewEffect]) -> Result<(), StoreError> {
         self.check(session)?;
+        let mut new = Vec::new();
+        let mut fresh = Vec::with_capacity(effects.len());
         for effect in effects {
-            if self.known(&effect.id).await?.is_none() {
-                self.lock()
-                    .effects
-                    .insert(effect.id.clone(), Known::Pending);
+            if self.lock().new_held.contains_key(&effect.id) {
+                continue; // enqueued in this batch already
             }
+            if self.known(&effect.id).await?.is_none() {
+                new.push(effect.id.clone());
+            }
+            fresh.push(effect.clone());
         }
         // Enqueueing leaves an effect that is there as it is, so holding all of them is exact.
-        self.hold(Write::Enqueue(effects.to_vec())).await
+        let full = {
+            let mut held = self.lock();
+            let index = held.writes.len();
+            for id in new {
+                held.effects.insert(id.clone(), Known::Pending);
+                held.new_held.insert(id, index);
+            }
+            held.writes.push(Write::Enqueue(fresh));
+            held.writes.len() >= self.limit
+        };
+        if full { self.hand_over().await } else { Ok(()) }
     }
 
     async fn complete(
@@ -325,12 +350,36 @@ impl Store for Deferred {
             None => Err(StoreError::UnknownEffect(completion.id.clone())),
             Some(Known::Finished) => Ok(false),
             Some(Known::Pending) => {
-                let end = {
+                let (end, recorded) = {
                     let mut held = self.lock();
                     held.effects.insert(completion.id.clone(), Known::Finished);
                     held.log_end = held.log_end.map(|end| end + completion.inputs.len() as u64);
-                    held.log_end
+                    // Enqueued new in this batch: one finished row, written here.
+                    let recorded = match (held.log_end, held.new_held.remove(&completion.id)) {
+                        (Some(_), Some(index)) => match held.writes.get_mut(index) {
+                            Some(Write::Enqueue(effects)) => effects
+                                .iter()
+                                .position(|e| e.id == completion.id)
+                                .map(|at| effects.remove(at)),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    let is_recorded = recorded.is_some();
+                    if let Some(effect) = recorded {
+                        held.writes.push(Write::Record {
+                            effect,
+                            completion: completion.clone(),
+                        });
+                    }
+                    (held.log_end, is_recorded)
                 };
+                if recorded {
+                    if self.held() >= self.limit {
+                        self.hand_over().await?;
+                    }
+                    return Ok(true);
+                }
                 if end.is_none() && !completion.inputs.is_empty() {
                     // The log's end is not known: write through, so that the next append
                     // learns it.

@@ -164,6 +164,16 @@ pub enum Write {
     Enqueue(Vec<NewEffect>),
     /// [`Store::complete`] of an effect that is pending.
     Complete(Completion),
+    /// An effect that is not in the outbox and was carried out already: what
+    /// [`Write::Enqueue`] of it and then [`Write::Complete`] would do, at this write's place in
+    /// the batch (its completion's inputs continue the log here). A store may write it as one
+    /// finished row; one that finds the effect in the outbox refuses the batch as corrupt.
+    Record {
+        /// The effect.
+        effect: NewEffect,
+        /// Its completion.
+        completion: Completion,
+    },
     /// [`Store::save_snapshot`].
     Snapshot(StoredSnapshot),
     /// [`Store::put_meta`].
@@ -314,6 +324,21 @@ pub trait Store: Send + Sync {
                 }
                 Write::Enqueue(effects) => self.enqueue(session, effects).await?,
                 Write::Complete(completion) => {
+                    if !self.complete(session, completion).await? {
+                        return Err(StoreError::Corrupt(format!(
+                            "effect {} was finished already when its completion was written",
+                            completion.id
+                        )));
+                    }
+                }
+                Write::Record { effect, completion } => {
+                    if self.effect(&effect.id).await?.is_some() {
+                        return Err(StoreError::Corrupt(format!(
+                            "effect {} was in the outbox already when it was recorded as new",
+                            effect.id
+                        )));
+                    }
+                    self.enqueue(session, std::slice::from_ref(effect)).await?;
                     if !self.complete(session, completion).await? {
                         return Err(StoreError::Corrupt(format!(
                             "effect {} was finished already when its completion was written",
