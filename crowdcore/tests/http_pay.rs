@@ -229,4 +229,9 @@ async fn stop_releases_five_seated_workers_and_each_is_paid_what_the_ledger_says
         });
         assert_eq!(s.market.earnings(&WorkerId::new(w)), owed, "{w}");
     }
+    // Nothing is left owed, on the admin API and the status page.
+    let (status, owed) = s.admin("GET", "/api/owed", None).await;
+    assert_eq!((status, owed), (200, json!([])));
+    let (status, page) = s.admin("GET", "/api/status", None).await;
+    assert_eq!((status, &page["owed"]), (200, &json!([])));
 }

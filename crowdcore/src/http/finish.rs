@@ -8,8 +8,10 @@
 use std::sync::Arc;
 
 use super::worker::PlatformForm;
-use crate::model::{AssignmentId, SessionId};
-use crate::store::{Store, StoreError};
+use crate::engine::pay_kind_name;
+use crate::model::{AssignmentId, Money, SessionId, WorkerId};
+use crate::pavilion::{Effect, EffectKind};
+use crate::store::{LedgerEntry, OutboxEntry, Store, StoreError};
 
 /// The metadata key of an assignment's submit address.
 fn key(assignment: &AssignmentId) -> String {
@@ -98,5 +100,123 @@ impl PageRecords {
                 None
             }
         }
+    }
+}
+
+/// An amount the session owes a worker and has not paid yet (`GET /api/owed`, the status page).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Owed {
+    /// Who.
+    pub worker: WorkerId,
+    /// For which assignment.
+    pub assignment: Option<AssignmentId>,
+    /// What for: `base`, `waiting_bonus`, …
+    pub kind: String,
+    /// How much.
+    #[serde(flatten, with = "crate::model::money_as_cents")]
+    pub amount: Money,
+    /// `pending`: the engine is still trying (MTurk approves only a submitted assignment: the
+    /// worker's page posts its form); `failed`: the engine gave up.
+    pub state: &'static str,
+    /// What the operator can do about it.
+    pub manual: &'static str,
+}
+
+const PENDING: &str = "the engine keeps trying: MTurk approves an assignment only once it is \
+    submitted, which the worker's page does by posting its form; if the page is gone the \
+    assignment is submitted when it auto-approves or when you approve it by hand";
+const FAILED: &str = "not paid: once MTurk lets it (the assignment submitted or approved), pay \
+    this as a bonus to the worker's assignment (SendBonus), or approve it by hand";
+
+/// What the ledger and the outbox say is owed: pay effects still pending, and ledger entries
+/// that were not paid.
+pub(crate) fn owed(ledger: &[LedgerEntry], pending: &[OutboxEntry]) -> Vec<Owed> {
+    let mut out: Vec<Owed> = pending
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Effect>(&e.body).ok())
+        .filter_map(|e| match e.kind {
+            EffectKind::Pay {
+                worker,
+                assignment,
+                kind,
+                amount,
+            } => Some(Owed {
+                worker,
+                assignment: Some(assignment),
+                kind: pay_kind_name(kind).to_owned(),
+                amount,
+                state: "pending",
+                manual: PENDING,
+            }),
+            _ => None,
+        })
+        .collect();
+    out.extend(ledger.iter().filter(|e| !e.paid).map(|e| Owed {
+        worker: e.worker.clone(),
+        assignment: e.assignment.clone(),
+        kind: e.kind.clone(),
+        amount: e.amount,
+        state: "failed",
+        manual: FAILED,
+    }));
+    out
+}
+
+impl PageRecords {
+    /// The pay effects still pending in the session's outbox (none known without a store).
+    pub(crate) async fn pending(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        match &self.store {
+            Some(store) => store.pending(&self.session).await,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EffectId, Timestamp};
+    use crate::pavilion::PayKind;
+    use crate::store::OutboxState;
+
+    #[test]
+    fn pending_pays_and_failed_ones_are_owed_and_paid_ones_are_not() {
+        let id = EffectId::new(SessionId::new("s"), 7);
+        let pay = Effect {
+            at: Timestamp::from_millis(5),
+            id: id.clone(),
+            kind: EffectKind::Pay {
+                worker: WorkerId::new("w1"),
+                assignment: AssignmentId::new("a1"),
+                kind: PayKind::Base,
+                amount: Money::usd_cents(50),
+            },
+        };
+        let pending = [OutboxEntry {
+            id,
+            body: serde_json::to_string(&pay).unwrap(),
+            state: OutboxState::Pending,
+        }];
+        let entry = |worker: &str, paid| LedgerEntry {
+            effect: EffectId::new(SessionId::new("s"), 3),
+            worker: WorkerId::new(worker),
+            assignment: Some(AssignmentId::new("a2")),
+            kind: "waiting_bonus".into(),
+            amount: Money::usd_cents(20),
+            paid,
+            at: Timestamp::from_millis(4),
+        };
+        let owed = owed(&[entry("w2", false), entry("w3", true)], &pending);
+        let who: Vec<_> = owed
+            .iter()
+            .map(|o| (o.worker.as_str(), o.kind.as_str(), o.amount.minor, o.state))
+            .collect();
+        assert_eq!(
+            who,
+            [
+                ("w1", "base", 50, "pending"),
+                ("w2", "waiting_bonus", 20, "failed")
+            ]
+        );
     }
 }

@@ -141,6 +141,7 @@ pub use admin::{QueueEntry, StatusView};
 pub use auth::{MIN_SECRET_BYTES, Secret, SecretError, TokenClaims, page_token, require_admin};
 pub use confirm::FrontError;
 pub use error::{ApiError, ErrorCode};
+pub use finish::Owed;
 pub use hub::{PageState, PageStatus};
 pub use limit::{RateLimit, RateLimits};
 pub use worker::{PAGE_TOKEN_HEADER, PREVIEW_ASSIGNMENT, PlatformForm, WorkerSide};
