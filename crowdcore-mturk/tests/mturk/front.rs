@@ -190,13 +190,21 @@ async fn workers_released_by_a_stop_finish_at_mturk_and_are_paid_what_the_ledger
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let a = fake.accept(w, &hit).expect("accept");
-        let (status, body) = front
-            .post(
-                "/w/arrive",
-                json!({"assignment_id": a, "hit_id": hit, "worker_id": w,
-                       "turk_submit_to": fake.url()}),
-            )
-            .await;
+        // MTurk lists a HIT a moment before the engine has recorded posting it: a page that
+        // lands in between is told to try again.
+        let (status, body) = loop {
+            let (status, body) = front
+                .post(
+                    "/w/arrive",
+                    json!({"assignment_id": a, "hit_id": hit, "worker_id": w,
+                           "turk_submit_to": fake.url()}),
+                )
+                .await;
+            if body["code"] != "unknown_hit" || tokio::time::Instant::now() > deadline {
+                break (status, body);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(status, 200, "{body}");
         pages.push((w, a, body["token"].as_str().unwrap().to_owned()));
     }
