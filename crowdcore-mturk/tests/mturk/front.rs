@@ -86,6 +86,11 @@ impl Front {
 
 /// Five seats (three active, two waiting) over the fake, the front on loopback.
 async fn start(fake: &FakeMturk) -> Front {
+    start_on(fake, Arc::new(MemoryStore::new())).await
+}
+
+/// The same on `store`: a front restarted on it resumes the session.
+async fn start_on(fake: &FakeMturk, store: Arc<dyn Store>) -> Front {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let platform = Arc::new(platform_with(config(fake)).await);
     let pavilion = PavilionConfig {
@@ -104,7 +109,6 @@ async fn start(fake: &FakeMturk) -> Front {
         base_ms: 20,
         max_ms: 200,
     };
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let engine = EngineBuilder::new(platform.clone(), store.clone(), config)
         .session(SessionId::new("front"))
         .clock(clock.clone())
@@ -276,4 +280,83 @@ async fn workers_released_by_a_stop_finish_at_mturk_and_are_paid_what_the_ledger
         "only W5 is owed: {owed}"
     );
     assert_eq!(fake.earnings(w5), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_arrived_before_a_restart_finishes_at_mturk_after_it_and_is_paid() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let fake = FakeMturk::start(Arc::new(SystemClock), 1_000_000).await;
+    let memory = Arc::new(MemoryStore::new());
+    let crashed = Arc::new(AtomicBool::new(false));
+    let dead = crashed.clone();
+    let crashable: Arc<dyn Store> = Arc::new(crowdcore::testkit::fail_when(
+        memory.clone(),
+        move |_, _| {
+            dead.load(Ordering::SeqCst)
+                .then_some(crowdcore::store::FailMode::Before)
+        },
+    ));
+    let front = start_on(&fake, crashable).await;
+    assert_eq!(
+        front.admin(reqwest::Method::POST, "/api/start").await.0,
+        200
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let hit = loop {
+        if let Some(h) = fake.available("W1").into_iter().next() {
+            break h;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no HIT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let a = fake.accept("W1", &hit).expect("accept");
+    let (status, body) = loop {
+        let (status, body) = front
+            .post(
+                "/w/arrive",
+                json!({"assignment_id": a, "hit_id": hit, "worker_id": "W1",
+                       "turk_submit_to": fake.url()}),
+            )
+            .await;
+        if body["code"] != "unknown_hit" || tokio::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+
+    // The server dies; a new one resumes the session from the store.
+    crashed.store(true, Ordering::SeqCst);
+    drop(front);
+    let front = start_on(&fake, memory).await;
+
+    let (status, body) = front
+        .post(
+            "/w/submit",
+            json!({"assignment_id": a, "token": token, "contributions": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["form"]["action"],
+        format!("{}/mturk/externalSubmit", fake.url())
+    );
+    // Before the form is posted MTurk shows the assignment accepted: nothing is approved.
+    assert_eq!(fake.assignment(&a).unwrap().status, Status::Accepted);
+    assert_eq!(post_form(&front.client, &body["form"]).await, 200);
+    // Once MTurk has the submission, the engine's approval goes through.
+    let ledger = front
+        .ledger_until(|l| {
+            l.iter()
+                .any(|e| e.worker.as_str() == "W1" && e.kind == "base" && e.paid)
+        })
+        .await;
+    assert_eq!(fake.assignment(&a).unwrap().status, Status::Approved);
+    let cents: i64 = ledger
+        .iter()
+        .filter(|e| e.worker.as_str() == "W1" && e.paid)
+        .map(|e| e.amount.minor)
+        .sum();
+    assert_eq!(fake.earnings("W1"), cents);
 }
