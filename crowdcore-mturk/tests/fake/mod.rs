@@ -307,9 +307,13 @@ async fn external_submit(
     axum::extract::State(fake): axum::extract::State<FakeMturk>,
     body: String,
 ) -> (StatusCode, String) {
-    let id = url::form_urlencoded::parse(body.as_bytes())
-        .find(|(k, _)| k == "assignmentId")
-        .map(|(_, v)| v.into_owned());
+    // The fake's ids need no percent-decoding; the fake is also built without a URL crate
+    // (the examples' tests include it).
+    let id = body
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "assignmentId")
+        .map(|(_, v)| v.to_owned());
     let Some(id) = id else {
         return (StatusCode::BAD_REQUEST, "no assignmentId".into());
     };
