@@ -44,7 +44,8 @@
 //! `POST /api/start`, `/api/stop`, `/api/expire`, `/api/migrate {count}`, `/api/contributions
 //! {assignment_id, count}` (the host counted `count` more contributions: what the bonus
 //! pays), `PUT /api/targets {min_active, max_active, min_waiting, max_waiting}`, `GET
-//! /api/snapshot`, `/api/ledger`,
+//! /api/snapshot`, `/api/ledger`, `/api/owed` (every amount owed and not yet paid, with what
+//! the operator can do: [`Owed`]),
 //! `/api/leaderboard`, `/api/status`, `/api/status/stream` (SSE). The status page itself
 //! (`GET /status`) is static: it asks for the key and sends it as a header, never in a URL.
 //!
