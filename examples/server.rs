@@ -344,6 +344,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut config = EngineConfig::new(spec.clone(), pavilion);
     config.observe_every_ms = 2_000;
     let retainer_store = store.clone();
+    let front_store = store.clone();
     let engine = EngineBuilder::new(crowd.platform.clone(), store, config)
         .clock(clock.clone())
         .session(session.clone())
@@ -376,7 +377,10 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let mut state = HttpState::builder(engine.clone(), crowd.platform.clone(), http)
         .clock(clock)
-        .assignment_duration_ms(spec.assignment_duration_ms);
+        .assignment_duration_ms(spec.assignment_duration_ms)
+        // Each page's platform submit address is kept with the session: a page that arrived
+        // before a restart still finishes on the platform (and is paid) after it.
+        .store(front_store);
     if let Some(market) = crowd.market.clone() {
         state = state.worker_side(Arc::new(market) as Arc<dyn WorkerSide>);
     }

@@ -301,6 +301,35 @@ fn request_error(code: &str, message: &str) -> (u16, Value) {
 
 type Answer = Result<Value, (u16, Value)>;
 
+/// The worker side's `externalSubmit`: a page posts its form (urlencoded, `assignmentId` and
+/// answer fields) and MTurk takes the submission; posting it again changes nothing.
+async fn external_submit(
+    axum::extract::State(fake): axum::extract::State<FakeMturk>,
+    body: String,
+) -> (StatusCode, String) {
+    // The fake's ids need no percent-decoding; the fake is also built without a URL crate
+    // (the examples' tests include it).
+    let id = body
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "assignmentId")
+        .map(|(_, v)| v.to_owned());
+    let Some(id) = id else {
+        return (StatusCode::BAD_REQUEST, "no assignmentId".into());
+    };
+    let submitted = matches!(
+        fake.assignment(&id).map(|a| a.status),
+        Some(Status::Submitted | Status::Approved)
+    );
+    if submitted {
+        return (StatusCode::OK, "already submitted".into());
+    }
+    match fake.submit(&id, &body) {
+        Ok(()) => (StatusCode::OK, "submitted".into()),
+        Err(e) => (StatusCode::BAD_REQUEST, e),
+    }
+}
+
 impl FakeMturk {
     /// Starts the fake on a free local port with `balance_cents` to spend, on `clock`.
     pub async fn start(clock: Arc<dyn Clock>, balance_cents: i64) -> Self {
@@ -323,6 +352,7 @@ impl FakeMturk {
         };
         let app = Router::new()
             .route("/", post(handle))
+            .route("/mturk/externalSubmit", post(external_submit))
             .with_state(fake.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.expect("the fake serves");

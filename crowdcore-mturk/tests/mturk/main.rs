@@ -10,6 +10,7 @@ mod fake;
 mod crash;
 mod errors;
 mod faults;
+mod front;
 mod lookup;
 mod notify;
 mod ops;

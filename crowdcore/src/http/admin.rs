@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 use super::HttpState;
 use super::auth::require_admin;
 use super::error::{ApiError, Body, NoBody};
+use super::finish::Owed;
 use super::hub::{Broadcast, Point, Stamped};
 use crate::model::{AssignmentId, HitId, Money, SessionId, Timestamp, WorkerId};
 use crate::pavilion::{Departure, Input, Phase, SeatView, Snapshot, Targets};
@@ -30,6 +31,7 @@ pub(super) fn routes(state: HttpState) -> Router {
         .route("/api/contributions", post(contributions))
         .route("/api/snapshot", get(snapshot))
         .route("/api/ledger", get(ledger))
+        .route("/api/owed", get(owed))
         .route("/api/leaderboard", get(leaderboard))
         .route("/api/status", get(status))
         .route("/api/status/stream", get(status_stream))
@@ -109,6 +111,21 @@ async fn snapshot(State(state): State<HttpState>) -> Result<Json<Snapshot>, ApiE
 
 async fn ledger(State(state): State<HttpState>) -> Result<Json<Vec<LedgerEntry>>, ApiError> {
     Ok(Json(state.inner.engine.ledger().await?))
+}
+
+/// Every amount owed and not yet paid: pays the engine is still making (an MTurk assignment
+/// not yet submitted) and pays that failed, each with what the operator can do.
+async fn owed(State(state): State<HttpState>) -> Result<Json<Vec<Owed>>, ApiError> {
+    Ok(Json(owed_now(&state).await?))
+}
+
+async fn owed_now(state: &HttpState) -> Result<Vec<Owed>, ApiError> {
+    let ledger = state.inner.engine.ledger().await?;
+    let pending =
+        state.inner.records.pending().await.map_err(|e| {
+            ApiError::new(super::ErrorCode::EngineFailed, e.to_string()).retry_after(1)
+        })?;
+    Ok(super::finish::owed(&ledger, &pending))
 }
 
 /// A worker's line of the earnings leaderboard.
@@ -256,6 +273,8 @@ impl StatusView {
 #[derive(Serialize)]
 struct StatusPage {
     status: StatusView,
+    /// What is owed and not yet paid.
+    owed: Vec<Owed>,
     history: Vec<Point>,
     events: Vec<std::sync::Arc<Stamped>>,
 }
@@ -268,6 +287,7 @@ async fn status_view(state: &HttpState) -> Result<StatusView, ApiError> {
 async fn status(State(state): State<HttpState>) -> Result<Json<StatusPage>, ApiError> {
     Ok(Json(StatusPage {
         status: status_view(&state).await?,
+        owed: owed_now(&state).await?,
         history: state.inner.hub.history(),
         events: state.inner.hub.recent(),
     }))
@@ -278,6 +298,7 @@ async fn status(State(state): State<HttpState>) -> Result<Json<StatusPage>, ApiE
 async fn status_stream(State(state): State<HttpState>) -> Result<impl IntoResponse, ApiError> {
     let first = StatusPage {
         status: status_view(&state).await?,
+        owed: owed_now(&state).await?,
         history: state.inner.hub.history(),
         events: state.inner.hub.recent(),
     };

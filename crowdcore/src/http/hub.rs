@@ -9,6 +9,8 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use super::HttpConfig;
+use super::finish::{self, PageRecords};
+use super::worker::PlatformForm;
 use crate::clock::Clock;
 use crate::engine::{EngineEvent, EngineHandle};
 use crate::model::{AssignmentId, Money, Timestamp, WorkerId};
@@ -69,6 +71,11 @@ pub struct PageState {
     pub now: Timestamp,
     /// What they have been paid so far in this session, in minor units.
     pub earned_cents: i64,
+    /// How to finish on the platform, once their work is over (submitted, or released by the
+    /// operator) and the platform wants the page to finish there: post this form (MTurk's
+    /// `externalSubmit`, only ever to an allow-listed origin). Posting it again is harmless.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub form: Option<Box<PlatformForm>>,
 }
 
 impl PageState {
@@ -80,6 +87,7 @@ impl PageState {
             promoted_at: None,
             now: Timestamp::ZERO,
             earned_cents: 0,
+            form: None,
         }
     }
 }
@@ -103,6 +111,8 @@ struct Page {
     departed: bool,
     tx: watch::Sender<PageState>,
     submit_to: Option<String>,
+    /// The contributions the page reported with its submission (the form carries them).
+    contributions: u32,
     /// When a heartbeat of this page last went to the engine.
     forwarded_at: Option<Timestamp>,
 }
@@ -193,6 +203,7 @@ impl Hub {
         engine: EngineHandle,
         clock: Arc<dyn Clock>,
         config: &HttpConfig,
+        records: Arc<PageRecords>,
     ) -> Arc<Self> {
         let (tx, _) = broadcast::channel(4096);
         let hub = Arc::new(Self {
@@ -217,6 +228,9 @@ impl Hub {
                 && let Some(hub) = weak.upgrade()
             {
                 hub.load(&snap, clock.now());
+                // After a restart the seated pages' platform addresses come from the store:
+                // a page that arrived before it and is released after it still finishes.
+                hub.restore(&snap, &records).await;
             }
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -230,6 +244,7 @@ impl Hub {
                                 tracing::warn!(missed = n, "http front fell behind the engine's events");
                                 if let Ok(snap) = engine.snapshot().await {
                                     hub.load(&snap, clock.now());
+                                    hub.restore(&snap, &records).await;
                                 }
                             }
                             Err(broadcast::error::RecvError::Closed) => return,
@@ -363,6 +378,7 @@ impl Hub {
                     s.promoted_at = Some(at);
                 }
             });
+            refresh_form(page, assignment);
             pages.settle(assignment, at);
         }
     }
@@ -380,6 +396,7 @@ impl Hub {
             Some(page) => {
                 if submit_to.is_some() {
                     page.submit_to = submit_to;
+                    refresh_form(page, assignment);
                 }
                 Ok(())
             }
@@ -419,7 +436,50 @@ impl Hub {
                 }
                 fresh
             });
+            refresh_form(page, assignment);
             pages.settle(assignment, at);
+        }
+    }
+
+    /// Notes the contributions the page reported with its submission (for its form).
+    pub(crate) fn set_contributions(&self, assignment: &AssignmentId, contributions: u32) {
+        if let Some(page) = lock(&self.pages).get_mut(assignment) {
+            page.contributions = contributions;
+        }
+    }
+
+    /// Gives `assignment`'s page the platform address recorded for it, if it has none.
+    pub(crate) fn set_submit_to(&self, assignment: &AssignmentId, origin: String) {
+        if let Some(page) = lock(&self.pages).get_mut(assignment)
+            && page.submit_to.is_none()
+        {
+            page.submit_to = Some(origin);
+            refresh_form(page, assignment);
+        }
+    }
+
+    /// Reads back the platform addresses of the snapshot's seated pages the hub has none for.
+    async fn restore(&self, snap: &Snapshot, records: &PageRecords) {
+        if !records.durable() {
+            return;
+        }
+        let missing: Vec<AssignmentId> = {
+            let pages = lock(&self.pages);
+            snap.waiting
+                .iter()
+                .chain(&snap.active)
+                .filter(|s| {
+                    pages
+                        .get(&s.assignment)
+                        .is_some_and(|p| p.submit_to.is_none())
+                })
+                .map(|s| s.assignment.clone())
+                .collect()
+        };
+        for a in missing {
+            if let Some(origin) = records.submit_to(&a).await {
+                self.set_submit_to(&a, origin);
+            }
         }
     }
 
@@ -507,8 +567,25 @@ fn new_page(worker: WorkerId, submit_to: Option<String>) -> Page {
         departed: false,
         tx: watch::Sender::new(PageState::new(PageStatus::Arriving)),
         submit_to,
+        contributions: 0,
         forwarded_at: None,
     }
+}
+
+/// Gives the page its finishing form once its work is over and its platform address is known.
+fn refresh_form(page: &mut Page, assignment: &AssignmentId) {
+    let Some(origin) = page.submit_to.as_deref() else {
+        return;
+    };
+    let form = finish::mturk_form(origin, assignment, page.contributions);
+    page.tx.send_if_modified(|s| {
+        let over = matches!(s.status, PageStatus::Submitted | PageStatus::Released);
+        let fresh = over && s.form.as_deref() != Some(&form);
+        if fresh {
+            s.form = Some(Box::new(form));
+        }
+        fresh
+    });
 }
 
 fn update(page: &mut Page, rank: u8, f: impl FnOnce(&mut PageState)) {

@@ -37,14 +37,15 @@
 //! | `GET /w/state?assignment_id=` | the page's state (the polling fallback); the token in the `X-Page-Token` header |
 //! | `POST /w/ticket` | `{assignment_id, token}` → a short-lived ticket for the event stream |
 //! | `GET /w/events?assignment_id=&ticket=` | Server-Sent Events: `state` whenever the page's state changes |
-//! | `POST /w/submit` | `{assignment_id, token, contributions?}` → the state and the platform's submit form, if it has one; `contributions` is the page's report, paid only as the machine's config allows |
+//! | `POST /w/submit` | `{assignment_id, token, contributions?}` → the state and the platform's submit form, if it has one; `contributions` is the page's report, paid only as the machine's config allows; a retry after the work is over (the first answer was lost, or the page was released) gets the same answer again, not `already_left` |
 //! | `POST /w/return` | `{assignment_id, token}` → the state |
 //!
 //! Admin (JSON; `Authorization: Bearer <admin key>` on every call, compared in constant time):
 //! `POST /api/start`, `/api/stop`, `/api/expire`, `/api/migrate {count}`, `/api/contributions
 //! {assignment_id, count}` (the host counted `count` more contributions: what the bonus
 //! pays), `PUT /api/targets {min_active, max_active, min_waiting, max_waiting}`, `GET
-//! /api/snapshot`, `/api/ledger`,
+//! /api/snapshot`, `/api/ledger`, `/api/owed` (every amount owed and not yet paid, with what
+//! the operator can do: [`Owed`]),
 //! `/api/leaderboard`, `/api/status`, `/api/status/stream` (SSE). The status page itself
 //! (`GET /status`) is static: it asks for the key and sends it as a header, never in a URL.
 //!
@@ -87,6 +88,14 @@
 //! confirmation cache and the departed pages the hub keeps are all bounded and evicted
 //! ([`HttpState::memory`]).
 //!
+//! **Every page can finish on its platform.** A page's submit address (MTurk's
+//! `turkSubmitTo`, only ever an allow-listed origin: [`HttpConfig::submit_origins`]) is
+//! recorded in the session's store metadata ([`HttpStateBuilder::store`]) before its arrival is
+//! logged. A page whose work is over — submitted, or released by the operator (`stop`,
+//! lowered targets) — gets the platform's form in its state (`form`: post it to MTurk's
+//! `externalSubmit`), after a restart, on a reload and on a retried submit too, so the
+//! assignment is submitted at the platform and the engine's approval goes through.
+//!
 //! No page is ever sent another worker's ids: worker streams carry only their own page's
 //! state. The admin key and the page secret come from the host (the `server` example reads
 //! them from the environment); neither is ever logged or sent to a page.
@@ -109,6 +118,7 @@ mod admin;
 mod auth;
 mod confirm;
 mod error;
+mod finish;
 mod hub;
 mod limit;
 mod pages;
@@ -126,11 +136,13 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::clock::{Clock, SystemClock};
 use crate::engine::EngineHandle;
 use crate::platform::Platform;
+use crate::store::Store;
 
 pub use admin::{QueueEntry, StatusView};
 pub use auth::{MIN_SECRET_BYTES, Secret, SecretError, TokenClaims, page_token, require_admin};
 pub use confirm::FrontError;
 pub use error::{ApiError, ErrorCode};
+pub use finish::Owed;
 pub use hub::{PageState, PageStatus};
 pub use limit::{RateLimit, RateLimits};
 pub use worker::{PAGE_TOKEN_HEADER, PREVIEW_ASSIGNMENT, PlatformForm, WorkerSide};
@@ -256,6 +268,7 @@ struct Inner {
     config: HttpConfig,
     clock: Arc<dyn Clock>,
     hub: Arc<hub::Hub>,
+    records: Arc<finish::PageRecords>,
     worker_side: Option<Arc<dyn WorkerSide>>,
     confirmer: confirm::Confirmer,
     limiter: Arc<limit::Limiter>,
@@ -278,6 +291,7 @@ pub struct HttpStateBuilder {
     clock: Arc<dyn Clock>,
     worker_side: Option<Arc<dyn WorkerSide>>,
     assignment_duration_ms: Option<u64>,
+    store: Option<Arc<dyn Store>>,
 }
 
 impl std::fmt::Debug for HttpStateBuilder {
@@ -301,6 +315,15 @@ impl HttpStateBuilder {
         self
     }
 
+    /// The engine's store: each page's platform submit address (MTurk's `turkSubmitTo`, an
+    /// allow-listed origin) is recorded in the session's metadata before its arrival is
+    /// logged, so a page still learns how to finish on the platform after a restart. Without
+    /// it a restarted front has no form for pages that arrived before the restart.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// How long the HIT's assignments last ([`HitSpec::assignment_duration_ms`]): page tokens
     /// expire after it unless [`HttpConfig::token_ttl_ms`] says otherwise.
     ///
@@ -319,7 +342,17 @@ impl HttpStateBuilder {
             self.clock.clone(),
             self.config.confirm_settings(),
         )?;
-        let hub = hub::Hub::spawn(self.engine.clone(), self.clock.clone(), &self.config);
+        let records = Arc::new(finish::PageRecords::new(
+            self.store,
+            self.engine.session().clone(),
+            &self.config.submit_origins,
+        ));
+        let hub = hub::Hub::spawn(
+            self.engine.clone(),
+            self.clock.clone(),
+            &self.config,
+            records.clone(),
+        );
         let limiter = Arc::new(limit::Limiter::new(&self.config.rate_limits));
         let token_ttl_ms = self
             .config
@@ -333,6 +366,7 @@ impl HttpStateBuilder {
                 config: self.config,
                 clock: self.clock,
                 hub,
+                records,
                 worker_side: self.worker_side,
                 confirmer,
                 limiter,
@@ -366,6 +400,7 @@ impl HttpState {
             clock: Arc::new(SystemClock),
             worker_side: None,
             assignment_duration_ms: None,
+            store: None,
         }
     }
 

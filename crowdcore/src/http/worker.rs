@@ -175,7 +175,7 @@ fn authorize_for(
     purpose: Purpose,
     assignment: &str,
     token: &str,
-) -> Result<AssignmentId, ApiError> {
+) -> Result<(AssignmentId, WorkerId), ApiError> {
     check_id(assignment, "assignment_id")?;
     let assignment = AssignmentId::new(assignment);
     let worker = check(
@@ -198,11 +198,11 @@ fn authorize_for(
         ));
     }
     state.inner.limiter.assignment(&assignment)?;
-    Ok(assignment)
+    Ok((assignment, worker))
 }
 
 fn authorize(state: &HttpState, assignment: &str, token: &str) -> Result<AssignmentId, ApiError> {
-    authorize_for(state, Purpose::Page, assignment, token)
+    authorize_for(state, Purpose::Page, assignment, token).map(|(a, _)| a)
 }
 
 /// A token for `purpose`, bound to this session, `assignment` and `worker`, lasting `ttl_ms`.
@@ -283,11 +283,27 @@ async fn arrive(
             ));
         }
     }
+    // Record, then act: the page's platform address is durable before its arrival is logged,
+    // so whatever happens next the page can be told how to finish on the platform.
+    if let Some(origin) = &submit_to
+        && let Err(e) = state.inner.records.record(&assignment, origin).await
+    {
+        tracing::warn!(%assignment, error = %e, "could not record a page's submit address");
+        return Err(ApiError::new(
+            ErrorCode::EngineFailed,
+            "the page's platform address could not be recorded; try again",
+        )
+        .retry_after(1));
+    }
+    let given = submit_to.is_some();
     if hub.register(&assignment, &worker, submit_to).is_err() {
         return Err(ApiError::new(
             ErrorCode::WorkerMismatch,
             "another worker holds this assignment",
         ));
+    }
+    if !given {
+        restore_address(&state, &assignment).await;
     }
     // Subscribed before the input, so this answer already knows what the arrival caused.
     let mut mine = state.inner.engine.subscribe();
@@ -457,7 +473,7 @@ async fn events(
     State(state): State<HttpState>,
     Q(q): Q<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let assignment = authorize_for(&state, Purpose::Events, &q.assignment_id, &q.ticket)?;
+    let (assignment, _) = authorize_for(&state, Purpose::Events, &q.assignment_id, &q.ticket)?;
     let rx = state.inner.hub.watch(&assignment).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UnknownAssignment,
@@ -490,7 +506,8 @@ async fn submit(
     State(state): State<HttpState>,
     Body(body): Body<SubmitBody>,
 ) -> Result<axum::Json<Left>, ApiError> {
-    let assignment = authorize(&state, &body.assignment_id, &body.token)?;
+    let (assignment, worker) =
+        authorize_for(&state, Purpose::Page, &body.assignment_id, &body.token)?;
     // The page's number is logged with the input, but pay is the machine's decision: the
     // host's count, or the page's up to the cap. Say so when the page claimed more.
     let reported = body.contributions;
@@ -506,7 +523,8 @@ async fn submit(
             "a page reported more contributions than the host confirmed or the cap allows; \
              paying only those");
     }
-    state
+    let hub = &state.inner.hub;
+    let status = match state
         .inner
         .engine
         .input(Input::Submit {
@@ -514,25 +532,59 @@ async fn submit(
             contributions: body.contributions,
         })
         .await
-        .map_err(|e| refused(&state, &assignment, e))?;
-    let hub = &state.inner.hub;
-    hub.set(&assignment, PageStatus::Submitted, state.inner.clock.now());
-    if let Some(side) = &state.inner.worker_side
+    {
+        Ok(()) => PageStatus::Submitted,
+        // A retry whose first answer was lost (or a released page submitting): the work is
+        // over and the page is told again how to finish on the platform, idempotently.
+        Err(e) => match finished(&state, &assignment).await {
+            Some(status) => status,
+            None => return Err(refused(&state, &assignment, e)),
+        },
+    };
+    // After a restart the hub may no longer keep a departed page: the token names its worker.
+    if hub.register(&assignment, &worker, None).is_err() {
+        return Err(ApiError::new(
+            ErrorCode::WorkerMismatch,
+            "another worker holds this assignment",
+        ));
+    }
+    restore_address(&state, &assignment).await;
+    hub.set_contributions(&assignment, body.contributions);
+    hub.set(&assignment, status, state.inner.clock.now());
+    if status == PageStatus::Submitted
+        && let Some(side) = &state.inner.worker_side
         && let Err(e) = side.submitted(&assignment, body.contributions).await
     {
         tracing::warn!(%assignment, error = %e, "the platform did not take the submission");
     }
-    let form = hub.submit_to(&assignment).map(|origin| PlatformForm {
-        action: format!("{origin}/mturk/externalSubmit"),
-        fields: vec![
-            ("assignmentId".to_owned(), assignment.to_string()),
-            ("contributions".to_owned(), body.contributions.to_string()),
-        ],
-    });
+    let state = current(&state, &assignment)?;
     Ok(axum::Json(Left {
-        state: current(&state, &assignment)?,
-        form,
+        form: state.form.as_deref().cloned(),
+        state,
     }))
+}
+
+/// How `assignment`'s work ended, if it ended so that the page finishes on the platform
+/// (submitted, or released by the operator).
+async fn finished(state: &HttpState, assignment: &AssignmentId) -> Option<PageStatus> {
+    let a = assignment.clone();
+    match state.inner.engine.read(move |m| m.seat_of(&a)).await {
+        Ok(Some(SeatState::Left(Departure::Submitted))) => Some(PageStatus::Submitted),
+        Ok(Some(SeatState::Left(Departure::Released))) => Some(PageStatus::Released),
+        _ => None,
+    }
+}
+
+/// Gives the hub's page of `assignment` the platform address recorded for it, if it has none
+/// (a page rebuilt after a restart).
+async fn restore_address(state: &HttpState, assignment: &AssignmentId) {
+    let hub = &state.inner.hub;
+    if hub.submit_to(assignment).is_some() || !state.inner.records.durable() {
+        return;
+    }
+    if let Some(origin) = state.inner.records.submit_to(assignment).await {
+        hub.set_submit_to(assignment, origin);
+    }
 }
 
 async fn give_back(

@@ -13,7 +13,7 @@ use crowdcore::http::{HttpConfig, HttpState, Secret};
 use crowdcore::local::LocalMarketplace;
 use crowdcore::model::{AssignmentId, HitId, HitSpec, Money, WorkerId};
 use crowdcore::pavilion::{PavilionConfig, Snapshot};
-use crowdcore::store::MemoryStore;
+use crowdcore::store::{MemoryStore, Store};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -100,18 +100,49 @@ impl TestServer {
     ) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(10_000_000));
+        Self::launch(
+            pavilion,
+            tune,
+            retainer,
+            Arc::new(MemoryStore::new()),
+            market,
+        )
+        .await
+    }
+
+    /// A new marketplace, for [`start_on`](Self::start_on).
+    pub fn market() -> LocalMarketplace {
+        LocalMarketplace::new(Arc::new(SystemClock), Money::usd_cents(10_000_000))
+    }
+
+    /// A front over an engine recovered from `store` on `market`: what a restarted server
+    /// is (the same page secret, the same session).
+    pub async fn start_on(
+        pavilion: PavilionConfig,
+        store: Arc<dyn Store>,
+        market: LocalMarketplace,
+    ) -> Self {
+        Self::launch(pavilion, |_| {}, false, store, market).await
+    }
+
+    async fn launch(
+        pavilion: PavilionConfig,
+        tune: impl FnOnce(&mut HttpConfig),
+        retainer: bool,
+        store: Arc<dyn Store>,
+        market: LocalMarketplace,
+    ) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut config = EngineConfig::new(spec(), pavilion);
         config.observe_every_ms = 60_000;
-        let engine = EngineBuilder::new(
-            Arc::new(market.clone()),
-            Arc::new(MemoryStore::new()),
-            config,
-        )
-        .clock(clock.clone())
-        .start()
-        .await
-        .expect("engine starts")
-        .spawn();
+        // One session per store, so that a server restarted on it resumes it.
+        let engine = EngineBuilder::new(Arc::new(market.clone()), store.clone(), config)
+            .session(crowdcore::model::SessionId::new("http-test"))
+            .clock(clock.clone())
+            .start()
+            .await
+            .expect("engine starts")
+            .spawn();
         let secret = Secret::new(PAGE_SECRET.to_vec()).unwrap();
         let mut http = HttpConfig::new(secret.clone(), Secret::new(ADMIN_KEY.as_bytes()).unwrap());
         http.heartbeat_every_ms = 1_000;
@@ -128,6 +159,7 @@ impl TestServer {
             .clock(clock)
             .assignment_duration_ms(spec().assignment_duration_ms)
             .worker_side(Arc::new(market.clone()))
+            .store(store)
             .build()
             .expect("the local marketplace confirms arrivals");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -50,12 +50,32 @@
     job_ended: ["The job has ended", "Please return the HIT.", "bad"],
     over_budget: ["Sorry, this job is full", "Please return the HIT.", "bad"],
     already_seated: ["You already have a seat", "You hold this job under another assignment; please return this one.", "bad"],
-    released: ["The job has ended", "Thank you! Your work was submitted for you and will be paid.", "neutral"],
+    released: ["The job has ended", "Thank you! Your work is being submitted for you and will be paid.", "neutral"],
     timed_out: ["You were away too long", "This page stopped responding, so your seat went to someone else.", "bad"],
     submitted: ["Submitted — thank you!", "Your work is in. You may close this page.", "go"],
     returned: ["Returned", "You gave the HIT back. You may close this page.", "neutral"],
     abandoned: ["Time ran out", "The assignment expired on the platform.", "bad"],
   };
+
+  // Posts the platform's own finishing form (MTurk externalSubmit) once: after a submission,
+  // when the operator released this page (the job stopped), and again on a reload or a retry
+  // after a restart, so the platform and the engine agree and the worker gets paid. Its
+  // address comes from the server, which only ever sends an allow-listed platform origin.
+  let posted = false;
+  function finish(form) {
+    if (posted || !form) return;
+    posted = true;
+    const f = document.createElement("form");
+    f.method = "POST";
+    f.action = form.action;
+    for (const [name, value] of form.fields) {
+      const i = document.createElement("input");
+      i.type = "hidden"; i.name = name; i.value = value;
+      f.appendChild(i);
+    }
+    document.body.appendChild(f);
+    f.submit();
+  }
 
   function render(next) {
     if (!next) return;
@@ -81,6 +101,7 @@
       $("earned").textContent = `Paid so far: $${(state.earned_cents / 100).toFixed(2)}`;
     }
     tick();
+    finish(state.form);
   }
 
   function tick() {
@@ -207,21 +228,6 @@
       if (kind === "submit") body.contributions = units;
       const r = await call(kind === "submit" ? "w/submit" : "w/return", body);
       const result = r.ok ? r.json : null;
-      if (result && result.form) {
-        // The platform's own submit form (MTurk externalSubmit), so it and the engine agree.
-        const f = document.createElement("form");
-        f.method = "POST";
-        f.action = result.form.action;
-        for (const [name, value] of result.form.fields) {
-          const i = document.createElement("input");
-          i.type = "hidden"; i.name = name; i.value = value;
-          f.appendChild(i);
-        }
-        document.body.appendChild(f);
-        render(result.state);
-        f.submit();
-        return;
-      }
       if (result) render(result.state);
       else if (r.json && r.json.state) render(r.json.state);
       else problem((r.json && r.json.message) || "Something went wrong; please try again.");

@@ -184,13 +184,36 @@
     }
   }
 
+  // Every amount owed and not yet paid (pending at the platform, or failed), with what to do.
+  function renderOwed(owed) {
+    const rows = $("owed-rows");
+    rows.textContent = "";
+    for (const o of owed || []) {
+      const tr = el("tr");
+      const cents = o.amount_cents || 0;
+      const amount = o.currency === "USD" ? `$${(cents / 100).toFixed(2)}` : `${cents} ${o.currency}`;
+      for (const text of [o.worker, o.assignment || "—", o.kind, amount, o.state, o.manual]) tr.appendChild(el("td", text));
+      rows.appendChild(tr);
+    }
+    $("c-owed").textContent = owed && owed.length ? String(owed.length) : "";
+    $("owed").hidden = !(owed && owed.length);
+  }
+
+  async function refreshOwed() {
+    if (!key || $("cockpit").hidden) return;
+    try {
+      const r = await fetch("api/owed", { headers: { authorization: "Bearer " + key } });
+      if (r.ok) renderOwed(await r.json());
+    } catch (_) { /* next round */ }
+  }
+
   // ----- the stream --------------------------------------------------------------------------
   function onMessage(type, data) {
     const v = JSON.parse(data);
     if (type === "page") {
       status = v.status; history = v.history; events = v.events; receivedAt = performance.now();
       $("login").hidden = true; $("cockpit").hidden = false;
-      renderStatus(); renderChart(); renderEvents();
+      renderStatus(); renderChart(); renderEvents(); renderOwed(v.owed);
     } else if (type === "status") {
       status = v; receivedAt = performance.now(); renderStatus(); renderChart();
     } else if (type === "point") {
@@ -343,6 +366,7 @@
   });
   setInterval(() => { renderQueues(); renderChart(); }, 1000);
   setInterval(board, 5000);
+  setInterval(refreshOwed, 5000);
   setInterval(reservations, 3000);
   key = takeKey();
   if (key) { connect(); setTimeout(board, 500); setTimeout(reservations, 700); } else showLogin();

@@ -1,0 +1,222 @@
+//! How a page finishes on its platform, kept durably: the submit address a page arrived with
+//! (MTurk's `turkSubmitTo`) is recorded in the session's store metadata before its arrival is
+//! logged, so a page rebuilt after a restart, a reload, or a submit retried after its answer
+//! was lost is still told where to post its platform form. Only allow-listed origins are ever
+//! recorded, and what is read back is checked against the allow-list again: a page never
+//! chooses where money goes.
+
+use std::sync::Arc;
+
+use super::worker::PlatformForm;
+use crate::engine::pay_kind_name;
+use crate::model::{AssignmentId, Money, SessionId, WorkerId};
+use crate::pavilion::{Effect, EffectKind};
+use crate::store::{LedgerEntry, OutboxEntry, Store, StoreError};
+
+/// The metadata key of an assignment's submit address.
+fn key(assignment: &AssignmentId) -> String {
+    format!("http.submit_to.{assignment}")
+}
+
+/// The form a page posts to MTurk's `externalSubmit` at `origin`.
+pub(crate) fn mturk_form(
+    origin: &str,
+    assignment: &AssignmentId,
+    contributions: u32,
+) -> PlatformForm {
+    PlatformForm {
+        action: format!("{origin}/mturk/externalSubmit"),
+        fields: vec![
+            ("assignmentId".to_owned(), assignment.to_string()),
+            ("contributions".to_owned(), contributions.to_string()),
+        ],
+    }
+}
+
+/// Each page's finishing record, in the session's store (or nowhere, for a front built without
+/// one: then a restart forgets the addresses, as before).
+pub(crate) struct PageRecords {
+    store: Option<Arc<dyn Store>>,
+    session: SessionId,
+    allowed: Vec<String>,
+}
+
+impl PageRecords {
+    pub(crate) fn new(
+        store: Option<Arc<dyn Store>>,
+        session: SessionId,
+        allowed: &[String],
+    ) -> Self {
+        Self {
+            store,
+            session,
+            allowed: allowed
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect(),
+        }
+    }
+
+    /// Whether the records survive a restart.
+    pub(crate) fn durable(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Whether `origin` is one of the platform addresses pages may finish at.
+    pub(crate) fn allows(&self, origin: &str) -> bool {
+        let origin = origin.trim_end_matches('/');
+        self.allowed.iter().any(|o| o == origin)
+    }
+
+    /// Records `assignment`'s submit address (an allow-listed origin) unless it already is.
+    pub(crate) async fn record(
+        &self,
+        assignment: &AssignmentId,
+        origin: &str,
+    ) -> Result<(), StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let key = key(assignment);
+        if store.meta(&self.session, &key).await?.as_deref() == Some(origin) {
+            return Ok(());
+        }
+        store.put_meta(&self.session, &key, origin).await
+    }
+
+    /// The submit address recorded for `assignment`, if one is and it is still allowed.
+    pub(crate) async fn submit_to(&self, assignment: &AssignmentId) -> Option<String> {
+        let store = self.store.as_ref()?;
+        match store.meta(&self.session, &key(assignment)).await {
+            Ok(Some(origin)) if self.allows(&origin) => Some(origin),
+            Ok(Some(origin)) => {
+                tracing::warn!(%assignment, %origin,
+                    "a recorded submit address is no longer allowed; not offering it");
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(%assignment, error = %e, "could not read a page's submit address");
+                None
+            }
+        }
+    }
+}
+
+/// An amount the session owes a worker and has not paid yet (`GET /api/owed`, the status page).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Owed {
+    /// Who.
+    pub worker: WorkerId,
+    /// For which assignment.
+    pub assignment: Option<AssignmentId>,
+    /// What for: `base`, `waiting_bonus`, …
+    pub kind: String,
+    /// How much.
+    #[serde(flatten, with = "crate::model::money_as_cents")]
+    pub amount: Money,
+    /// `pending`: the engine is still trying (MTurk approves only a submitted assignment: the
+    /// worker's page posts its form); `failed`: the engine gave up.
+    pub state: &'static str,
+    /// What the operator can do about it.
+    pub manual: &'static str,
+}
+
+const PENDING: &str = "the engine keeps trying: MTurk approves an assignment only once it is \
+    submitted, which the worker's page does by posting its form; if the page is gone the \
+    assignment is submitted when it auto-approves or when you approve it by hand";
+const FAILED: &str = "not paid: once MTurk lets it (the assignment submitted or approved), pay \
+    this as a bonus to the worker's assignment (SendBonus), or approve it by hand";
+
+/// What the ledger and the outbox say is owed: pay effects still pending, and ledger entries
+/// that were not paid.
+pub(crate) fn owed(ledger: &[LedgerEntry], pending: &[OutboxEntry]) -> Vec<Owed> {
+    let mut out: Vec<Owed> = pending
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Effect>(&e.body).ok())
+        .filter_map(|e| match e.kind {
+            EffectKind::Pay {
+                worker,
+                assignment,
+                kind,
+                amount,
+            } => Some(Owed {
+                worker,
+                assignment: Some(assignment),
+                kind: pay_kind_name(kind).to_owned(),
+                amount,
+                state: "pending",
+                manual: PENDING,
+            }),
+            _ => None,
+        })
+        .collect();
+    out.extend(ledger.iter().filter(|e| !e.paid).map(|e| Owed {
+        worker: e.worker.clone(),
+        assignment: e.assignment.clone(),
+        kind: e.kind.clone(),
+        amount: e.amount,
+        state: "failed",
+        manual: FAILED,
+    }));
+    out
+}
+
+impl PageRecords {
+    /// The pay effects still pending in the session's outbox (none known without a store).
+    pub(crate) async fn pending(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        match &self.store {
+            Some(store) => store.pending(&self.session).await,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EffectId, Timestamp};
+    use crate::pavilion::PayKind;
+    use crate::store::OutboxState;
+
+    #[test]
+    fn pending_pays_and_failed_ones_are_owed_and_paid_ones_are_not() {
+        let id = EffectId::new(SessionId::new("s"), 7);
+        let pay = Effect {
+            at: Timestamp::from_millis(5),
+            id: id.clone(),
+            kind: EffectKind::Pay {
+                worker: WorkerId::new("w1"),
+                assignment: AssignmentId::new("a1"),
+                kind: PayKind::Base,
+                amount: Money::usd_cents(50),
+            },
+        };
+        let pending = [OutboxEntry {
+            id,
+            body: serde_json::to_string(&pay).unwrap(),
+            state: OutboxState::Pending,
+        }];
+        let entry = |worker: &str, paid| LedgerEntry {
+            effect: EffectId::new(SessionId::new("s"), 3),
+            worker: WorkerId::new(worker),
+            assignment: Some(AssignmentId::new("a2")),
+            kind: "waiting_bonus".into(),
+            amount: Money::usd_cents(20),
+            paid,
+            at: Timestamp::from_millis(4),
+        };
+        let owed = owed(&[entry("w2", false), entry("w3", true)], &pending);
+        let who: Vec<_> = owed
+            .iter()
+            .map(|o| (o.worker.as_str(), o.kind.as_str(), o.amount.minor, o.state))
+            .collect();
+        assert_eq!(
+            who,
+            [
+                ("w1", "base", 50, "pending"),
+                ("w2", "waiting_bonus", 20, "failed")
+            ]
+        );
+    }
+}
