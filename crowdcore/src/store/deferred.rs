@@ -76,7 +76,10 @@ impl Held {
 /// A batch handed to the inner store and not yet answered.
 type InFlight = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 
-/// A write-behind view of one session of a store: see the [module docs](self).
+/// A write-behind view of one session of a store, for drivers whose platform dies with the
+/// process (the simulator): writes are held in order, answered from what the view knows, and
+/// handed over many to a [`Store::write_all`], so that a crash leaves a prefix of them. Never in
+/// front of a platform that outlives the process.
 pub struct Deferred {
     inner: Arc<dyn Store>,
     session: SessionId,
