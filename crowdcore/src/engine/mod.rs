@@ -45,11 +45,27 @@ use crate::platform::{
 use crate::store::{
     Completion, LedgerEntry, NewEffect, NewInput, OutboxState, Store, StoreError, StoredSnapshot,
 };
-pub use machine::{Action, Driving, Machine, MachineConfig, RetainerEngineConfig};
+pub use machine::{
+    Action, DEFAULT_SUBMIT_WINDOW_MS, Driving, Machine, MachineConfig, RetainerEngineConfig,
+};
 
 /// The name of the engine's assignment observer cursor in the store.
 pub const ASSIGNMENT_CURSOR: &str = "assignments";
 const CONFIG_KEY: &str = "engine_config";
+/// The error code of an approval refused because the worker has not submitted yet (the
+/// platform holds the assignment as accepted): retried until the worker can no longer submit.
+pub const NOT_SUBMITTED: &str = "NotSubmitted";
+
+/// A payment the engine could not make, and why: its ledger entry (`paid: false`) and the
+/// platform's reason. [`Engine::owed`] lists them, for the host's status page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Owed {
+    /// The ledger entry, unpaid.
+    pub entry: LedgerEntry,
+    /// Why it was not paid.
+    pub reason: String,
+}
 
 /// How the engine retries platform calls that failed with a retryable error: capped
 /// exponential backoff with full jitter.
@@ -327,6 +343,7 @@ impl<M: Machine> EngineBuilder<M> {
                 effect,
                 attempts: 0,
                 due: now,
+                submit_by: None,
             });
         }
         let cursor = store.cursor(&session, ASSIGNMENT_CURSOR).await?;
@@ -355,6 +372,7 @@ impl<M: Machine> EngineBuilder<M> {
             calls: tokio::task::JoinSet::new(),
             flying: Vec::new(),
             next_dispatch: None,
+            owed: Vec::new(),
         })
     }
 }
@@ -368,6 +386,8 @@ struct Pending<E> {
     effect: E,
     attempts: u32,
     due: Timestamp,
+    /// For an approval refused as not submitted yet: the last time the worker can submit.
+    submit_by: Option<Timestamp>,
 }
 
 /// A running session. See the [module docs](self).
@@ -401,6 +421,8 @@ pub struct Engine<M: Machine = Pavilion> {
     flying: Vec<(EffectId, Lane)>,
     /// When a spawned engine can next start a call that waits only for its retry time.
     next_dispatch: Option<Timestamp>,
+    /// Payments that failed for good in this run, with their reasons.
+    owed: Vec<Owed>,
 }
 
 /// The events of an engine driving `M`.
@@ -506,6 +528,12 @@ impl<M: Machine> Engine<M> {
     /// The payments ledger.
     pub async fn ledger(&self) -> Result<Vec<LedgerEntry>, EngineError<M::Rejected>> {
         Ok(self.store.ledger(&self.session).await?)
+    }
+
+    /// Payments that failed for good in this run (each also in the ledger with `paid: false`),
+    /// with the platform's reason: what the study owes and why.
+    pub fn owed(&self) -> &[Owed] {
+        &self.owed
     }
 
     /// Effects waiting to be carried out (for a retry, or after recovery).
@@ -752,6 +780,7 @@ impl<M: Machine> Engine<M> {
                     effect,
                     attempts: 0,
                     due: now,
+                    submit_by: None,
                 }));
         }
         self.since_snapshot += 1;
@@ -802,6 +831,33 @@ impl<M: Machine> Engine<M> {
     ) -> Result<(), EngineError<M::Rejected>> {
         match result {
             Ok(outcome) => self.finish(pending.effect, outcome).await,
+            Err(e) if e.code == NOT_SUBMITTED => {
+                // The worker may still submit: retry (capped backoff) until they cannot.
+                let now = self.clock.now();
+                let window = self.machine.submit_window_ms(&self.config);
+                let submit_by = *pending.submit_by.get_or_insert(now.plus_millis(window));
+                if now >= submit_by {
+                    let e = PlatformError::new(
+                        e.kind,
+                        NOT_SUBMITTED,
+                        format!(
+                            "never submitted within its duration ({window} ms): {}",
+                            e.message
+                        ),
+                    );
+                    return self.fail(pending.effect, e).await;
+                }
+                pending.attempts += 1;
+                let delay = self
+                    .driving
+                    .retry
+                    .delay_ms(pending.attempts, self.rng.random::<f64>());
+                tracing::debug!(effect = %M::effect_id(&pending.effect), delay, "not submitted yet");
+                // One last try at the end of the window, not long after it.
+                pending.due = now.plus_millis(delay.max(1)).min(submit_by);
+                self.retrying.push_back(pending);
+                Ok(())
+            }
             Err(e) if e.is_retryable() => {
                 pending.attempts += 1;
                 let delay = self
@@ -936,6 +992,12 @@ impl<M: Machine> Engine<M> {
             ledger: self.ledger_entry(&effect, false, now).into_iter().collect(),
             inputs: inputs.iter().map(|i| new_input(now, i)).collect(),
         };
+        if let Some(entry) = self.ledger_entry(&effect, false, now) {
+            self.owed.push(Owed {
+                entry,
+                reason: error.to_string(),
+            });
+        }
         self.publish(EngineEvent::EffectFailed {
             effect,
             error: error.to_string(),
@@ -1102,6 +1164,9 @@ impl<M: Machine> Engine<M> {
                     Some(Command::Ledger(reply)) => {
                         let _ = reply.send(self.ledger().await.map_err(|e| e.to_string()));
                     }
+                    Some(Command::Owed(reply)) => {
+                        let _ = reply.send(self.owed.clone());
+                    }
                     Some(Command::Read(read)) => read(&self.machine),
                 }
             }
@@ -1132,6 +1197,7 @@ enum Command<M: Machine> {
     Input(M::Input, Reply<M::Rejected>),
     Snapshot(oneshot::Sender<M::Snapshot>),
     Ledger(oneshot::Sender<Result<Vec<LedgerEntry>, String>>),
+    Owed(oneshot::Sender<Vec<Owed>>),
     Read(Reader<M>),
 }
 
@@ -1213,6 +1279,16 @@ impl<M: Machine> EngineHandle<M> {
         rx.await
             .map_err(|_| HandleError::Stopped)?
             .map_err(HandleError::Failed)
+    }
+
+    /// Payments that failed for good in this run, with their reasons ([`Engine::owed`]).
+    pub async fn owed(&self) -> Result<Vec<Owed>, HandleError<M::Rejected>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Owed(reply))
+            .await
+            .map_err(|_| HandleError::Stopped)?;
+        rx.await.map_err(|_| HandleError::Stopped)
     }
 
     /// Reads the machine through `read` (a getter such as the retainer's `task_for`), in the
@@ -1315,10 +1391,22 @@ impl Call {
                 let hit = p.post(&spec, slots, key).await?;
                 Ok(Outcome::Posted { hit, slots })
             }
-            Call::Approve { assignment } => {
-                p.approve(&assignment, key).await?;
-                Ok(Outcome::Paid)
-            }
+            Call::Approve { assignment } => match p.approve(&assignment, key).await {
+                Ok(()) => Ok(Outcome::Paid),
+                Err(e) if e.kind == crate::platform::PlatformErrorKind::Conflict => {
+                    // Refused for its state: if the worker still holds it, they have not
+                    // submitted yet (MTurk's InvalidAssignmentState), and may.
+                    match p.assignment(&assignment).await {
+                        Ok(Some(record))
+                            if record.status == crate::platform::AssignmentStatus::Accepted =>
+                        {
+                            Err(PlatformError::new(e.kind, NOT_SUBMITTED, e.message))
+                        }
+                        _ => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            },
             Call::Bonus {
                 worker,
                 assignment,
