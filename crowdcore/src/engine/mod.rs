@@ -39,7 +39,7 @@ use crate::pavilion::{
     ConfigError, Input, Pavilion, PavilionConfig, PayKind, Rejected, RestoreError, Targets,
 };
 use crate::platform::{
-    AssignmentUpdate, Cursor, FNV_OFFSET, IdempotencyKey, Platform, PlatformError, fnv1a,
+    AssignmentUpdate, Cursor, FNV_OFFSET, IdempotencyKey, Page, Platform, PlatformError, fnv1a,
 };
 
 use crate::store::{
@@ -371,6 +371,7 @@ impl<M: Machine> EngineBuilder<M> {
             seq,
             calls: tokio::task::JoinSet::new(),
             flying: Vec::new(),
+            polling: false,
             next_dispatch: None,
             owed: Vec::new(),
         })
@@ -378,7 +379,12 @@ impl<M: Machine> EngineBuilder<M> {
 }
 
 /// A platform call that came back: the effect, and what the platform answered.
-type Landing<E> = (Pending<E>, Result<Outcome, PlatformError>);
+/// What a spawned engine's task beside the loop came back with: a platform call (the effect,
+/// and what the platform answered), or an observer poll (a page of updates).
+enum Landing<E> {
+    Call(Pending<E>, Result<Outcome, PlatformError>),
+    Poll(Result<Page<AssignmentUpdate>, PlatformError>),
+}
 
 /// An effect waiting to be carried out.
 #[derive(Debug)]
@@ -419,6 +425,8 @@ pub struct Engine<M: Machine = Pavilion> {
     /// A spawned engine's platform calls in flight ([`Engine::dispatch`]), and their lanes.
     calls: tokio::task::JoinSet<Landing<M::Effect>>,
     flying: Vec<(EffectId, Lane)>,
+    /// A spawned engine's observer poll is in flight (one at a time, in `calls`).
+    polling: bool,
     /// When a spawned engine can next start a call that waits only for its retry time.
     next_dispatch: Option<Timestamp>,
     /// Payments that failed for good in this run, with their reasons.
@@ -591,7 +599,12 @@ impl<M: Machine> Engine<M> {
                 .or_else(ignore_rejection)?;
         }
         if self.observing() && self.next_observe <= now {
-            self.observe().await?;
+            if self.spawned {
+                // Beside the loop: a hanging poll delays no heartbeat.
+                self.start_poll();
+            } else {
+                self.observe().await?;
+            }
             self.next_observe = now.plus_millis(self.driving.observe_every_ms.max(1));
         }
         self.drive().await
@@ -630,6 +643,48 @@ impl<M: Machine> Engine<M> {
                 return Ok(());
             }
         }
+    }
+
+    /// A spawned engine's observer poll: one `updates` call beside the loop, under
+    /// [`CallPolicy::timeout_ms`], unless one is in flight already. Its page comes back through
+    /// [`Self::polled`].
+    fn start_poll(&mut self) {
+        if self.polling {
+            return;
+        }
+        self.polling = true;
+        let timeout = std::time::Duration::from_millis(self.driving.calls.timeout_ms.max(1));
+        let platform = self.platform.clone();
+        let cursor = self.cursor.clone();
+        self.calls.spawn(async move {
+            Landing::Poll(timed(timeout, platform.updates(cursor.as_ref())).await)
+        });
+    }
+
+    /// A spawned engine's poll came back: the updates are recorded with the cursor after them,
+    /// then applied (as [`Self::observe`] does inline); a full page asks for the next at once.
+    async fn polled(
+        &mut self,
+        result: Result<Page<AssignmentUpdate>, PlatformError>,
+    ) -> Result<(), EngineError<M::Rejected>> {
+        self.polling = false;
+        let page = match result {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::debug!(error = %e, "assignment poll failed; will poll again");
+                return Ok(());
+            }
+        };
+        let advanced = page.next.filter(|n| Some(n) != self.cursor.as_ref());
+        let cursor = advanced.as_ref().map(|c| (ASSIGNMENT_CURSOR, c));
+        self.record_updates(&page.items, cursor).await?;
+        if let Some(next) = advanced {
+            self.cursor = Some(next);
+            if !page.items.is_empty() {
+                self.start_poll();
+            }
+        }
+        self.dispatch().await
     }
 
     /// Feeds assignment updates a platform pushed (a notification queue, a webhook) instead of
@@ -911,15 +966,8 @@ impl<M: Machine> Engine<M> {
             let platform = self.platform.clone();
             self.flying.push((id.clone(), lane));
             self.calls.spawn(async move {
-                let result = match tokio::time::timeout(timeout, call.run(&*platform, &key)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(PlatformError::new(
-                        crate::platform::PlatformErrorKind::Timeout,
-                        "CallTimeout",
-                        format!("no answer in {} ms", timeout.as_millis()),
-                    )),
-                };
-                (pending, result)
+                let result = timed(timeout, call.run(&*platform, &key)).await;
+                Landing::Call(pending, result)
             });
         }
         if self.flying.is_empty() {
@@ -1104,10 +1152,15 @@ impl<M: Machine> Engine<M> {
                 let command = match command {
                     Some(Wake::Landed(landed)) => {
                         match landed {
-                            Ok((pending, result)) => {
+                            Ok(Landing::Call(pending, result)) => {
                                 self.live()?;
                                 let landed = self.land(pending, result).await;
                                 self.settle(landed)?;
+                            }
+                            Ok(Landing::Poll(result)) => {
+                                self.live()?;
+                                let polled = self.polled(result).await;
+                                self.settle(polled)?;
                             }
                             // A call task cannot panic on its own (the platform's code could):
                             // its effect stays pending in the outbox and is re-sent with its
@@ -1317,6 +1370,23 @@ impl<M: Machine> EngineHandle<M> {
     /// Whether the engine task has ended (its handle dropped, or a store failure).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
+    }
+}
+
+/// `call` under `timeout`: no answer in time is a retryable [`PlatformErrorKind::Timeout`].
+///
+/// [`PlatformErrorKind::Timeout`]: crate::platform::PlatformErrorKind::Timeout
+async fn timed<T>(
+    timeout: std::time::Duration,
+    call: impl std::future::Future<Output = Result<T, PlatformError>>,
+) -> Result<T, PlatformError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(PlatformError::new(
+            crate::platform::PlatformErrorKind::Timeout,
+            "CallTimeout",
+            format!("no answer in {} ms", timeout.as_millis()),
+        )),
     }
 }
 
