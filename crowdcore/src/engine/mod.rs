@@ -347,6 +347,21 @@ impl<M: Machine> EngineBuilder<M> {
             });
         }
         let cursor = store.cursor(&session, ASSIGNMENT_CURSOR).await?;
+        // What earlier runs could not pay, and why (the outbox keeps the platform's reason).
+        let mut owed = Vec::new();
+        for entry in store.ledger(&session).await? {
+            if entry.paid {
+                continue;
+            }
+            let reason = match store.effect(&entry.effect).await? {
+                Some(crate::store::OutboxEntry {
+                    state: OutboxState::Failed { error },
+                    ..
+                }) => error,
+                _ => String::from("unknown"),
+            };
+            owed.push(Owed { entry, reason });
+        }
         let rng = ChaCha8Rng::seed_from_u64(fnv1a(FNV_OFFSET, session.as_str()));
         let (events_tx, _) = broadcast::channel(1024);
         let driving = M::driving(&config);
@@ -373,7 +388,7 @@ impl<M: Machine> EngineBuilder<M> {
             flying: Vec::new(),
             polling: false,
             next_dispatch: None,
-            owed: Vec::new(),
+            owed,
         })
     }
 }
@@ -429,7 +444,7 @@ pub struct Engine<M: Machine = Pavilion> {
     polling: bool,
     /// When a spawned engine can next start a call that waits only for its retry time.
     next_dispatch: Option<Timestamp>,
-    /// Payments that failed for good in this run, with their reasons.
+    /// Payments that failed for good, with their reasons (recovered from the store).
     owed: Vec<Owed>,
 }
 
@@ -538,8 +553,8 @@ impl<M: Machine> Engine<M> {
         Ok(self.store.ledger(&self.session).await?)
     }
 
-    /// Payments that failed for good in this run (each also in the ledger with `paid: false`),
-    /// with the platform's reason: what the study owes and why.
+    /// Payments that failed for good (each in the ledger with `paid: false`, this run's and
+    /// earlier runs'), with the platform's reason: what the study owes and why.
     pub fn owed(&self) -> &[Owed] {
         &self.owed
     }
@@ -1334,7 +1349,7 @@ impl<M: Machine> EngineHandle<M> {
             .map_err(HandleError::Failed)
     }
 
-    /// Payments that failed for good in this run, with their reasons ([`Engine::owed`]).
+    /// Payments that failed for good, with their reasons ([`Engine::owed`]).
     pub async fn owed(&self) -> Result<Vec<Owed>, HandleError<M::Rejected>> {
         let (reply, rx) = oneshot::channel();
         self.tx

@@ -257,4 +257,20 @@ async fn a_worker_who_never_submits_is_owed_with_a_reason() {
     assert_eq!(rig.market.earnings(&WorkerId::new("w1")).minor, paid);
     // Not given up early: the last refusal came after the assignment's duration.
     assert!(rig.clock.now() >= at(5 + 3_600), "{:?}", rig.clock.now());
+    // A restarted engine still knows what is owed, and why.
+    let owed = owed.to_vec();
+    drop(rig.engine);
+    let restarted = EngineBuilder::new(
+        Arc::new(Strict {
+            inner: rig.market.clone(),
+        }),
+        Arc::new(rig.store.clone()),
+        config(),
+    )
+    .session(SessionId::new("late-submit"))
+    .clock(Arc::new(rig.clock.clone()))
+    .start()
+    .await
+    .unwrap();
+    assert_eq!(restarted.owed(), owed.as_slice());
 }

@@ -190,8 +190,10 @@ async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
     let handle = engine.spawn();
     handle.input(Input::Start).await.unwrap();
     assert!(
-        eventually(5, async || !market.hits().is_empty()).await,
-        "the hire is posted"
+        eventually(5, async || !market.hits().is_empty()
+            && handle.read(|m| m.hires_in_flight() == 0).await.unwrap())
+        .await,
+        "the hire is posted, and the engine knows its HIT"
     );
     // Two workers take seats while the platform is fast.
     let hit = market.hits()[0].0.clone();
@@ -283,8 +285,10 @@ async fn heartbeats_are_served_while_the_observer_poll_hangs() {
     let handle = engine.spawn();
     handle.input(Input::Start).await.unwrap();
     assert!(
-        eventually(5, async || !market.hits().is_empty()).await,
-        "the hire is posted"
+        eventually(5, async || !market.hits().is_empty()
+            && handle.read(|m| m.hires_in_flight() == 0).await.unwrap())
+        .await,
+        "the hire is posted, and the engine knows its HIT"
     );
     let hit = market.hits()[0].0.clone();
     let mut seated = Vec::new();
