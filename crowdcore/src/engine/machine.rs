@@ -92,7 +92,17 @@ pub trait Machine: Sized + Send + Sync + 'static {
     fn hire_failed(effect: &Self::Effect, reason: String) -> Self::Input;
     /// The input a platform's assignment update means, if any.
     fn update_input(update: &AssignmentUpdate) -> Option<Self::Input>;
+    /// How long after an approval is first refused as not submitted yet the worker may still
+    /// submit (the assignment's duration, at most): the engine keeps retrying until then.
+    fn submit_window_ms(&self, config: &Self::Config) -> u64 {
+        let _ = config;
+        DEFAULT_SUBMIT_WINDOW_MS
+    }
 }
+
+/// [`Machine::submit_window_ms`] for a machine that does not know its assignments' duration:
+/// one hour, the default [`HitSpec`](crate::model::HitSpec) duration.
+pub const DEFAULT_SUBMIT_WINDOW_MS: u64 = 3_600_000;
 
 /// A configuration that says which machine it configures, so that
 /// [`EngineBuilder::new`](super::EngineBuilder::new) knows the machine from the config.
@@ -318,6 +328,10 @@ impl Machine for Pavilion {
 
     fn update_input(update: &AssignmentUpdate) -> Option<pavilion::Input> {
         departure_input!(pavilion::Input, update)
+    }
+
+    fn submit_window_ms(&self, config: &EngineConfig) -> u64 {
+        config.spec.assignment_duration_ms
     }
 }
 

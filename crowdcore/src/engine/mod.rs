@@ -39,17 +39,33 @@ use crate::pavilion::{
     ConfigError, Input, Pavilion, PavilionConfig, PayKind, Rejected, RestoreError, Targets,
 };
 use crate::platform::{
-    AssignmentUpdate, Cursor, FNV_OFFSET, IdempotencyKey, Platform, PlatformError, fnv1a,
+    AssignmentUpdate, Cursor, FNV_OFFSET, IdempotencyKey, Page, Platform, PlatformError, fnv1a,
 };
 
 use crate::store::{
     Completion, LedgerEntry, NewEffect, NewInput, OutboxState, Store, StoreError, StoredSnapshot,
 };
-pub use machine::{Action, Driving, Machine, MachineConfig, RetainerEngineConfig};
+pub use machine::{
+    Action, DEFAULT_SUBMIT_WINDOW_MS, Driving, Machine, MachineConfig, RetainerEngineConfig,
+};
 
 /// The name of the engine's assignment observer cursor in the store.
 pub const ASSIGNMENT_CURSOR: &str = "assignments";
 const CONFIG_KEY: &str = "engine_config";
+/// The error code of an approval refused because the worker has not submitted yet (the
+/// platform holds the assignment as accepted): retried until the worker can no longer submit.
+pub const NOT_SUBMITTED: &str = "NotSubmitted";
+
+/// A payment the engine could not make, and why: its ledger entry (`paid: false`) and the
+/// platform's reason. [`Engine::owed`] lists them, for the host's status page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Owed {
+    /// The ledger entry, unpaid.
+    pub entry: LedgerEntry,
+    /// Why it was not paid.
+    pub reason: String,
+}
 
 /// How the engine retries platform calls that failed with a retryable error: capped
 /// exponential backoff with full jitter.
@@ -327,9 +343,25 @@ impl<M: Machine> EngineBuilder<M> {
                 effect,
                 attempts: 0,
                 due: now,
+                submit_by: None,
             });
         }
         let cursor = store.cursor(&session, ASSIGNMENT_CURSOR).await?;
+        // What earlier runs could not pay, and why (the outbox keeps the platform's reason).
+        let mut owed = Vec::new();
+        for entry in store.ledger(&session).await? {
+            if entry.paid {
+                continue;
+            }
+            let reason = match store.effect(&entry.effect).await? {
+                Some(crate::store::OutboxEntry {
+                    state: OutboxState::Failed { error },
+                    ..
+                }) => error,
+                _ => String::from("unknown"),
+            };
+            owed.push(Owed { entry, reason });
+        }
         let rng = ChaCha8Rng::seed_from_u64(fnv1a(FNV_OFFSET, session.as_str()));
         let (events_tx, _) = broadcast::channel(1024);
         let driving = M::driving(&config);
@@ -354,13 +386,20 @@ impl<M: Machine> EngineBuilder<M> {
             seq,
             calls: tokio::task::JoinSet::new(),
             flying: Vec::new(),
+            polling: false,
             next_dispatch: None,
+            owed,
         })
     }
 }
 
 /// A platform call that came back: the effect, and what the platform answered.
-type Landing<E> = (Pending<E>, Result<Outcome, PlatformError>);
+/// What a spawned engine's task beside the loop came back with: a platform call (the effect,
+/// and what the platform answered), or an observer poll (a page of updates).
+enum Landing<E> {
+    Call(Pending<E>, Result<Outcome, PlatformError>),
+    Poll(Result<Page<AssignmentUpdate>, PlatformError>),
+}
 
 /// An effect waiting to be carried out.
 #[derive(Debug)]
@@ -368,6 +407,8 @@ struct Pending<E> {
     effect: E,
     attempts: u32,
     due: Timestamp,
+    /// For an approval refused as not submitted yet: the last time the worker can submit.
+    submit_by: Option<Timestamp>,
 }
 
 /// A running session. See the [module docs](self).
@@ -399,8 +440,12 @@ pub struct Engine<M: Machine = Pavilion> {
     /// A spawned engine's platform calls in flight ([`Engine::dispatch`]), and their lanes.
     calls: tokio::task::JoinSet<Landing<M::Effect>>,
     flying: Vec<(EffectId, Lane)>,
+    /// A spawned engine's observer poll is in flight (one at a time, in `calls`).
+    polling: bool,
     /// When a spawned engine can next start a call that waits only for its retry time.
     next_dispatch: Option<Timestamp>,
+    /// Payments that failed for good, with their reasons (recovered from the store).
+    owed: Vec<Owed>,
 }
 
 /// The events of an engine driving `M`.
@@ -508,6 +553,12 @@ impl<M: Machine> Engine<M> {
         Ok(self.store.ledger(&self.session).await?)
     }
 
+    /// Payments that failed for good (each in the ledger with `paid: false`, this run's and
+    /// earlier runs'), with the platform's reason: what the study owes and why.
+    pub fn owed(&self) -> &[Owed] {
+        &self.owed
+    }
+
     /// Effects waiting to be carried out (for a retry, or after recovery).
     pub fn pending_effects(&self) -> usize {
         self.flying.len() + self.pending_not_flying()
@@ -563,7 +614,12 @@ impl<M: Machine> Engine<M> {
                 .or_else(ignore_rejection)?;
         }
         if self.observing() && self.next_observe <= now {
-            self.observe().await?;
+            if self.spawned {
+                // Beside the loop: a hanging poll delays no heartbeat.
+                self.start_poll();
+            } else {
+                self.observe().await?;
+            }
             self.next_observe = now.plus_millis(self.driving.observe_every_ms.max(1));
         }
         self.drive().await
@@ -602,6 +658,48 @@ impl<M: Machine> Engine<M> {
                 return Ok(());
             }
         }
+    }
+
+    /// A spawned engine's observer poll: one `updates` call beside the loop, under
+    /// [`CallPolicy::timeout_ms`], unless one is in flight already. Its page comes back through
+    /// [`Self::polled`].
+    fn start_poll(&mut self) {
+        if self.polling {
+            return;
+        }
+        self.polling = true;
+        let timeout = std::time::Duration::from_millis(self.driving.calls.timeout_ms.max(1));
+        let platform = self.platform.clone();
+        let cursor = self.cursor.clone();
+        self.calls.spawn(async move {
+            Landing::Poll(timed(timeout, platform.updates(cursor.as_ref())).await)
+        });
+    }
+
+    /// A spawned engine's poll came back: the updates are recorded with the cursor after them,
+    /// then applied (as [`Self::observe`] does inline); a full page asks for the next at once.
+    async fn polled(
+        &mut self,
+        result: Result<Page<AssignmentUpdate>, PlatformError>,
+    ) -> Result<(), EngineError<M::Rejected>> {
+        self.polling = false;
+        let page = match result {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::debug!(error = %e, "assignment poll failed; will poll again");
+                return Ok(());
+            }
+        };
+        let advanced = page.next.filter(|n| Some(n) != self.cursor.as_ref());
+        let cursor = advanced.as_ref().map(|c| (ASSIGNMENT_CURSOR, c));
+        self.record_updates(&page.items, cursor).await?;
+        if let Some(next) = advanced {
+            self.cursor = Some(next);
+            if !page.items.is_empty() {
+                self.start_poll();
+            }
+        }
+        self.dispatch().await
     }
 
     /// Feeds assignment updates a platform pushed (a notification queue, a webhook) instead of
@@ -752,6 +850,7 @@ impl<M: Machine> Engine<M> {
                     effect,
                     attempts: 0,
                     due: now,
+                    submit_by: None,
                 }));
         }
         self.since_snapshot += 1;
@@ -802,6 +901,33 @@ impl<M: Machine> Engine<M> {
     ) -> Result<(), EngineError<M::Rejected>> {
         match result {
             Ok(outcome) => self.finish(pending.effect, outcome).await,
+            Err(e) if e.code == NOT_SUBMITTED => {
+                // The worker may still submit: retry (capped backoff) until they cannot.
+                let now = self.clock.now();
+                let window = self.machine.submit_window_ms(&self.config);
+                let submit_by = *pending.submit_by.get_or_insert(now.plus_millis(window));
+                if now >= submit_by {
+                    let e = PlatformError::new(
+                        e.kind,
+                        NOT_SUBMITTED,
+                        format!(
+                            "never submitted within its duration ({window} ms): {}",
+                            e.message
+                        ),
+                    );
+                    return self.fail(pending.effect, e).await;
+                }
+                pending.attempts += 1;
+                let delay = self
+                    .driving
+                    .retry
+                    .delay_ms(pending.attempts, self.rng.random::<f64>());
+                tracing::debug!(effect = %M::effect_id(&pending.effect), delay, "not submitted yet");
+                // One last try at the end of the window, not long after it.
+                pending.due = now.plus_millis(delay.max(1)).min(submit_by);
+                self.retrying.push_back(pending);
+                Ok(())
+            }
             Err(e) if e.is_retryable() => {
                 pending.attempts += 1;
                 let delay = self
@@ -855,15 +981,8 @@ impl<M: Machine> Engine<M> {
             let platform = self.platform.clone();
             self.flying.push((id.clone(), lane));
             self.calls.spawn(async move {
-                let result = match tokio::time::timeout(timeout, call.run(&*platform, &key)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(PlatformError::new(
-                        crate::platform::PlatformErrorKind::Timeout,
-                        "CallTimeout",
-                        format!("no answer in {} ms", timeout.as_millis()),
-                    )),
-                };
-                (pending, result)
+                let result = timed(timeout, call.run(&*platform, &key)).await;
+                Landing::Call(pending, result)
             });
         }
         if self.flying.is_empty() {
@@ -936,6 +1055,12 @@ impl<M: Machine> Engine<M> {
             ledger: self.ledger_entry(&effect, false, now).into_iter().collect(),
             inputs: inputs.iter().map(|i| new_input(now, i)).collect(),
         };
+        if let Some(entry) = self.ledger_entry(&effect, false, now) {
+            self.owed.push(Owed {
+                entry,
+                reason: error.to_string(),
+            });
+        }
         self.publish(EngineEvent::EffectFailed {
             effect,
             error: error.to_string(),
@@ -1042,10 +1167,15 @@ impl<M: Machine> Engine<M> {
                 let command = match command {
                     Some(Wake::Landed(landed)) => {
                         match landed {
-                            Ok((pending, result)) => {
+                            Ok(Landing::Call(pending, result)) => {
                                 self.live()?;
                                 let landed = self.land(pending, result).await;
                                 self.settle(landed)?;
+                            }
+                            Ok(Landing::Poll(result)) => {
+                                self.live()?;
+                                let polled = self.polled(result).await;
+                                self.settle(polled)?;
                             }
                             // A call task cannot panic on its own (the platform's code could):
                             // its effect stays pending in the outbox and is re-sent with its
@@ -1102,6 +1232,9 @@ impl<M: Machine> Engine<M> {
                     Some(Command::Ledger(reply)) => {
                         let _ = reply.send(self.ledger().await.map_err(|e| e.to_string()));
                     }
+                    Some(Command::Owed(reply)) => {
+                        let _ = reply.send(self.owed.clone());
+                    }
                     Some(Command::Read(read)) => read(&self.machine),
                 }
             }
@@ -1132,6 +1265,7 @@ enum Command<M: Machine> {
     Input(M::Input, Reply<M::Rejected>),
     Snapshot(oneshot::Sender<M::Snapshot>),
     Ledger(oneshot::Sender<Result<Vec<LedgerEntry>, String>>),
+    Owed(oneshot::Sender<Vec<Owed>>),
     Read(Reader<M>),
 }
 
@@ -1215,6 +1349,16 @@ impl<M: Machine> EngineHandle<M> {
             .map_err(HandleError::Failed)
     }
 
+    /// Payments that failed for good, with their reasons ([`Engine::owed`]).
+    pub async fn owed(&self) -> Result<Vec<Owed>, HandleError<M::Rejected>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Owed(reply))
+            .await
+            .map_err(|_| HandleError::Stopped)?;
+        rx.await.map_err(|_| HandleError::Stopped)
+    }
+
     /// Reads the machine through `read` (a getter such as the retainer's `task_for`), in the
     /// engine's task, between two inputs.
     pub async fn read<T, F>(&self, read: F) -> Result<T, HandleError<M::Rejected>>
@@ -1241,6 +1385,23 @@ impl<M: Machine> EngineHandle<M> {
     /// Whether the engine task has ended (its handle dropped, or a store failure).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
+    }
+}
+
+/// `call` under `timeout`: no answer in time is a retryable [`PlatformErrorKind::Timeout`].
+///
+/// [`PlatformErrorKind::Timeout`]: crate::platform::PlatformErrorKind::Timeout
+async fn timed<T>(
+    timeout: std::time::Duration,
+    call: impl std::future::Future<Output = Result<T, PlatformError>>,
+) -> Result<T, PlatformError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(PlatformError::new(
+            crate::platform::PlatformErrorKind::Timeout,
+            "CallTimeout",
+            format!("no answer in {} ms", timeout.as_millis()),
+        )),
     }
 }
 
@@ -1315,10 +1476,22 @@ impl Call {
                 let hit = p.post(&spec, slots, key).await?;
                 Ok(Outcome::Posted { hit, slots })
             }
-            Call::Approve { assignment } => {
-                p.approve(&assignment, key).await?;
-                Ok(Outcome::Paid)
-            }
+            Call::Approve { assignment } => match p.approve(&assignment, key).await {
+                Ok(()) => Ok(Outcome::Paid),
+                Err(e) if e.kind == crate::platform::PlatformErrorKind::Conflict => {
+                    // Refused for its state: if the worker still holds it, they have not
+                    // submitted yet (MTurk's InvalidAssignmentState), and may.
+                    match p.assignment(&assignment).await {
+                        Ok(Some(record))
+                            if record.status == crate::platform::AssignmentStatus::Accepted =>
+                        {
+                            Err(PlatformError::new(e.kind, NOT_SUBMITTED, e.message))
+                        }
+                        _ => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            },
             Call::Bonus {
                 worker,
                 assignment,

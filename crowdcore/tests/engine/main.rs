@@ -8,6 +8,7 @@
 mod bad_input;
 mod config_changed;
 mod faults;
+mod late_submit;
 mod permanent_errors;
 mod pushed;
 mod recovery;

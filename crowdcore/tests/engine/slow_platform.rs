@@ -1,8 +1,9 @@
 //! A spawned engine makes its platform calls beside its loop: a platform that takes seconds per
-//! call, or never answers, delays no input and times out no page that keeps beating.
+//! call, or never answers, delays no input and times out no page that keeps beating; nor does
+//! an observer poll (`updates`) that never answers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -20,11 +21,26 @@ use crowdcore::{AssignmentId, HitId, HitSpec, Money, WorkerId};
 use crate::support::config;
 
 /// The local marketplace behind calls that each take `delay_ms` (changeable) before they
-/// reach it; `u64::MAX` never answers. Reads (updates, lookups) stay fast.
+/// reach it; `u64::MAX` never answers. Reads (updates, lookups) stay fast unless
+/// `updates_hang`, when `updates` never answers.
 struct Slow {
     inner: LocalMarketplace,
     delay_ms: AtomicU64,
     calls: AtomicU64,
+    updates_hang: AtomicBool,
+    polls: AtomicU64,
+}
+
+impl Slow {
+    fn new(inner: LocalMarketplace) -> Self {
+        Self {
+            inner,
+            delay_ms: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            updates_hang: AtomicBool::new(false),
+            polls: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Slow {
@@ -75,6 +91,10 @@ impl Platform for Slow {
         &self,
         cursor: Option<&Cursor>,
     ) -> Result<Page<AssignmentUpdate>, PlatformError> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        if self.updates_hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.inner.updates(cursor).await
     }
     async fn approve(
@@ -156,11 +176,7 @@ async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
 async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
     let clock = Arc::new(SystemClock);
     let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(1_000_000));
-    let slow = Arc::new(Slow {
-        inner: market.clone(),
-        delay_ms: AtomicU64::new(0),
-        calls: AtomicU64::new(0),
-    });
+    let slow = Arc::new(Slow::new(market.clone()));
     let mut config = config();
     config.pavilion.heartbeat_timeout_ms = 1_500;
     config.calls.timeout_ms = 1_000;
@@ -174,8 +190,10 @@ async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
     let handle = engine.spawn();
     handle.input(Input::Start).await.unwrap();
     assert!(
-        eventually(5, async || !market.hits().is_empty()).await,
-        "the hire is posted"
+        eventually(5, async || !market.hits().is_empty()
+            && handle.read(|m| m.hires_in_flight() == 0).await.unwrap())
+        .await,
+        "the hire is posted, and the engine knows its HIT"
     );
     // Two workers take seats while the platform is fast.
     let hit = market.hits()[0].0.clone();
@@ -245,5 +263,103 @@ async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
     let paid: Vec<_> = ledger.iter().filter(|e| e.paid).collect();
     assert_eq!(paid.len(), 1, "paid once: {ledger:?}");
     assert_eq!(paid[0].assignment.as_ref(), Some(&seated[0]));
+    assert!(!handle.is_finished());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_are_served_while_the_observer_poll_hangs() {
+    let clock = Arc::new(SystemClock);
+    let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(1_000_000));
+    let slow = Arc::new(Slow::new(market.clone()));
+    let mut config = config();
+    config.pavilion.heartbeat_timeout_ms = 1_500;
+    config.calls.timeout_ms = 1_000;
+    config.observe_every_ms = 100;
+    let store = Arc::new(MemoryStore::new());
+    let engine = EngineBuilder::new(slow.clone(), store.clone(), config)
+        .clock(clock)
+        .start()
+        .await
+        .unwrap();
+    let session = engine.session().clone();
+    let handle = engine.spawn();
+    handle.input(Input::Start).await.unwrap();
+    assert!(
+        eventually(5, async || !market.hits().is_empty()
+            && handle.read(|m| m.hires_in_flight() == 0).await.unwrap())
+        .await,
+        "the hire is posted, and the engine knows its HIT"
+    );
+    let hit = market.hits()[0].0.clone();
+    let mut seated = Vec::new();
+    for w in ["W1", "W2"] {
+        let worker = WorkerId::new(w);
+        let assignment = market.accept(&worker, &hit).unwrap();
+        handle
+            .input(Input::Arrive {
+                worker,
+                assignment: assignment.clone(),
+                hit: hit.clone(),
+            })
+            .await
+            .unwrap();
+        seated.push(assignment);
+    }
+    // Every poll now hangs (timed out after 1 s, one in flight at a time); both workers keep
+    // beating for 4 s, past their 1.5 s heartbeat timeout.
+    slow.updates_hang.store(true, Ordering::SeqCst);
+    let before = slow.polls.load(Ordering::SeqCst);
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(4) {
+        for assignment in &seated {
+            let call = Instant::now();
+            handle
+                .input(Input::Heartbeat {
+                    assignment: assignment.clone(),
+                })
+                .await
+                .unwrap();
+            slowest = slowest.max(call.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a heartbeat waited {slowest:?} behind the observer's poll"
+    );
+    let w2 = seated[1].clone();
+    let seat = handle.read(move |m| m.seat_of(&w2)).await.unwrap();
+    assert!(
+        matches!(seat, Some(SeatState::Active | SeatState::Waiting)),
+        "W2 kept beating and keeps its seat: {seat:?}"
+    );
+    let hung = slow.polls.load(Ordering::SeqCst) - before;
+    assert!(
+        (2..=6).contains(&hung),
+        "one poll in flight at a time, each timed out after 1 s: {hung} polls in 4 s"
+    );
+    // The platform answers again: W1's submission, seen only by the observer, is recorded
+    // and applied, and W1 is paid.
+    slow.updates_hang.store(false, Ordering::SeqCst);
+    market.submit(&seated[0], None).unwrap();
+    assert!(
+        eventually(10, async || {
+            store.ledger(&session).await.unwrap().iter().any(|e| e.paid)
+        })
+        .await,
+        "the observer saw W1 submit"
+    );
+    let ledger = store.ledger(&session).await.unwrap();
+    let base: Vec<_> = ledger.iter().filter(|e| e.kind == "base").collect();
+    assert_eq!(base.len(), 1, "{ledger:?}");
+    assert_eq!(base[0].assignment.as_ref(), Some(&seated[0]));
+    assert!(
+        store
+            .cursor(&session, crowdcore::engine::ASSIGNMENT_CURSOR)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(!handle.is_finished());
 }
