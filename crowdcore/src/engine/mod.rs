@@ -393,7 +393,6 @@ impl<M: Machine> EngineBuilder<M> {
     }
 }
 
-/// A platform call that came back: the effect, and what the platform answered.
 /// What a spawned engine's task beside the loop came back with: a platform call (the effect,
 /// and what the platform answered), or an observer poll (a page of updates).
 enum Landing<E> {
@@ -647,17 +646,26 @@ impl<M: Machine> Engine<M> {
                     return Ok(());
                 }
             };
-            let advanced = page.next.filter(|n| Some(n) != self.cursor.as_ref());
-            let cursor = advanced.as_ref().map(|c| (ASSIGNMENT_CURSOR, c));
-            self.record_updates(&page.items, cursor).await?;
-            let Some(next) = advanced else {
-                return Ok(());
-            };
-            self.cursor = Some(next);
-            if page.items.is_empty() {
+            if !self.take_page(page).await? {
                 return Ok(());
             }
         }
+    }
+
+    /// Records a page of assignment updates with the cursor after it, then applies them;
+    /// returns whether the platform may have more right now (the cursor moved past updates).
+    async fn take_page(
+        &mut self,
+        page: Page<AssignmentUpdate>,
+    ) -> Result<bool, EngineError<M::Rejected>> {
+        let advanced = page.next.filter(|n| Some(n) != self.cursor.as_ref());
+        let cursor = advanced.as_ref().map(|c| (ASSIGNMENT_CURSOR, c));
+        self.record_updates(&page.items, cursor).await?;
+        let Some(next) = advanced else {
+            return Ok(false);
+        };
+        self.cursor = Some(next);
+        Ok(!page.items.is_empty())
     }
 
     /// A spawned engine's observer poll: one `updates` call beside the loop, under
@@ -690,14 +698,8 @@ impl<M: Machine> Engine<M> {
                 return Ok(());
             }
         };
-        let advanced = page.next.filter(|n| Some(n) != self.cursor.as_ref());
-        let cursor = advanced.as_ref().map(|c| (ASSIGNMENT_CURSOR, c));
-        self.record_updates(&page.items, cursor).await?;
-        if let Some(next) = advanced {
-            self.cursor = Some(next);
-            if !page.items.is_empty() {
-                self.start_poll();
-            }
+        if self.take_page(page).await? {
+            self.start_poll();
         }
         self.dispatch().await
     }
@@ -917,30 +919,30 @@ impl<M: Machine> Engine<M> {
                     );
                     return self.fail(pending.effect, e).await;
                 }
-                pending.attempts += 1;
-                let delay = self
-                    .driving
-                    .retry
-                    .delay_ms(pending.attempts, self.rng.random::<f64>());
-                tracing::debug!(effect = %M::effect_id(&pending.effect), delay, "not submitted yet");
+                tracing::debug!(effect = %M::effect_id(&pending.effect), "not submitted yet");
                 // One last try at the end of the window, not long after it.
-                pending.due = now.plus_millis(delay.max(1)).min(submit_by);
-                self.retrying.push_back(pending);
+                self.retry_later(pending, Some(submit_by));
                 Ok(())
             }
             Err(e) if e.is_retryable() => {
-                pending.attempts += 1;
-                let delay = self
-                    .driving
-                    .retry
-                    .delay_ms(pending.attempts, self.rng.random::<f64>());
-                tracing::debug!(effect = %M::effect_id(&pending.effect), error = %e, delay, "retrying");
-                pending.due = self.clock.now().plus_millis(delay.max(1));
-                self.retrying.push_back(pending);
+                tracing::debug!(effect = %M::effect_id(&pending.effect), error = %e, "retrying");
+                self.retry_later(pending, None);
                 Ok(())
             }
             Err(e) => self.fail(pending.effect, e).await,
         }
+    }
+
+    /// Queues `pending` again after the retry policy's next backoff (no later than `by`).
+    fn retry_later(&mut self, mut pending: Pending<M::Effect>, by: Option<Timestamp>) {
+        pending.attempts += 1;
+        let delay = self
+            .driving
+            .retry
+            .delay_ms(pending.attempts, self.rng.random::<f64>());
+        let due = self.clock.now().plus_millis(delay.max(1));
+        pending.due = by.map_or(due, |by| due.min(by));
+        self.retrying.push_back(pending);
     }
 
     /// A spawned engine's version of [`Self::drive`]: every due effect that may go now starts
