@@ -647,20 +647,11 @@ fn complete(
     let unknown = || Failure::Refused(StoreError::UnknownEffect(id.clone()));
     let seq = i64::try_from(id.seq).map_err(|_| unknown())?;
     // Everything is checked before anything is written.
-    let inputs = input_rows(&completion.inputs)?;
-    let ledger = completion
-        .ledger
-        .iter()
-        .map(|e| Ok((e, sql_int(e.at.as_millis(), "ledger time")?)))
-        .collect::<Result<Vec<_>, Failure>>()?;
-    if !inputs.is_empty() {
-        room(last_seq(conn, state, session)?, inputs.len())?;
-    }
-    let (state_name, result, error) = match &completion.state {
-        OutboxState::Pending => ("pending", None, None),
-        OutboxState::Done { result } => ("done", Some(result.as_str()), None),
-        OutboxState::Failed { error } => ("failed", None, Some(error.as_str())),
-    };
+    let Checked {
+        inputs,
+        ledger,
+        outbox: (state_name, result, error),
+    } = check_completion(conn, state, session, completion)?;
     // One statement in the common case: the effect is there and pending.
     let changed = conn
         .prepare_cached(
@@ -690,6 +681,41 @@ fn complete(
     Ok(Written::Fresh(true))
 }
 
+/// A completion's rows, checked before anything is written: its inputs (with room in the log),
+/// its ledger entries, and the outbox's `(state, result, error)`.
+struct Checked<'a> {
+    inputs: Vec<(i64, &'a str)>,
+    ledger: Vec<(&'a LedgerEntry, i64)>,
+    outbox: (&'static str, Option<&'a str>, Option<&'a str>),
+}
+
+fn check_completion<'a>(
+    conn: &Connection,
+    state: &mut TxState<'_>,
+    session: &SessionId,
+    completion: &'a Completion,
+) -> Result<Checked<'a>, Failure> {
+    let inputs = input_rows(&completion.inputs)?;
+    let ledger = completion
+        .ledger
+        .iter()
+        .map(|e| Ok((e, sql_int(e.at.as_millis(), "ledger time")?)))
+        .collect::<Result<Vec<_>, Failure>>()?;
+    if !inputs.is_empty() {
+        room(last_seq(conn, state, session)?, inputs.len())?;
+    }
+    let outbox = match &completion.state {
+        OutboxState::Pending => ("pending", None, None),
+        OutboxState::Done { result } => ("done", Some(result.as_str()), None),
+        OutboxState::Failed { error } => ("failed", None, Some(error.as_str())),
+    };
+    Ok(Checked {
+        inputs,
+        ledger,
+        outbox,
+    })
+}
+
 /// A [`store::Write::Record`]: the effect goes into the outbox already finished, with its
 /// completion's ledger entries and inputs. An effect that is there already refuses it.
 fn record(
@@ -707,20 +733,11 @@ fn record(
         ))));
     }
     let seq = sql_int(id.seq, "effect sequence number")?;
-    let inputs = input_rows(&completion.inputs)?;
-    let ledger = completion
-        .ledger
-        .iter()
-        .map(|e| Ok((e, sql_int(e.at.as_millis(), "ledger time")?)))
-        .collect::<Result<Vec<_>, Failure>>()?;
-    if !inputs.is_empty() {
-        room(last_seq(conn, state, session)?, inputs.len())?;
-    }
-    let (state_name, result, error) = match &completion.state {
-        OutboxState::Pending => ("pending", None, None),
-        OutboxState::Done { result } => ("done", Some(result.as_str()), None),
-        OutboxState::Failed { error } => ("failed", None, Some(error.as_str())),
-    };
+    let Checked {
+        inputs,
+        ledger,
+        outbox: (state_name, result, error),
+    } = check_completion(conn, state, session, completion)?;
     ensure_session(conn, state, session)?;
     let inserted = conn
         .prepare_cached(
