@@ -13,6 +13,8 @@
 //!
 //! ```text
 //! cargo run --release -p crowdcore-examples --example http_load -- --pages 1000 --seconds 30
+//! # the same while every platform call takes 2 s:
+//! cargo run --release -p crowdcore-examples --example http_load -- --pages 1000 --seconds 30 --platform-delay-ms 2000
 //! ```
 //!
 //! The clients run in the same process as the server (one 2-core machine), so the numbers
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use crowdcore::clock::{Clock, SystemClock};
 use crowdcore::engine::{EngineBuilder, EngineConfig};
+use crowdcore::faults::{CallClass, FaultyPlatform, Latency};
 use crowdcore::http::sse::SseReader;
 use crowdcore::http::{HttpConfig, HttpState, RateLimit, Secret};
 use crowdcore::local::LocalMarketplace;
@@ -61,6 +64,15 @@ struct Args {
     /// Where the engine logs.
     #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
     store: StoreKind,
+    /// Every platform call that changes something (post, pay, expire, …) answers after this
+    /// many milliseconds (the fault injector's latency; reads stay fast): the front must not
+    /// notice.
+    #[arg(long, default_value_t = 0)]
+    platform_delay_ms: u64,
+    /// This fraction of platform calls fails (throttled, 5xx, or done with its answer lost;
+    /// the fault injector, seeded), retried by the engine.
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
     /// Worker threads of the runtime.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -137,7 +149,14 @@ async fn run(args: Args) {
     let mut config = EngineConfig::new(spec, pavilion);
     config.observe_every_ms = 5_000;
     config.snapshot_every = 0;
-    let engine = EngineBuilder::new(Arc::new(market.clone()), store, config)
+    let platform = FaultyPlatform::new(Arc::new(market.clone()), 0, args.fault_rate);
+    if args.platform_delay_ms > 0 {
+        platform.set_latency(
+            CallClass::Effect,
+            Latency::After(Duration::from_millis(args.platform_delay_ms)),
+        );
+    }
+    let engine = EngineBuilder::new(Arc::new(platform), store, config)
         .clock(clock.clone())
         .start()
         .await
@@ -326,8 +345,14 @@ async fn run(args: Args) {
     promotions.sort();
     let snap = engine.snapshot().await.unwrap();
     println!(
-        "pages {} · heartbeat every {} ms · forward gap {} ms · store {:?} · {} runtime threads · {} s measured",
-        args.pages, args.heartbeat_ms, args.forward_gap_ms, args.store, args.threads, args.seconds
+        "pages {} · heartbeat every {} ms · forward gap {} ms · store {:?} · platform calls after {} ms · {} runtime threads · {} s measured",
+        args.pages,
+        args.heartbeat_ms,
+        args.forward_gap_ms,
+        args.store,
+        args.platform_delay_ms,
+        args.threads,
+        args.seconds
     );
     println!("| measure | n | p50 ms | p99 ms | max ms |");
     println!("| --- | --- | --- | --- | --- |");
@@ -352,6 +377,24 @@ async fn run(args: Args) {
         missed,
         snap.active.len(),
         snap.waiting.len()
+    );
+    // The admin stops the job with every page still in (waiting and active released, each
+    // paid through a platform call that may be slow or faulty): the request waits for the
+    // input to be logged, never for those calls.
+    let t_stop = Instant::now();
+    let stopped = client
+        .post(format!("{base}/api/stop"))
+        .bearer_auth("load-test-admin-key-0123456789")
+        .send()
+        .await
+        .unwrap();
+    let stop_took = t_stop.elapsed();
+    assert!(stopped.status().is_success(), "stop: {}", stopped.status());
+    println!(
+        "POST /api/stop with {} pages present: {} ms (fault rate {})",
+        snap.active.len() + snap.waiting.len(),
+        ms(stop_took),
+        args.fault_rate
     );
     for a in arrivals {
         a.abort();

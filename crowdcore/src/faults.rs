@@ -10,6 +10,10 @@
 //!   lost and the caller gets a timeout. This is the fault that makes idempotency keys matter:
 //!   a driver that retries without the original key does the work twice.
 //!
+//! It can also make calls slow, or never answer ([`Latency`], per [`CallClass`]): a platform
+//! call can take a minute in the field, and a driver must go on serving its workers meanwhile.
+//! The wait is on tokio's clock, so a test with paused time runs it instantly.
+//!
 //! The same seed and the same sequence of calls give the same faults, so a test that fails
 //! fails again. [`capabilities`](Platform::capabilities) is never faulty.
 //!
@@ -81,11 +85,54 @@ impl FaultKind {
     }
 }
 
+/// The kinds of platform call whose latency can be set apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallClass {
+    /// Calls that change something: post, add slots, expire, approve, reject, bonus, notify,
+    /// block, grant and revoke qualifications — what an outbox effect calls.
+    Effect,
+    /// [`Platform::updates`]: an observer's poll.
+    Poll,
+    /// Reads of one thing: [`Platform::assignment`] (confirming an arrival) and
+    /// [`Platform::balance`].
+    Lookup,
+}
+
+/// How long a call takes before it reaches the inner platform.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Latency {
+    /// At once.
+    #[default]
+    Immediate,
+    /// After this long (on tokio's clock).
+    After(std::time::Duration),
+    /// Never: the call hangs until its caller gives up on it.
+    Never,
+}
+
+impl Latency {
+    async fn wait(self) {
+        match self {
+            Latency::Immediate => {}
+            Latency::After(d) => tokio::time::sleep(d).await,
+            Latency::Never => std::future::pending::<()>().await,
+        }
+    }
+}
+
 /// How many calls the wrapper saw and how many faults it injected, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultCounts {
     /// Calls made through the wrapper (not counting `capabilities`).
     pub calls: u64,
+    /// Of those, effect calls ([`CallClass::Effect`]).
+    pub effects: u64,
+    /// Of those, polls ([`CallClass::Poll`]).
+    pub polls: u64,
+    /// Of those, lookups ([`CallClass::Lookup`]).
+    pub lookups: u64,
     /// Calls refused as throttled.
     pub throttled: u64,
     /// Calls refused as unavailable.
@@ -115,6 +162,18 @@ struct State {
     rng: ChaCha8Rng,
     rate: f64,
     counts: FaultCounts,
+    /// Latency of effects, polls and lookups, in [`CallClass`] order.
+    latency: [Latency; 3],
+}
+
+impl CallClass {
+    fn index(self) -> usize {
+        match self {
+            CallClass::Effect => 0,
+            CallClass::Poll => 1,
+            CallClass::Lookup => 2,
+        }
+    }
 }
 
 /// A [`Platform`] that makes a seeded fraction of calls fail. See the [module docs](self).
@@ -144,6 +203,7 @@ impl FaultyPlatform {
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 rate: clamp_rate(rate),
                 counts: FaultCounts::default(),
+                latency: [Latency::Immediate; 3],
             }),
         }
     }
@@ -156,6 +216,17 @@ impl FaultyPlatform {
     /// The fault rate in force.
     pub fn rate(&self) -> f64 {
         self.lock().rate
+    }
+
+    /// Makes calls of `class` take `latency` from the next call on (before the fault gate
+    /// decides what happens to them; a call already waiting keeps its wait).
+    pub fn set_latency(&self, class: CallClass, latency: Latency) {
+        self.lock().latency[class.index()] = latency;
+    }
+
+    /// The latency of calls of `class`.
+    pub fn latency(&self, class: CallClass) -> Latency {
+        self.lock().latency[class.index()]
     }
 
     /// Calls seen and faults injected so far.
@@ -173,16 +244,22 @@ impl FaultyPlatform {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Decides the fate of one call and counts it.
-    fn draw(&self) -> Option<FaultKind> {
+    /// Decides the fate of one call of `class`, counts it, and says how long it takes.
+    fn draw(&self, class: CallClass) -> (Option<FaultKind>, Latency) {
         let mut s = self.lock();
         s.counts.calls += 1;
+        match class {
+            CallClass::Effect => s.counts.effects += 1,
+            CallClass::Poll => s.counts.polls += 1,
+            CallClass::Lookup => s.counts.lookups += 1,
+        }
+        let latency = s.latency[class.index()];
         // Two draws for every call, faulty or not, so that changing the rate shifts which
         // calls fail but not the stream of draws behind them.
         let unit = s.rng.random::<f64>();
         let pick = s.rng.random_range(0..FaultKind::ALL.len());
         if unit >= s.rate {
-            return None;
+            return (None, latency);
         }
         let kind = FaultKind::ALL[pick];
         match kind {
@@ -190,16 +267,20 @@ impl FaultyPlatform {
             FaultKind::Unavailable => s.counts.unavailable += 1,
             FaultKind::Timeout => s.counts.timeouts += 1,
         }
-        Some(kind)
+        (Some(kind), latency)
     }
 
-    /// Runs `call` through the fault gate. The future is lazy: a refused call is dropped
-    /// without ever being polled, so the inner platform never sees it.
+    /// Runs `call`, of `class`, through the fault gate after its latency. The future is lazy:
+    /// a refused call is dropped without ever being polled, so the inner platform never sees
+    /// it.
     async fn gate<T>(
         &self,
+        class: CallClass,
         call: impl Future<Output = Result<T, PlatformError>> + Send,
     ) -> Result<T, PlatformError> {
-        match self.draw() {
+        let (fault, latency) = self.draw(class);
+        latency.wait().await;
+        match fault {
             None => call.await,
             Some(FaultKind::Timeout) => {
                 // Whatever the inner platform answered, the caller never hears it.
@@ -231,14 +312,16 @@ impl Platform for FaultyPlatform {
         slots: u32,
         key: &IdempotencyKey,
     ) -> Result<HitId, PlatformError> {
-        self.gate(self.inner.post(spec, slots, key)).await
+        self.gate(CallClass::Effect, self.inner.post(spec, slots, key))
+            .await
     }
 
     async fn assignment(
         &self,
         assignment: &AssignmentId,
     ) -> Result<Option<AssignmentRecord>, PlatformError> {
-        self.gate(self.inner.assignment(assignment)).await
+        self.gate(CallClass::Lookup, self.inner.assignment(assignment))
+            .await
     }
 
     async fn add_slots(
@@ -247,18 +330,19 @@ impl Platform for FaultyPlatform {
         n: u32,
         key: &IdempotencyKey,
     ) -> Result<(), PlatformError> {
-        self.gate(self.inner.add_slots(hit, n, key)).await
+        self.gate(CallClass::Effect, self.inner.add_slots(hit, n, key))
+            .await
     }
 
     async fn expire(&self, hit: &HitId) -> Result<(), PlatformError> {
-        self.gate(self.inner.expire(hit)).await
+        self.gate(CallClass::Effect, self.inner.expire(hit)).await
     }
 
     async fn updates(
         &self,
         cursor: Option<&Cursor>,
     ) -> Result<Page<AssignmentUpdate>, PlatformError> {
-        self.gate(self.inner.updates(cursor)).await
+        self.gate(CallClass::Poll, self.inner.updates(cursor)).await
     }
 
     async fn approve(
@@ -266,7 +350,8 @@ impl Platform for FaultyPlatform {
         assignment: &AssignmentId,
         key: &IdempotencyKey,
     ) -> Result<(), PlatformError> {
-        self.gate(self.inner.approve(assignment, key)).await
+        self.gate(CallClass::Effect, self.inner.approve(assignment, key))
+            .await
     }
 
     async fn reject(
@@ -275,8 +360,11 @@ impl Platform for FaultyPlatform {
         feedback: &str,
         key: &IdempotencyKey,
     ) -> Result<(), PlatformError> {
-        self.gate(self.inner.reject(assignment, feedback, key))
-            .await
+        self.gate(
+            CallClass::Effect,
+            self.inner.reject(assignment, feedback, key),
+        )
+        .await
     }
 
     async fn bonus(
@@ -287,8 +375,11 @@ impl Platform for FaultyPlatform {
         reason: &str,
         key: &IdempotencyKey,
     ) -> Result<(), PlatformError> {
-        self.gate(self.inner.bonus(worker, assignment, amount, reason, key))
-            .await
+        self.gate(
+            CallClass::Effect,
+            self.inner.bonus(worker, assignment, amount, reason, key),
+        )
+        .await
     }
 
     async fn notify(
@@ -297,12 +388,16 @@ impl Platform for FaultyPlatform {
         subject: &str,
         message: &str,
     ) -> Result<(), PlatformError> {
-        self.gate(self.inner.notify(workers, subject, message))
-            .await
+        self.gate(
+            CallClass::Effect,
+            self.inner.notify(workers, subject, message),
+        )
+        .await
     }
 
     async fn block(&self, worker: &WorkerId, reason: &str) -> Result<(), PlatformError> {
-        self.gate(self.inner.block(worker, reason)).await
+        self.gate(CallClass::Effect, self.inner.block(worker, reason))
+            .await
     }
 
     async fn grant_qualification(
@@ -311,8 +406,11 @@ impl Platform for FaultyPlatform {
         qualification: &str,
         value: i64,
     ) -> Result<(), PlatformError> {
-        self.gate(self.inner.grant_qualification(worker, qualification, value))
-            .await
+        self.gate(
+            CallClass::Effect,
+            self.inner.grant_qualification(worker, qualification, value),
+        )
+        .await
     }
 
     async fn revoke_qualification(
@@ -320,12 +418,15 @@ impl Platform for FaultyPlatform {
         worker: &WorkerId,
         qualification: &str,
     ) -> Result<(), PlatformError> {
-        self.gate(self.inner.revoke_qualification(worker, qualification))
-            .await
+        self.gate(
+            CallClass::Effect,
+            self.inner.revoke_qualification(worker, qualification),
+        )
+        .await
     }
 
     async fn balance(&self) -> Result<Money, PlatformError> {
-        self.gate(self.inner.balance()).await
+        self.gate(CallClass::Lookup, self.inner.balance()).await
     }
 }
 
@@ -447,6 +548,34 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(counts_a, counts_b);
         assert_ne!(a, c);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_take_their_class_latency_and_never_means_never() {
+        let m = market();
+        let p = FaultyPlatform::new(Arc::new(m.clone()), 5, 0.0);
+        p.set_latency(
+            CallClass::Effect,
+            Latency::After(std::time::Duration::from_secs(60)),
+        );
+        p.set_latency(CallClass::Poll, Latency::Never);
+        let started = tokio::time::Instant::now();
+        let hit = p.post(&spec(), 1, &key(1)).await.unwrap();
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(60));
+        assert_eq!(m.hits()[0].0, hit);
+        // A lookup is not an effect: it answers at once.
+        let started = tokio::time::Instant::now();
+        p.balance().await.unwrap();
+        assert_eq!(started.elapsed(), std::time::Duration::ZERO);
+        // A poll never answers.
+        let hung = tokio::time::timeout(std::time::Duration::from_secs(3_600), p.updates(None));
+        assert!(hung.await.is_err());
+        let counts = p.injected();
+        assert_eq!(
+            (counts.calls, counts.effects, counts.polls, counts.lookups),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(p.latency(CallClass::Lookup), Latency::Immediate);
     }
 
     #[test]

@@ -141,6 +141,8 @@ struct Market {
     earnings: HashMap<WorkerId, i64>,
     bonuses: Vec<(WorkerId, Option<AssignmentId>, Money)>,
     messages: Vec<(WorkerId, String)>,
+    /// Approving an assignment its worker still holds is refused (MTurk's rule).
+    approve_needs_submission: bool,
 }
 
 /// The in-process marketplace. Clones share the same market. A handle acts for one project
@@ -178,6 +180,13 @@ impl LocalMarketplace {
     /// The project this handle posts and pays for.
     pub fn project(&self) -> &ProjectId {
         &self.project
+    }
+
+    /// Whether approving an assignment its worker has not submitted yet is refused, as MTurk
+    /// refuses it (`InvalidAssignmentState`, a conflict). Off by default: the local market
+    /// lets a requester approve work its page auto-submits.
+    pub fn require_submission_to_approve(&self, on: bool) {
+        self.lock().approve_needs_submission = on;
     }
 
     fn lock(&self) -> MutexGuard<'_, Market> {
@@ -712,6 +721,13 @@ impl Platform for LocalMarketplace {
         })?;
         match a.status {
             AssignmentStatus::Approved => return Ok(()), // approving twice is harmless
+            AssignmentStatus::Accepted if m.approve_needs_submission => {
+                return Err(err(
+                    PlatformErrorKind::Conflict,
+                    "InvalidAssignmentState",
+                    format!("assignment {assignment} is not submitted"),
+                ));
+            }
             // The local market lets a requester approve work the page auto-submits.
             AssignmentStatus::Accepted | AssignmentStatus::Submitted => {}
             other => {

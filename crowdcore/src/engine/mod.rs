@@ -23,6 +23,7 @@
 //! [`Engine::next_wakeup`]; a server wraps it in [`Engine::spawn`], which runs that loop in real
 //! time and takes calls through an [`EngineHandle`].
 
+mod calls;
 mod machine;
 
 use std::collections::VecDeque;
@@ -45,6 +46,8 @@ use crate::platform::{
 use crate::store::{
     Completion, LedgerEntry, NewEffect, NewInput, OutboxState, Store, StoreError, StoredSnapshot,
 };
+use calls::limited;
+pub use calls::{CallLimiter, CallPolicy};
 pub use machine::{
     Action, DEFAULT_SUBMIT_WINDOW_MS, Driving, Machine, MachineConfig, RetainerEngineConfig,
 };
@@ -98,28 +101,6 @@ impl RetryPolicy {
         let half = exp / 2;
         // Jitter only spreads retries in time; money and ids never depend on it.
         half + (half as f64 * unit.clamp(0.0, 1.0)) as u64
-    }
-}
-
-/// How a spawned engine ([`Engine::spawn`]) makes platform calls: beside its loop, at most
-/// `max_in_flight` at a time, each with its own timeout. A call that times out is retried with
-/// its idempotency key, like any retryable failure. An engine driven directly (a simulation)
-/// makes its calls one at a time, in order, on the caller's task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CallPolicy {
-    /// Platform calls in flight at once, per session (at least 1).
-    pub max_in_flight: u32,
-    /// How long one platform call may take, in milliseconds, before it counts as timed out.
-    pub timeout_ms: u64,
-}
-
-impl Default for CallPolicy {
-    fn default() -> Self {
-        Self {
-            max_in_flight: 16,
-            timeout_ms: 30_000,
-        }
     }
 }
 
@@ -239,6 +220,7 @@ pub struct EngineBuilder<M: Machine = Pavilion> {
     config: M::Config,
     clock: Arc<dyn Clock>,
     session: Option<SessionId>,
+    limiter: Option<CallLimiter>,
 }
 
 impl<M: Machine> EngineBuilder<M> {
@@ -255,12 +237,21 @@ impl<M: Machine> EngineBuilder<M> {
             config: config.into_config(),
             clock: Arc::new(SystemClock),
             session: None,
+            limiter: None,
         }
     }
 
     /// Uses `clock` instead of the system clock.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Starts this engine's platform calls through `limiter` (shared with the other engines
+    /// it was given to: sessions on one platform account share one rate limit) instead of the
+    /// bucket [`CallPolicy::per_second`] asks for.
+    pub fn limiter(mut self, limiter: CallLimiter) -> Self {
+        self.limiter = Some(limiter);
         self
     }
 
@@ -280,6 +271,7 @@ impl<M: Machine> EngineBuilder<M> {
             mut config,
             clock,
             session,
+            limiter,
         } = self;
         let capabilities = platform.capabilities();
         M::prepare(&mut config, &capabilities)?;
@@ -365,7 +357,9 @@ impl<M: Machine> EngineBuilder<M> {
         let rng = ChaCha8Rng::seed_from_u64(fnv1a(FNV_OFFSET, session.as_str()));
         let (events_tx, _) = broadcast::channel(1024);
         let driving = M::driving(&config);
+        let limiter = limiter.or_else(|| driving.calls.limiter());
         Ok(Engine {
+            limiter,
             driving,
             since_snapshot: 0,
             session,
@@ -436,6 +430,8 @@ pub struct Engine<M: Machine = Pavilion> {
     since_snapshot: u64,
     /// A store write failed: the engine refuses every call from then on.
     failed: bool,
+    /// The token bucket a spawned engine's platform calls start through, if limited.
+    limiter: Option<CallLimiter>,
     /// A spawned engine's platform calls in flight ([`Engine::dispatch`]), and their lanes.
     calls: tokio::task::JoinSet<Landing<M::Effect>>,
     flying: Vec<(EffectId, Lane)>,
@@ -676,11 +672,12 @@ impl<M: Machine> Engine<M> {
             return;
         }
         self.polling = true;
-        let timeout = std::time::Duration::from_millis(self.driving.calls.timeout_ms.max(1));
+        let timeout = self.driving.calls.timeout();
+        let limiter = self.limiter.clone();
         let platform = self.platform.clone();
         let cursor = self.cursor.clone();
         self.calls.spawn(async move {
-            Landing::Poll(timed(timeout, platform.updates(cursor.as_ref())).await)
+            Landing::Poll(limited(limiter, timeout, platform.updates(cursor.as_ref())).await)
         });
     }
 
@@ -952,7 +949,7 @@ impl<M: Machine> Engine<M> {
     async fn dispatch(&mut self) -> Result<(), EngineError<M::Rejected>> {
         let now = self.clock.now();
         let limit = self.driving.calls.max_in_flight.max(1) as usize;
-        let timeout = std::time::Duration::from_millis(self.driving.calls.timeout_ms.max(1));
+        let timeout = self.driving.calls.timeout();
         let mut held_back: Vec<Lane> = Vec::new();
         let mut index = 0;
         self.next_dispatch = None;
@@ -981,9 +978,10 @@ impl<M: Machine> Engine<M> {
             let id = M::effect_id(&pending.effect).clone();
             let key = IdempotencyKey::for_effect(&id);
             let platform = self.platform.clone();
+            let limiter = self.limiter.clone();
             self.flying.push((id.clone(), lane));
             self.calls.spawn(async move {
-                let result = timed(timeout, call.run(&*platform, &key)).await;
+                let result = limited(limiter, timeout, call.run(&*platform, &key)).await;
                 Landing::Call(pending, result)
             });
         }
@@ -1387,23 +1385,6 @@ impl<M: Machine> EngineHandle<M> {
     /// Whether the engine task has ended (its handle dropped, or a store failure).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
-    }
-}
-
-/// `call` under `timeout`: no answer in time is a retryable [`PlatformErrorKind::Timeout`].
-///
-/// [`PlatformErrorKind::Timeout`]: crate::platform::PlatformErrorKind::Timeout
-async fn timed<T>(
-    timeout: std::time::Duration,
-    call: impl std::future::Future<Output = Result<T, PlatformError>>,
-) -> Result<T, PlatformError> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(result) => result,
-        Err(_) => Err(PlatformError::new(
-            crate::platform::PlatformErrorKind::Timeout,
-            "CallTimeout",
-            format!("no answer in {} ms", timeout.as_millis()),
-        )),
     }
 }
 

@@ -6,126 +6,20 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use crowdcore::clock::{Clock, VirtualClock};
 use crowdcore::engine::{Engine, EngineBuilder};
 use crowdcore::local::LocalMarketplace;
-use crowdcore::platform::{
-    AssignmentRecord, AssignmentStatus, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey,
-    Page, Platform, PlatformError, PlatformErrorKind,
-};
+use crowdcore::platform::AssignmentStatus;
 use crowdcore::store::{MemoryStore, OutboxState, Store};
-use crowdcore::{AssignmentId, HitId, HitSpec, Money, SessionId, Timestamp, WorkerId};
+use crowdcore::{AssignmentId, SessionId, Timestamp, WorkerId};
 
 use crate::support::{T0, at, config, market};
 
 /// The local marketplace refusing, as MTurk does, to approve an assignment its worker still
 /// holds (accepted, not submitted).
-struct Strict {
-    inner: LocalMarketplace,
-}
-
-#[async_trait]
-impl Platform for Strict {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn post(
-        &self,
-        spec: &HitSpec,
-        slots: u32,
-        key: &IdempotencyKey,
-    ) -> Result<HitId, PlatformError> {
-        self.inner.post(spec, slots, key).await
-    }
-    async fn assignment(
-        &self,
-        assignment: &AssignmentId,
-    ) -> Result<Option<AssignmentRecord>, PlatformError> {
-        self.inner.assignment(assignment).await
-    }
-    async fn add_slots(
-        &self,
-        hit: &HitId,
-        n: u32,
-        key: &IdempotencyKey,
-    ) -> Result<(), PlatformError> {
-        self.inner.add_slots(hit, n, key).await
-    }
-    async fn expire(&self, hit: &HitId) -> Result<(), PlatformError> {
-        self.inner.expire(hit).await
-    }
-    async fn updates(
-        &self,
-        cursor: Option<&Cursor>,
-    ) -> Result<Page<AssignmentUpdate>, PlatformError> {
-        self.inner.updates(cursor).await
-    }
-    async fn approve(
-        &self,
-        assignment: &AssignmentId,
-        key: &IdempotencyKey,
-    ) -> Result<(), PlatformError> {
-        if self.inner.status(assignment) == Some(AssignmentStatus::Accepted) {
-            return Err(PlatformError::new(
-                PlatformErrorKind::Conflict,
-                "AWS.MechanicalTurk.InvalidAssignmentState",
-                format!("assignment {assignment} is not submitted"),
-            ));
-        }
-        self.inner.approve(assignment, key).await
-    }
-    async fn reject(
-        &self,
-        assignment: &AssignmentId,
-        feedback: &str,
-        key: &IdempotencyKey,
-    ) -> Result<(), PlatformError> {
-        self.inner.reject(assignment, feedback, key).await
-    }
-    async fn bonus(
-        &self,
-        worker: &WorkerId,
-        assignment: Option<&AssignmentId>,
-        amount: Money,
-        reason: &str,
-        key: &IdempotencyKey,
-    ) -> Result<(), PlatformError> {
-        self.inner
-            .bonus(worker, assignment, amount, reason, key)
-            .await
-    }
-    async fn notify(
-        &self,
-        workers: &[WorkerId],
-        subject: &str,
-        message: &str,
-    ) -> Result<(), PlatformError> {
-        self.inner.notify(workers, subject, message).await
-    }
-    async fn block(&self, worker: &WorkerId, reason: &str) -> Result<(), PlatformError> {
-        self.inner.block(worker, reason).await
-    }
-    async fn grant_qualification(
-        &self,
-        worker: &WorkerId,
-        qualification: &str,
-        value: i64,
-    ) -> Result<(), PlatformError> {
-        self.inner
-            .grant_qualification(worker, qualification, value)
-            .await
-    }
-    async fn revoke_qualification(
-        &self,
-        worker: &WorkerId,
-        qualification: &str,
-    ) -> Result<(), PlatformError> {
-        self.inner.revoke_qualification(worker, qualification).await
-    }
-    async fn balance(&self) -> Result<Money, PlatformError> {
-        self.inner.balance().await
-    }
+fn strict(market: &LocalMarketplace) -> Arc<LocalMarketplace> {
+    market.require_submission_to_approve(true);
+    Arc::new(market.clone())
 }
 
 struct Rig {
@@ -142,18 +36,12 @@ async fn released_before_submit() -> Rig {
     let clock = VirtualClock::new(T0);
     let market = market(&clock);
     let store = MemoryStore::new();
-    let mut engine = EngineBuilder::new(
-        Arc::new(Strict {
-            inner: market.clone(),
-        }),
-        Arc::new(store.clone()),
-        config(),
-    )
-    .session(SessionId::new("late-submit"))
-    .clock(Arc::new(clock.clone()))
-    .start()
-    .await
-    .unwrap();
+    let mut engine = EngineBuilder::new(strict(&market), Arc::new(store.clone()), config())
+        .session(SessionId::new("late-submit"))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .await
+        .unwrap();
     engine.start().await.unwrap();
     clock.set(at(5));
     let w = WorkerId::new("w1");
@@ -260,17 +148,11 @@ async fn a_worker_who_never_submits_is_owed_with_a_reason() {
     // A restarted engine still knows what is owed, and why.
     let owed = owed.to_vec();
     drop(rig.engine);
-    let restarted = EngineBuilder::new(
-        Arc::new(Strict {
-            inner: rig.market.clone(),
-        }),
-        Arc::new(rig.store.clone()),
-        config(),
-    )
-    .session(SessionId::new("late-submit"))
-    .clock(Arc::new(rig.clock.clone()))
-    .start()
-    .await
-    .unwrap();
+    let restarted = EngineBuilder::new(strict(&rig.market), Arc::new(rig.store.clone()), config())
+        .session(SessionId::new("late-submit"))
+        .clock(Arc::new(rig.clock.clone()))
+        .start()
+        .await
+        .unwrap();
     assert_eq!(restarted.owed(), owed.as_slice());
 }

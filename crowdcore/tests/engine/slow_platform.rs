@@ -3,161 +3,22 @@
 //! an observer poll (`updates`) that never answers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use crowdcore::clock::SystemClock;
-use crowdcore::engine::EngineBuilder;
+use crowdcore::engine::{CallLimiter, EngineBuilder};
+use crowdcore::faults::{CallClass, FaultyPlatform, Latency};
 use crowdcore::local::LocalMarketplace;
-use crowdcore::pavilion::{Input, SeatState};
-use crowdcore::platform::{
-    AssignmentRecord, AssignmentUpdate, Capabilities, Cursor, IdempotencyKey, Page, Platform,
-    PlatformError,
-};
-use crowdcore::store::{MemoryStore, Store};
-use crowdcore::{AssignmentId, HitId, HitSpec, Money, WorkerId};
+use crowdcore::pavilion::{Effect, EffectKind, Input, PayKind, SeatState};
+use crowdcore::store::{MemoryStore, NewEffect, Store};
+use crowdcore::{AssignmentId, EffectId, Money, SessionId, Timestamp, WorkerId};
 
 use crate::support::config;
 
-/// The local marketplace behind calls that each take `delay_ms` (changeable) before they
-/// reach it; `u64::MAX` never answers. Reads (updates, lookups) stay fast unless
-/// `updates_hang`, when `updates` never answers.
-struct Slow {
-    inner: LocalMarketplace,
-    delay_ms: AtomicU64,
-    calls: AtomicU64,
-    updates_hang: AtomicBool,
-    polls: AtomicU64,
-}
-
-impl Slow {
-    fn new(inner: LocalMarketplace) -> Self {
-        Self {
-            inner,
-            delay_ms: AtomicU64::new(0),
-            calls: AtomicU64::new(0),
-            updates_hang: AtomicBool::new(false),
-            polls: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Slow {
-    async fn wait(&self) {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        match self.delay_ms.load(Ordering::SeqCst) {
-            0 => {}
-            u64::MAX => std::future::pending::<()>().await,
-            ms => tokio::time::sleep(Duration::from_millis(ms)).await,
-        }
-    }
-}
-
-#[async_trait]
-impl Platform for Slow {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn post(
-        &self,
-        spec: &HitSpec,
-        slots: u32,
-        key: &IdempotencyKey,
-    ) -> Result<HitId, PlatformError> {
-        self.wait().await;
-        self.inner.post(spec, slots, key).await
-    }
-    async fn assignment(
-        &self,
-        assignment: &AssignmentId,
-    ) -> Result<Option<AssignmentRecord>, PlatformError> {
-        self.inner.assignment(assignment).await
-    }
-    async fn add_slots(
-        &self,
-        hit: &HitId,
-        n: u32,
-        key: &IdempotencyKey,
-    ) -> Result<(), PlatformError> {
-        self.wait().await;
-        self.inner.add_slots(hit, n, key).await
-    }
-    async fn expire(&self, hit: &HitId) -> Result<(), PlatformError> {
-        self.wait().await;
-        self.inner.expire(hit).await
-    }
-    async fn updates(
-        &self,
-        cursor: Option<&Cursor>,
-    ) -> Result<Page<AssignmentUpdate>, PlatformError> {
-        self.polls.fetch_add(1, Ordering::SeqCst);
-        if self.updates_hang.load(Ordering::SeqCst) {
-            std::future::pending::<()>().await;
-        }
-        self.inner.updates(cursor).await
-    }
-    async fn approve(
-        &self,
-        assignment: &AssignmentId,
-        key: &IdempotencyKey,
-    ) -> Result<(), PlatformError> {
-        self.wait().await;
-        self.inner.approve(assignment, key).await
-    }
-    async fn reject(
-        &self,
-        assignment: &AssignmentId,
-        feedback: &str,
-        key: &IdempotencyKey,
-    ) -> Result<(), PlatformError> {
-        self.wait().await;
-        self.inner.reject(assignment, feedback, key).await
-    }
-    async fn bonus(
-        &self,
-        worker: &WorkerId,
-        assignment: Option<&AssignmentId>,
-        amount: Money,
-        reason: &str,
-        key: &IdempotencyKey,
-    ) -> Result<(), PlatformError> {
-        self.wait().await;
-        self.inner
-            .bonus(worker, assignment, amount, reason, key)
-            .await
-    }
-    async fn notify(
-        &self,
-        workers: &[WorkerId],
-        subject: &str,
-        message: &str,
-    ) -> Result<(), PlatformError> {
-        self.inner.notify(workers, subject, message).await
-    }
-    async fn block(&self, worker: &WorkerId, reason: &str) -> Result<(), PlatformError> {
-        self.inner.block(worker, reason).await
-    }
-    async fn grant_qualification(
-        &self,
-        worker: &WorkerId,
-        qualification: &str,
-        value: i64,
-    ) -> Result<(), PlatformError> {
-        self.inner
-            .grant_qualification(worker, qualification, value)
-            .await
-    }
-    async fn revoke_qualification(
-        &self,
-        worker: &WorkerId,
-        qualification: &str,
-    ) -> Result<(), PlatformError> {
-        self.inner.revoke_qualification(worker, qualification).await
-    }
-    async fn balance(&self) -> Result<Money, PlatformError> {
-        self.inner.balance().await
-    }
+/// The local marketplace behind the fault injector, with no faults: only latency, set per
+/// test (every effect call slow or hanging; every poll hanging).
+fn slow(market: &LocalMarketplace) -> Arc<FaultyPlatform> {
+    Arc::new(FaultyPlatform::new(Arc::new(market.clone()), 0, 0.0))
 }
 
 /// Polls `check` every 10 ms for up to `secs` seconds.
@@ -176,7 +37,7 @@ async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
 async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
     let clock = Arc::new(SystemClock);
     let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(1_000_000));
-    let slow = Arc::new(Slow::new(market.clone()));
+    let slow = slow(&market);
     let mut config = config();
     config.pavilion.heartbeat_timeout_ms = 1_500;
     config.calls.timeout_ms = 1_000;
@@ -214,7 +75,7 @@ async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
     // Now every platform call hangs (the engine times each out after 1 s and retries it with
     // its key). W1 submits, which approves and hires; W2 keeps beating for 4 s, well past its
     // 1.5 s heartbeat timeout, and every heartbeat is answered at once.
-    slow.delay_ms.store(u64::MAX, Ordering::SeqCst);
+    slow.set_latency(CallClass::Effect, Latency::Never);
     market.submit(&seated[0], None).unwrap();
     handle
         .input(Input::Submit {
@@ -246,12 +107,9 @@ async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
         matches!(seat, Some(SeatState::Active | SeatState::Waiting)),
         "W2 kept beating and keeps its seat: {seat:?}"
     );
-    assert!(
-        slow.calls.load(Ordering::SeqCst) >= 3,
-        "the hung calls were retried"
-    );
+    assert!(slow.injected().effects >= 3, "the hung calls were retried");
     // The platform recovers: the approval goes through once, with its key.
-    slow.delay_ms.store(0, Ordering::SeqCst);
+    slow.set_latency(CallClass::Effect, Latency::Immediate);
     assert!(
         eventually(10, async || {
             store.ledger(&session).await.unwrap().iter().any(|e| e.paid)
@@ -270,7 +128,7 @@ async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
 async fn heartbeats_are_served_while_the_observer_poll_hangs() {
     let clock = Arc::new(SystemClock);
     let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(1_000_000));
-    let slow = Arc::new(Slow::new(market.clone()));
+    let slow = slow(&market);
     let mut config = config();
     config.pavilion.heartbeat_timeout_ms = 1_500;
     config.calls.timeout_ms = 1_000;
@@ -307,8 +165,8 @@ async fn heartbeats_are_served_while_the_observer_poll_hangs() {
     }
     // Every poll now hangs (timed out after 1 s, one in flight at a time); both workers keep
     // beating for 4 s, past their 1.5 s heartbeat timeout.
-    slow.updates_hang.store(true, Ordering::SeqCst);
-    let before = slow.polls.load(Ordering::SeqCst);
+    slow.set_latency(CallClass::Poll, Latency::Never);
+    let before = slow.injected().polls;
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
     while started.elapsed() < Duration::from_secs(4) {
@@ -334,14 +192,14 @@ async fn heartbeats_are_served_while_the_observer_poll_hangs() {
         matches!(seat, Some(SeatState::Active | SeatState::Waiting)),
         "W2 kept beating and keeps its seat: {seat:?}"
     );
-    let hung = slow.polls.load(Ordering::SeqCst) - before;
+    let hung = slow.injected().polls - before;
     assert!(
         (2..=6).contains(&hung),
         "one poll in flight at a time, each timed out after 1 s: {hung} polls in 4 s"
     );
     // The platform answers again: W1's submission, seen only by the observer, is recorded
     // and applied, and W1 is paid.
-    slow.updates_hang.store(false, Ordering::SeqCst);
+    slow.set_latency(CallClass::Poll, Latency::Immediate);
     market.submit(&seated[0], None).unwrap();
     assert!(
         eventually(10, async || {
@@ -362,4 +220,68 @@ async fn heartbeats_are_served_while_the_observer_poll_hangs() {
             .is_some()
     );
     assert!(!handle.is_finished());
+}
+
+/// `n` bonus payments due in `session`'s outbox before its engine starts (as a crash, or a
+/// burst of releases, leaves them).
+async fn due_bonuses(store: &MemoryStore, session: &SessionId, n: u64) {
+    let due: Vec<NewEffect> = (1..=n)
+        .map(|seq| {
+            let effect = Effect {
+                at: Timestamp::from_millis(0),
+                id: EffectId::new(session.clone(), seq),
+                kind: EffectKind::Pay {
+                    worker: WorkerId::new(format!("w{seq}")),
+                    assignment: AssignmentId::new(format!("a{seq}")),
+                    kind: PayKind::ContributionBonus,
+                    amount: Money::usd_cents(10),
+                },
+            };
+            NewEffect {
+                id: effect.id.clone(),
+                body: serde_json::to_string(&effect).unwrap(),
+            }
+        })
+        .collect();
+    store.enqueue(session, &due).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_sharing_a_limiter_start_calls_no_faster_than_its_rate() {
+    let clock = Arc::new(SystemClock);
+    let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(1_000_000));
+    let platform = slow(&market);
+    // 20 calls a second, 2 at once, shared by two sessions of 10 due effects each.
+    let limiter = CallLimiter::new(20, 2);
+    let store = MemoryStore::new();
+    let mut handles = Vec::new();
+    let started = Instant::now();
+    for name in ["limited-a", "limited-b"] {
+        let session = SessionId::new(name);
+        due_bonuses(&store, &session, 10).await;
+        let engine = EngineBuilder::new(platform.clone(), Arc::new(store.clone()), config())
+            .session(session)
+            .clock(clock.clone())
+            .limiter(limiter.clone())
+            .start()
+            .await
+            .unwrap();
+        handles.push(engine.spawn());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let early = platform.injected().effects;
+    let elapsed = started.elapsed().as_secs_f64();
+    // Two at once, then one every 50 ms (one more for the boundary).
+    let allowed = 2 + (elapsed * 20.0).ceil() as u64 + 1;
+    assert!(
+        (4..=allowed).contains(&early),
+        "{early} calls in {elapsed:.2} s through a 20/s bucket"
+    );
+    assert!(
+        eventually(10, async || platform.injected().effects >= 20).await,
+        "every due effect is tried"
+    );
+    // The bonuses name assignments the market never made, so each fails for good, once.
+    assert_eq!(platform.injected().effects, 20);
+    assert!(handles.iter().all(|h| !h.is_finished()));
 }
