@@ -92,10 +92,10 @@ pub trait Machine: Sized + Send + Sync + 'static {
     fn hire_failed(effect: &Self::Effect, reason: String) -> Self::Input;
     /// The input a platform's assignment update means, if any.
     fn update_input(update: &AssignmentUpdate) -> Option<Self::Input>;
-    /// How long after an approval is first refused as not submitted yet the worker may still
-    /// submit (the assignment's duration, at most): the engine keeps retrying until then.
-    fn submit_window_ms(&self, config: &Self::Config) -> u64 {
-        let _ = config;
+    /// How long after `effect`'s approval is first refused as not submitted yet the worker may
+    /// still submit (its assignment's duration, at most): the engine keeps retrying until then.
+    fn submit_window_ms(&self, config: &Self::Config, effect: &Self::Effect) -> u64 {
+        let _ = (config, effect);
         DEFAULT_SUBMIT_WINDOW_MS
     }
 }
@@ -330,7 +330,7 @@ impl Machine for Pavilion {
         departure_input!(pavilion::Input, update)
     }
 
-    fn submit_window_ms(&self, config: &EngineConfig) -> u64 {
+    fn submit_window_ms(&self, config: &EngineConfig, _effect: &pavilion::Effect) -> u64 {
         config.spec.assignment_duration_ms
     }
 }
@@ -432,6 +432,15 @@ impl Machine for Retainer {
         retainer::Input::Tick
     }
 
+    fn submit_window_ms(&self, _config: &RetainerEngineConfig, effect: &retainer::Effect) -> u64 {
+        match &effect.kind {
+            retainer::EffectKind::Pool { template, .. } => self
+                .template(template)
+                .map_or(DEFAULT_SUBMIT_WINDOW_MS, |spec| spec.assignment_duration_ms),
+            _ => DEFAULT_SUBMIT_WINDOW_MS,
+        }
+    }
+
     fn observing(&self) -> bool {
         // Pools recruit whenever a template is registered.
         self.templates().len() > 0
@@ -475,5 +484,49 @@ impl Machine for Retainer {
 
     fn update_input(update: &AssignmentUpdate) -> Option<retainer::Input> {
         departure_input!(retainer::Input, update)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TemplateId;
+
+    #[test]
+    fn a_retainer_waits_for_a_submission_as_long_as_its_templates_assignments_last() {
+        let config = RetainerEngineConfig::new(RetainerConfig::default());
+        let mut machine = <Retainer as Machine>::create(SessionId::new("window"), &config).unwrap();
+        let mut spec = crate::testkit::spec();
+        spec.assignment_duration_ms = 600_000;
+        let template = TemplateId::new("short");
+        Machine::handle(
+            &mut machine,
+            Timestamp::from_millis(1),
+            retainer::Input::RegisterTemplate {
+                template: template.clone(),
+                spec,
+                pool: None,
+                budget_cents: None,
+            },
+        )
+        .unwrap();
+        let pay = |template: TemplateId| retainer::Effect {
+            at: Timestamp::from_millis(1),
+            id: EffectId::new(SessionId::new("window"), 9),
+            kind: retainer::EffectKind::Pool {
+                template,
+                effect: pavilion::EffectKind::Pay {
+                    worker: WorkerId::new("w"),
+                    assignment: AssignmentId::new("a"),
+                    kind: PayKind::Base,
+                    amount: Money::usd_cents(50),
+                },
+            },
+        };
+        assert_eq!(machine.submit_window_ms(&config, &pay(template)), 600_000);
+        assert_eq!(
+            machine.submit_window_ms(&config, &pay(TemplateId::new("unknown"))),
+            DEFAULT_SUBMIT_WINDOW_MS
+        );
     }
 }

@@ -903,7 +903,7 @@ impl<M: Machine> Engine<M> {
             Err(e) if e.code == NOT_SUBMITTED => {
                 // The worker may still submit: retry (capped backoff) until they cannot.
                 let now = self.clock.now();
-                let window = self.machine.submit_window_ms(&self.config);
+                let window = self.machine.submit_window_ms(&self.config, &pending.effect);
                 let submit_by = *pending.submit_by.get_or_insert(now.plus_millis(window));
                 if now >= submit_by {
                     let e = PlatformError::new(
