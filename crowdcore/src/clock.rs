@@ -58,9 +58,45 @@ impl Clock for VirtualClock {
     }
 }
 
+/// Tokio's time, from `start`: `start` plus the time elapsed on tokio's clock since the clock
+/// was made. Under tokio's paused time (`#[tokio::test(start_paused = true)]`) a spawned
+/// engine's minutes pass in microseconds and its timers, a platform's latency and the
+/// engine's deadlines all read the same time, so slow-platform tests run exactly. Clones
+/// share the origin. Must be made inside a tokio runtime.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+    start: Timestamp,
+}
+
+impl TokioClock {
+    /// A clock reading `start` now.
+    pub fn new(start: Timestamp) -> Self {
+        Self {
+            origin: tokio::time::Instant::now(),
+            start,
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.start.plus_millis(elapsed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_time_reads_as_its_start_plus_what_elapsed() {
+        let clock = TokioClock::new(Timestamp::from_millis(1_000));
+        assert_eq!(clock.now(), Timestamp::from_millis(1_000));
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        assert_eq!(clock.now(), Timestamp::from_millis(61_000));
+    }
 
     #[test]
     fn virtual_time_only_moves_forward() {

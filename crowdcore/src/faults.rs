@@ -161,6 +161,8 @@ impl FaultCounts {
 struct State {
     rng: ChaCha8Rng,
     rate: f64,
+    /// The kinds a fault is drawn from (never empty).
+    kinds: Vec<FaultKind>,
     counts: FaultCounts,
     /// Latency of effects, polls and lookups, in [`CallClass`] order.
     latency: [Latency; 3],
@@ -202,6 +204,7 @@ impl FaultyPlatform {
             state: Mutex::new(State {
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 rate: clamp_rate(rate),
+                kinds: FaultKind::ALL.to_vec(),
                 counts: FaultCounts::default(),
                 latency: [Latency::Immediate; 3],
             }),
@@ -211,6 +214,17 @@ impl FaultyPlatform {
     /// Changes the fault rate from the next call on (0 turns faults off).
     pub fn set_rate(&self, rate: f64) {
         self.lock().rate = clamp_rate(rate);
+    }
+
+    /// Draws faults from `kinds` only, with equal probability, from the next call on (all
+    /// three when `kinds` is empty): e.g. only [`FaultKind::Throttled`] for a platform that
+    /// answers 429 to everything for a while.
+    pub fn set_kinds(&self, kinds: &[FaultKind]) {
+        self.lock().kinds = if kinds.is_empty() {
+            FaultKind::ALL.to_vec()
+        } else {
+            kinds.to_vec()
+        };
     }
 
     /// The fault rate in force.
@@ -257,11 +271,12 @@ impl FaultyPlatform {
         // Two draws for every call, faulty or not, so that changing the rate shifts which
         // calls fail but not the stream of draws behind them.
         let unit = s.rng.random::<f64>();
-        let pick = s.rng.random_range(0..FaultKind::ALL.len());
+        let kinds = s.kinds.len();
+        let pick = s.rng.random_range(0..kinds);
         if unit >= s.rate {
             return (None, latency);
         }
-        let kind = FaultKind::ALL[pick];
+        let kind = s.kinds[pick];
         match kind {
             FaultKind::Throttled => s.counts.throttled += 1,
             FaultKind::Unavailable => s.counts.unavailable += 1,

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crowdcore::clock::SystemClock;
+use crowdcore::clock::{SystemClock, TokioClock};
 use crowdcore::engine::{CallLimiter, EngineBuilder};
-use crowdcore::faults::{CallClass, FaultyPlatform, Latency};
+use crowdcore::faults::{CallClass, FaultKind, FaultyPlatform, Latency};
 use crowdcore::local::LocalMarketplace;
 use crowdcore::pavilion::{Effect, EffectKind, Input, PayKind, SeatState};
 use crowdcore::store::{MemoryStore, NewEffect, Store};
@@ -284,4 +284,140 @@ async fn sessions_sharing_a_limiter_start_calls_no_faster_than_its_rate() {
     // The bonuses name assignments the market never made, so each fails for good, once.
     assert_eq!(platform.injected().effects, 20);
     assert!(handles.iter().all(|h| !h.is_finished()));
+}
+
+/// Polls `check` every 10 ms of tokio's (paused) time, up to `secs` of it.
+async fn settle(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..secs * 100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Beats for `assignments` every second for `secs` seconds (of paused time), returning the
+/// longest any heartbeat waited for its answer.
+async fn beat(
+    handle: &crowdcore::engine::EngineHandle,
+    assignments: &[AssignmentId],
+    secs: u64,
+) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for _ in 0..secs {
+        for assignment in assignments {
+            let asked = tokio::time::Instant::now();
+            handle
+                .input(Input::Heartbeat {
+                    assignment: assignment.clone(),
+                })
+                .await
+                .unwrap();
+            slowest = slowest.max(asked.elapsed());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    slowest
+}
+
+/// On tokio's paused clock (the engine, the market and the platform's latency all read it):
+/// every effect call takes a minute, then every call is refused with 429 for a minute. Pages
+/// beating every second (5 s heartbeat timeout) keep their seats through both; every
+/// heartbeat is answered at once; and when the platform recovers, each submission is paid
+/// once, with no key ever carried out twice.
+#[tokio::test(start_paused = true)]
+async fn a_minute_per_call_then_a_minute_of_429s_times_out_no_live_page() {
+    let clock = TokioClock::new(Timestamp::from_millis(1_000_000));
+    let market = LocalMarketplace::new(Arc::new(clock), Money::usd_cents(1_000_000));
+    let slow = slow(&market);
+    let mut config = config();
+    config.pavilion.min_active = 2;
+    config.pavilion.max_active = 2;
+    config.pavilion.min_waiting = 1;
+    config.pavilion.max_waiting = 1;
+    config.pavilion.heartbeat_timeout_ms = 5_000;
+    config.calls.timeout_ms = 90_000;
+    let store = Arc::new(MemoryStore::new());
+    let engine = EngineBuilder::new(slow.clone(), store.clone(), config)
+        .clock(Arc::new(clock))
+        .start()
+        .await
+        .unwrap();
+    let session = engine.session().clone();
+    let handle = engine.spawn();
+    handle.input(Input::Start).await.unwrap();
+    assert!(
+        settle(5, async || !market.hits().is_empty()
+            && handle.read(|m| m.hires_in_flight() == 0).await.unwrap())
+        .await,
+        "the hire is posted, and the engine knows its HIT"
+    );
+    let hit = market.hits()[0].0.clone();
+    let mut seated = Vec::new();
+    for w in ["W1", "W2", "W3"] {
+        let worker = WorkerId::new(w);
+        let assignment = market.accept(&worker, &hit).unwrap();
+        handle
+            .input(Input::Arrive {
+                worker,
+                assignment: assignment.clone(),
+                hit: hit.clone(),
+            })
+            .await
+            .unwrap();
+        seated.push(assignment);
+    }
+    let submit = async |assignment: &AssignmentId| {
+        market.submit(assignment, None).unwrap();
+        handle
+            .input(Input::Submit {
+                assignment: assignment.clone(),
+                contributions: 0,
+            })
+            .await
+            .unwrap();
+    };
+
+    // A minute a call: W1 submits (an approval, a hire, an expiry: minutes of calls); W2 and
+    // W3 beat for three minutes.
+    slow.set_latency(CallClass::Effect, Latency::After(Duration::from_secs(60)));
+    submit(&seated[0]).await;
+    let slowest = beat(&handle, &seated[1..], 180).await;
+    assert!(slowest < Duration::from_millis(50), "waited {slowest:?}");
+
+    // 429 to every call for a minute: W2 submits; W3 beats.
+    slow.set_latency(CallClass::Effect, Latency::Immediate);
+    slow.set_kinds(&[FaultKind::Throttled]);
+    slow.set_rate(1.0);
+    submit(&seated[1]).await;
+    let slowest = beat(&handle, &seated[2..], 60).await;
+    assert!(slowest < Duration::from_millis(50), "waited {slowest:?}");
+    assert!(slow.injected().throttled > 0);
+    let w3 = seated[2].clone();
+    let seat = handle.read(move |m| m.seat_of(&w3)).await.unwrap();
+    assert!(
+        matches!(seat, Some(SeatState::Active | SeatState::Waiting)),
+        "W3 kept beating and keeps its seat: {seat:?}"
+    );
+
+    // The platform recovers: both submissions are paid, once each, and no call was done twice.
+    slow.set_rate(0.0);
+    let keep_w3 = async || beat(&handle, &seated[2..], 1).await;
+    assert!(
+        settle(120, async || {
+            keep_w3().await;
+            let ledger = store.ledger(&session).await.unwrap();
+            ledger.iter().filter(|e| e.kind == "base" && e.paid).count() == 2
+        })
+        .await,
+        "W1 and W2 are paid once the platform answers"
+    );
+    let ledger = store.ledger(&session).await.unwrap();
+    let base: Vec<_> = ledger.iter().filter(|e| e.kind == "base").collect();
+    assert_eq!(base.len(), 2, "{ledger:?}");
+    assert_eq!(market.duplicate_calls(), 0, "no key was carried out twice");
+    let w3 = seated[2].clone();
+    let seat = handle.read(move |m| m.seat_of(&w3)).await.unwrap();
+    assert!(matches!(seat, Some(SeatState::Active | SeatState::Waiting)));
 }
