@@ -5,18 +5,41 @@
 //! from a **waiting queue** of workers paid to stand by, refilled by hiring as people submit,
 //! return or abandon.
 //!
-//! The crate is layered:
+//! The crate is layered; each layer uses only the ones above it.
 //!
-//! 1. [`model`] — plain serde data shared by everything: ids, [`Money`](model::Money),
-//!    [`Timestamp`](model::Timestamp), [`HitSpec`](model::HitSpec).
-//! 2. Pure machines — [`pavilion`], the queue machine. A machine contains no I/O, reads no
-//!    clock and draws no randomness: it is driven by `handle(now, input)` and drained with
-//!    `poll_effect()`, which makes it deterministic, replayable from a log and fuzzable.
-//! 3. [`replay`] — the public JSON-lines format for driving a machine from a script.
+//! 1. **Data** — [`model`]: plain serde data shared by everything: ids, [`Money`],
+//!    [`Timestamp`], [`HitSpec`].
+//! 2. **Pure machines** — no I/O, no clock, no randomness: driven by `handle(now, input)` and
+//!    drained with `poll_effect()`, so they are deterministic, replayable from a log and
+//!    fuzzable. [`pavilion`] (the active and waiting queues), [`retainer`] (templates,
+//!    reservations and routing over one Pavilion pool per template), [`score`] (tasks of a
+//!    kind answered, scored and ranked on leaderboards), [`compete`] (bots competing on scored
+//!    tasks), [`aggregate`] (majority vote, Wawa, ZBS, Dawid–Skene, one-coin, GLAD: answers
+//!    in, labels and worker skills out).
+//! 3. **Formats** — [`replay`]: the public JSON-lines format for driving a machine from a
+//!    script and checking what it did.
+//! 4. **Contracts of the outside world** — [`platform`] (the crowd platform trait, its
+//!    errors and capabilities), [`store`] (the durable log, outbox, ledger and snapshots a
+//!    driver records into, with [`store::MemoryStore`] and the write-behind
+//!    [`store::Deferred`]), [`clock`] (system, virtual and tokio time).
+//! 5. **Drivers** — [`engine`] (record, then act: a machine over a platform and a store,
+//!    recovered after a crash, its platform calls beside its loop), [`pipeline`] (pools in a
+//!    row, observers and handlers, resumable), [`sim`] (the simulated crowd the main job runs
+//!    on), and the in-process crowds: [`local`] (the local marketplace) and [`faults`] (a
+//!    fault- and latency-injecting wrapper around any platform).
+//! 6. **Fronts** — `http` (feature `http`): the worker landing page, the retainer page, the
+//!    admin API and the live status page, on axum.
 //!
-//! Drivers (the async engine, platforms and stores) build on these layers, and so does the
-//! optional HTTP front (module `http`, feature `http`). Tests of the engine and of the backends
-//! share one engine host (module `testkit`, feature `testkit`).
+//! `testkit` (feature `testkit`) is the engine test host the crate's own tests and the
+//! backends' tests share. The backends live in their own crates (`crowdcore-sqlite`,
+//! `crowdcore-toloka`, `crowdcore-prolific`, `crowdcore-mturk`).
+//!
+//! **Panics.** A panic is a bug in crowdcore, never a reaction to bad input: input that a
+//! machine cannot take is refused with a typed `Rejected`, a platform's misbehaviour is a
+//! `PlatformError`, a store's a `StoreError`. Time never goes back for a machine: `handle`
+//! refuses an input older than the machine's time (`Rejected::TimeWentBack`), and
+//! `handle_timeout(now)` fires every deadline due by `now` (an earlier `now` is taken as the
+//! machine's time).
 
 pub mod aggregate;
 pub mod clock;

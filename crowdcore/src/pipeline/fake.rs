@@ -207,7 +207,7 @@ struct State {
     counts: FakeCounts,
 }
 
-/// The in-memory pipeline platform. See the [module docs](self). Clones share the same state.
+/// The in-memory pipeline platform. See the module docs. Clones share the same state.
 #[derive(Clone)]
 pub struct FakePipeline {
     state: Arc<Mutex<State>>,

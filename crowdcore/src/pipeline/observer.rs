@@ -87,7 +87,7 @@ pub enum ObserveError {
     OutOfOrder(AssignmentId),
 }
 
-/// Finds a pool's new assignments. See the [module docs](self).
+/// Finds a pool's new assignments. See the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observer {
     pool: PoolId,
