@@ -52,6 +52,9 @@ use crate::store::{FailMode, FailingStore, LedgerEntry, OutboxState, Store};
 
 pub use crate::store::failing::Write;
 
+pub mod checker;
+pub use checker::PavilionChecker;
+
 // ----- the study ------------------------------------------------------------------------------
 
 /// The HIT the engine posts: its reward is the machine's base pay.

@@ -31,8 +31,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crowdcore::pavilion::{
     Departure, Effect, EffectKind, Input, Notice, Pavilion, PavilionConfig, PayKind, Phase,
-    Rejected, ReleaseReason, Snapshot, StartCondition, Targets, TurnAwayReason,
+    Rejected, ReleaseReason, StartCondition, Targets, TurnAwayReason,
 };
+use crowdcore::testkit::PavilionChecker;
 use crowdcore::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
@@ -1081,27 +1082,9 @@ impl ReferenceStateMachine for ModelMachine {
 /// The machine, and what a driver would remember about it.
 struct Sut {
     machine: Pavilion,
-    config: PavilionConfig,
-    /// Accepted inputs, in order.
-    log: Vec<(Timestamp, Input)>,
-    /// Every effect drained, in order.
-    effects: Vec<Effect>,
-    /// Hires in flight as the driver saw them: id, count.
-    hires: Vec<(EffectId, u32)>,
-    /// Every assignment that ever left.
-    departed: BTreeSet<AssignmentId>,
-}
-
-fn drain(m: &mut Pavilion) -> Vec<Effect> {
-    std::iter::from_fn(|| m.poll_effect()).collect()
-}
-
-/// Through JSON and back, as a store would keep it.
-fn restored(snapshot: &Snapshot) -> Pavilion {
-    let json = serde_json::to_string(snapshot).expect("a snapshot serializes");
-    let back: Snapshot = serde_json::from_str(&json).expect("a snapshot deserializes");
-    assert_eq!(&back, snapshot, "snapshot JSON round trip");
-    Pavilion::restore(back).expect("a snapshot restores")
+    /// The invariants across steps, the hires in flight as the driver saw them, the log
+    /// (`crowdcore::testkit`'s one checker, shared with the scenario tests and the fuzzer).
+    checker: PavilionChecker,
 }
 
 impl Sut {
@@ -1109,7 +1092,8 @@ impl Sut {
         match hire {
             HireRef::Oldest => None,
             HireRef::Nth(i) => Some(
-                self.hires
+                self.checker
+                    .hires_in_flight()
                     .get(usize::from(i))
                     .map(|h| h.0.clone())
                     .unwrap_or_else(|| EffectId::new(session(), 1_000_000 + u64::from(i))),
@@ -1171,8 +1155,13 @@ impl Sut {
             } => {
                 let id = self.hire_id(hire);
                 let asked = match &id {
-                    None => self.hires.first().map_or(0, |h| h.1),
-                    Some(id) => self.hires.iter().find(|h| &h.0 == id).map_or(0, |h| h.1),
+                    None => self.checker.hires_in_flight().first().map_or(0, |h| h.1),
+                    Some(id) => self
+                        .checker
+                        .hires_in_flight()
+                        .iter()
+                        .find(|h| &h.0 == id)
+                        .map_or(0, |h| h.1),
                 };
                 Input::HirePosted {
                     hire: id,
@@ -1195,13 +1184,6 @@ impl Sut {
     }
 }
 
-/// `present + open + in flight`.
-fn counted(s: &Snapshot) -> u32 {
-    (s.waiting.len() + s.active.len()) as u32
-        + s.open_slots
-        + s.hires_in_flight.iter().map(|h| h.count).sum::<u32>()
-}
-
 struct PavilionTest;
 
 impl StateMachineTest for PavilionTest {
@@ -1210,16 +1192,9 @@ impl StateMachineTest for PavilionTest {
 
     fn init_test(m: &Model) -> Sut {
         let config = m.knobs.config();
-        let machine =
-            Pavilion::new(session(), config.clone()).expect("generated configs are valid");
-        Sut {
-            machine,
-            config,
-            log: Vec::new(),
-            effects: Vec::new(),
-            hires: Vec::new(),
-            departed: BTreeSet::new(),
-        }
+        let machine = Pavilion::new(session(), config).expect("generated configs are valid");
+        let checker = PavilionChecker::new(&machine);
+        Sut { machine, checker }
     }
 
     fn apply(mut sut: Sut, m: &Model, step: Step) -> Sut {
@@ -1230,57 +1205,24 @@ impl StateMachineTest for PavilionTest {
             assert_eq!(sut.machine.snapshot(), before);
             return sut;
         };
-        // A twin restored from the snapshot before the input gets the same input.
-        let mut twin = restored(&before);
-        let (result, twin_result) = if matches!(step.op, Op::TickToTimeout) {
-            sut.machine.handle_timeout(at);
-            twin.handle_timeout(at);
-            (Ok(()), Ok(()))
+        // The checker feeds the input and checks what it can on the machine alone: a
+        // restored twin decides the same, a refusal changes nothing, effect ids, pay against
+        // spending, hiring within the targets, the hires in flight, every state invariant.
+        let result = if matches!(step.op, Op::TickToTimeout) {
+            Ok(sut.checker.handle_timeout(&mut sut.machine, at))
         } else {
-            (
-                sut.machine.handle(at, input.clone()),
-                twin.handle(at, input.clone()),
-            )
+            sut.checker.handle(&mut sut.machine, at, input.clone())
         };
         assert_eq!(
-            verdict_of(&result),
+            verdict_of(&result.as_ref().map(|_| ()).map_err(Clone::clone)),
             m.verdict,
             "accept/reject of {input:?} at {at}: machine says {result:?}"
         );
-        assert_eq!(result, twin_result, "restored twin decided differently");
-        if result.is_err() {
-            assert_eq!(
-                sut.machine.snapshot(),
-                before,
-                "a refused input changed the state"
-            );
-            assert_eq!(twin.snapshot(), before);
+        let Ok(effects) = result else {
             return sut;
-        }
-        sut.log.push((at, input.clone()));
-
-        // Restored with the effects still pending, it must hand out the same effects.
-        let mut pending = restored(&sut.machine.snapshot());
-        let effects = drain(&mut sut.machine);
-        assert_eq!(drain(&mut twin), effects, "restored twin's effects differ");
-        assert_eq!(
-            drain(&mut pending),
-            effects,
-            "restored-with-pending effects differ"
-        );
-        let after = sut.machine.snapshot();
-        assert_eq!(twin.snapshot(), after, "restored twin's state differs");
-        assert_eq!(pending.snapshot(), after);
-
-        // Effect ids number the session's effects 1, 2, 3, …
-        for (i, e) in effects.iter().enumerate() {
+        };
+        for e in &effects {
             assert_eq!(e.id.session, session());
-            assert_eq!(
-                e.id.seq,
-                sut.effects.len() as u64 + i as u64 + 1,
-                "effect ids skip"
-            );
-            assert_eq!(e.at, at, "an effect carries its input's time");
         }
 
         // The effects are the model's (as a multiset; promotions in FIFO order).
@@ -1298,58 +1240,8 @@ impl StateMachineTest for PavilionTest {
         want.sort();
         assert_eq!(got, want, "effects of {input:?} at {at}");
 
-        // Paying is what spending counts.
-        let paid: i64 = effects
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EffectKind::Pay { amount, .. } => Some(amount.minor),
-                _ => None,
-            })
-            .sum();
-        assert_eq!(
-            after.spent.minor - before.spent.minor,
-            paid,
-            "pay effects vs spent"
-        );
-
-        // Hiring never pushes present + open + in flight above the targets.
-        let (was, is) = (counted(&before), counted(&after));
-        let capacity = after.config.max_active + after.config.max_waiting;
-        assert!(
-            is <= was || is <= capacity,
-            "{input:?} raised present+open+in flight from {was} to {is} above {capacity}"
-        );
-
-        // The driver's view of hires in flight.
-        match &input {
-            Input::HirePosted { hire, .. } | Input::HireFailed { hire, .. } => {
-                let i = match hire {
-                    None => 0,
-                    Some(id) => sut.hires.iter().position(|h| &h.0 == id).unwrap(),
-                };
-                sut.hires.remove(i);
-            }
-            _ => {}
-        }
-        for e in &effects {
-            if let EffectKind::Hire { count } = e.kind {
-                sut.hires.push((e.id.clone(), count));
-            }
-        }
-        sut.effects.extend(effects);
-
         // Replaying the accepted log on a fresh machine gives the same effects and state.
-        let mut fresh = Pavilion::new(session(), sut.config.clone()).unwrap();
-        let mut replayed = Vec::new();
-        for (t, i) in &sut.log {
-            fresh
-                .handle(*t, i.clone())
-                .expect("a logged input is accepted again");
-            replayed.extend(drain(&mut fresh));
-        }
-        assert_eq!(replayed, sut.effects, "replay gives other effects");
-        assert_eq!(fresh.snapshot(), after, "replay gives another state");
-        sut.remember_departures();
+        sut.checker.check_replay(&sut.machine);
         sut
     }
 
@@ -1431,7 +1323,7 @@ impl StateMachineTest for PavilionTest {
                 .iter()
                 .map(|h| (h.id.clone(), h.count))
                 .collect::<Vec<_>>(),
-            sut.hires,
+            sut.checker.hires_in_flight(),
             "hires in flight, as the driver saw them"
         );
         assert_eq!(machine.hires_in_flight(), m.in_flight());
@@ -1448,62 +1340,13 @@ impl StateMachineTest for PavilionTest {
             m.next_timeout(),
             "next timeout"
         );
-
-        // --- invariants, on the machine alone ---
-        let mut seen_assignments = BTreeSet::new();
-        let mut seen_workers = BTreeSet::new();
-        for v in s.waiting.iter().chain(&s.active) {
-            assert!(
-                seen_assignments.insert(v.assignment.clone()),
-                "assignment {} seated twice",
-                v.assignment
-            );
-            assert!(
-                seen_workers.insert(v.worker.clone()),
-                "worker {} holds two seats",
-                v.worker
-            );
-            assert!(
-                !sut.departed.contains(&v.assignment),
-                "departed assignment {} came back",
-                v.assignment
-            );
-        }
-        let max_active = s.config.max_active;
-        assert!(
-            s.active.len() as u32 <= max_active,
-            "active above max_active"
-        );
-        if s.phase == Phase::Running {
-            assert!(
-                s.waiting.is_empty() || s.active.len() as u32 == max_active,
-                "someone waits while active has room"
-            );
-        }
-        if let Some(budget) = s.config.budget_cents {
-            assert!(
-                s.committed.minor <= budget,
-                "committed {} above budget {budget}",
-                s.committed.minor
-            );
-            assert!(s.spent.minor <= budget);
-        }
     }
 
     fn teardown(mut sut: Sut, _: Model) {
         assert!(
-            drain(&mut sut.machine).is_empty(),
+            sut.machine.poll_effect().is_none(),
             "every effect was drained after its step"
         );
-    }
-}
-
-impl Sut {
-    /// Remembers every assignment that ever left, for the "never comes back" check.
-    fn remember_departures(&mut self) {
-        for d in self.machine.snapshot().departed {
-            self.departed.insert(d.assignment);
-        }
     }
 }
 

@@ -25,13 +25,9 @@
 //! Two drivers use [`run`]: the time-boxed `arbtest` test in `tests/` (stable Rust) and the
 //! libFuzzer target in `fuzz_targets/` (feature `libfuzzer`). See the crate README.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use arbitrary::Arbitrary;
-use crowdcore::pavilion::{
-    Effect, EffectKind, Input, Pavilion, PavilionConfig, PayKind, Phase, Snapshot, StartCondition,
-    Targets,
-};
+use crowdcore::pavilion::{Input, Pavilion, PavilionConfig, StartCondition, Targets};
+use crowdcore::testkit::PavilionChecker;
 use crowdcore::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
 
 /// Workers in play: few, so that one worker tries for two seats.
@@ -303,37 +299,13 @@ fn hit(n: u8) -> HitId {
     HitId::new(format!("H{}", n % HITS))
 }
 
-fn drain(m: &mut Pavilion) -> Vec<Effect> {
-    std::iter::from_fn(|| m.poll_effect()).collect()
-}
-
-/// Restores a machine from a snapshot taken through JSON, as a store would keep it.
-fn restored(snapshot: &Snapshot) -> Pavilion {
-    let json = serde_json::to_string(snapshot).expect("a snapshot serializes");
-    let back: Snapshot = serde_json::from_str(&json).expect("a snapshot deserializes");
-    assert_eq!(&back, snapshot, "snapshot JSON round trip changed it");
-    Pavilion::restore(back).expect("a snapshot restores")
-}
-
-/// `present + open slots + hires in flight`.
-fn counted(s: &Snapshot) -> u32 {
-    (s.waiting.len() + s.active.len()) as u32
-        + s.open_slots
-        + s.hires_in_flight.iter().map(|h| h.count).sum::<u32>()
-}
-
 /// The driver's side: the machine and what it remembers.
 struct Driver {
     machine: Pavilion,
-    config: PavilionConfig,
     /// The time the next input happens at.
     clock: Timestamp,
-    log: Vec<(Timestamp, Input)>,
-    effects: Vec<Effect>,
-    hires: Vec<(EffectId, u32)>,
-    departed: BTreeSet<AssignmentId>,
-    /// The contributions the host counted, by assignment (accepted `Contributed` inputs).
-    counted: BTreeMap<AssignmentId, u32>,
+    /// The invariants across steps (`crowdcore::testkit`'s one checker).
+    checker: PavilionChecker,
     /// Print every input and its effects (`CROWDCORE_FUZZ_TRACE=1`), to read a failing case.
     trace: bool,
 }
@@ -343,7 +315,8 @@ impl Driver {
         match hire {
             HireRef::Oldest => None,
             HireRef::Nth(i) => Some(
-                self.hires
+                self.checker
+                    .hires_in_flight()
                     .get(usize::from(i % 4))
                     .map(|h| h.0.clone())
                     .unwrap_or_else(|| EffectId::new(session(), u64::MAX - u64::from(i))),
@@ -386,7 +359,9 @@ impl Driver {
             }
             Op::Restore => {
                 let snapshot = self.machine.snapshot();
-                self.machine = restored(&snapshot);
+                let json = serde_json::to_string(&snapshot).expect("a snapshot serializes");
+                let back = serde_json::from_str(&json).expect("a snapshot deserializes");
+                self.machine = Pavilion::restore(back).expect("a snapshot restores");
                 assert_eq!(
                     self.machine.snapshot(),
                     snapshot,
@@ -462,8 +437,13 @@ impl Driver {
             } => {
                 let id = self.hire_id(hire);
                 let asked = match &id {
-                    None => self.hires.first().map_or(0, |h| h.1),
-                    Some(id) => self.hires.iter().find(|h| &h.0 == id).map_or(0, |h| h.1),
+                    None => self.checker.hires_in_flight().first().map_or(0, |h| h.1),
+                    Some(id) => self
+                        .checker
+                        .hires_in_flight()
+                        .iter()
+                        .find(|h| &h.0 == id)
+                        .map_or(0, |h| h.1),
                 };
                 Input::HirePosted {
                     hire: id,
@@ -520,256 +500,22 @@ impl Driver {
         }
     }
 
-    /// Feeds one input (to the machine and to a twin restored from its snapshot) and checks
-    /// everything about the result.
+    /// Feeds one input through the checker, which checks everything about the result.
     fn apply(&mut self, at: Timestamp, input: Input, op: Op) {
-        let before = self.machine.snapshot();
-        let mut twin = restored(&before);
-        let (result, twin_result) = if matches!(op, Op::TickToTimeout) {
-            self.machine.handle_timeout(at);
-            twin.handle_timeout(at);
-            (Ok(()), Ok(()))
+        let before = self.machine.now();
+        let result = if matches!(op, Op::TickToTimeout) {
+            Ok(self.checker.handle_timeout(&mut self.machine, at))
         } else {
-            (
-                self.machine.handle(at, input.clone()),
-                twin.handle(at, input.clone()),
-            )
+            self.checker.handle(&mut self.machine, at, input.clone())
         };
         if self.trace {
-            eprintln!("{at} {input:?} -> {result:?}");
-        }
-        assert_eq!(
-            result, twin_result,
-            "a restored twin decided {input:?} differently"
-        );
-        if let Err(rejected) = &result {
-            assert_eq!(
-                self.machine.snapshot(),
-                before,
-                "refused {input:?} ({rejected}) but changed the state"
-            );
-            assert!(
-                self.machine.poll_effect().is_none(),
-                "refused {input:?} but produced an effect"
-            );
-            return;
-        }
-        if matches!(op, Op::ClockBack) {
-            assert_eq!(at, before.now, "a tick in the past was accepted");
-        }
-        self.log.push((at, input.clone()));
-
-        let mut pending = Pavilion::restore(self.machine.snapshot()).expect("a snapshot restores");
-        let effects = drain(&mut self.machine);
-        assert_eq!(
-            drain(&mut twin),
-            effects,
-            "a restored twin's effects differ"
-        );
-        assert_eq!(
-            drain(&mut pending),
-            effects,
-            "a machine restored with effects pending hands out others"
-        );
-        let after = self.machine.snapshot();
-        if self.trace {
-            for e in &effects {
+            eprintln!("{at} {input:?} -> {:?}", result.as_ref().map(Vec::len));
+            for e in result.iter().flatten() {
                 eprintln!("    {} {:?}", e.id, e.kind);
             }
         }
-        assert_eq!(twin.snapshot(), after, "a restored twin's state differs");
-        assert_eq!(
-            pending.snapshot(),
-            after,
-            "restored-with-pending state differs"
-        );
-
-        for (i, e) in effects.iter().enumerate() {
-            let seq = (self.effects.len() + i + 1) as u64;
-            assert_eq!(
-                e.id,
-                EffectId::new(session(), seq),
-                "effect ids skip or repeat"
-            );
-            assert_eq!(e.at, at, "effect {} does not carry its input's time", e.id);
-        }
-        let paid: i64 = effects
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EffectKind::Pay { amount, .. } => Some(amount.minor),
-                _ => None,
-            })
-            .sum();
-        assert_eq!(
-            after.spent.minor - before.spent.minor,
-            paid,
-            "pay effects do not add up to the change in spending"
-        );
-        self.check_contribution_pay(&input, &effects);
-        let (was, is) = (counted(&before), counted(&after));
-        let capacity = after.config.max_active + after.config.max_waiting;
-        assert!(
-            is <= was || is <= capacity,
-            "{input:?} raised present + open + in flight from {was} to {is}, above {capacity}"
-        );
-
-        if let Input::HirePosted { hire, .. } | Input::HireFailed { hire, .. } = &input {
-            let i = match hire {
-                None => 0,
-                Some(id) => self
-                    .hires
-                    .iter()
-                    .position(|h| &h.0 == id)
-                    .expect("an accepted hire result names a hire in flight"),
-            };
-            self.hires.remove(i);
-        }
-        for e in &effects {
-            if let EffectKind::Hire { count } = e.kind {
-                self.hires.push((e.id.clone(), count));
-            }
-        }
-        self.effects.extend(effects);
-        let flying: Vec<(EffectId, u32)> = after
-            .hires_in_flight
-            .iter()
-            .map(|h| (h.id.clone(), h.count))
-            .collect();
-        assert_eq!(
-            flying, self.hires,
-            "hires in flight differ from the hire effects"
-        );
-        self.check(&after);
-    }
-
-    /// No contribution bonus beyond what the host counted or, where it counted nothing and
-    /// does not have to, what the submission claimed; never beyond the cap. Then notes the
-    /// host's counts of an accepted `Contributed` input.
-    fn check_contribution_pay(&mut self, input: &Input, effects: &[Effect]) {
-        let c = &self.config;
-        for e in effects {
-            let EffectKind::Pay {
-                assignment,
-                kind: PayKind::ContributionBonus,
-                amount,
-                ..
-            } = &e.kind
-            else {
-                continue;
-            };
-            let reported = match input {
-                Input::Submit {
-                    assignment: a,
-                    contributions,
-                } if a == assignment => *contributions,
-                _ => 0,
-            };
-            let units = match self.counted.get(assignment) {
-                Some(&n) => n,
-                None if c.contributions_from_host => 0,
-                None => reported,
-            };
-            let units = c
-                .max_contributions_per_assignment
-                .map_or(units, |m| units.min(m));
-            let most = c.per_contribution_cents.saturating_mul(i64::from(units));
-            assert!(
-                amount.minor <= most,
-                "{assignment} was paid {} for contributions, more than {units} × {} ({input:?})",
-                amount.minor,
-                c.per_contribution_cents
-            );
-        }
-        if let Input::Contributed { assignment, count } = input {
-            let n = self.counted.entry(assignment.clone()).or_insert(0);
-            *n = n.saturating_add(*count);
-        }
-    }
-
-    /// The invariants of one state.
-    fn check(&mut self, s: &Snapshot) {
-        if let Err(e) = self.machine.check_invariants() {
-            panic!("check_invariants: {e}");
-        }
-        let mut assignments = BTreeSet::new();
-        let mut workers = BTreeSet::new();
-        for v in s.waiting.iter().chain(&s.active) {
-            assert!(
-                assignments.insert(v.assignment.clone()),
-                "assignment {} is seated twice",
-                v.assignment
-            );
-            assert!(
-                workers.insert(v.worker.clone()),
-                "worker {} holds two seats",
-                v.worker
-            );
-            assert!(
-                !self.departed.contains(&v.assignment),
-                "assignment {} left and came back",
-                v.assignment
-            );
-        }
-        for d in &s.departed {
-            self.departed.insert(d.assignment.clone());
-        }
-        let max_active = s.config.max_active;
-        assert!(
-            s.active.len() as u32 <= max_active,
-            "{} active, above max_active {max_active}",
-            s.active.len()
-        );
-        if s.phase == Phase::Running {
-            assert!(
-                s.waiting.is_empty() || s.active.len() as u32 >= max_active,
-                "{} waiting while active has room ({}/{max_active})",
-                s.waiting.len(),
-                s.active.len()
-            );
-        }
-        if s.phase == Phase::Stopped {
-            assert!(
-                s.waiting.is_empty() && s.active.is_empty(),
-                "workers present after stop"
-            );
-        }
-        if let Some(budget) = s.config.budget_cents {
-            assert!(
-                s.committed.minor <= budget,
-                "committed {} above the budget {budget}",
-                s.committed.minor
-            );
-            assert!(
-                s.spent.minor <= budget,
-                "spent {} above the budget {budget}",
-                s.spent.minor
-            );
-        }
-        let seats = (s.waiting.len() + s.active.len()) as u32
-            + s.open_slots
-            + s.hires_in_flight.iter().map(|h| h.count).sum::<u32>();
-        assert_eq!(
-            s.committed.minor,
-            s.spent.minor + s.config.base_pay_cents * i64::from(seats),
-            "committed is not spent plus the base pay of every counted seat"
-        );
-        if let Some(at) = self.machine.poll_timeout() {
-            let earliest = s
-                .waiting
-                .iter()
-                .chain(&s.active)
-                .map(|v| v.last_seen.plus_millis(s.config.heartbeat_timeout_ms))
-                .min();
-            let want = match (earliest, s.hiring_paused_until) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            assert_eq!(Some(at), want, "poll_timeout is not the next deadline");
-        } else {
-            assert!(
-                s.waiting.is_empty() && s.active.is_empty() && s.hiring_paused_until.is_none(),
-                "no timeout while a deadline is pending"
-            );
+        if result.is_ok() && matches!(op, Op::ClockBack) {
+            assert_eq!(at, before, "a tick in the past was accepted");
         }
     }
 }
@@ -783,43 +529,23 @@ pub fn run(case: &Case) {
 /// invariant.
 pub fn run_ops(knobs: &Knobs, ops: &[Op]) {
     let config = knobs.config();
-    let machine = match Pavilion::new(session(), config.clone()) {
+    let machine = match Pavilion::new(session(), config) {
         Ok(m) => m,
         Err(e) => panic!("the knobs {knobs:?} gave a config the machine refuses: {e}"),
     };
+    let checker = PavilionChecker::new(&machine);
     let mut d = Driver {
         machine,
-        config,
         clock: Timestamp::ZERO,
-        log: Vec::new(),
-        effects: Vec::new(),
-        hires: Vec::new(),
-        departed: BTreeSet::new(),
-        counted: BTreeMap::new(),
+        checker,
         trace: std::env::var_os("CROWDCORE_FUZZ_TRACE").is_some_and(|v| v != "0"),
     };
-    let first = d.machine.snapshot();
-    d.check(&first);
     if knobs.started {
         d.step(Op::Admin(Admin::Start));
     }
     for &op in ops {
         d.step(op);
     }
-
     // Replaying the accepted inputs gives the same effects and the same state.
-    let mut fresh = Pavilion::new(session(), d.config.clone()).expect("the config was valid");
-    let mut replayed = Vec::new();
-    for (at, input) in &d.log {
-        if let Err(e) = fresh.handle(*at, input.clone()) {
-            panic!("replay refused {input:?} at {at}: {e}");
-        }
-        replayed.extend(drain(&mut fresh));
-    }
-    assert_eq!(replayed, d.effects, "replaying the log gives other effects");
-    assert_eq!(
-        fresh.snapshot(),
-        d.machine.snapshot(),
-        "replaying the log gives another state"
-    );
+    d.checker.check_replay(&d.machine);
 }

@@ -45,15 +45,18 @@
 //! `#<seq>` is the effect id `s/<seq>` (the session is always `s`). Blank lines and lines
 //! starting with `//` are skipped in both lists.
 //!
-//! After every input `check` drains the effects, checks [`Pavilion::check_invariants`], checks
-//! that an input which hired left `present + open + in flight` within the targets and that
-//! committed spending is within the budget, and, for a refused input, that
-//! [`Pavilion::snapshot`] is exactly as before and nothing was emitted.
+//! Every input goes through `crowdcore::testkit::PavilionChecker`, the one checker of the
+//! machine's invariants the property test and the fuzzer use too: after each input it drains
+//! the effects and checks [`Pavilion::check_invariants`], the state's invariants (seats,
+//! targets, budget, deadlines), a restored twin's decision, and, for a refused input, that
+//! [`Pavilion::snapshot`] is exactly as before and nothing was emitted; at the end the
+//! accepted inputs replay to the same effects and state.
 
 use crate::script::{diff, lines, number, tag};
 use std::fmt::Write as _;
 
 use crowdcore::pavilion::{Effect, EffectKind, Input, Notice, Pavilion, PavilionConfig, Targets};
+use crowdcore::testkit::PavilionChecker;
 use crowdcore::{AssignmentId, EffectId, HitId, SessionId, Timestamp, WorkerId};
 
 /// The session every scenario runs in; effect ids are `s/<seq>`.
@@ -91,14 +94,15 @@ pub(crate) fn check(config: &str, events: &str, expected: &str) -> Pavilion {
 #[track_caller]
 pub(crate) fn check_from(config: &str, given: &str, events: &str, expected: &str) -> Pavilion {
     let mut m = machine(config);
-    let setup = run(&mut m, given);
+    let mut checker = PavilionChecker::new(&m);
+    let setup = run(&mut m, &mut checker, given);
     if let Some(refused) = setup.iter().find(|l| l.contains(" rejected ")) {
         panic!(
             "a `given` input was refused: {refused}\ngiven:\n{}",
             lines(given).join("\n")
         );
     }
-    let actual = run(&mut m, events);
+    let actual = run(&mut m, &mut checker, events);
     let expected = lines(expected);
     if actual != expected {
         panic!(
@@ -111,12 +115,14 @@ pub(crate) fn check_from(config: &str, given: &str, events: &str, expected: &str
                 .join("\n")
         );
     }
+    checker.check_replay(&m);
     m
 }
 
-/// Feeds every line of `events` to `m` and returns what came out, rendered.
+/// Feeds every line of `events` to `m` through `checker` (which checks every invariant after
+/// each input) and returns what came out, rendered.
 #[track_caller]
-fn run(m: &mut Pavilion, events: &str) -> Vec<String> {
+fn run(m: &mut Pavilion, checker: &mut PavilionChecker, events: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in lines(events) {
         let words: Vec<&str> = line.split(' ').collect();
@@ -126,8 +132,8 @@ fn run(m: &mut Pavilion, events: &str) -> Vec<String> {
                 let at = m
                     .poll_timeout()
                     .unwrap_or_else(|| panic!("`{line}`: poll_timeout() is None"));
-                m.handle_timeout(at);
-                drain(m, &line, &mut out);
+                let effects = checker.handle_timeout(m, at);
+                out.extend(effects.iter().map(render));
             }
             "next_timeout" => {
                 let want = match words.get(1) {
@@ -140,49 +146,14 @@ fn run(m: &mut Pavilion, events: &str) -> Vec<String> {
             t => {
                 let at = Timestamp::from_millis(number(t, &line));
                 let input = parse_input(&words[1..], &line);
-                let before = m.snapshot();
-                match m.handle(at, input) {
-                    Ok(()) => drain(m, &line, &mut out),
-                    Err(rejected) => {
-                        assert_eq!(
-                            m.snapshot(),
-                            before,
-                            "`{line}` was refused ({rejected}) but changed the state"
-                        );
-                        assert_eq!(m.poll_effect(), None, "`{line}` was refused yet emitted");
-                        out.push(format!("{t} rejected {rejected}"));
-                    }
+                match checker.handle(m, at, input) {
+                    Ok(effects) => out.extend(effects.iter().map(render)),
+                    Err(rejected) => out.push(format!("{t} rejected {rejected}")),
                 }
             }
         }
     }
     out
-}
-
-/// Drains every effect after an accepted input and checks the invariants.
-#[track_caller]
-fn drain(m: &mut Pavilion, line: &str, out: &mut Vec<String>) {
-    let mut hired = false;
-    while let Some(effect) = m.poll_effect() {
-        hired |= matches!(effect.kind, EffectKind::Hire { .. });
-        out.push(render(&effect));
-    }
-    if let Err(broken) = m.check_invariants() {
-        panic!("after `{line}`: invariant broken: {broken}");
-    }
-    let seats = m.present() + m.open_slots() + m.hires_in_flight();
-    let capacity = m.config().targets().capacity();
-    assert!(
-        !hired || seats <= capacity,
-        "after `{line}`: hired up to {seats} seats, above the targets' {capacity}"
-    );
-    if let Some(budget) = m.config().budget_cents {
-        let committed = m.committed().minor;
-        assert!(
-            committed <= budget,
-            "after `{line}`: committed {committed} above the budget {budget}"
-        );
-    }
 }
 
 fn hire_id(word: &str, line: &str) -> EffectId {
