@@ -30,6 +30,11 @@
 //! 6. **Fronts** — `http` (feature `http`): the worker landing page, the retainer page, the
 //!    admin API and the live status page, on axum.
 //!
+//! Features: `aggregate`, `pipeline`, `score`, `compete` and `sim` (all on by default) gate
+//! their modules; `http` the front; `testkit` and `contract` the test doubles and the store
+//! contract suite. `default-features = false` leaves the machines, the engine and its
+//! contracts.
+//!
 //! `testkit` (feature `testkit`) is the engine test host the crate's own tests and the
 //! backends' tests share. The backends live in their own crates (`crowdcore-sqlite`,
 //! `crowdcore-toloka`, `crowdcore-prolific`, `crowdcore-mturk`).
@@ -41,8 +46,10 @@
 //! `handle_timeout(now)` fires every deadline due by `now` (an earlier `now` is taken as the
 //! machine's time).
 
+#[cfg(feature = "aggregate")]
 pub mod aggregate;
 pub mod clock;
+#[cfg(feature = "compete")]
 pub mod compete;
 pub mod engine;
 pub mod faults;
@@ -51,11 +58,14 @@ pub mod http;
 pub mod local;
 pub mod model;
 pub mod pavilion;
+#[cfg(feature = "pipeline")]
 pub mod pipeline;
 pub mod platform;
 pub mod replay;
 pub mod retainer;
+#[cfg(feature = "score")]
 pub mod score;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 #[cfg(feature = "testkit")]
