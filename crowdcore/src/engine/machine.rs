@@ -11,7 +11,7 @@ use crate::pavilion::{self, Pavilion, PayKind};
 use crate::platform::{AssignmentStatus, AssignmentUpdate, Capabilities};
 use crate::retainer::{self, Retainer, RetainerConfig};
 
-use super::{CallPolicy, EngineConfig, EngineError, RetryPolicy};
+use super::{CallPolicy, ConfigProblem, EngineConfig, EngineError, RetryPolicy};
 
 /// A pure machine the [`Engine`](super::Engine) can drive durably: its inputs go to the log,
 /// its effects to the outbox, and each effect maps to one platform [`Action`].
@@ -236,21 +236,18 @@ impl Machine for Pavilion {
     fn prepare(config: &mut EngineConfig, capabilities: &Capabilities) -> Result<(), EngineError> {
         // The platform, not the config, knows whether returned slots re-open.
         config.pavilion.returned_slots_reopen = capabilities.returned_slots_reopen;
-        config
-            .spec
-            .validate()
-            .map_err(|e| EngineError::Config(e.to_string()))?;
+        config.spec.validate().map_err(ConfigProblem::from)?;
         config.pavilion.validate()?;
         // The HIT's reward is the base pay: the platform pays the reward when the assignment
         // is approved, and the machine budgets and records `base_pay_cents` for it. Two
         // numbers for one payment would make the ledger and the budget wrong.
         let base = Money::new(config.pavilion.base_pay_cents, config.pavilion.currency);
         if config.spec.reward != base {
-            return Err(EngineError::Config(format!(
-                "the HIT's reward ({}) and the base pay ({base}) are one payment and must be \
-                 equal: set base_pay_cents to {} and currency to {} (or change the reward)",
-                config.spec.reward, config.spec.reward.minor, config.spec.reward.currency
-            )));
+            return Err(ConfigProblem::RewardIsNotBasePay {
+                reward: config.spec.reward,
+                base_pay: base,
+            }
+            .into());
         }
         Ok(())
     }
@@ -384,7 +381,7 @@ impl Machine for Retainer {
         config
             .retainer
             .validate()
-            .map_err(|e| EngineError::Config(e.to_string()))
+            .map_err(|e| EngineError::Config(e.into()))
     }
 
     fn driving(config: &RetainerEngineConfig) -> Driving {
@@ -400,12 +397,11 @@ impl Machine for Retainer {
         session: SessionId,
         config: &RetainerEngineConfig,
     ) -> Result<Self, EngineError<retainer::Rejected>> {
-        Retainer::new(session, config.retainer.clone())
-            .map_err(|e| EngineError::Config(e.to_string()))
+        Retainer::new(session, config.retainer.clone()).map_err(|e| EngineError::Config(e.into()))
     }
 
     fn restore(snapshot: retainer::Snapshot) -> Result<Self, EngineError<retainer::Rejected>> {
-        Retainer::restore(snapshot).map_err(|e| EngineError::Recovery(e.to_string()))
+        Retainer::restore(snapshot).map_err(|e| EngineError::Recovery(e.into()))
     }
 
     fn handle(&mut self, now: Timestamp, input: retainer::Input) -> Result<(), retainer::Rejected> {

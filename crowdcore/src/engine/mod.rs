@@ -153,13 +153,13 @@ pub enum EngineError<R = Rejected> {
     Store(#[from] StoreError),
     /// The configuration is invalid.
     #[error("bad configuration: {0}")]
-    Config(String),
+    Config(#[source] ConfigProblem),
     /// The store holds this session with a different configuration.
     #[error("the store holds session {0} with a different configuration")]
     ConfigChanged(SessionId),
     /// The store's contents cannot be read back.
     #[error("cannot recover the session: {0}")]
-    Recovery(String),
+    Recovery(#[source] RecoveryError),
     /// The engine task has stopped.
     #[error("the engine has stopped")]
     Stopped,
@@ -177,15 +177,92 @@ impl From<crate::retainer::Rejected> for EngineError<crate::retainer::Rejected> 
     }
 }
 
+/// Why an engine's configuration was refused ([`EngineError::Config`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigProblem {
+    /// The HIT spec is invalid.
+    #[error(transparent)]
+    Spec(#[from] crate::model::SpecError),
+    /// The machine's configuration is invalid (the Pavilion's, or a retainer's, whose pools
+    /// are Pavilions).
+    #[error(transparent)]
+    Machine(#[from] ConfigError),
+    /// The HIT's reward and the base pay differ: they are one payment.
+    #[error(
+        "the HIT's reward ({reward}) and the base pay ({base_pay}) are one payment and must be \
+         equal: set base_pay_cents to {} and currency to {} (or change the reward)",
+        reward.minor,
+        reward.currency
+    )]
+    RewardIsNotBasePay {
+        /// The spec's reward.
+        reward: crate::model::Money,
+        /// The machine's base pay.
+        base_pay: crate::model::Money,
+    },
+}
+
+/// Why a session could not be recovered from its store ([`EngineError::Recovery`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecoveryError {
+    /// The snapshot is not the machine's snapshot.
+    #[error("snapshot: {0}")]
+    Snapshot(#[source] serde_json::Error),
+    /// The log skips entries.
+    #[error("log jumps from {after} to {next}")]
+    LogGap {
+        /// The last entry read.
+        after: u64,
+        /// The entry after it.
+        next: u64,
+    },
+    /// A log entry is not one of the machine's inputs.
+    #[error("log entry {seq}: {source}")]
+    LogEntry {
+        /// The entry.
+        seq: u64,
+        /// Why it does not parse.
+        source: serde_json::Error,
+    },
+    /// A pending outbox entry is not one of the machine's effects.
+    #[error("outbox entry {id}: {source}")]
+    OutboxEntry {
+        /// The effect.
+        id: EffectId,
+        /// Why it does not parse.
+        source: serde_json::Error,
+    },
+    /// The Pavilion refused its snapshot.
+    #[error(transparent)]
+    Pavilion(#[from] RestoreError),
+    /// The retainer refused its snapshot.
+    #[error(transparent)]
+    Retainer(#[from] crate::retainer::RestoreError),
+}
+
 impl<R> From<ConfigError> for EngineError<R> {
     fn from(e: ConfigError) -> Self {
-        EngineError::Config(e.to_string())
+        EngineError::Config(e.into())
+    }
+}
+
+impl<R> From<ConfigProblem> for EngineError<R> {
+    fn from(e: ConfigProblem) -> Self {
+        EngineError::Config(e)
+    }
+}
+
+impl<R> From<RecoveryError> for EngineError<R> {
+    fn from(e: RecoveryError) -> Self {
+        EngineError::Recovery(e)
     }
 }
 
 impl<R> From<RestoreError> for EngineError<R> {
     fn from(e: RestoreError) -> Self {
-        EngineError::Recovery(e.to_string())
+        EngineError::Recovery(e.into())
     }
 }
 
@@ -289,8 +366,8 @@ impl<M: Machine> EngineBuilder<M> {
 
         let (mut machine, mut seq) = match store.load_snapshot(&session).await? {
             Some(s) => {
-                let snap: M::Snapshot = serde_json::from_str(&s.body)
-                    .map_err(|e| EngineError::Recovery(format!("snapshot: {e}")))?;
+                let snap: M::Snapshot =
+                    serde_json::from_str(&s.body).map_err(RecoveryError::Snapshot)?;
                 (M::restore(snap)?, s.seq)
             }
             None => (M::create(session.clone(), &config)?, 0),
@@ -303,14 +380,15 @@ impl<M: Machine> EngineBuilder<M> {
             }
             for record in page {
                 if record.seq != seq + 1 {
-                    return Err(EngineError::Recovery(format!(
-                        "log jumps from {seq} to {}",
-                        record.seq
-                    )));
+                    return Err(RecoveryError::LogGap {
+                        after: seq,
+                        next: record.seq,
+                    }
+                    .into());
                 }
                 seq = record.seq;
                 let input: M::Input = serde_json::from_str(&record.body)
-                    .map_err(|e| EngineError::Recovery(format!("log entry {seq}: {e}")))?;
+                    .map_err(|source| RecoveryError::LogEntry { seq, source })?;
                 // A refused input was refused the first time too: same state either way.
                 let _ = machine.handle(record.at, input);
                 while let Some(effect) = machine.poll_effect() {
@@ -329,8 +407,11 @@ impl<M: Machine> EngineBuilder<M> {
         let now = clock.now();
         let mut ready = VecDeque::new();
         for entry in store.pending(&session).await? {
-            let effect: M::Effect = serde_json::from_str(&entry.body)
-                .map_err(|e| EngineError::Recovery(format!("outbox entry {}: {e}", entry.id)))?;
+            let effect: M::Effect =
+                serde_json::from_str(&entry.body).map_err(|source| RecoveryError::OutboxEntry {
+                    id: entry.id.clone(),
+                    source,
+                })?;
             ready.push_back(Pending {
                 effect,
                 attempts: 0,

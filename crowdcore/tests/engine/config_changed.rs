@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crowdcore::SessionId;
 use crowdcore::clock::VirtualClock;
-use crowdcore::engine::{EngineBuilder, EngineConfig, EngineError};
+use crowdcore::engine::{ConfigProblem, EngineBuilder, EngineConfig, EngineError};
 use crowdcore::store::MemoryStore;
 
 use crate::support::{T0, config, market};
@@ -50,10 +50,15 @@ async fn a_stored_session_with_another_config_is_refused() {
     let mut two_prices = config();
     two_prices.spec.reward = crowdcore::Money::usd_cents(75);
     match start(two_prices).await {
-        Err(EngineError::Config(m)) => assert!(
-            m.contains("reward (0.75 USD)") && m.contains("base pay (0.50 USD)"),
-            "{m}"
-        ),
+        Err(EngineError::Config(problem)) => {
+            let m = problem.to_string();
+            assert!(
+                matches!(problem, ConfigProblem::RewardIsNotBasePay { .. })
+                    && m.contains("reward (0.75 USD)")
+                    && m.contains("base pay (0.50 USD)"),
+                "{m}"
+            );
+        }
         other => panic!("expected a config error, got {other:?}"),
     }
 
