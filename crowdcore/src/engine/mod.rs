@@ -1294,9 +1294,11 @@ impl<M: Machine> Engine<M> {
                             Err(e) => {
                                 let fatal = matches!(e, EngineError::Store(_));
                                 for reply in replies {
-                                    let failure = match e {
-                                        EngineError::Stopped => HandleError::Stopped,
-                                        _ => HandleError::Failed(e.to_string()),
+                                    // Only a store write fails a batch (its inputs are answered
+                                    // one by one); anything else means the engine is done.
+                                    let failure = match &e {
+                                        EngineError::Store(e) => HandleError::Store(e.clone()),
+                                        _ => HandleError::Stopped,
                                     };
                                     let _ = reply.send(Err(failure));
                                 }
@@ -1311,7 +1313,10 @@ impl<M: Machine> Engine<M> {
                         let _ = reply.send(self.snapshot());
                     }
                     Some(Command::Ledger(reply)) => {
-                        let _ = reply.send(self.ledger().await.map_err(|e| e.to_string()));
+                        let _ = reply.send(self.ledger().await.map_err(|e| match e {
+                            EngineError::Store(e) => Some(e),
+                            _ => None,
+                        }));
                     }
                     Some(Command::Owed(reply)) => {
                         let _ = reply.send(self.owed.clone());
@@ -1345,7 +1350,7 @@ type Reply<R> = oneshot::Sender<Result<(), HandleError<R>>>;
 enum Command<M: Machine> {
     Input(M::Input, Reply<M::Rejected>),
     Snapshot(oneshot::Sender<M::Snapshot>),
-    Ledger(oneshot::Sender<Result<Vec<LedgerEntry>, String>>),
+    Ledger(oneshot::Sender<Result<Vec<LedgerEntry>, Option<StoreError>>>),
     Owed(oneshot::Sender<Vec<Owed>>),
     Read(Reader<M>),
 }
@@ -1383,9 +1388,10 @@ pub enum HandleError<R = Rejected> {
     /// The machine refused the input; its state is unchanged.
     #[error("rejected: {0}")]
     Rejected(R),
-    /// The engine failed the call (a store failure, after which it stops).
-    #[error("{0}")]
-    Failed(String),
+    /// The store failed the call (after which the engine stops): every call of the batch the
+    /// failure hit gets it.
+    #[error(transparent)]
+    Store(StoreError),
     /// The engine task has stopped.
     #[error("the engine has stopped")]
     Stopped,
@@ -1427,7 +1433,7 @@ impl<M: Machine> EngineHandle<M> {
             .map_err(|_| HandleError::Stopped)?;
         rx.await
             .map_err(|_| HandleError::Stopped)?
-            .map_err(HandleError::Failed)
+            .map_err(|e| e.map_or(HandleError::Stopped, HandleError::Store))
     }
 
     /// Payments that failed for good, with their reasons ([`Engine::owed`]).

@@ -166,7 +166,7 @@ impl From<HandleError> for ApiError {
     fn from(e: HandleError) -> Self {
         let code = match &e {
             HandleError::Stopped => ErrorCode::EngineStopped,
-            HandleError::Failed(_) => ErrorCode::EngineFailed,
+            HandleError::Store(_) => ErrorCode::EngineFailed,
             HandleError::Rejected(r) => rejected_code(r),
         };
         ApiError::new(code, e.to_string())
@@ -347,7 +347,10 @@ mod tests {
             ErrorCode::EngineStopped
         );
         assert_eq!(
-            ApiError::from(HandleError::Failed("store: disk full".to_owned())).code,
+            ApiError::from(HandleError::Store(crate::store::StoreError::Full(
+                "disk full".to_owned()
+            )))
+            .code,
             ErrorCode::EngineFailed
         );
     }

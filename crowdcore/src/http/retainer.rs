@@ -113,7 +113,7 @@ fn handle_error(e: HandleError<Rejected>) -> ApiError {
     match e {
         HandleError::Rejected(r) => rejection(r),
         HandleError::Stopped => ApiError::new(ErrorCode::EngineStopped, e.to_string()),
-        HandleError::Failed(message) => ApiError::new(ErrorCode::EngineFailed, message),
+        HandleError::Store(e) => ApiError::new(ErrorCode::EngineFailed, e.to_string()),
     }
 }
 
