@@ -133,19 +133,8 @@ async fn run(args: Args) {
         base_pay_cents: 1,
         ..PavilionConfig::default()
     };
-    let spec = HitSpec {
-        title: "load".into(),
-        description: "load".into(),
-        keywords: Vec::new(),
-        reward: Money::usd_cents(1),
-        assignment_duration_ms: 3_600_000,
-        lifetime_ms: 3_600_000,
-        max_assignments: 100_000,
-        auto_approval_delay_ms: 86_400_000,
-        qualifications: Vec::new(),
-        landing_url: "http://127.0.0.1/work".into(),
-        frame_height: 600,
-    };
+    let mut spec = HitSpec::new("load", Money::usd_cents(1), "http://127.0.0.1/work");
+    spec.max_assignments = 100_000;
     let mut config = EngineConfig::new(spec, pavilion);
     config.observe_every_ms = 5_000;
     config.snapshot_every = 0;

@@ -132,6 +132,36 @@ pub enum SpecError {
 }
 
 impl HitSpec {
+    /// A HIT titled `title`, paying `reward` for work on the page at `landing_url`, with
+    /// defaults for the rest: the title as its description, no keywords, no qualifications,
+    /// an hour to hold an assignment, listed for a day, up to 1 000 slots, approved
+    /// automatically after three days, shown in a frame 800 pixels high. Change the fields
+    /// that matter to the study:
+    ///
+    /// ```
+    /// use crowdcore::{HitSpec, Money};
+    ///
+    /// let mut spec = HitSpec::new("Label photos", Money::usd_cents(50), "https://lab.example/work");
+    /// spec.assignment_duration_ms = 30 * 60_000;
+    /// assert!(spec.validate().is_ok());
+    /// ```
+    pub fn new(title: impl Into<String>, reward: Money, landing_url: impl Into<String>) -> Self {
+        let title = title.into();
+        Self {
+            description: title.clone(),
+            title,
+            keywords: Vec::new(),
+            reward,
+            assignment_duration_ms: 3_600_000,
+            lifetime_ms: 86_400_000,
+            max_assignments: 1_000,
+            auto_approval_delay_ms: 3 * 86_400_000,
+            qualifications: Vec::new(),
+            landing_url: landing_url.into(),
+            frame_height: 800,
+        }
+    }
+
     /// Checks what every platform requires; backends add their own limits on top.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.title.trim().is_empty() {
