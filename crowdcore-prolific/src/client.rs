@@ -328,9 +328,15 @@ impl ProlificClient {
 
     /// `POST /api/v1/studies/`: a draft study. Not idempotent: sent again only after a 429.
     pub async fn create_study(&self, study: &NewStudy) -> Result<Study, ProlificError> {
-        let body = serde_json::to_value(study).map_err(|e| ProlificError::Invalid(e.to_string()))?;
-        self.call(Method::POST, "/api/v1/studies/", Some(&body), Repeat::OnlyIfRefused)
-            .await
+        let body =
+            serde_json::to_value(study).map_err(|e| ProlificError::Invalid(e.to_string()))?;
+        self.call(
+            Method::POST,
+            "/api/v1/studies/",
+            Some(&body),
+            Repeat::OnlyIfRefused,
+        )
+        .await
     }
 
     /// `GET /api/v1/studies/{id}/`.
@@ -434,8 +440,8 @@ impl ProlificClient {
         if transition.action == crate::model::SubmissionAction::Reject {
             check_rejection(transition.message.as_deref(), transition.rejection_category)?;
         }
-        let body = serde_json::to_value(transition)
-            .map_err(|e| ProlificError::Invalid(e.to_string()))?;
+        let body =
+            serde_json::to_value(transition).map_err(|e| ProlificError::Invalid(e.to_string()))?;
         self.call(
             Method::POST,
             &format!("/api/v1/submissions/{}/transition/", seg(id)),
@@ -506,9 +512,14 @@ impl ProlificClient {
         body: &str,
     ) -> Result<(), ProlificError> {
         let b = json!({ "recipient_id": recipient, "study_id": study, "body": body });
-        self.send(Method::POST, "/api/v1/messages/", Some(&b), Repeat::OnlyIfRefused)
-            .await
-            .map(|_| ())
+        self.send(
+            Method::POST,
+            "/api/v1/messages/",
+            Some(&b),
+            Repeat::OnlyIfRefused,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `POST /api/v1/messages/bulk/` to many participants of a study.
@@ -579,8 +590,13 @@ impl ProlificClient {
     /// `POST /api/v1/hooks/secrets/`: creates (or replaces) the workspace's hook secret.
     pub async fn create_hook_secret(&self, workspace: &str) -> Result<HookSecret, ProlificError> {
         let b = json!({ "workspace_id": workspace });
-        self.call(Method::POST, "/api/v1/hooks/secrets/", Some(&b), Repeat::Safe)
-            .await
+        self.call(
+            Method::POST,
+            "/api/v1/hooks/secrets/",
+            Some(&b),
+            Repeat::Safe,
+        )
+        .await
     }
 
     /// `POST /api/v1/hooks/subscriptions/`: the subscription and the `X-Hook-Secret` header
@@ -679,12 +695,21 @@ mod tests {
 
     #[test]
     fn short_rejections_are_refused_before_sending() {
-        let e = check_rejection(Some("too short"), Some(crate::model::RejectionCategory::Other))
-            .unwrap_err();
+        let e = check_rejection(
+            Some("too short"),
+            Some(crate::model::RejectionCategory::Other),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("at least 100"), "{e}");
         let long = "x".repeat(100);
         assert!(check_rejection(Some(&long), None).is_err());
-        assert!(check_rejection(Some(&long), Some(crate::model::RejectionCategory::LowEffort)).is_ok());
+        assert!(
+            check_rejection(
+                Some(&long),
+                Some(crate::model::RejectionCategory::LowEffort)
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -695,11 +720,13 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(
-            c.local_path("http://127.0.0.1:9/api/v1/submissions/?page=2").unwrap(),
+            c.local_path("http://127.0.0.1:9/api/v1/submissions/?page=2")
+                .unwrap(),
             "/api/v1/submissions/?page=2"
         );
         assert_eq!(
-            c.local_path("https://api.prolific.com/api/v1/submissions/?page=2").unwrap(),
+            c.local_path("https://api.prolific.com/api/v1/submissions/?page=2")
+                .unwrap(),
             "/api/v1/submissions/?page=2"
         );
         assert!(c.local_path("https://evil.example/api/v1/x").is_err());

@@ -55,7 +55,11 @@ pub struct ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "prolific {} {}: {}", self.status, self.title, self.detail)
+        write!(
+            f,
+            "prolific {} {}: {}",
+            self.status, self.title, self.detail
+        )
     }
 }
 
@@ -103,7 +107,11 @@ impl ApiError {
 fn render_detail(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(render_detail).collect::<Vec<_>>().join("; "),
+        Value::Array(items) => items
+            .iter()
+            .map(render_detail)
+            .collect::<Vec<_>>()
+            .join("; "),
         Value::Object(map) => map
             .iter()
             .map(|(k, v)| format!("{k}: {}", render_detail(v)))
@@ -146,9 +154,7 @@ impl ProlificError {
     /// reconcile before it is sent again. A 429 and 4xx answers say nothing was done.
     pub fn may_have_happened(&self) -> bool {
         match self {
-            ProlificError::Timeout | ProlificError::Transport(_) | ProlificError::Decode(_) => {
-                true
-            }
+            ProlificError::Timeout | ProlificError::Transport(_) | ProlificError::Decode(_) => true,
             ProlificError::Api(e) => e.status >= 500,
             _ => false,
         }
@@ -174,7 +180,9 @@ impl From<ProlificError> for PlatformError {
                 };
                 PlatformError::new(kind, api.status.to_string(), message)
             }
-            ProlificError::Timeout => PlatformError::new(PlatformErrorKind::Timeout, "Timeout", message),
+            ProlificError::Timeout => {
+                PlatformError::new(PlatformErrorKind::Timeout, "Timeout", message)
+            }
             ProlificError::Transport(_) => {
                 PlatformError::new(PlatformErrorKind::Unavailable, "Transport", message)
             }
@@ -212,7 +220,10 @@ mod tests {
         let e = ApiError::from_body(400, body, None);
         assert_eq!(e.error_code, Some(140001));
         assert_eq!(e.title, "Bad request");
-        assert_eq!(e.detail, "reward: Ensure this value is greater than or equal to 1.");
+        assert_eq!(
+            e.detail,
+            "reward: Ensure this value is greater than or equal to 1."
+        );
         let p: PlatformError = ProlificError::Api(Box::new(e)).into();
         assert_eq!(p.kind, PlatformErrorKind::BadRequest);
         assert!(p.message.contains("greater than or equal"), "{p}");
@@ -226,11 +237,16 @@ mod tests {
     #[test]
     fn only_unanswered_calls_may_have_happened() {
         assert!(ProlificError::Timeout.may_have_happened());
-        assert!(ProlificError::Api(Box::new(ApiError::from_body(502, b"bad gateway", None)))
-            .may_have_happened());
-        assert!(!ProlificError::Api(Box::new(ApiError::from_body(429, b"", None)))
-            .may_have_happened());
-        assert!(!ProlificError::Api(Box::new(ApiError::from_body(400, b"{}", None)))
-            .may_have_happened());
+        assert!(
+            ProlificError::Api(Box::new(ApiError::from_body(502, b"bad gateway", None)))
+                .may_have_happened()
+        );
+        assert!(
+            !ProlificError::Api(Box::new(ApiError::from_body(429, b"", None))).may_have_happened()
+        );
+        assert!(
+            !ProlificError::Api(Box::new(ApiError::from_body(400, b"{}", None)))
+                .may_have_happened()
+        );
     }
 }

@@ -156,7 +156,12 @@ fn error(status: StatusCode, code: i64, title: &str, detail: Value) -> Response 
 }
 
 fn bad_request(detail: impl Into<Value>) -> Response {
-    error(StatusCode::BAD_REQUEST, 140001, "Bad request", detail.into())
+    error(
+        StatusCode::BAD_REQUEST,
+        140001,
+        "Bad request",
+        detail.into(),
+    )
 }
 
 fn not_found(what: &str) -> Response {
@@ -347,7 +352,11 @@ impl FakeProlific {
     // ----- participants ----------------------------------------------------------------------
 
     /// A participant takes a place in a study: a new ACTIVE submission, its id.
-    pub fn start_submission(&self, study: &str, participant: &str) -> Result<String, ParticipantError> {
+    pub fn start_submission(
+        &self,
+        study: &str,
+        participant: &str,
+    ) -> Result<String, ParticipantError> {
         let mut w = self.world();
         let Some(s) = w.studies.get(study) else {
             return Err(ParticipantError::NotFound(study.into()));
@@ -357,11 +366,15 @@ impl FakeProlific {
         }
         let blocked = s.body["filters"].as_array().into_iter().flatten().any(|f| {
             f["filter_id"] == crate::BLOCKLIST_FILTER
-                && f["selected_values"].as_array().into_iter().flatten().any(|g| {
-                    g.as_str()
-                        .and_then(|g| w.groups.get(g))
-                        .is_some_and(|m| m.contains(participant))
-                })
+                && f["selected_values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|g| {
+                        g.as_str()
+                            .and_then(|g| w.groups.get(g))
+                            .is_some_and(|m| m.contains(participant))
+                    })
         });
         let again = w
             .submissions
@@ -436,13 +449,14 @@ impl FakeProlific {
         w.studies.contains_key(id).then(|| w.study_json(id))
     }
 
-    /// How many studies were created with this `internal_name`.
-    pub fn studies_created(&self, internal_name: &str) -> u32 {
+    /// How many studies were created with an `internal_name` starting with `prefix`.
+    pub fn studies_created(&self, prefix: &str) -> u32 {
         self.world()
             .created_names
-            .get(internal_name)
-            .copied()
-            .unwrap_or(0)
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// A submission's status.
@@ -611,7 +625,11 @@ fn page(
         .unwrap_or(1)
         .max(1);
     let count = items.len();
-    let results: Vec<Value> = items.into_iter().skip((number - 1) * size).take(size).collect();
+    let results: Vec<Value> = items
+        .into_iter()
+        .skip((number - 1) * size)
+        .take(size)
+        .collect();
     let link = |n: usize| {
         let mut q: Vec<String> = query
             .iter()
@@ -816,12 +834,22 @@ fn route(
 
 fn create_study(w: &mut World, body: Value) -> Response {
     let mut invalid = serde_json::Map::new();
-    for field in ["name", "description", "external_study_url", "project", "internal_name"] {
+    for field in [
+        "name",
+        "description",
+        "external_study_url",
+        "project",
+        "internal_name",
+    ] {
         if body[field].as_str().is_none_or(str::is_empty) {
             invalid.insert(field.into(), json!(["This field is required."]));
         }
     }
-    for field in ["total_available_places", "reward", "estimated_completion_time"] {
+    for field in [
+        "total_available_places",
+        "reward",
+        "estimated_completion_time",
+    ] {
         if body[field].as_i64().is_none_or(|n| n < 1) {
             invalid.insert(
                 field.into(),
@@ -829,7 +857,10 @@ fn create_study(w: &mut World, body: Value) -> Response {
             );
         }
     }
-    if body["completion_codes"].as_array().is_none_or(Vec::is_empty) {
+    if body["completion_codes"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
         invalid.insert(
             "completion_codes".into(),
             json!(["At least one completion code is required."]),
@@ -839,7 +870,10 @@ fn create_study(w: &mut World, body: Value) -> Response {
         return bad_request(Value::Object(invalid));
     }
     let id = w.id("4");
-    let name = body["internal_name"].as_str().unwrap_or_default().to_owned();
+    let name = body["internal_name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     *w.created_names.entry(name).or_insert(0) += 1;
     let places = body["total_available_places"].as_u64().unwrap_or(0) as u32;
     w.studies.insert(
@@ -859,7 +893,9 @@ fn patch_study(w: &mut World, id: &str, body: Value) -> Response {
     };
     if let Some(n) = body.get("total_available_places") {
         let Some(n) = n.as_u64().map(|n| n as u32) else {
-            return bad_request(json!({ "total_available_places": ["A valid integer is required."] }));
+            return bad_request(
+                json!({ "total_available_places": ["A valid integer is required."] }),
+            );
         };
         let published = s.status != "UNPUBLISHED";
         if published && n < s.places {
@@ -925,18 +961,31 @@ fn transition_submission(w: &mut World, id: &str, body: Value) -> Response {
         "REJECT" => {
             let message = body["message"].as_str().unwrap_or_default();
             if message.chars().count() < 100 {
-                return bad_request(json!({ "message": ["Ensure this field has at least 100 characters."] }));
+                return bad_request(
+                    json!({ "message": ["Ensure this field has at least 100 characters."] }),
+                );
             }
             const CATEGORIES: &[&str] = &[
-                "TOO_QUICKLY", "TOO_SLOWLY", "FAILED_INSTRUCTIONS", "INCOMP_LONGIT",
-                "FAILED_CHECK", "LOW_EFFORT", "MALINGERING", "NO_CODE", "BAD_CODE", "NO_DATA",
-                "UNSUPP_DEVICE", "OTHER",
+                "TOO_QUICKLY",
+                "TOO_SLOWLY",
+                "FAILED_INSTRUCTIONS",
+                "INCOMP_LONGIT",
+                "FAILED_CHECK",
+                "LOW_EFFORT",
+                "MALINGERING",
+                "NO_CODE",
+                "BAD_CODE",
+                "NO_DATA",
+                "UNSUPP_DEVICE",
+                "OTHER",
             ];
             if !body["rejection_category"]
                 .as_str()
                 .is_some_and(|c| CATEGORIES.contains(&c))
             {
-                return bad_request(json!({ "rejection_category": ["A valid choice is required."] }));
+                return bad_request(
+                    json!({ "rejection_category": ["A valid choice is required."] }),
+                );
             }
             "REJECTED"
         }
@@ -975,9 +1024,10 @@ fn create_bulk(w: &mut World, body: Value) -> Response {
             return bad_request(format!("Invalid amount: {amount}"));
         };
         let who = who.trim();
-        let sub = w.submissions.iter().find(|(id, s)| {
-            s.study == study && (id.as_str() == who || s.participant == who)
-        });
+        let sub = w
+            .submissions
+            .iter()
+            .find(|(id, s)| s.study == study && (id.as_str() == who || s.participant == who));
         match sub {
             Some((id, _)) => lines.push((id.clone(), cents)),
             None => wrong.push(who.to_owned()),

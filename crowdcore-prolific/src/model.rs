@@ -212,31 +212,67 @@ pub enum SubmissionStatus {
     Other(String),
 }
 
-/// A submission as Prolific returns it, from a listing or read alone.
+/// A submission as Prolific returns it, from a listing or read alone (the two name some
+/// fields differently; both are read).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RawSubmission")]
 pub struct Submission {
     /// The submission's id (the `SESSION_ID` of the landing URL).
     pub id: String,
     /// The participant (`participant_id` in listings, `participant` when read alone).
-    #[serde(alias = "participant_id", default)]
     pub participant: Option<String>,
     /// The study (`study_id`).
-    #[serde(alias = "study", default)]
     pub study_id: Option<String>,
     /// Where it is.
     pub status: SubmissionStatus,
     /// When the participant started (RFC 3339).
-    #[serde(default)]
     pub started_at: Option<String>,
     /// When it was completed (RFC 3339).
-    #[serde(default)]
     pub completed_at: Option<String>,
-    /// The code the participant finished with.
-    #[serde(default, alias = "study_code")]
+    /// The code the participant finished with (`entered_code`, or `study_code` in listings).
     pub entered_code: Option<String>,
     /// Bonuses paid on it, in minor units.
-    #[serde(default)]
     pub bonus_payments: Option<Vec<f64>>,
+}
+
+/// The submission's JSON with every name Prolific uses for a field.
+#[derive(Deserialize)]
+struct RawSubmission {
+    id: String,
+    #[serde(default)]
+    participant: Option<String>,
+    #[serde(default)]
+    participant_id: Option<String>,
+    #[serde(default)]
+    study_id: Option<String>,
+    #[serde(default)]
+    study: Option<String>,
+    status: SubmissionStatus,
+    #[serde(default)]
+    started_at: Option<String>,
+    #[serde(default)]
+    completed_at: Option<String>,
+    #[serde(default)]
+    entered_code: Option<String>,
+    #[serde(default)]
+    study_code: Option<String>,
+    #[serde(default)]
+    bonus_payments: Option<Vec<f64>>,
+}
+
+impl From<RawSubmission> for Submission {
+    fn from(r: RawSubmission) -> Self {
+        Self {
+            id: r.id,
+            participant: r.participant.or(r.participant_id),
+            study_id: r.study_id.or(r.study),
+            status: r.status,
+            started_at: r.started_at,
+            completed_at: r.completed_at,
+            entered_code: r.entered_code.or(r.study_code),
+            bonus_payments: r.bonus_payments,
+        }
+    }
 }
 
 /// A submission's action (`POST /api/v1/submissions/{id}/transition/`).

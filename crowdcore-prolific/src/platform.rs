@@ -102,9 +102,17 @@ impl ProlificPlatformConfig {
         }
     }
 
-    /// The study's `internal_name`.
+    /// The start of the study's `internal_name`: `crowdcore:{tag}`, followed by `:` and the
+    /// key of the post that created it.
     pub fn internal_name(&self) -> String {
         format!("crowdcore:{}", self.tag)
+    }
+
+    /// Whether a study's `internal_name` marks it as this session's.
+    pub fn is_ours(&self, internal_name: &str) -> bool {
+        internal_name
+            .strip_prefix(&self.internal_name())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
     }
 }
 
@@ -249,7 +257,9 @@ pub fn core_status(status: &SubmissionStatus) -> Option<AssignmentStatus> {
 
 fn parse_time(text: Option<&str>) -> Option<Timestamp> {
     let t = chrono::DateTime::parse_from_rfc3339(text?).ok()?;
-    u64::try_from(t.timestamp_millis()).ok().map(Timestamp::from_millis)
+    u64::try_from(t.timestamp_millis())
+        .ok()
+        .map(Timestamp::from_millis)
 }
 
 /// An amount in major units with two decimals (`4.25`), as `csv_bonuses` takes it.
@@ -328,13 +338,16 @@ impl ProlificPlatform {
         if let Some(id) = self.known_study().await? {
             return self.client.get_study(&id).await.map(Some);
         }
-        let name = self.config.internal_name();
         let found = self
             .client
             .list_project_studies(&self.config.project_id)
             .await?
             .into_iter()
-            .find(|s| s.internal_name.as_deref() == Some(name.as_str()));
+            .find(|s| {
+                s.internal_name
+                    .as_deref()
+                    .is_some_and(|n| self.config.is_ours(n))
+            });
         if let Some(s) = &found {
             self.remember_study(&s.id).await?;
         }
@@ -449,8 +462,18 @@ impl ProlificPlatform {
         Ok(())
     }
 
-    fn new_study(&self, spec: &HitSpec, places: u32, filters: Vec<Value>) -> NewStudy {
-        let sep = if spec.landing_url.contains('?') { '&' } else { '?' };
+    fn new_study(
+        &self,
+        spec: &HitSpec,
+        places: u32,
+        filters: Vec<Value>,
+        key: &IdempotencyKey,
+    ) -> NewStudy {
+        let sep = if spec.landing_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         let url = format!(
             "{}{sep}PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}&SESSION_ID={{{{%SESSION_ID%}}}}",
             spec.landing_url
@@ -458,7 +481,7 @@ impl ProlificPlatform {
         let max_minutes = spec.assignment_duration_ms.div_ceil(60_000) as u32;
         NewStudy {
             name: spec.title.clone(),
-            internal_name: self.config.internal_name(),
+            internal_name: format!("{}:{key}", self.config.internal_name()),
             description: spec.description.clone(),
             external_study_url: url,
             prolific_id_option: "url_parameters".into(),
@@ -502,7 +525,7 @@ impl ProlificPlatform {
             let filters = self.filters(spec, Some(&group))?;
             let created = self
                 .client
-                .create_study(&self.new_study(spec, slots, filters))
+                .create_study(&self.new_study(spec, slots, filters, key))
                 .await?;
             self.remember_study(&created.id).await?;
             self.client
@@ -510,8 +533,13 @@ impl ProlificPlatform {
                 .await?;
             return Ok(HitId::new(&created.id));
         };
+        let created_by_this_key = study.internal_name.as_deref()
+            == Some(format!("{}:{key}", self.config.internal_name()).as_str());
         let target = match recorded {
             Some(t) => t,
+            // Created by this very post (its answer or the record of it was lost): its
+            // places are the ones asked for.
+            None if created_by_this_key => study.total_available_places.max(slots),
             None => {
                 // A later hire: `slots` more places; after a pause (an expiry), the places
                 // still free on Prolific count towards them (they cannot be taken back).
@@ -620,9 +648,9 @@ impl ProlificPlatform {
         }
         let jkey = format!("bonus/{key}");
         let mut record: Option<BonusRecord> = match self.journal.get(&jkey).await? {
-            Some(text) => Some(
-                serde_json::from_str(&text).map_err(|e| ProlificError::Store(e.to_string()))?,
-            ),
+            Some(text) => {
+                Some(serde_json::from_str(&text).map_err(|e| ProlificError::Store(e.to_string()))?)
+            }
             None => None,
         };
         loop {
@@ -758,7 +786,10 @@ impl ProlificPlatform {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.status().is_some_and(|s| (400..500).contains(&s) && s != 429) => {
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
+            {
                 // Refused for its state: done already is success; anything else says why.
                 match self.client.get_submission(assignment.as_str()).await? {
                     Some(s) if s.status == done => Ok(()),
@@ -809,7 +840,12 @@ impl Platform for ProlificPlatform {
         let _one = self.posting.lock().await;
         let target_key = format!("post/{key}");
         let study = self.client.get_study(hit.as_str()).await?;
-        let target = match self.journal.get(&target_key).await?.and_then(|t| t.parse().ok()) {
+        let target = match self
+            .journal
+            .get(&target_key)
+            .await?
+            .and_then(|t| t.parse().ok())
+        {
             Some(t) => t,
             None => {
                 let t = study.total_available_places.saturating_add(n);
@@ -849,7 +885,10 @@ impl Platform for ProlificPlatform {
     async fn expire(&self, hit: &HitId) -> Result<(), PlatformError> {
         let _one = self.posting.lock().await;
         let study = self.client.get_study(hit.as_str()).await?;
-        if matches!(study.status, StudyStatus::Active | StudyStatus::Publishing | StudyStatus::Scheduled) {
+        if matches!(
+            study.status,
+            StudyStatus::Active | StudyStatus::Publishing | StudyStatus::Scheduled
+        ) {
             // Paused, not stopped: a later hire starts it again; participants working finish.
             self.client
                 .transition_study(hit.as_str(), StudyAction::Pause)
@@ -925,7 +964,9 @@ impl Platform for ProlificPlatform {
             message: None,
             rejection_category: None,
         };
-        Ok(self.review(assignment, t, SubmissionStatus::Approved).await?)
+        Ok(self
+            .review(assignment, t, SubmissionStatus::Approved)
+            .await?)
     }
 
     async fn reject(
@@ -940,7 +981,9 @@ impl Platform for ProlificPlatform {
             rejection_category: Some(self.config.rejection_category),
         };
         crate::client::check_rejection(t.message.as_deref(), t.rejection_category)?;
-        Ok(self.review(assignment, t, SubmissionStatus::Rejected).await?)
+        Ok(self
+            .review(assignment, t, SubmissionStatus::Rejected)
+            .await?)
     }
 
     async fn bonus(
@@ -966,7 +1009,9 @@ impl Platform for ProlificPlatform {
         let study = self.study_id().await?;
         let body = format!("{subject}\n\n{message}");
         if let [one] = workers {
-            self.client.send_message(one.as_str(), &study, &body).await?;
+            self.client
+                .send_message(one.as_str(), &study, &body)
+                .await?;
         } else {
             let ids: Vec<String> = workers.iter().map(|w| w.as_str().to_owned()).collect();
             self.client.send_bulk_message(&ids, &study, &body).await?;
@@ -986,7 +1031,7 @@ impl Platform for ProlificPlatform {
         &self,
         _worker: &WorkerId,
         qualification: &str,
-    _value: i64,
+        _value: i64,
     ) -> Result<(), PlatformError> {
         Err(PlatformError::new(
             PlatformErrorKind::BadRequest,
@@ -1026,10 +1071,16 @@ mod tests {
     fn statuses_map_onto_crowdcore() {
         use SubmissionStatus as S;
         assert_eq!(core_status(&S::Active), Some(AssignmentStatus::Accepted));
-        assert_eq!(core_status(&S::AwaitingReview), Some(AssignmentStatus::Submitted));
+        assert_eq!(
+            core_status(&S::AwaitingReview),
+            Some(AssignmentStatus::Submitted)
+        );
         assert_eq!(core_status(&S::TimedOut), Some(AssignmentStatus::Abandoned));
         assert_eq!(core_status(&S::Returned), Some(AssignmentStatus::Returned));
-        assert_eq!(core_status(&S::ScreenedOut), Some(AssignmentStatus::Returned));
+        assert_eq!(
+            core_status(&S::ScreenedOut),
+            Some(AssignmentStatus::Returned)
+        );
         assert_eq!(core_status(&S::Approved), Some(AssignmentStatus::Approved));
         assert_eq!(core_status(&S::Rejected), Some(AssignmentStatus::Rejected));
         assert_eq!(core_status(&S::Reserved), None);

@@ -260,7 +260,11 @@ fn parse_epoch_ms(text: &str) -> Option<u64> {
             return None;
         }
         // Milliseconds if it is that large already.
-        return Some(if f > 1e11 { f as u64 } else { (f * 1000.0) as u64 });
+        return Some(if f > 1e11 {
+            f as u64
+        } else {
+            (f * 1000.0) as u64
+        });
     }
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
@@ -300,10 +304,16 @@ mod tests {
     fn delivery(secret: &str, ts: u64, event: &str, at: u64, body: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         let ts = ts.to_string();
-        h.insert(SIGNATURE_HEADER, HeaderValue::from_str(&sign(secret, &ts, body.as_bytes())).unwrap());
+        h.insert(
+            SIGNATURE_HEADER,
+            HeaderValue::from_str(&sign(secret, &ts, body.as_bytes())).unwrap(),
+        );
         h.insert(TIMESTAMP_HEADER, HeaderValue::from_str(&ts).unwrap());
         h.insert(EVENT_ID_HEADER, HeaderValue::from_str(event).unwrap());
-        h.insert(EVENT_TIME_HEADER, HeaderValue::from_str(&at.to_string()).unwrap());
+        h.insert(
+            EVENT_TIME_HEADER,
+            HeaderValue::from_str(&at.to_string()).unwrap(),
+        );
         h
     }
 
@@ -330,13 +340,22 @@ mod tests {
         let r = WebhookReceiver::new("s3cret", Duration::from_secs(300));
         let b = body("AWAITING REVIEW");
         let forged = delivery("not-the-secret", NOW, "e1", NOW, &b);
-        assert_eq!(r.receive(&forged, b.as_bytes(), NOW), Err(WebhookError::BadSignature));
+        assert_eq!(
+            r.receive(&forged, b.as_bytes(), NOW),
+            Err(WebhookError::BadSignature)
+        );
         let good = delivery("s3cret", NOW, "e1", NOW, &b);
         let tampered = b.replace("sub1", "sub2");
-        assert_eq!(r.receive(&good, tampered.as_bytes(), NOW), Err(WebhookError::BadSignature));
+        assert_eq!(
+            r.receive(&good, tampered.as_bytes(), NOW),
+            Err(WebhookError::BadSignature)
+        );
         // An old delivery, correctly signed, replayed later.
         let old = delivery("s3cret", NOW - 3600, "e9", NOW - 3600, &b);
-        assert!(matches!(r.receive(&old, b.as_bytes(), NOW), Err(WebhookError::Expired(_))));
+        assert!(matches!(
+            r.receive(&old, b.as_bytes(), NOW),
+            Err(WebhookError::Expired(_))
+        ));
         let mut unsigned = good.clone();
         unsigned.remove(SIGNATURE_HEADER);
         assert_eq!(
@@ -362,7 +381,10 @@ mod tests {
         );
         // ACTIVE happened before AWAITING REVIEW but arrives after it.
         let late = delivery("s3cret", NOW, "e1", NOW - 60, &active);
-        assert!(matches!(r.receive(&late, active.as_bytes(), NOW).unwrap(), Delivery::Stale(_)));
+        assert!(matches!(
+            r.receive(&late, active.as_bytes(), NOW).unwrap(),
+            Delivery::Stale(_)
+        ));
         let study = r#"{"event_type":"study.status.change","resource_id":"st1","status":"PAUSED"}"#;
         let h = delivery("s3cret", NOW, "e3", NOW, study);
         assert_eq!(
