@@ -819,6 +819,8 @@ impl Platform for ProlificPlatform {
             bonus_without_assignment: true,
             max_slots_per_hit: None,
             confirms_assignments: true,
+            // Every post answers with the session's study.
+            posts_reopen_expired_hits: true,
         }
     }
 
