@@ -33,6 +33,10 @@ pub enum ProlificError {
     /// not sent again until it shows up or the settling window passes.
     #[error("bonus payment {0} is not confirmed yet")]
     PayUnconfirmed(String),
+    /// The submission is still with its participant (ACTIVE): Prolific reviews only what
+    /// awaits review. Retryable: the participant may be finishing it.
+    #[error("submission {0} is not submitted yet")]
+    NotSubmitted(String),
     /// A durable record of this platform (the store) failed: nothing was sent.
     #[error("store: {0}")]
     Store(String),
@@ -142,6 +146,7 @@ impl ProlificError {
             ProlificError::Timeout
             | ProlificError::Transport(_)
             | ProlificError::PayUnconfirmed(_)
+            | ProlificError::NotSubmitted(_)
             | ProlificError::Store(_) => true,
             ProlificError::Decode(_) | ProlificError::Config(_) | ProlificError::Invalid(_) => {
                 false
@@ -192,6 +197,13 @@ impl From<ProlificError> for PlatformError {
             ProlificError::Store(_) => {
                 PlatformError::new(PlatformErrorKind::Unavailable, "Store", message)
             }
+            // The engine's code for "the worker may still submit": it retries until the
+            // assignment's duration is over.
+            ProlificError::NotSubmitted(_) => PlatformError::new(
+                PlatformErrorKind::Conflict,
+                crowdcore::engine::NOT_SUBMITTED,
+                message,
+            ),
             ProlificError::Decode(_) => {
                 PlatformError::new(PlatformErrorKind::BadRequest, "Decode", message)
             }

@@ -774,36 +774,54 @@ impl ProlificPlatform {
             .map(Some)
     }
 
+    /// A submission transition, where done already is success. Refused for its state, the
+    /// submission is read back: reviewed as asked → done; awaiting review (it was submitted
+    /// meanwhile) → sent once more; still active → [`ProlificError::NotSubmitted`].
     async fn review(
         &self,
         assignment: &AssignmentId,
         transition: SubmissionTransition,
         done: SubmissionStatus,
     ) -> Result<(), ProlificError> {
-        match self
-            .client
-            .transition_submission(assignment.as_str(), &transition)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.status()
-                    .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let e = match self
+                .client
+                .transition_submission(assignment.as_str(), &transition)
+                .await
             {
-                // Refused for its state: done already is success; anything else says why.
-                match self.client.get_submission(assignment.as_str()).await? {
-                    Some(s) if s.status == done => Ok(()),
-                    Some(s) => Err(ProlificError::Api(Box::new(crate::error::ApiError {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if e.status()
+                        .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
+                {
+                    e
+                }
+                Err(e) => return Err(e),
+            };
+            match self.client.get_submission(assignment.as_str()).await? {
+                Some(s) if s.status == done => return Ok(()),
+                Some(s) if s.status == SubmissionStatus::AwaitingReview && tries < 3 => continue,
+                Some(s)
+                    if matches!(
+                        s.status,
+                        SubmissionStatus::Active | SubmissionStatus::Reserved
+                    ) =>
+                {
+                    return Err(ProlificError::NotSubmitted(s.id));
+                }
+                Some(s) => {
+                    return Err(ProlificError::Api(Box::new(crate::error::ApiError {
                         status: 409,
                         error_code: e.api().and_then(|a| a.error_code),
                         title: format!("submission is {:?}", s.status),
                         detail: e.api().map(|a| a.detail.clone()).unwrap_or_default(),
                         retry_after: None,
-                    }))),
-                    None => Err(e),
+                    })));
                 }
+                None => return Err(e),
             }
-            Err(e) => Err(e),
         }
     }
 }

@@ -237,9 +237,10 @@ async fn reviews_are_idempotent_and_rejections_checked_first() {
     let b = w.fake.start_submission(hit.as_str(), "p2").unwrap();
     let (a, b) = (AssignmentId::new(&a), AssignmentId::new(&b));
 
-    // Not submitted yet: a conflict (the engine then checks and waits).
+    // Not submitted yet: the engine's "not submitted" (it waits for the participant).
     let err = p.approve(&a, &key(2)).await.unwrap_err();
     assert_eq!(err.kind, PlatformErrorKind::Conflict, "{err}");
+    assert_eq!(err.code, crowdcore::engine::NOT_SUBMITTED, "{err}");
     w.fake.complete(a.as_str(), "X").unwrap();
     p.approve(&a, &key(2)).await.unwrap();
     p.approve(&a, &key(2)).await.unwrap();
