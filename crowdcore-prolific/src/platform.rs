@@ -431,8 +431,13 @@ impl ProlificPlatform {
     }
 
     /// Refuses to spend what the workspace does not have: `places` more places at `reward`,
-    /// and the configured budget.
-    async fn check_funds(&self, reward: Money, places: u32) -> Result<(), ProlificError> {
+    /// and, before publishing (`publishing`), the configured budget.
+    async fn check_funds(
+        &self,
+        reward: Money,
+        places: u32,
+        publishing: bool,
+    ) -> Result<(), ProlificError> {
         let balance = self.client.balance(&self.config.workspace_id).await?;
         let currency = Currency::new(&balance.currency_code)
             .map_err(|e| ProlificError::Decode(e.to_string()))?;
@@ -443,7 +448,10 @@ impl ProlificPlatform {
             )));
         }
         let need = reward.minor.saturating_mul(i64::from(places));
-        let budget = self.config.budget.map_or(0, |b| b.minor);
+        let budget = match self.config.budget {
+            Some(b) if publishing => b.minor,
+            _ => 0,
+        };
         let need = need.max(budget);
         if balance.available_balance < need {
             return Err(ProlificError::Api(Box::new(crate::error::ApiError {
@@ -520,7 +528,7 @@ impl ProlificPlatform {
             // None yet: create it. The target is recorded first, so that a retry after a lost
             // answer (which finds the study by its name) does not raise the places again.
             self.journal.put(&target_key, &slots.to_string()).await?;
-            self.check_funds(spec.reward, slots).await?;
+            self.check_funds(spec.reward, slots, true).await?;
             let group = self.block_group().await?;
             let filters = self.filters(spec, Some(&group))?;
             let created = self
@@ -570,14 +578,14 @@ impl ProlificPlatform {
                 if more > 0 {
                     self.client.set_places(&study.id, target).await?;
                 }
-                self.check_funds(spec.reward, target).await?;
+                self.check_funds(spec.reward, target, true).await?;
                 self.client
                     .transition_study(&study.id, StudyAction::Publish)
                     .await?;
             }
             _ => {
                 if more > 0 {
-                    self.check_funds(spec.reward, more).await?;
+                    self.check_funds(spec.reward, more, false).await?;
                     self.client.set_places(&study.id, target).await?;
                 }
                 if study.status == StudyStatus::Paused {
@@ -754,6 +762,42 @@ impl ProlificPlatform {
                 .map_err(|e| ProlificError::Store(e.to_string())),
             None => Ok(None),
         }
+    }
+
+    /// A submission as an update, read back from Prolific (what a verified webhook leads to:
+    /// Prolific's current word, not the event's, so a late or repeated event changes
+    /// nothing). `None` for a submission of another study, or not a seat.
+    pub async fn read_update(
+        &self,
+        submission: &str,
+    ) -> Result<Option<AssignmentUpdate>, ProlificError> {
+        let Some(sub) = self.client.get_submission(submission).await? else {
+            return Ok(None);
+        };
+        let ours = self.known_study().await?;
+        if sub.study_id.is_none() || sub.study_id != ours {
+            return Ok(None);
+        }
+        let (Some(status), Some(worker), Some(study)) =
+            (core_status(&sub.status), sub.participant, sub.study_id)
+        else {
+            return Ok(None);
+        };
+        let at = match status {
+            AssignmentStatus::Accepted => parse_time(sub.started_at.as_deref()),
+            AssignmentStatus::Submitted
+            | AssignmentStatus::Approved
+            | AssignmentStatus::Rejected => parse_time(sub.completed_at.as_deref()),
+            AssignmentStatus::Returned | AssignmentStatus::Abandoned => None,
+        }
+        .unwrap_or_else(|| self.config.clock.now());
+        Ok(Some(AssignmentUpdate {
+            assignment: AssignmentId::new(&sub.id),
+            worker: WorkerId::new(worker),
+            hit: HitId::new(study),
+            status,
+            at,
+        }))
     }
 
     /// Stops the session's study for good (the admin CLI's stop): no new participants;

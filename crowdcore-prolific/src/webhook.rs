@@ -252,6 +252,58 @@ impl WebhookReceiver {
     }
 }
 
+/// What to answer a request to the webhook endpoint, and what it carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status: 200 for a handshake or a delivery taken (new, duplicate, stale or
+    /// ignored: Prolific need not send it again), 401 for one that failed verification, 400
+    /// for one that is not an event.
+    pub status: u16,
+    /// The `X-Hook-Secret` to echo back (the subscription handshake).
+    pub echo_secret: Option<String>,
+    /// The verified delivery, if it was one.
+    pub delivery: Option<Delivery>,
+}
+
+impl WebhookReceiver {
+    /// Answers one request to the webhook endpoint at `now_secs`: the handshake (echo its
+    /// `X-Hook-Secret`), or a delivery, verified before anything of it is read.
+    pub fn answer(&self, headers: &HeaderMap, body: &[u8], now_secs: u64) -> Answer {
+        if headers.get(SIGNATURE_HEADER).is_none()
+            && let Some(secret) = Self::handshake(headers)
+        {
+            return Answer {
+                status: 200,
+                echo_secret: Some(secret),
+                delivery: None,
+            };
+        }
+        match self.receive(headers, body, now_secs) {
+            Ok(d) => Answer {
+                status: 200,
+                echo_secret: None,
+                delivery: Some(d),
+            },
+            Err(WebhookError::Malformed(e)) => {
+                tracing::warn!(error = %e, "a signed webhook that is not an event");
+                Answer {
+                    status: 400,
+                    echo_secret: None,
+                    delivery: None,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook refused");
+                Answer {
+                    status: 401,
+                    echo_secret: None,
+                    delivery: None,
+                }
+            }
+        }
+    }
+}
+
 /// Unix ms from seconds (integer or fractional), or an RFC 3339 time.
 fn parse_epoch_ms(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -362,6 +414,21 @@ mod tests {
             r.receive(&unsigned, b.as_bytes(), NOW),
             Err(WebhookError::MissingHeader(SIGNATURE_HEADER))
         );
+    }
+
+    #[test]
+    fn answers_handshakes_deliveries_and_forgeries() {
+        let r = WebhookReceiver::new("s3cret", Duration::from_secs(300));
+        let mut h = HeaderMap::new();
+        h.insert(HOOK_SECRET_HEADER, HeaderValue::from_static("hs-1"));
+        let a = r.answer(&h, b"", NOW);
+        assert_eq!((a.status, a.echo_secret.as_deref()), (200, Some("hs-1")));
+        let b = body("APPROVED");
+        let a = r.answer(&delivery("s3cret", NOW, "e7", NOW, &b), b.as_bytes(), NOW);
+        assert_eq!(a.status, 200);
+        assert!(matches!(a.delivery, Some(Delivery::Accepted(_))));
+        let a = r.answer(&delivery("forged", NOW, "e8", NOW, &b), b.as_bytes(), NOW);
+        assert_eq!((a.status, a.delivery), (401, None));
     }
 
     #[test]
