@@ -134,6 +134,11 @@ struct Args {
     /// Prolific: the project the session's study is created in.
     #[arg(long)]
     project: Option<String>,
+    /// Prolific: also take webhooks at `<public-url>/prolific/hooks` (verified with the
+    /// workspace's hook secret from `PROLIFIC_HOOK_SECRET`), subscribing to
+    /// `submission.status.change` at start. The poll stays on: a lost webhook is caught by it.
+    #[arg(long)]
+    prolific_webhooks: bool,
     /// The currency of the reward and every rate (Prolific: the workspace's, such as GBP).
     #[arg(long, default_value = "USD")]
     currency: String,
@@ -215,6 +220,8 @@ struct Crowd {
     notifications: Option<NotificationReader>,
     /// Where every page finishes (Prolific's completion redirect), if not on a form.
     finish_redirect: Option<String>,
+    /// The Prolific platform itself, for its webhooks.
+    prolific: Option<Arc<ProlificPlatform>>,
 }
 
 /// Connects to the platform `args` names.
@@ -232,6 +239,7 @@ async fn crowd(
                 market: Some(market),
                 notifications: None,
                 finish_redirect: None,
+                prolific: None,
             })
         }
         PlatformKind::Mturk => {
@@ -260,6 +268,7 @@ async fn crowd(
                 market: None,
                 notifications,
                 finish_redirect: None,
+                prolific: None,
             })
         }
         PlatformKind::Toloka => {
@@ -275,6 +284,7 @@ async fn crowd(
                 market: None,
                 notifications: None,
                 finish_redirect: None,
+                prolific: None,
             })
         }
         PlatformKind::Prolific => {
@@ -296,14 +306,63 @@ async fn crowd(
             let platform =
                 ProlificPlatform::with_store(client, config, store.clone(), session.clone());
             let redirect = platform.completion_url();
+            let platform = Arc::new(platform);
             Ok(Crowd {
-                platform: Arc::new(platform),
+                platform: platform.clone(),
                 market: None,
                 notifications: None,
                 finish_redirect: Some(redirect),
+                prolific: Some(platform),
             })
         }
     }
+}
+
+/// What the Prolific webhook route needs.
+struct Hooks {
+    receiver: crowdcore_prolific::webhook::WebhookReceiver,
+    platform: Arc<ProlificPlatform>,
+    engine: EngineHandle,
+}
+
+/// `POST /prolific/hooks`: Prolific's handshake, or a delivery. A verified, new, in-order
+/// delivery makes the engine take Prolific's own read of the submission (never the event's
+/// word); anything else changes nothing.
+async fn hook(
+    axum::extract::State(hooks): axum::extract::State<Arc<Hooks>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let now = SystemClock.now().as_millis() / 1000;
+    let answer = hooks.receiver.answer(&headers, &body, now);
+    if let Some(crowdcore_prolific::webhook::Delivery::Accepted(change)) = &answer.delivery {
+        match hooks.platform.read_update(&change.submission).await {
+            Ok(Some(update)) => {
+                if let Some(input) =
+                    <crowdcore::pavilion::Pavilion as crowdcore::engine::Machine>::update_input(
+                        &update,
+                    )
+                    && let Err(e) = hooks.engine.input(input).await
+                {
+                    // A departure the poll or the page reported first: harmless.
+                    tracing::debug!(error = %e, "webhook update refused");
+                }
+            }
+            Ok(None) => {}
+            // The poll catches it later.
+            Err(e) => tracing::warn!(error = %e, "cannot read a webhook's submission back"),
+        }
+    }
+    let status = axum::http::StatusCode::from_u16(answer.status)
+        .unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+    let mut response = status.into_response();
+    if let Some(secret) = answer.echo_secret
+        && let Ok(v) = axum::http::HeaderValue::from_str(&secret)
+    {
+        response.headers_mut().insert("x-hook-secret", v);
+    }
+    response
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -486,6 +545,45 @@ async fn run(args: Args) -> Result<(), String> {
             });
         });
     }
+    let extra = match (&crowd.prolific, args.prolific_webhooks) {
+        (Some(platform), true) => {
+            let secret = std::env::var("PROLIFIC_HOOK_SECRET")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .ok_or(
+                    "--prolific-webhooks needs PROLIFIC_HOOK_SECRET (the workspace's hook secret)",
+                )?;
+            let workspace = args.workspace.clone().unwrap_or_default();
+            let target = format!("{public}/prolific/hooks");
+            let hooks = Arc::new(Hooks {
+                receiver: crowdcore_prolific::webhook::WebhookReceiver::new(
+                    secret,
+                    Duration::from_secs(300),
+                ),
+                platform: platform.clone(),
+                engine: engine.clone(),
+            });
+            let route = axum::Router::new()
+                .route("/prolific/hooks", axum::routing::post(hook))
+                .with_state(hooks);
+            // Subscribed once the route can answer Prolific's handshake.
+            let client = platform.client().clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match crowdcore_prolific::webhook::subscribe(&client, &workspace, &target).await {
+                    Ok(sub) => {
+                        tracing::info!(id = %sub.id, "subscribed to submission.status.change")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot subscribe to Prolific's webhooks; polling only")
+                    }
+                }
+            });
+            extra.merge(route)
+        }
+        (None, true) => return Err("--prolific-webhooks needs --platform prolific".into()),
+        _ => extra,
+    };
     let app = crowdcore::http::router_with(state, extra);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
