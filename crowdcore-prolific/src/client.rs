@@ -168,12 +168,12 @@ impl fmt::Debug for ProlificClient {
 /// A path segment with anything but id characters escaped, so that an id from the network
 /// cannot change the path.
 fn seg(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c.to_string()
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                char::from(b).to_string()
             } else {
-                format!("%{:02X}", c as u32 & 0xff)
+                format!("%{b:02X}")
             }
         })
         .collect()
@@ -731,5 +731,6 @@ mod tests {
         );
         assert!(c.local_path("https://evil.example/api/v1/x").is_err());
         assert_eq!(seg("abc/../x"), "abc%2F%2E%2E%2Fx");
+        assert_eq!(seg("é"), "%C3%A9");
     }
 }

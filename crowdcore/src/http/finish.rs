@@ -146,18 +146,20 @@ pub struct Owed {
     /// How much.
     #[serde(flatten, with = "crate::model::money_as_cents")]
     pub amount: Money,
-    /// `pending`: the engine is still trying (MTurk approves only a submitted assignment: the
-    /// worker's page posts its form); `failed`: the engine gave up.
+    /// `pending`: the engine is still trying (the platform approves only a submitted
+    /// assignment: the worker's page finishes there); `failed`: the engine gave up.
     pub state: &'static str,
     /// What the operator can do about it.
     pub manual: &'static str,
 }
 
-const PENDING: &str = "the engine keeps trying: MTurk approves an assignment only once it is \
-    submitted, which the worker's page does by posting its form; if the page is gone the \
-    assignment is submitted when it auto-approves or when you approve it by hand";
-const FAILED: &str = "not paid: once MTurk lets it (the assignment submitted or approved), pay \
-    this as a bonus to the worker's assignment (SendBonus), or approve it by hand";
+const PENDING: &str = "the engine keeps trying: the platform approves an assignment only once \
+    it is submitted, which the worker's page does by finishing on the platform (MTurk: posting \
+    its form; Prolific: following the completion redirect); if the page is gone the assignment \
+    is submitted when it auto-approves or when you approve it by hand";
+const FAILED: &str = "not paid: once the platform lets it (the assignment submitted or approved), \
+    pay this as a bonus to the worker's assignment (MTurk: SendBonus; Prolific: a bonus payment \
+    on the submission), or approve it by hand";
 
 /// What the ledger and the outbox say is owed: pay effects still pending, and ledger entries
 /// that were not paid.
