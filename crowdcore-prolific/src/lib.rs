@@ -15,7 +15,10 @@
 //!   errors are permanent, with Prolific's `detail` kept.
 //! - [`ProlificPlatform`] — crowdcore's [`Platform`](crowdcore::platform::Platform).
 //! - [`webhook`] — subscribing with the `X-Hook-Secret` handshake, and a receiver that
-//!   verifies every delivery, drops duplicates and orders events.
+//!   verifies every delivery, drops duplicates and orders events; a verified delivery leads
+//!   to [`ProlificPlatform::read_update`], Prolific's own read of the submission (the
+//!   `server` example's `--prolific-webhooks` pushes it into the engine). The poll stays the
+//!   truth: a lost webhook is caught by it.
 //! - `fake` (feature `fake`) — a local fake Prolific speaking the same paths, bodies,
 //!   pagination and error shapes, with participants and injected faults, for tests.
 //!
@@ -23,7 +26,7 @@
 //!
 //! | crowdcore | Prolific |
 //! | --- | --- |
-//! | a session's HITs | **one study**, whose `internal_name` is `crowdcore:{tag}` (the session) |
+//! | a session's HITs | **one study**, whose `internal_name` is `crowdcore:{tag}:{key}` (the session, and the post that created it) |
 //! | the HIT id | the study id (every post returns it) |
 //! | its slots | the study's places (`total_available_places`) |
 //! | the first post | a draft (`POST /studies/`), then `transition` `PUBLISH` |
@@ -32,7 +35,7 @@
 //! | an assignment | a submission (`SESSION_ID`); the worker is the participant (`PROLIFIC_PID`) |
 //! | assignment (confirm an arrival) | `GET /submissions/{id}/`: exists, that participant, that study, ACTIVE |
 //! | updates | `GET /submissions/?study=` (every page), each status change reported once |
-//! | approve / reject | submission `transition` `APPROVE` / `REJECT` (a message ≥ 100 characters and a `rejection_category`, refused before sending otherwise) |
+//! | approve / reject | submission `transition` `APPROVE` / `REJECT` (a message ≥ 100 characters and a `rejection_category`, refused before sending otherwise); one still ACTIVE is the engine's `NotSubmitted` (retried while the participant may finish) |
 //! | bonus | `POST /submissions/bonus-payments/` then `POST /bulk-bonus-payments/{id}/pay/` |
 //! | notify | `POST /messages/` (one), `/messages/bulk/` (many) |
 //! | block | the participant is added to a participant group the study's filters exclude |
@@ -57,9 +60,14 @@
 //! free when a study was paused cannot be taken back: a participant arriving through one
 //! when no seat is left is turned away by the Pavilion, as any over-delivery is.
 //!
+//! The study is made from the first post's spec; later posts only raise its places (a
+//! changed spec does not change a published study). The retainer's pools, which keep their
+//! own table of HITs, are not mapped onto Prolific yet.
+//!
 //! **Not idempotent on Prolific, made exactly once here.** Study creation: before creating,
-//! the project's studies are listed for one carrying the session's `internal_name`, and
-//! each post's place target is recorded (in the session's store metadata, see
+//! the project's studies are listed for one carrying the session's `internal_name` (which
+//! also names the creating post, so that post's retry after a lost answer knows the places
+//! are its own), and each post's place target is recorded (in the session's store metadata, see
 //! [`ProlificPlatform::with_store`]) before the call, so that a repeated post sets the same
 //! absolute target instead of adding again. Bonus pay: the bulk bonus is set up and its id
 //! recorded; `Paying` is recorded before the pay call; a pay whose answer was lost (timeout,
