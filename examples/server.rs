@@ -32,11 +32,32 @@
 //! production; credentials from the standard AWS chain; `--sqs-queue URL` has MTurk push
 //! submissions, returns and abandonments to that queue instead of being polled) or `toloka`
 //! (one pool, `--toloka-pool`, at `--toloka-url`, default production; the token from
-//! `TOLOKA_API_KEY` or `TOLOKA_OAUTH_TOKEN`). On a real platform, `--public-url` must be the
+//! `TOLOKA_API_KEY` or `TOLOKA_OAUTH_TOKEN`) or `prolific` (one study per session in
+//! `--workspace`'s `--project`, at `--prolific-url`, default production; the token from
+//! `PROLIFIC_API_TOKEN`; participants finish on Prolific's completion redirect, and
+//! `--currency` must be the workspace's, such as `GBP`). On a real platform, `--public-url` must be the
 //! HTTPS address workers' browsers reach, and `--session` resumes a session after a restart.
 //! `--retainer` also serves the retainer's routes (reservations, `gettask` polling) over a
 //! second engine driving the retainer (its own session, `<session>-retainer`, on the same store
 //! and marketplace); the status page then lists the reservations.
+//!
+//! A pilot on a real Prolific account (Prolific has no sandbox: this spends money): create a
+//! project in the workspace, top the workspace up, set `PROLIFIC_API_TOKEN`,
+//! `CROWDCORE_ADMIN_KEY` and `CROWDCORE_PAGE_SECRET`, and run, with a public HTTPS address:
+//!
+//! ```text
+//! cargo run -p crowdcore-examples --example server -- --platform prolific \
+//!     --workspace <workspace id> --project <project id> --currency GBP \
+//!     --public-url https://study.example.org --max-active 2 --min-active 1 \
+//!     --max-waiting 1 --min-waiting 1 --budget-cents 500 --session pilot-1
+//! ```
+//!
+//! then start the session from the status page: the first hire creates and publishes a
+//! study named by the session (`internal_name` `crowdcore:pilot-1:…`) whose link is the
+//! landing page. Stop it from the status page (everyone is sent to the completion redirect
+//! and paid), then `cargo run -p crowdcore-examples --example prolific -- stop --session
+//! pilot-1 --project <project id>` to stop the study for good. Point `--prolific-url` at any
+//! Prolific-speaking URL (a local fake) to try it without an account.
 //!
 //! Every arrival is confirmed with the platform (`Platform::assignment`) before it takes a
 //! seat. A platform that cannot confirm arrivals (its capabilities say so: for now the MTurk
@@ -56,7 +77,7 @@ use crowdcore::http::retainer::{RetainerFront, retainer_routes};
 use crowdcore::http::sse::SseReader;
 use crowdcore::http::{HttpConfig, HttpState, Secret, WorkerSide};
 use crowdcore::local::LocalMarketplace;
-use crowdcore::model::{HitSpec, Money, SessionId, WorkerId};
+use crowdcore::model::{Currency, HitSpec, Money, SessionId, WorkerId};
 use crowdcore::pavilion::{Input, PavilionConfig};
 use crowdcore::platform::{AssignmentUpdate, Platform};
 use crowdcore::retainer::RetainerConfig;
@@ -64,6 +85,7 @@ use crowdcore::store::{MemoryStore, Store};
 use crowdcore_mturk::{
     Endpoint, MturkConfig, MturkPlatform, NotificationReader, NotificationSettings, push_to_handle,
 };
+use crowdcore_prolific::{ProlificPlatform, ProlificPlatformConfig};
 use crowdcore_sqlite::{SqliteOptions, SqliteStore};
 use crowdcore_toloka::{
     ClientConfig, Credentials, TolokaClient, TolokaPlatform, TolokaPlatformConfig,
@@ -103,6 +125,23 @@ struct Args {
     /// Toloka: the pool HITs become tasks of.
     #[arg(long)]
     toloka_pool: Option<String>,
+    /// Prolific: the API origin.
+    #[arg(long, default_value = crowdcore_prolific::PRODUCTION_URL)]
+    prolific_url: String,
+    /// Prolific: the workspace (balance, participant groups).
+    #[arg(long)]
+    workspace: Option<String>,
+    /// Prolific: the project the session's study is created in.
+    #[arg(long)]
+    project: Option<String>,
+    /// Prolific: also take webhooks at `<public-url>/prolific/hooks` (verified with the
+    /// workspace's hook secret from `PROLIFIC_HOOK_SECRET`), subscribing to
+    /// `submission.status.change` at start. The poll stays on: a lost webhook is caught by it.
+    #[arg(long)]
+    prolific_webhooks: bool,
+    /// The currency of the reward and every rate (Prolific: the workspace's, such as GBP).
+    #[arg(long, default_value = "USD")]
+    currency: String,
     /// Where the session's log, outbox and ledger are kept.
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
@@ -168,6 +207,8 @@ enum PlatformKind {
     Mturk,
     /// Toloka, one pool (crowdcore-toloka).
     Toloka,
+    /// Prolific, one study per session (crowdcore-prolific).
+    Prolific,
 }
 
 /// The platform the engines run on, and what else it brings.
@@ -177,10 +218,19 @@ struct Crowd {
     market: Option<LocalMarketplace>,
     /// MTurk's notification queue, read into the engine.
     notifications: Option<NotificationReader>,
+    /// Where every page finishes (Prolific's completion redirect), if not on a form.
+    finish_redirect: Option<String>,
+    /// The Prolific platform itself, for its webhooks.
+    prolific: Option<Arc<ProlificPlatform>>,
 }
 
 /// Connects to the platform `args` names.
-async fn crowd(args: &Args, clock: &Arc<dyn Clock>, session: &SessionId) -> Result<Crowd, String> {
+async fn crowd(
+    args: &Args,
+    clock: &Arc<dyn Clock>,
+    session: &SessionId,
+    store: &Arc<dyn Store>,
+) -> Result<Crowd, String> {
     match args.platform {
         PlatformKind::Local => {
             let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(1_000_000));
@@ -188,6 +238,8 @@ async fn crowd(args: &Args, clock: &Arc<dyn Clock>, session: &SessionId) -> Resu
                 platform: Arc::new(market.clone()),
                 market: Some(market),
                 notifications: None,
+                finish_redirect: None,
+                prolific: None,
             })
         }
         PlatformKind::Mturk => {
@@ -215,6 +267,8 @@ async fn crowd(args: &Args, clock: &Arc<dyn Clock>, session: &SessionId) -> Resu
                 platform,
                 market: None,
                 notifications,
+                finish_redirect: None,
+                prolific: None,
             })
         }
         PlatformKind::Toloka => {
@@ -229,9 +283,86 @@ async fn crowd(args: &Args, clock: &Arc<dyn Clock>, session: &SessionId) -> Resu
                 platform: Arc::new(TolokaPlatform::new(client, TolokaPlatformConfig::new(pool))),
                 market: None,
                 notifications: None,
+                finish_redirect: None,
+                prolific: None,
+            })
+        }
+        PlatformKind::Prolific => {
+            let (Some(workspace), Some(project)) = (&args.workspace, &args.project) else {
+                return Err("--platform prolific needs --workspace and --project".into());
+            };
+            let credentials =
+                crowdcore_prolific::Credentials::from_env().map_err(|e| e.to_string())?;
+            let client = crowdcore_prolific::ProlificClient::new(
+                crowdcore_prolific::ClientConfig::new(args.prolific_url.clone(), credentials),
+            )
+            .map_err(|e| e.to_string())?;
+            let currency = Currency::new(&args.currency).map_err(|e| e.to_string())?;
+            let mut config = ProlificPlatformConfig::new(workspace, project, session.to_string());
+            config.budget = Some(Money::new(args.budget_cents, currency));
+            config.clock = clock.clone();
+            // The session's study, each hire's place target and each bonus's state are kept
+            // with the session, so a restart neither creates the study again nor pays twice.
+            let platform =
+                ProlificPlatform::with_store(client, config, store.clone(), session.clone());
+            let redirect = platform.completion_url();
+            let platform = Arc::new(platform);
+            Ok(Crowd {
+                platform: platform.clone(),
+                market: None,
+                notifications: None,
+                finish_redirect: Some(redirect),
+                prolific: Some(platform),
             })
         }
     }
+}
+
+/// What the Prolific webhook route needs.
+struct Hooks {
+    receiver: crowdcore_prolific::webhook::WebhookReceiver,
+    platform: Arc<ProlificPlatform>,
+    engine: EngineHandle,
+}
+
+/// `POST /prolific/hooks`: Prolific's handshake, or a delivery. A verified, new, in-order
+/// delivery makes the engine take Prolific's own read of the submission (never the event's
+/// word); anything else changes nothing.
+async fn hook(
+    axum::extract::State(hooks): axum::extract::State<Arc<Hooks>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let now = SystemClock.now().as_millis() / 1000;
+    let answer = hooks.receiver.answer(&headers, &body, now);
+    if let Some(crowdcore_prolific::webhook::Delivery::Accepted(change)) = &answer.delivery {
+        match hooks.platform.read_update(&change.submission).await {
+            Ok(Some(update)) => {
+                if let Some(input) =
+                    <crowdcore::pavilion::Pavilion as crowdcore::engine::Machine>::update_input(
+                        &update,
+                    )
+                    && let Err(e) = hooks.engine.input(input).await
+                {
+                    // A departure the poll or the page reported first: harmless.
+                    tracing::debug!(error = %e, "webhook update refused");
+                }
+            }
+            Ok(None) => {}
+            // The poll catches it later.
+            Err(e) => tracing::warn!(error = %e, "cannot read a webhook's submission back"),
+        }
+    }
+    let status = axum::http::StatusCode::from_u16(answer.status)
+        .unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+    let mut response = status.into_response();
+    if let Some(secret) = answer.echo_secret
+        && let Ok(v) = axum::http::HeaderValue::from_str(&secret)
+    {
+        response.headers_mut().insert("x-hook-secret", v);
+    }
+    response
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -319,6 +450,7 @@ async fn run(args: Args) -> Result<(), String> {
         base_pay_cents: args.base_cents,
         waiting_cents_per_minute: args.waiting_cents_per_minute,
         active_cents_per_minute: args.active_cents_per_minute,
+        currency: Currency::new(&args.currency).map_err(|e| e.to_string())?,
         ..PavilionConfig::default()
     };
     let spec = HitSpec {
@@ -326,7 +458,10 @@ async fn run(args: Args) -> Result<(), String> {
         description: "Wait on the page until a seat opens, then do the task. Paid for waiting."
             .into(),
         keywords: vec!["real-time".into()],
-        reward: Money::usd_cents(args.base_cents),
+        reward: Money::new(
+            args.base_cents,
+            Currency::new(&args.currency).map_err(|e| e.to_string())?,
+        ),
         assignment_duration_ms: 2 * 3_600_000,
         lifetime_ms: 24 * 3_600_000,
         max_assignments: 100,
@@ -340,7 +475,7 @@ async fn run(args: Args) -> Result<(), String> {
         .as_deref()
         .map_or_else(SessionId::new_v7, SessionId::new);
     eprintln!("session:      {session}");
-    let crowd = crowd(&args, &clock, &session).await?;
+    let crowd = crowd(&args, &clock, &session, &store).await?;
     let mut config = EngineConfig::new(spec.clone(), pavilion);
     config.observe_every_ms = 2_000;
     let retainer_store = store.clone();
@@ -358,6 +493,7 @@ async fn run(args: Args) -> Result<(), String> {
     http.description = spec.description.clone();
     http.heartbeat_every_ms = (args.heartbeat_timeout_ms / 3).max(500);
     http.trust_unconfirmed_arrivals = args.unsafe_trust_arrivals;
+    http.finish_redirect = crowd.finish_redirect.clone();
     let extra = if args.retainer {
         // The retainer runs as its own session on the same store and marketplace.
         let mut config = RetainerEngineConfig::new(RetainerConfig::default());
@@ -409,6 +545,45 @@ async fn run(args: Args) -> Result<(), String> {
             });
         });
     }
+    let extra = match (&crowd.prolific, args.prolific_webhooks) {
+        (Some(platform), true) => {
+            let secret = std::env::var("PROLIFIC_HOOK_SECRET")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .ok_or(
+                    "--prolific-webhooks needs PROLIFIC_HOOK_SECRET (the workspace's hook secret)",
+                )?;
+            let workspace = args.workspace.clone().unwrap_or_default();
+            let target = format!("{public}/prolific/hooks");
+            let hooks = Arc::new(Hooks {
+                receiver: crowdcore_prolific::webhook::WebhookReceiver::new(
+                    secret,
+                    Duration::from_secs(300),
+                ),
+                platform: platform.clone(),
+                engine: engine.clone(),
+            });
+            let route = axum::Router::new()
+                .route("/prolific/hooks", axum::routing::post(hook))
+                .with_state(hooks);
+            // Subscribed once the route can answer Prolific's handshake.
+            let client = platform.client().clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match crowdcore_prolific::webhook::subscribe(&client, &workspace, &target).await {
+                    Ok(sub) => {
+                        tracing::info!(id = %sub.id, "subscribed to submission.status.change")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot subscribe to Prolific's webhooks; polling only")
+                    }
+                }
+            });
+            extra.merge(route)
+        }
+        (None, true) => return Err("--prolific-webhooks needs --platform prolific".into()),
+        _ => extra,
+    };
     let app = crowdcore::http::router_with(state, extra);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -953,6 +953,7 @@ impl Platform for MturkPlatform {
             // this capability promises. Saying yes would make a front that checks arrivals
             // refuse every real worker. See `assignment`.
             confirms_assignments: false,
+            posts_reopen_expired_hits: false,
         }
     }
 

@@ -306,6 +306,7 @@ impl Platform for TolokaPlatform {
             bonus_without_assignment: true,
             max_slots_per_hit: None,
             confirms_assignments: true,
+            posts_reopen_expired_hits: false,
         }
     }
 

@@ -568,6 +568,7 @@ impl Platform for LocalMarketplace {
             bonus_without_assignment: false,
             max_slots_per_hit: None,
             confirms_assignments: true,
+            posts_reopen_expired_hits: false,
         }
     }
 

@@ -74,6 +74,12 @@ pub struct Capabilities {
     pub bonus_without_assignment: bool,
     /// The most slots one HIT may have, if limited.
     pub max_slots_per_hit: Option<u32>,
+    /// Every [`Platform::post`] may answer with the same HIT (Prolific: a session is one study
+    /// whose places only grow), so a post onto a HIT expired earlier re-opens it: its slots
+    /// count as open again. Where false (MTurk, Toloka, local: a post makes a new HIT), slots
+    /// a post reports on an expired HIT never open.
+    #[serde(default)]
+    pub posts_reopen_expired_hits: bool,
     /// [`Platform::assignment`] reads an assignment back from the platform, so that an arrival
     /// a worker's page claims can be confirmed before it takes a seat. A platform without it
     /// cannot tell a real arrival from a made-up one: the HTTP front refuses to serve it unless

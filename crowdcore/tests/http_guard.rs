@@ -326,6 +326,7 @@ impl Platform for Broken {
             bonus_without_assignment: false,
             max_slots_per_hit: None,
             confirms_assignments: self.confirms,
+            posts_reopen_expired_hits: false,
         }
     }
     async fn assignment(

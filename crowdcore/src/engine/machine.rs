@@ -236,6 +236,7 @@ impl Machine for Pavilion {
     fn prepare(config: &mut EngineConfig, capabilities: &Capabilities) -> Result<(), EngineError> {
         // The platform, not the config, knows whether returned slots re-open.
         config.pavilion.returned_slots_reopen = capabilities.returned_slots_reopen;
+        config.pavilion.posts_reopen_hits = capabilities.posts_reopen_expired_hits;
         config.spec.validate().map_err(ConfigProblem::from)?;
         config.pavilion.validate()?;
         // The HIT's reward is the base pay: the platform pays the reward when the assignment

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::worker::PlatformForm;
+use super::worker::{FormMethod, PlatformForm};
 use crate::engine::pay_kind_name;
 use crate::model::{AssignmentId, Money, SessionId, WorkerId};
 use crate::pavilion::{Effect, EffectKind};
@@ -30,7 +30,38 @@ pub(crate) fn mturk_form(
             ("assignmentId".to_owned(), assignment.to_string()),
             ("contributions".to_owned(), contributions.to_string()),
         ],
+        method: FormMethod::Post,
     }
+}
+
+/// The form that sends a page to a fixed completion redirect (Prolific's
+/// `https://app.prolific.com/submissions/complete?cc=CODE`): a `get` form to the URL's path
+/// with its query as fields. The URL is the operator's ([`HttpConfig::finish_redirect`]),
+/// never a page's.
+///
+/// [`HttpConfig::finish_redirect`]: super::HttpConfig::finish_redirect
+pub(crate) fn redirect_form(url: &str) -> PlatformForm {
+    let (action, query) = url.split_once('?').unwrap_or((url, ""));
+    PlatformForm {
+        action: action.to_owned(),
+        fields: query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (p.to_owned(), String::new()),
+            })
+            .collect(),
+        method: FormMethod::Get,
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of an absolute URL, for the landing page's
+/// `form-action`.
+pub(crate) fn origin_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&url[..url.len() - rest.len() + end])
 }
 
 /// Each page's finishing record, in the session's store (or nowhere, for a front built without
@@ -115,18 +146,20 @@ pub struct Owed {
     /// How much.
     #[serde(flatten, with = "crate::model::money_as_cents")]
     pub amount: Money,
-    /// `pending`: the engine is still trying (MTurk approves only a submitted assignment: the
-    /// worker's page posts its form); `failed`: the engine gave up.
+    /// `pending`: the engine is still trying (the platform approves only a submitted
+    /// assignment: the worker's page finishes there); `failed`: the engine gave up.
     pub state: &'static str,
     /// What the operator can do about it.
     pub manual: &'static str,
 }
 
-const PENDING: &str = "the engine keeps trying: MTurk approves an assignment only once it is \
-    submitted, which the worker's page does by posting its form; if the page is gone the \
-    assignment is submitted when it auto-approves or when you approve it by hand";
-const FAILED: &str = "not paid: once MTurk lets it (the assignment submitted or approved), pay \
-    this as a bonus to the worker's assignment (SendBonus), or approve it by hand";
+const PENDING: &str = "the engine keeps trying: the platform approves an assignment only once \
+    it is submitted, which the worker's page does by finishing on the platform (MTurk: posting \
+    its form; Prolific: following the completion redirect); if the page is gone the assignment \
+    is submitted when it auto-approves or when you approve it by hand";
+const FAILED: &str = "not paid: once the platform lets it (the assignment submitted or approved), \
+    pay this as a bonus to the worker's assignment (MTurk: SendBonus; Prolific: a bonus payment \
+    on the submission), or approve it by hand";
 
 /// What the ledger and the outbox say is owed: pay effects still pending, and ledger entries
 /// that were not paid.
@@ -175,6 +208,27 @@ impl PageRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_completion_redirect_is_a_get_form_to_its_origin() {
+        let f = redirect_form("https://app.prolific.com/submissions/complete?cc=C0DE42");
+        assert_eq!(f.action, "https://app.prolific.com/submissions/complete");
+        assert_eq!(f.fields, vec![("cc".to_owned(), "C0DE42".to_owned())]);
+        assert_eq!(f.method, FormMethod::Get);
+        assert_eq!(
+            origin_of("https://app.prolific.com/submissions/complete?cc=X"),
+            Some("https://app.prolific.com")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080?x"),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(origin_of("not a url"), None);
+        assert_eq!(
+            mturk_form("https://www.mturk.com", &AssignmentId::new("a"), 1).method,
+            FormMethod::Post
+        );
+    }
     use crate::model::{EffectId, Timestamp};
     use crate::pavilion::PayKind;
     use crate::store::OutboxState;

@@ -183,6 +183,8 @@ impl Pages {
 }
 
 pub(crate) struct Hub {
+    /// The form every page finishes with, where the front has a fixed completion redirect.
+    redirect: Option<PlatformForm>,
     pages: Mutex<Pages>,
     recent: Mutex<VecDeque<Arc<Stamped>>>,
     history: Mutex<VecDeque<Point>>,
@@ -217,6 +219,7 @@ impl Hub {
             history: Mutex::new(VecDeque::new()),
             tx,
             keep_events: config.recent_events.max(1),
+            redirect: config.finish_redirect.as_deref().map(finish::redirect_form),
         });
         let every = Duration::from_millis(config.sample_every_ms.max(100));
         let mut events = engine.subscribe();
@@ -378,7 +381,7 @@ impl Hub {
                     s.promoted_at = Some(at);
                 }
             });
-            refresh_form(page, assignment);
+            refresh_form(page, assignment, self.redirect.as_ref());
             pages.settle(assignment, at);
         }
     }
@@ -396,7 +399,7 @@ impl Hub {
             Some(page) => {
                 if submit_to.is_some() {
                     page.submit_to = submit_to;
-                    refresh_form(page, assignment);
+                    refresh_form(page, assignment, self.redirect.as_ref());
                 }
                 Ok(())
             }
@@ -436,7 +439,7 @@ impl Hub {
                 }
                 fresh
             });
-            refresh_form(page, assignment);
+            refresh_form(page, assignment, self.redirect.as_ref());
             pages.settle(assignment, at);
         }
     }
@@ -454,7 +457,7 @@ impl Hub {
             && page.submit_to.is_none()
         {
             page.submit_to = Some(origin);
-            refresh_form(page, assignment);
+            refresh_form(page, assignment, self.redirect.as_ref());
         }
     }
 
@@ -572,12 +575,14 @@ fn new_page(worker: WorkerId, submit_to: Option<String>) -> Page {
     }
 }
 
-/// Gives the page its finishing form once its work is over and its platform address is known.
-fn refresh_form(page: &mut Page, assignment: &AssignmentId) {
-    let Some(origin) = page.submit_to.as_deref() else {
-        return;
+/// Gives the page its finishing form once its work is over: the front's completion redirect,
+/// or the platform form of the page's address once that is known.
+fn refresh_form(page: &mut Page, assignment: &AssignmentId, redirect: Option<&PlatformForm>) {
+    let form = match (redirect, page.submit_to.as_deref()) {
+        (Some(form), _) => form.clone(),
+        (None, Some(origin)) => finish::mturk_form(origin, assignment, page.contributions),
+        (None, None) => return,
     };
-    let form = finish::mturk_form(origin, assignment, page.contributions);
     page.tx.send_if_modified(|s| {
         let over = matches!(s.status, PageStatus::Submitted | PageStatus::Released);
         let fresh = over && s.form.as_deref() != Some(&form);

@@ -145,7 +145,7 @@ pub use error::{ApiError, ErrorCode};
 pub use finish::Owed;
 pub use hub::{PageState, PageStatus};
 pub use limit::{RateLimit, RateLimits};
-pub use worker::{PAGE_TOKEN_HEADER, PREVIEW_ASSIGNMENT, PlatformForm, WorkerSide};
+pub use worker::{FormMethod, PAGE_TOKEN_HEADER, PREVIEW_ASSIGNMENT, PlatformForm, WorkerSide};
 
 /// Settings of the HTTP front.
 #[derive(Debug, Clone)]
@@ -173,6 +173,12 @@ pub struct HttpConfig {
     /// Origins a page may post the platform's submit form to (`turkSubmitTo`). Anything else
     /// is refused at arrival, so a crafted link cannot make a page post to another site.
     pub submit_origins: Vec<String>,
+    /// Where every page finishes instead of posting a per-page form: a fixed completion
+    /// redirect, such as Prolific's `https://app.prolific.com/submissions/complete?cc=CODE`.
+    /// Set by the operator, never by a page; a page whose work is over (submitted, or released
+    /// when the job stops, waiting or active) is sent there, and told so again on a reload or
+    /// after a restart. `None`: the per-page form of [`submit_origins`](Self::submit_origins).
+    pub finish_redirect: Option<String>,
     /// Recent engine events kept for the status page.
     pub recent_events: usize,
     /// How often the status page's queue-size chart takes a point, in milliseconds; it keeps
@@ -230,6 +236,7 @@ impl HttpConfig {
                 "https://www.mturk.com".to_owned(),
                 "https://workersandbox.mturk.com".to_owned(),
             ],
+            finish_redirect: None,
             recent_events: 200,
             sample_every_ms: 5_000,
             trust_unconfirmed_arrivals: false,

@@ -65,7 +65,14 @@ async fn landing(State(state): State<HttpState>) -> Response {
         .replace("{{DESCRIPTION}}", &escape(&config.description));
     // Scripts only from here; the form may go to the platform's submit origins. The page may
     // be framed (MTurk shows it in an iframe).
-    let forms: Vec<&str> = config.submit_origins.iter().map(String::as_str).collect();
+    let mut forms: Vec<&str> = config.submit_origins.iter().map(String::as_str).collect();
+    if let Some(origin) = config
+        .finish_redirect
+        .as_deref()
+        .and_then(super::finish::origin_of)
+    {
+        forms.push(origin);
+    }
     let csp = format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
          form-action 'self' {}",

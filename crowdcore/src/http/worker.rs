@@ -59,14 +59,27 @@ impl WorkerSide for LocalMarketplace {
     }
 }
 
-/// A form the page posts to the platform after the engine took a submission (MTurk's
-/// `externalSubmit`).
+/// How a page finishes on its platform once its work is over: a form it sends there (MTurk's
+/// `externalSubmit`, posted), or the platform's completion redirect (Prolific's
+/// `https://app.prolific.com/submissions/complete?cc=CODE`, a `get` form: the page goes there).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlatformForm {
     /// Where the form goes.
     pub action: String,
     /// Its fields, in order.
     pub fields: Vec<(String, String)>,
+    /// `post` (a form the platform takes) or `get` (a redirect: the page navigates there).
+    pub method: FormMethod,
+}
+
+/// How a [`PlatformForm`] is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FormMethod {
+    /// Posted (MTurk).
+    Post,
+    /// Navigated to, its fields as the query (a completion redirect).
+    Get,
 }
 
 #[derive(Deserialize)]

@@ -124,6 +124,13 @@ pub struct PavilionConfig {
     /// [`Input::Contributed`]: super::Input::Contributed
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub contributions_from_host: bool,
+    /// A post may answer with a HIT expired earlier, and re-opens it (the platform's
+    /// [`Capabilities::posts_reopen_expired_hits`]: Prolific keeps one study for every hire).
+    /// When false, slots posted onto an expired HIT never count as open.
+    ///
+    /// [`Capabilities::posts_reopen_expired_hits`]: crate::platform::Capabilities::posts_reopen_expired_hits
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub posts_reopen_hits: bool,
 }
 
 impl Default for PavilionConfig {
@@ -136,6 +143,7 @@ impl Default for PavilionConfig {
             start: StartCondition::Auto,
             heartbeat_timeout_ms: 30_000,
             returned_slots_reopen: true,
+            posts_reopen_hits: false,
             hire_retry_ms: 60_000,
             budget_cents: None,
             currency: Currency::USD,

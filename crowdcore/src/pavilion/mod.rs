@@ -884,14 +884,19 @@ impl Pavilion {
         };
         let closed = self.hiring_closed || self.phase == Phase::Stopped;
         let h = &mut self.hits[h as usize];
-        if closed || h.expired {
-            // Posted after the operator closed hiring: close it at once.
+        if closed || (h.expired && !self.config.posts_reopen_hits) {
+            // Posted after the operator closed hiring (or onto a HIT this platform cannot
+            // re-open): close it at once.
             if !h.expired {
                 h.expired = true;
                 let hits = vec![h.id.clone()];
                 self.emit(EffectKind::ExpireHits { hits });
             }
         } else {
+            // A platform that keeps one HIT for every hire (Prolific: one study whose places
+            // only grow, `posts_reopen_hits`) answers a later post with a HIT expired before
+            // (a surplus slot, `expire_hit`): posting onto it re-opened it, with the slots.
+            h.expired = false;
             h.open += slots;
             self.open_slots += slots;
         }

@@ -114,6 +114,8 @@ impl RetainerConfig {
             per_contribution_cents: self.per_contribution_cents,
             max_contributions_per_assignment: self.max_contributions_per_assignment,
             contributions_from_host: self.contributions_from_host,
+            // The retainer's pools are not yet adapted to a platform that keeps one HIT.
+            posts_reopen_hits: false,
         }
     }
 

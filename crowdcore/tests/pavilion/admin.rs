@@ -7,6 +7,8 @@ use crate::support::{FULL, check, check_from};
 
 /// [`crate::support::SMALL`] with a base pay, so releases show their payment.
 const PAID: &str = "min_active=1 max_active=2 min_waiting=1 max_waiting=1 base_pay_cents=100";
+/// [`PAID`] on a platform whose posts all answer with one HIT (Prolific).
+const ONE_HIT: &str = "min_active=1 max_active=2 min_waiting=1 max_waiting=1 base_pay_cents=100 posts_reopen_hits=true";
 const MANUAL: &str =
     "min_active=1 max_active=2 min_waiting=1 max_waiting=1 base_pay_cents=100 start=manual";
 /// [`MANUAL`] with W1, W2, W3 waiting (arrived in that order) and no slot open.
@@ -229,6 +231,55 @@ fn expire_hit_closes_that_hit_and_hires_its_open_slots_anew() {
         (m.present(), m.open_slots(), m.hires_in_flight()),
         (1, 1, 1)
     );
+}
+
+/// A platform that keeps one HIT for every hire (Prolific: one study whose places only grow)
+/// answers the hire after an `expire_hit` with the same HIT: the post re-opens it.
+#[test]
+fn a_post_onto_an_expired_hit_reopens_it_while_hiring_is_open() {
+    let m = check(
+        ONE_HIT,
+        "
+        0 start
+        1 posted H1 3
+        2 arrive W1 A1 H1
+        10 expire_hit H1
+        11 posted H1 2 #3
+        12 arrive W2 A2 H1
+        ",
+        "
+        0 #1 hire 3
+        10 #2 expire_hits H1
+        10 #3 hire 2
+        12 #4 notify task_began 2
+        12 #5 promote W1 A1
+        12 #6 promote W2 A2
+        ",
+    );
+    assert_eq!(
+        (m.present(), m.open_slots(), m.hires_in_flight()),
+        (2, 1, 0)
+    );
+}
+
+/// After the job's `expire` the same HIT posted again is closed at once, as a new one is.
+#[test]
+fn a_post_onto_an_expired_hit_after_expire_closes_it_again() {
+    let m = check(
+        ONE_HIT,
+        "
+        0 start
+        1 posted H1 2
+        2 expire
+        3 posted H1 1
+        ",
+        "
+        0 #1 hire 3
+        1 #2 hire 1
+        2 #3 expire_hits H1
+        ",
+    );
+    assert_eq!((m.open_slots(), m.hires_in_flight()), (0, 0));
 }
 
 #[test]

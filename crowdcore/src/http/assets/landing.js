@@ -7,10 +7,12 @@
 "use strict";
 (function () {
   const q = new URLSearchParams(location.search);
+  // MTurk's names, or Prolific's (SESSION_ID is the submission, STUDY_ID the HIT,
+  // PROLIFIC_PID the participant).
   const ids = {
-    assignment: q.get("assignmentId"),
-    hit: q.get("hitId"),
-    worker: q.get("workerId"),
+    assignment: q.get("assignmentId") || q.get("SESSION_ID"),
+    hit: q.get("hitId") || q.get("STUDY_ID"),
+    worker: q.get("workerId") || q.get("PROLIFIC_PID"),
     submitTo: q.get("turkSubmitTo"),
   };
   const $ = (id) => document.getElementById(id);
@@ -57,7 +59,8 @@
     abandoned: ["Time ran out", "The assignment expired on the platform.", "bad"],
   };
 
-  // Posts the platform's own finishing form (MTurk externalSubmit) once: after a submission,
+  // Sends the platform's own finishing form once (MTurk externalSubmit, posted; or a
+  // completion redirect such as Prolific's, a GET the page follows): after a submission,
   // when the operator released this page (the job stopped), and again on a reload or a retry
   // after a restart, so the platform and the engine agree and the worker gets paid. Its
   // address comes from the server, which only ever sends an allow-listed platform origin.
@@ -66,7 +69,7 @@
     if (posted || !form) return;
     posted = true;
     const f = document.createElement("form");
-    f.method = "POST";
+    f.method = form.method === "get" ? "GET" : "POST";
     f.action = form.action;
     for (const [name, value] of form.fields) {
       const i = document.createElement("input");
