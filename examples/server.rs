@@ -60,8 +60,8 @@
 //! Prolific-speaking URL (a local fake) to try it without an account.
 //!
 //! Every arrival is confirmed with the platform (`Platform::assignment`) before it takes a
-//! seat. A platform that cannot confirm arrivals (its capabilities say so: for now the MTurk
-//! and Toloka backends) is refused unless `--unsafe-trust-arrivals` is given, which seats any
+//! seat. A platform that cannot confirm arrivals (its capabilities say so: of today's backends
+//! only MTurk's, whose `GetAssignment` shows only submitted work) is refused unless `--unsafe-trust-arrivals` is given, which seats any
 //! page that knows a HIT id — for a closed pilot only, never on a public crowd.
 
 use std::net::SocketAddr;

@@ -1550,10 +1550,16 @@ impl Call {
                 Ok(()) => Ok(Outcome::Paid),
                 Err(e) if e.kind == crate::platform::PlatformErrorKind::Conflict => {
                     // Refused for its state: if the worker still holds it, they have not
-                    // submitted yet (MTurk's InvalidAssignmentState), and may.
+                    // submitted yet (MTurk's InvalidAssignmentState), and may; if it reads as
+                    // submitted now, the submission landed between the two calls. Either way
+                    // the approval is tried again, within the submit window.
                     match p.assignment(&assignment).await {
                         Ok(Some(record))
-                            if record.status == crate::platform::AssignmentStatus::Accepted =>
+                            if matches!(
+                                record.status,
+                                crate::platform::AssignmentStatus::Accepted
+                                    | crate::platform::AssignmentStatus::Submitted
+                            ) =>
                         {
                             Err(PlatformError::new(e.kind, NOT_SUBMITTED, e.message))
                         }
