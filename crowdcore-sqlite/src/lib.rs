@@ -145,6 +145,7 @@
 
 mod error;
 mod options;
+mod packed;
 mod schema;
 mod store;
 mod writer;
