@@ -405,7 +405,9 @@ WHERE json_valid(body)
 /// Version 4: the log packed. `log_runs` holds a run of consecutive inputs of one write in one
 /// row (see `packed.rs`); `log` becomes a view with one row per input, as the table was (it
 /// takes single-row `INSERT`s too), so every view and query over `log` reads the same. The old
-/// rows move over as runs of one.
+/// rows move over as runs of one. The outbox is rebuilt `WITHOUT ROWID` (one B-tree a row, not a
+/// table and its key's index) with its state check as comparisons (an `IN` list made SQLite
+/// build a temporary table for every statement that set a state); same columns, same rows.
 const V4: &str = r#"
 CREATE TABLE log_runs (
     session TEXT    NOT NULL REFERENCES sessions (session),
@@ -429,6 +431,29 @@ SELECT r.session AS session,
        CASE WHEN r.n = 1 THEN r.body ELSE e.value -> 1 END AS body
 FROM log_runs AS r
 LEFT JOIN json_each(CASE WHEN r.n > 1 THEN r.body END) AS e;
+
+-- The outbox, rebuilt. Renaming in the legacy way leaves the views that read `outbox` as they
+-- are: they name the new table once it has the old name.
+PRAGMA legacy_alter_table = ON;
+CREATE TABLE outbox_v4 (
+    session TEXT    NOT NULL REFERENCES sessions (session),
+    seq     INTEGER NOT NULL CHECK (seq >= 0),
+    id      TEXT    NOT NULL,
+    body    TEXT    NOT NULL,
+    state   TEXT    NOT NULL DEFAULT 'pending'
+                    CHECK (state = 'pending' OR state = 'done' OR state = 'failed'),
+    result  TEXT,
+    error   TEXT,
+    PRIMARY KEY (session, seq),
+    CHECK ((state = 'done') = (result IS NOT NULL)),
+    CHECK ((state = 'failed') = (error IS NOT NULL))
+) STRICT, WITHOUT ROWID;
+INSERT INTO outbox_v4 (session, seq, id, body, state, result, error)
+SELECT session, seq, id, body, state, result, error FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v4 RENAME TO outbox;
+PRAGMA legacy_alter_table = OFF;
+CREATE INDEX outbox_pending ON outbox (session, seq) WHERE state = 'pending';
 
 -- An input written into the view by hand is a run of one; a sequence number that a run
 -- holds already is refused, as the table's primary key refused it.

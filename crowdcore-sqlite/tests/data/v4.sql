@@ -1,6 +1,6 @@
 -- A version-4 database as crowdcore-sqlite 0.1 wrote it (sqlite3 .dump, plus its user_version):
--- the version-3 fixture's data with the log packed: inputs 2 to 5 are one row of log_runs.
--- Frozen: opening it must keep working whatever later versions change.
+-- the version-3 fixture's data with the log packed (inputs 2 to 5 are one row of log_runs)
+-- and the outbox WITHOUT ROWID. Frozen: opening it must keep working whatever later versions change.
 PRAGMA user_version = 4;
 PRAGMA foreign_keys=OFF;
 BEGIN TRANSACTION;
@@ -14,24 +14,6 @@ CREATE TABLE snapshots (
     body    TEXT    NOT NULL
 ) STRICT;
 INSERT INTO snapshots VALUES('pilot-2024',5,'{"snapshot":"opaque to the store"}');
-CREATE TABLE outbox (
-    session TEXT    NOT NULL REFERENCES sessions (session),
-    seq     INTEGER NOT NULL CHECK (seq >= 0),
-    id      TEXT    NOT NULL,
-    body    TEXT    NOT NULL,
-    state   TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
-    result  TEXT,
-    error   TEXT,
-    PRIMARY KEY (session, seq),
-    CHECK ((state = 'done') = (result IS NOT NULL)),
-    CHECK ((state = 'failed') = (error IS NOT NULL))
-) STRICT;
-INSERT INTO outbox VALUES('pilot-2024',1,'pilot-2024/1','{"at_ms":0,"id":"pilot-2024/1","type":"hire","count":2}','done','{"outcome":"posted","hit":"HIT1","slots":2}',NULL);
-INSERT INTO outbox VALUES('pilot-2024',2,'pilot-2024/2','{"at_ms":240000,"id":"pilot-2024/2","type":"pay","worker":"W1","assignment":"A1","kind":"base","amount_cents":50,"currency":"USD"}','done','{"outcome":"paid"}',NULL);
-INSERT INTO outbox VALUES('pilot-2024',3,'pilot-2024/3','{"at_ms":240000,"id":"pilot-2024/3","type":"pay","worker":"W1","assignment":"A1","kind":"waiting_bonus","amount_cents":6,"currency":"USD"}','failed',NULL,'insufficient funds');
-INSERT INTO outbox VALUES('pilot-2024',4,'pilot-2024/4','{"at_ms":300000,"id":"pilot-2024/4","type":"expire_hits","hits":["HIT1"]}','pending',NULL,NULL);
-INSERT INTO outbox VALUES('pilot-2024',10,'pilot-2024/10','{"type":"pipeline","at_ms":240000,"by":"validate","cause":"V7","decision":"accept","stage":"submit","assignment":"A1","comment":"the photos show the place"}','done','accepted',NULL);
-INSERT INTO outbox VALUES('pilot-2024',11,'pilot-2024/11','{"type":"pipeline","at_ms":240000,"by":"validate","cause":"V7","decision":"answer","task":"T3","worker":"W2","label":"yes","skill":1.0,"result":"yes"}','done','journal',NULL);
 CREATE TABLE cursors (
     session TEXT NOT NULL REFERENCES sessions (session),
     name    TEXT NOT NULL,
@@ -77,7 +59,25 @@ CREATE TABLE log_runs (
 INSERT INTO log_runs VALUES('pilot-2024',1,1,0,'{"type":"start"}');
 INSERT INTO log_runs VALUES('pilot-2024',2,4,60000,'[[60000,{"type":"hire_posted","hire":"pilot-2024/1","hit":"HIT1","slots":2}],[120000,{"type":"arrive","worker":"W1","assignment":"A1","hit":"HIT1"}],[180000,{"type":"arrive","worker":"W2","assignment":"A2","hit":"HIT1"}],[240000,{"type":"submit","assignment":"A1","contributions":3}]]');
 INSERT INTO log_runs VALUES('pilot-2024',6,1,300000,'{"type":"stop"}');
-CREATE INDEX outbox_pending ON outbox (session, seq) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS "outbox" (
+    session TEXT    NOT NULL REFERENCES sessions (session),
+    seq     INTEGER NOT NULL CHECK (seq >= 0),
+    id      TEXT    NOT NULL,
+    body    TEXT    NOT NULL,
+    state   TEXT    NOT NULL DEFAULT 'pending'
+                    CHECK (state = 'pending' OR state = 'done' OR state = 'failed'),
+    result  TEXT,
+    error   TEXT,
+    PRIMARY KEY (session, seq),
+    CHECK ((state = 'done') = (result IS NOT NULL)),
+    CHECK ((state = 'failed') = (error IS NOT NULL))
+) STRICT, WITHOUT ROWID;
+INSERT INTO outbox VALUES('pilot-2024',1,'pilot-2024/1','{"at_ms":0,"id":"pilot-2024/1","type":"hire","count":2}','done','{"outcome":"posted","hit":"HIT1","slots":2}',NULL);
+INSERT INTO outbox VALUES('pilot-2024',2,'pilot-2024/2','{"at_ms":240000,"id":"pilot-2024/2","type":"pay","worker":"W1","assignment":"A1","kind":"base","amount_cents":50,"currency":"USD"}','done','{"outcome":"paid"}',NULL);
+INSERT INTO outbox VALUES('pilot-2024',3,'pilot-2024/3','{"at_ms":240000,"id":"pilot-2024/3","type":"pay","worker":"W1","assignment":"A1","kind":"waiting_bonus","amount_cents":6,"currency":"USD"}','failed',NULL,'insufficient funds');
+INSERT INTO outbox VALUES('pilot-2024',4,'pilot-2024/4','{"at_ms":300000,"id":"pilot-2024/4","type":"expire_hits","hits":["HIT1"]}','pending',NULL,NULL);
+INSERT INTO outbox VALUES('pilot-2024',10,'pilot-2024/10','{"type":"pipeline","at_ms":240000,"by":"validate","cause":"V7","decision":"accept","stage":"submit","assignment":"A1","comment":"the photos show the place"}','done','accepted',NULL);
+INSERT INTO outbox VALUES('pilot-2024',11,'pilot-2024/11','{"type":"pipeline","at_ms":240000,"by":"validate","cause":"V7","decision":"answer","task":"T3","worker":"W2","label":"yes","skill":1.0,"result":"yes"}','done','journal',NULL);
 CREATE INDEX ledger_session ON ledger (session, id);
 CREATE INDEX ledger_worker ON ledger (worker);
 CREATE VIEW study_inputs AS
@@ -301,6 +301,7 @@ SELECT r.session AS session,
        CASE WHEN r.n = 1 THEN r.body ELSE e.value -> 1 END AS body
 FROM log_runs AS r
 LEFT JOIN json_each(CASE WHEN r.n > 1 THEN r.body END) AS e;
+CREATE INDEX outbox_pending ON outbox (session, seq) WHERE state = 'pending';
 CREATE TRIGGER log_insert INSTEAD OF INSERT ON log
 BEGIN
     SELECT RAISE(ABORT, 'UNIQUE constraint failed: log.session, log.seq')
