@@ -535,7 +535,7 @@ fn batch_writes(
     // end, as few packed rows as they make: nothing in the batch reads the log's rows (the
     // log's end is `state`'s), and a refusal half way drops them with the savepoint.
     let start = last_seq(conn, state, session)?;
-    let mut log: Vec<(i64, &str)> = Vec::new();
+    let mut later = Later::default();
     for write in writes {
         // The single-write forms, borrowed rather than cloned where they can be.
         match write {
@@ -546,7 +546,7 @@ fn batch_writes(
                 }
                 ensure_session(conn, state, session)?;
                 let end = room(last_seq(conn, state, session)?, rows.len())?;
-                log.extend(rows);
+                later.log.extend(rows);
                 if let Some((name, Cursor(cursor))) = cursor {
                     set_cursor(conn, session, name, cursor)?;
                 }
@@ -554,7 +554,7 @@ fn batch_writes(
             }
             store::Write::Enqueue(_) => {} // above
             store::Write::Complete(completion) => {
-                if complete(conn, state, session, completion, Some(&mut log))?
+                if complete(conn, state, session, completion, Some(&mut later))?
                     != Written::Fresh(true)
                 {
                     return Err(Failure::Refused(StoreError::Corrupt(format!(
@@ -564,7 +564,7 @@ fn batch_writes(
                 }
             }
             store::Write::Record { effect, completion } => {
-                record(conn, state, session, effect, completion, &mut log)?;
+                record(conn, state, session, effect, completion, &mut later)?;
             }
             store::Write::Snapshot(snapshot) => {
                 save_snapshot(conn, state, session, snapshot)?;
@@ -574,8 +574,9 @@ fn batch_writes(
             }
         }
     }
-    if !log.is_empty() {
-        let end = insert_inputs(conn, session, start, &log)?;
+    insert_ledger(conn, session, &later.ledger)?;
+    if !later.log.is_empty() {
+        let end = insert_inputs(conn, session, start, &later.log)?;
         debug_assert_eq!(Some(end), state.last_seq(session), "the batch's inputs in order");
     }
     Ok(())
@@ -649,14 +650,14 @@ fn commit_batch(
     Ok(Written::Seq(seq))
 }
 
-/// A completion; its inputs go into the log now, or into `later` (a batch's inputs, written at
-/// its end).
+/// A completion; its inputs and ledger entries are written now, or pushed onto `later` (a
+/// batch's, written at its end).
 fn complete<'a>(
     conn: &Connection,
     state: &mut TxState<'_>,
     session: &SessionId,
     completion: &'a Completion,
-    later: Option<&mut Vec<(i64, &'a str)>>,
+    later: Option<&mut Later<'a>>,
 ) -> Result<Written, Failure> {
     let id = &completion.id;
     let unknown = || Failure::Refused(StoreError::UnknownEffect(id.clone()));
@@ -740,7 +741,7 @@ fn record<'a>(
     session: &SessionId,
     effect: &NewEffect,
     completion: &'a Completion,
-    later: &mut Vec<(i64, &'a str)>,
+    later: &mut Later<'a>,
 ) -> Result<(), Failure> {
     let id = &completion.id;
     if effect.id != *id {
@@ -778,47 +779,106 @@ fn record<'a>(
     finish_rows(conn, state, session, &ledger, &inputs, Some(later))
 }
 
+/// A batch's log and ledger rows, in the order written, kept to be inserted at its end, many to
+/// a statement (nothing in a batch reads them back; the log's end is in [`TxState`]).
+#[derive(Default)]
+struct Later<'a> {
+    log: Vec<(i64, &'a str)>,
+    ledger: Vec<(&'a LedgerEntry, i64)>,
+}
+
 /// The rows a finished effect adds: its ledger entries, and its inputs at the log's end (now,
 /// or pushed onto `later` for the batch to write).
 fn finish_rows<'a>(
     conn: &Connection,
     state: &mut TxState<'_>,
     session: &SessionId,
-    ledger: &[(&LedgerEntry, i64)],
+    ledger: &[(&'a LedgerEntry, i64)],
     inputs: &[(i64, &'a str)],
-    later: Option<&mut Vec<(i64, &'a str)>>,
+    later: Option<&mut Later<'a>>,
 ) -> Result<(), Failure> {
-    if !ledger.is_empty() {
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO ledger
-                 (session, effect, worker, assignment, kind, amount_minor, currency, paid, at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        for (e, at) in ledger {
-            insert.execute(params![
-                session.as_str(),
-                e.effect.to_string(),
-                e.worker.as_str(),
-                e.assignment.as_ref().map(|a| a.as_str()),
-                e.kind,
-                e.amount.minor,
-                e.amount.currency.as_str(),
-                e.paid,
-                at,
-            ])?;
+    let seq = if inputs.is_empty() {
+        None
+    } else {
+        Some(last_seq(conn, state, session)?)
+    };
+    let end = match (later, seq) {
+        (Some(later), seq) => {
+            later.ledger.extend_from_slice(ledger);
+            match seq {
+                Some(seq) => {
+                    let end = room(seq, inputs.len())?;
+                    later.log.extend_from_slice(inputs);
+                    Some(end)
+                }
+                None => None,
+            }
+        }
+        (None, seq) => {
+            insert_ledger(conn, session, ledger)?;
+            match seq {
+                Some(seq) => Some(insert_inputs(conn, session, seq, inputs)?),
+                None => None,
+            }
+        }
+    };
+    if let Some(end) = end {
+        state.new.last_seq.insert(session.clone(), end);
+    }
+    Ok(())
+}
+
+/// Ledger rows one multi-row insert takes (9 parameters each).
+const LEDGER_ROWS_PER_INSERT: usize = 32;
+
+/// Inserts ledger entries in order, [`LEDGER_ROWS_PER_INSERT`] to a statement and the rest one
+/// by one (so `id`s follow the order given).
+fn insert_ledger(
+    conn: &Connection,
+    session: &SessionId,
+    ledger: &[(&LedgerEntry, i64)],
+) -> Result<(), Failure> {
+    const HEAD: &str = "INSERT INTO ledger
+        (session, effect, worker, assignment, kind, amount_minor, currency, paid, at_ms) VALUES ";
+    let bind = |insert: &mut rusqlite::CachedStatement<'_>,
+                base: usize,
+                (e, at): &(&LedgerEntry, i64)|
+     -> rusqlite::Result<()> {
+        insert.raw_bind_parameter(base + 1, session.as_str())?;
+        insert.raw_bind_parameter(base + 2, e.effect.to_string())?;
+        insert.raw_bind_parameter(base + 3, e.worker.as_str())?;
+        insert.raw_bind_parameter(base + 4, e.assignment.as_ref().map(|a| a.as_str()))?;
+        insert.raw_bind_parameter(base + 5, &e.kind)?;
+        insert.raw_bind_parameter(base + 6, e.amount.minor)?;
+        insert.raw_bind_parameter(base + 7, e.amount.currency.as_str())?;
+        insert.raw_bind_parameter(base + 8, e.paid)?;
+        insert.raw_bind_parameter(base + 9, at)
+    };
+    let values = |rows: usize| {
+        let rows: Vec<String> = (0..rows)
+            .map(|r| {
+                let p: Vec<String> = (1..=9).map(|c| format!("?{}", 9 * r + c)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        format!("{HEAD}{}", rows.join(", "))
+    };
+    let mut chunks = ledger.chunks_exact(LEDGER_ROWS_PER_INSERT);
+    if ledger.len() >= LEDGER_ROWS_PER_INSERT {
+        let mut insert = conn.prepare_cached(&values(LEDGER_ROWS_PER_INSERT))?;
+        for chunk in chunks.by_ref() {
+            for (r, row) in chunk.iter().enumerate() {
+                bind(&mut insert, 9 * r, row)?;
+            }
+            insert.raw_execute()?;
         }
     }
-    if !inputs.is_empty() {
-        let seq = last_seq(conn, state, session)?;
-        let end = match later {
-            Some(log) => {
-                let end = room(seq, inputs.len())?;
-                log.extend_from_slice(inputs);
-                end
-            }
-            None => insert_inputs(conn, session, seq, inputs)?,
-        };
-        state.new.last_seq.insert(session.clone(), end);
+    if !chunks.remainder().is_empty() {
+        let mut insert = conn.prepare_cached(&values(1))?;
+        for row in chunks.remainder() {
+            bind(&mut insert, 0, row)?;
+            insert.raw_execute()?;
+        }
     }
     Ok(())
 }
