@@ -163,7 +163,9 @@ mod tests {
 
     #[test]
     fn only_json_without_surrounding_space_is_packable() {
-        for body in ["", "not json", " {}", "{} ", "{\"a\":1", "{}{}", "\n[]", "a1"] {
+        for body in [
+            "", "not json", " {}", "{} ", "{\"a\":1", "{}{}", "\n[]", "a1",
+        ] {
             assert!(!packable(body), "{body:?}");
         }
     }

@@ -384,9 +384,8 @@ fn read_log(
             continue;
         }
         let body = row.get_ref(3)?.as_str()?;
-        let damaged = |why: String| {
-            rusqlite::Error::FromSqlConversionFailure(3, Type::Text, why.into())
-        };
+        let damaged =
+            |why: String| rusqlite::Error::FromSqlConversionFailure(3, Type::Text, why.into());
         let entries = packed::unpack(body).map_err(damaged)?;
         if entries.len() as u64 != n {
             return Err(damaged(format!(

@@ -17,8 +17,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::error::store_error;
-use crate::packed;
 use crate::options::{CommitMode, SqliteOptions};
+use crate::packed;
 
 /// While gathering a batch, a pause this long between writes ends it.
 const GATHER_GAP: Duration = Duration::from_micros(50);
@@ -577,7 +577,11 @@ fn batch_writes(
     insert_ledger(conn, session, &later.ledger)?;
     if !later.log.is_empty() {
         let end = insert_inputs(conn, session, start, &later.log)?;
-        debug_assert_eq!(Some(end), state.last_seq(session), "the batch's inputs in order");
+        debug_assert_eq!(
+            Some(end),
+            state.last_seq(session),
+            "the batch's inputs in order"
+        );
     }
     Ok(())
 }

@@ -108,7 +108,9 @@ async fn every_earlier_version_opens_with_its_data() {
         assert_eq!((ledger[0].amount.minor, ledger[0].paid), (50, true));
         let mid = store.read_log(&s, 2, 2).await.unwrap();
         assert_eq!(
-            mid.iter().map(|r| (r.seq, r.at.as_millis())).collect::<Vec<_>>(),
+            mid.iter()
+                .map(|r| (r.seq, r.at.as_millis()))
+                .collect::<Vec<_>>(),
             [(3, 120_000), (4, 180_000)],
             "v{version}: a range from the middle of the log"
         );
@@ -204,6 +206,9 @@ async fn every_earlier_version_opens_with_its_data() {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(heartbeats, 3, "v{version}: the view reads the packed inputs");
+        assert_eq!(
+            heartbeats, 3,
+            "v{version}: the view reads the packed inputs"
+        );
     }
 }

@@ -254,7 +254,11 @@ pub async fn log_ranges_across_writes(store: Arc<dyn Store>) {
         },
     ];
     ok(P, "write_all", store.write_all(&s, &batch).await);
-    let end = ok(P, "append", store.append(&s, &inputs(313..=313), None).await);
+    let end = ok(
+        P,
+        "append",
+        store.append(&s, &inputs(313..=313), None).await,
+    );
     assert_eq!(end, 313, "{P}: a lone input after the batch");
 
     let all = whole_log(store, &s).await;
@@ -265,7 +269,10 @@ pub async fn log_ranges_across_writes(store: Arc<dyn Store>) {
             body: body(n),
         })
         .collect();
-    assert_eq!(all, want, "{P}: the whole log, input by input, byte for byte");
+    assert_eq!(
+        all, want,
+        "{P}: the whole log, input by input, byte for byte"
+    );
     let points = [
         0, 1, 2, 63, 64, 98, 99, 100, 101, 102, 103, 200, 255, 256, 257, 299, 300, 301, 305, 309,
         310, 311, 312, 313, 314, 1_000,
@@ -303,7 +310,11 @@ pub async fn log_ranges_across_writes(store: Arc<dyn Store>) {
         want,
         "{P}: the refused batch logged nothing"
     );
-    let end = ok(P, "append", store.append(&s, &inputs(314..=316), None).await);
+    let end = ok(
+        P,
+        "append",
+        store.append(&s, &inputs(314..=316), None).await,
+    );
     assert_eq!(end, 316, "{P}: the next write continues the log");
     let tail = ok(P, "read_log", store.read_log(&s, 312, usize::MAX).await);
     assert_eq!(
