@@ -216,7 +216,7 @@ pub async fn read_log_paging(store: Arc<dyn Store>) {
 /// However a store lays its log out (SQLite packs a write's consecutive JSON inputs into one
 /// row), every range reads back input by input: from any point, of any length, across the
 /// bounds of writes and of rows, with JSON and other bodies mixed; and a batch refused half way
-/// leaves the log as it was, the next write continuing it.
+/// leaves the log whole (at most a prefix of the batch in it), the next write continuing it.
 pub async fn log_ranges_across_writes(store: Arc<dyn Store>) {
     const P: &str = "log_ranges_across_writes";
     let s = session("ranges");
@@ -290,7 +290,8 @@ pub async fn log_ranges_across_writes(store: Arc<dyn Store>) {
         }
     }
 
-    // A batch refused half way (its record's effect is in the outbox already) logs nothing.
+    // A batch refused half way (its record's effect is in the outbox already) leaves at most
+    // a prefix of its writes (SQLite: none), and the log whole: the next write continues it.
     let refused = [
         Write::Append {
             inputs: inputs(314..=320),
@@ -305,24 +306,39 @@ pub async fn log_ranges_across_writes(store: Arc<dyn Store>) {
         store.write_all(&s, &refused).await.is_err(),
         "{P}: recording an effect the outbox has is refused"
     );
+    let after = whole_log(store, &s).await;
     assert_eq!(
-        whole_log(store, &s).await,
-        want,
-        "{P}: the refused batch logged nothing"
+        after[..want.len()],
+        want[..],
+        "{P}: the refused batch changed nothing before it"
     );
-    let end = ok(
+    let kept: Vec<LogRecord> = (314..=320)
+        .map(|n| LogRecord {
+            seq: n,
+            at: Timestamp::from_millis(n * 10),
+            body: body(n),
+        })
+        .take(after.len() - want.len())
+        .collect();
+    assert_eq!(
+        after[want.len()..],
+        kept[..],
+        "{P}: what the refused batch left is a prefix of it"
+    );
+    let end = after.len() as u64;
+    let next = ok(
         P,
         "append",
-        store.append(&s, &inputs(314..=316), None).await,
+        store.append(&s, &inputs(400..=402), None).await,
     );
-    assert_eq!(end, 316, "{P}: the next write continues the log");
-    let tail = ok(P, "read_log", store.read_log(&s, 312, usize::MAX).await);
+    assert_eq!(next, end + 3, "{P}: the next write continues the log");
+    let tail = ok(P, "read_log", store.read_log(&s, end - 1, usize::MAX).await);
     assert_eq!(
         seqs(&tail),
-        [313, 314, 315, 316],
+        [end, end + 1, end + 2, end + 3],
         "{P}: and reads back after it"
     );
-    assert_eq!(bodies(&tail)[1..], [body(314), body(315), body(316)]);
+    assert_eq!(bodies(&tail)[1..], [body(400), body(401), body(402)]);
 }
 
 /// An append can set an observer cursor in the same write; the cursor belongs to its session
