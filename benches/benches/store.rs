@@ -81,7 +81,9 @@ fn raw_inserts(
     while written < count {
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
         let mut insert = conn
-            .prepare_cached("INSERT INTO log (session, seq, at_ms, body) VALUES (?1, ?2, ?3, ?4)")
+            .prepare_cached(
+                "INSERT INTO log_runs (session, seq, n, at_ms, body) VALUES (?1, ?2, 1, ?3, ?4)",
+            )
             .unwrap();
         for row in rows.by_ref().take(per_tx as usize) {
             let (session, seq) = &mut sessions[row];

@@ -8,7 +8,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The migrations, oldest first: entry `i` takes version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes and the newest it reads.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -400,6 +400,72 @@ FROM outbox
 WHERE json_valid(body)
   AND json_extract(body, '$.type') = 'pipeline'
   AND json_extract(body, '$.decision') = 'answer';
+"#;
+
+/// Version 4: the log packed. `log_runs` holds a run of consecutive inputs of one write in one
+/// row (see `packed.rs`); `log` becomes a view with one row per input, as the table was (it
+/// takes single-row `INSERT`s too), so every view and query over `log` reads the same. The old
+/// rows move over as runs of one. The outbox is rebuilt `WITHOUT ROWID` (one B-tree a row, not a
+/// table and its key's index) with its state check as comparisons (an `IN` list made SQLite
+/// build a temporary table for every statement that set a state); same columns, same rows.
+const V4: &str = r#"
+CREATE TABLE log_runs (
+    session TEXT    NOT NULL REFERENCES sessions (session),
+    seq     INTEGER NOT NULL CHECK (seq >= 1),
+    n       INTEGER NOT NULL CHECK (n >= 1),
+    at_ms   INTEGER NOT NULL CHECK (at_ms >= 0),
+    body    TEXT    NOT NULL,
+    PRIMARY KEY (session, seq)
+) STRICT, WITHOUT ROWID;
+
+INSERT INTO log_runs (session, seq, n, at_ms, body)
+SELECT session, seq, 1, at_ms, body FROM log;
+
+DROP TABLE log;
+
+-- One row per input: a run of one as it is, a longer run's [at_ms, input] pairs unpacked.
+CREATE VIEW log AS
+SELECT r.session AS session,
+       r.seq + coalesce(e.key, 0) AS seq,
+       CASE WHEN r.n = 1 THEN r.at_ms ELSE e.value ->> 0 END AS at_ms,
+       CASE WHEN r.n = 1 THEN r.body ELSE e.value -> 1 END AS body
+FROM log_runs AS r
+LEFT JOIN json_each(CASE WHEN r.n > 1 THEN r.body END) AS e;
+
+-- The outbox, rebuilt. Renaming in the legacy way leaves the views that read `outbox` as they
+-- are: they name the new table once it has the old name.
+PRAGMA legacy_alter_table = ON;
+CREATE TABLE outbox_v4 (
+    session TEXT    NOT NULL REFERENCES sessions (session),
+    seq     INTEGER NOT NULL CHECK (seq >= 0),
+    id      TEXT    NOT NULL,
+    body    TEXT    NOT NULL,
+    state   TEXT    NOT NULL DEFAULT 'pending'
+                    CHECK (state = 'pending' OR state = 'done' OR state = 'failed'),
+    result  TEXT,
+    error   TEXT,
+    PRIMARY KEY (session, seq),
+    CHECK ((state = 'done') = (result IS NOT NULL)),
+    CHECK ((state = 'failed') = (error IS NOT NULL))
+) STRICT, WITHOUT ROWID;
+INSERT INTO outbox_v4 (session, seq, id, body, state, result, error)
+SELECT session, seq, id, body, state, result, error FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v4 RENAME TO outbox;
+PRAGMA legacy_alter_table = OFF;
+CREATE INDEX outbox_pending ON outbox (session, seq) WHERE state = 'pending';
+
+-- An input written into the view by hand is a run of one; a sequence number that a run
+-- holds already is refused, as the table's primary key refused it.
+CREATE TRIGGER log_insert INSTEAD OF INSERT ON log
+BEGIN
+    SELECT RAISE(ABORT, 'UNIQUE constraint failed: log.session, log.seq')
+    WHERE (SELECT r.seq + r.n FROM log_runs AS r
+           WHERE r.session = NEW.session AND r.seq <= NEW.seq
+           ORDER BY r.seq DESC LIMIT 1) > NEW.seq;
+    INSERT INTO log_runs (session, seq, n, at_ms, body)
+    VALUES (NEW.session, NEW.seq, 1, NEW.at_ms, NEW.body);
+END;
 "#;
 
 /// Reads the schema version.

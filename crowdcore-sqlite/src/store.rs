@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{OpenError, store_error};
 use crate::options::SqliteOptions;
+use crate::packed;
 use crate::schema::{self, LATEST, Migrated};
 use crate::writer::{Command, Write, Writer, Written};
 
@@ -348,6 +349,68 @@ fn outbox_entry(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
     })
 }
 
+/// Up to `limit` inputs of the log from sequence number `first` on, unpacking packed rows
+/// (`packed.rs`): the row holding `first` (the last one starting at or before it), then the
+/// rows after it, at most `limit` rows since each holds at least one input.
+fn read_log(
+    conn: &Connection,
+    session: &SessionId,
+    first: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<LogRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, n, at_ms, body FROM log_runs
+         WHERE session = ?1
+           AND seq >= coalesce((SELECT max(seq) FROM log_runs
+                                WHERE session = ?1 AND seq <= ?2), ?2)
+         ORDER BY seq LIMIT ?3",
+    )?;
+    let mut rows = stmt.query(params![session.as_str(), first, clamp(limit as u64)])?;
+    let mut out = Vec::new();
+    let first = u64::try_from(first).unwrap_or(0);
+    while out.len() < limit {
+        let Some(row) = rows.next()? else { break };
+        let seq = u64_at(row, 0)?;
+        let n = u64_at(row, 1)?;
+        let at = u64_at(row, 2)?;
+        if n <= 1 {
+            if seq >= first {
+                out.push(LogRecord {
+                    seq,
+                    at: Timestamp::from_millis(at),
+                    body: row.get(3)?,
+                });
+            }
+            continue;
+        }
+        let body = row.get_ref(3)?.as_str()?;
+        let damaged =
+            |why: String| rusqlite::Error::FromSqlConversionFailure(3, Type::Text, why.into());
+        let entries = packed::unpack(body).map_err(damaged)?;
+        if entries.len() as u64 != n {
+            return Err(damaged(format!(
+                "packed log row at {seq} holds {} inputs, not {n}",
+                entries.len()
+            )));
+        }
+        for (seq, (at, body)) in (seq..).zip(entries) {
+            if seq < first {
+                continue;
+            }
+            if out.len() == limit {
+                break;
+            }
+            let at = u64::try_from(at).map_err(|_| damaged(format!("negative time at {seq}")))?;
+            out.push(LogRecord {
+                seq,
+                at: Timestamp::from_millis(at),
+                body: body.to_owned(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The newest sequence number SQLite can hold, for bounds given as `u64`.
 fn clamp(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -382,22 +445,9 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let session = session.clone();
-        let (after, limit) = (clamp(after), clamp(limit as u64));
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT seq, at_ms, body FROM log
-                 WHERE session = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )?
-            .query_map(params![session.as_str(), after, limit], |r| {
-                Ok(LogRecord {
-                    seq: u64_at(r, 0)?,
-                    at: Timestamp::from_millis(u64_at(r, 1)?),
-                    body: r.get(2)?,
-                })
-            })?
-            .collect()
-        })
-        .await
+        let (first, limit) = (clamp(after.saturating_add(1)), limit);
+        self.read(move |conn| read_log(conn, &session, first, limit))
+            .await
     }
 
     async fn save_snapshot(

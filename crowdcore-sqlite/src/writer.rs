@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::error::store_error;
 use crate::options::{CommitMode, SqliteOptions};
+use crate::packed;
 
 /// While gathering a batch, a pause this long between writes ends it.
 const GATHER_GAP: Duration = Duration::from_micros(50);
@@ -352,7 +353,7 @@ fn apply(conn: &Connection, state: &mut TxState<'_>, write: &Write) -> Result<Wr
         Write::Complete {
             session,
             completion,
-        } => complete(conn, state, session, completion),
+        } => complete(conn, state, session, completion, None),
         Write::PutMeta {
             session,
             key,
@@ -530,25 +531,32 @@ fn batch_writes(
         .flatten()
         .collect();
     enqueue(conn, state, session, &effects)?;
+    // Likewise the batch's inputs, from appends and completions alike, go into the log at the
+    // end, as few packed rows as they make: nothing in the batch reads the log's rows (the
+    // log's end is `state`'s), and a refusal half way drops them with the savepoint.
+    let start = last_seq(conn, state, session)?;
+    let mut later = Later::default();
     for write in writes {
         // The single-write forms, borrowed rather than cloned where they can be.
         match write {
             store::Write::Append { inputs, cursor } => {
                 let rows = input_rows(inputs)?;
-                let mut seq = last_seq(conn, state, session)?;
                 if rows.is_empty() && cursor.is_none() {
                     continue;
                 }
                 ensure_session(conn, state, session)?;
-                seq = insert_inputs(conn, session, seq, &rows)?;
+                let end = room(last_seq(conn, state, session)?, rows.len())?;
+                later.log.extend(rows);
                 if let Some((name, Cursor(cursor))) = cursor {
                     set_cursor(conn, session, name, cursor)?;
                 }
-                state.new.last_seq.insert(session.clone(), seq);
+                state.new.last_seq.insert(session.clone(), end);
             }
             store::Write::Enqueue(_) => {} // above
             store::Write::Complete(completion) => {
-                if complete(conn, state, session, completion)? != Written::Fresh(true) {
+                if complete(conn, state, session, completion, Some(&mut later))?
+                    != Written::Fresh(true)
+                {
                     return Err(Failure::Refused(StoreError::Corrupt(format!(
                         "effect {} was finished already when its completion was written",
                         completion.id
@@ -556,7 +564,7 @@ fn batch_writes(
                 }
             }
             store::Write::Record { effect, completion } => {
-                record(conn, state, session, effect, completion)?;
+                record(conn, state, session, effect, completion, &mut later)?;
             }
             store::Write::Snapshot(snapshot) => {
                 save_snapshot(conn, state, session, snapshot)?;
@@ -565,6 +573,15 @@ fn batch_writes(
                 put_meta(conn, state, session, key, value)?;
             }
         }
+    }
+    insert_ledger(conn, session, &later.ledger)?;
+    if !later.log.is_empty() {
+        let end = insert_inputs(conn, session, start, &later.log)?;
+        debug_assert_eq!(
+            Some(end),
+            state.last_seq(session),
+            "the batch's inputs in order"
+        );
     }
     Ok(())
 }
@@ -637,11 +654,14 @@ fn commit_batch(
     Ok(Written::Seq(seq))
 }
 
-fn complete(
+/// A completion; its inputs and ledger entries are written now, or pushed onto `later` (a
+/// batch's, written at its end).
+fn complete<'a>(
     conn: &Connection,
     state: &mut TxState<'_>,
     session: &SessionId,
-    completion: &Completion,
+    completion: &'a Completion,
+    later: Option<&mut Later<'a>>,
 ) -> Result<Written, Failure> {
     let id = &completion.id;
     let unknown = || Failure::Refused(StoreError::UnknownEffect(id.clone()));
@@ -677,7 +697,7 @@ fn complete(
             _ => Err(unknown()),
         };
     }
-    finish_rows(conn, state, session, &ledger, &inputs)?;
+    finish_rows(conn, state, session, &ledger, &inputs, later)?;
     Ok(Written::Fresh(true))
 }
 
@@ -717,13 +737,15 @@ fn check_completion<'a>(
 }
 
 /// A [`store::Write::Record`]: the effect goes into the outbox already finished, with its
-/// completion's ledger entries and inputs. An effect that is there already refuses it.
-fn record(
+/// completion's ledger entries and inputs (into `later`: records come only in batches). An
+/// effect that is there already refuses it.
+fn record<'a>(
     conn: &Connection,
     state: &mut TxState<'_>,
     session: &SessionId,
     effect: &NewEffect,
-    completion: &Completion,
+    completion: &'a Completion,
+    later: &mut Later<'a>,
 ) -> Result<(), Failure> {
     let id = &completion.id;
     if effect.id != *id {
@@ -758,41 +780,109 @@ fn record(
             "effect {id} was in the outbox already when it was recorded as new"
         ))));
     }
-    finish_rows(conn, state, session, &ledger, &inputs)
+    finish_rows(conn, state, session, &ledger, &inputs, Some(later))
 }
 
-/// The rows a finished effect adds: its ledger entries, and its inputs at the log's end.
-fn finish_rows(
+/// A batch's log and ledger rows, in the order written, kept to be inserted at its end, many to
+/// a statement (nothing in a batch reads them back; the log's end is in [`TxState`]).
+#[derive(Default)]
+struct Later<'a> {
+    log: Vec<(i64, &'a str)>,
+    ledger: Vec<(&'a LedgerEntry, i64)>,
+}
+
+/// The rows a finished effect adds: its ledger entries, and its inputs at the log's end (now,
+/// or pushed onto `later` for the batch to write).
+fn finish_rows<'a>(
     conn: &Connection,
     state: &mut TxState<'_>,
     session: &SessionId,
-    ledger: &[(&LedgerEntry, i64)],
-    inputs: &[(i64, &str)],
+    ledger: &[(&'a LedgerEntry, i64)],
+    inputs: &[(i64, &'a str)],
+    later: Option<&mut Later<'a>>,
 ) -> Result<(), Failure> {
-    if !ledger.is_empty() {
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO ledger
-                 (session, effect, worker, assignment, kind, amount_minor, currency, paid, at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        for (e, at) in ledger {
-            insert.execute(params![
-                session.as_str(),
-                e.effect.to_string(),
-                e.worker.as_str(),
-                e.assignment.as_ref().map(|a| a.as_str()),
-                e.kind,
-                e.amount.minor,
-                e.amount.currency.as_str(),
-                e.paid,
-                at,
-            ])?;
+    let seq = if inputs.is_empty() {
+        None
+    } else {
+        Some(last_seq(conn, state, session)?)
+    };
+    let end = match (later, seq) {
+        (Some(later), seq) => {
+            later.ledger.extend_from_slice(ledger);
+            match seq {
+                Some(seq) => {
+                    let end = room(seq, inputs.len())?;
+                    later.log.extend_from_slice(inputs);
+                    Some(end)
+                }
+                None => None,
+            }
+        }
+        (None, seq) => {
+            insert_ledger(conn, session, ledger)?;
+            match seq {
+                Some(seq) => Some(insert_inputs(conn, session, seq, inputs)?),
+                None => None,
+            }
+        }
+    };
+    if let Some(end) = end {
+        state.new.last_seq.insert(session.clone(), end);
+    }
+    Ok(())
+}
+
+/// Ledger rows one multi-row insert takes (9 parameters each).
+const LEDGER_ROWS_PER_INSERT: usize = 32;
+
+/// Inserts ledger entries in order, [`LEDGER_ROWS_PER_INSERT`] to a statement and the rest one
+/// by one (so `id`s follow the order given).
+fn insert_ledger(
+    conn: &Connection,
+    session: &SessionId,
+    ledger: &[(&LedgerEntry, i64)],
+) -> Result<(), Failure> {
+    const HEAD: &str = "INSERT INTO ledger
+        (session, effect, worker, assignment, kind, amount_minor, currency, paid, at_ms) VALUES ";
+    let bind = |insert: &mut rusqlite::CachedStatement<'_>,
+                base: usize,
+                (e, at): &(&LedgerEntry, i64)|
+     -> rusqlite::Result<()> {
+        insert.raw_bind_parameter(base + 1, session.as_str())?;
+        insert.raw_bind_parameter(base + 2, e.effect.to_string())?;
+        insert.raw_bind_parameter(base + 3, e.worker.as_str())?;
+        insert.raw_bind_parameter(base + 4, e.assignment.as_ref().map(|a| a.as_str()))?;
+        insert.raw_bind_parameter(base + 5, &e.kind)?;
+        insert.raw_bind_parameter(base + 6, e.amount.minor)?;
+        insert.raw_bind_parameter(base + 7, e.amount.currency.as_str())?;
+        insert.raw_bind_parameter(base + 8, e.paid)?;
+        insert.raw_bind_parameter(base + 9, at)
+    };
+    let values = |rows: usize| {
+        let rows: Vec<String> = (0..rows)
+            .map(|r| {
+                let p: Vec<String> = (1..=9).map(|c| format!("?{}", 9 * r + c)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        format!("{HEAD}{}", rows.join(", "))
+    };
+    let mut chunks = ledger.chunks_exact(LEDGER_ROWS_PER_INSERT);
+    if ledger.len() >= LEDGER_ROWS_PER_INSERT {
+        let mut insert = conn.prepare_cached(&values(LEDGER_ROWS_PER_INSERT))?;
+        for chunk in chunks.by_ref() {
+            for (r, row) in chunk.iter().enumerate() {
+                bind(&mut insert, 9 * r, row)?;
+            }
+            insert.raw_execute()?;
         }
     }
-    if !inputs.is_empty() {
-        let seq = last_seq(conn, state, session)?;
-        let seq = insert_inputs(conn, session, seq, inputs)?;
-        state.new.last_seq.insert(session.clone(), seq);
+    if !chunks.remainder().is_empty() {
+        let mut insert = conn.prepare_cached(&values(1))?;
+        for row in chunks.remainder() {
+            bind(&mut insert, 0, row)?;
+            insert.raw_execute()?;
+        }
     }
     Ok(())
 }
@@ -806,6 +896,10 @@ fn input_rows(inputs: &[NewInput]) -> Result<Vec<(i64, &str)>, Failure> {
 }
 
 /// Appends rows after `seq`; returns the new last sequence number. Checks before writing.
+///
+/// Consecutive inputs go into one `log_runs` row while they are [`packed::packable`] (up to
+/// [`packed::MAX_RUN`] inputs and [`packed::MAX_RUN_BYTES`] of bodies): SQLite's cost is per
+/// row far more than per byte. Any other input is a row of its own, and so is a lone input.
 fn insert_inputs(
     conn: &Connection,
     session: &SessionId,
@@ -814,23 +908,43 @@ fn insert_inputs(
 ) -> Result<u64, Failure> {
     let first = sql_int(seq, "sequence number")?;
     let last = room(seq, rows.len())?;
-    // Many rows to a statement where there are many: a statement's run costs more than a row.
-    let rows: Vec<(i64, i64, &str)> = (first + 1..)
-        .zip(rows)
-        .map(|(seq, (at, body))| (seq, *at, *body))
-        .collect();
-    insert_rows(
-        conn,
-        session,
-        ("INSERT INTO log (session, seq, at_ms, body)", ""),
-        "INSERT INTO log (session, seq, at_ms, body) VALUES (?1, ?2, ?3, ?4)",
-        &rows,
+    if rows.is_empty() {
+        return Ok(last);
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO log_runs (session, seq, n, at_ms, body) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
+    let mut next = first + 1;
+    let mut i = 0;
+    while i < rows.len() {
+        let mut j = i;
+        let mut bytes = 0;
+        if rows.len() - i > 1 {
+            while j < rows.len()
+                && j - i < packed::MAX_RUN
+                && bytes < packed::MAX_RUN_BYTES
+                && packed::packable(rows[j].1)
+            {
+                bytes += rows[j].1.len();
+                j += 1;
+            }
+        }
+        let n = (j - i).max(1);
+        let at = rows[i].0;
+        if n > 1 {
+            let body = packed::pack(&rows[i..j]);
+            insert.execute(params![session.as_str(), next, n as i64, at, body])?;
+        } else {
+            insert.execute(params![session.as_str(), next, 1i64, at, rows[i].1])?;
+        }
+        next += n as i64;
+        i += n;
+    }
     Ok(last)
 }
 
-/// Rows one multi-row insert takes (3 parameters each, plus the session: well under SQLite's
-/// 32 766 parameters).
+/// Outbox rows one multi-row insert takes (3 parameters each, plus the session: well under
+/// SQLite's 32 766 parameters).
 const ROWS_PER_INSERT: usize = 64;
 
 /// `{head} VALUES (?1, ?2, ?3, ?4), (?1, ?5, ?6, ?7), … {tail}` for [`ROWS_PER_INSERT`] rows of
@@ -887,8 +1001,11 @@ fn last_seq(
         return Ok(seq);
     }
     let seq: Option<i64> = conn
-        .prepare_cached("SELECT max(seq) FROM log WHERE session = ?1")?
-        .query_row([session.as_str()], |r| r.get(0))?;
+        .prepare_cached(
+            "SELECT seq + n - 1 FROM log_runs WHERE session = ?1 ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row([session.as_str()], |r| r.get(0))
+        .optional()?;
     let seq = u64::try_from(seq.unwrap_or(0))
         .map_err(|_| Failure::Refused(StoreError::Corrupt("negative sequence number".into())))?;
     state.new.last_seq.insert(session.clone(), seq);

@@ -241,3 +241,68 @@ async fn two_stores_on_one_file_keep_one_numbering() {
     assert_eq!(log.len(), 10);
     assert!(log.iter().zip(1..).all(|(r, n)| r.body == format!("i{n}")));
 }
+
+/// A `write_all` batch is one transaction: refused half way, none of its packed log rows (nor
+/// its ledger rows) are written, and the file reopens with the log it had, packed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_writes_none_of_its_packed_rows() {
+    use crowdcore::store::{StoreError, Write};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("batch.db");
+    let s = SessionId::new("s");
+    let beat = |n: u64| input(n, &format!(r#"{{"type":"heartbeat","n":{n}}}"#));
+    let e = NewEffect {
+        id: EffectId::new(s.clone(), 1),
+        body: r#"{"type":"pay"}"#.into(),
+    };
+    let paid = Completion {
+        id: e.id.clone(),
+        state: OutboxState::Done {
+            result: "paid".into(),
+        },
+        ledger: vec![payment(&e.id)],
+        inputs: vec![beat(11)],
+    };
+    let store = open(&path, SqliteOptions::default());
+    let first = [
+        Write::Append {
+            inputs: (1..=10).map(beat).collect(),
+            cursor: None,
+        },
+        Write::Record {
+            effect: e.clone(),
+            completion: paid.clone(),
+        },
+    ];
+    store.write_all(&s, &first).await.unwrap();
+    let refused = [
+        Write::Append {
+            inputs: (12..=40).map(beat).collect(),
+            cursor: None,
+        },
+        Write::Record {
+            effect: e.clone(),
+            completion: paid.clone(),
+        },
+    ];
+    assert!(matches!(
+        store.write_all(&s, &refused).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    drop(store);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM log_runs"), 1, "one packed row");
+    assert_eq!(count("SELECT n FROM log_runs"), 11);
+    assert_eq!(count("SELECT count(*) FROM log"), 11, "the view unpacks it");
+    assert_eq!(count("SELECT count(*) FROM ledger"), 1);
+    drop(conn);
+
+    let store = open(&path, SqliteOptions::default());
+    let log = store.read_log(&s, 0, usize::MAX).await.unwrap();
+    let want: Vec<String> = (1..=11).map(|n| beat(n).body).collect();
+    assert_eq!(log.iter().map(|r| r.body.clone()).collect::<Vec<_>>(), want);
+    assert_eq!(store.append(&s, &[beat(12)], None).await.unwrap(), 12);
+}

@@ -1,12 +1,12 @@
 //! Databases of every schema version open: an empty file, and a database of each version as
-//! crowdcore-sqlite wrote it (`data/v1.sql`, `data/v2.sql`, `data/v3.sql`, frozen). When
-//! version 4 comes, add `data/v4.sql` and a line to `EARLIER`.
+//! crowdcore-sqlite wrote it (`data/v1.sql` to `data/v4.sql`, frozen; `v4.sql` has a packed
+//! log row). When version 5 comes, add `data/v5.sql` and a line to `EARLIER`.
 
 use std::path::Path;
 
 use crowdcore::platform::Cursor;
-use crowdcore::store::{OutboxState, Store};
-use crowdcore::{EffectId, SessionId};
+use crowdcore::store::{NewInput, OutboxState, Store};
+use crowdcore::{EffectId, SessionId, Timestamp};
 use crowdcore_sqlite::{SqliteOptions, SqliteStore};
 use rusqlite::Connection;
 
@@ -15,6 +15,7 @@ const EARLIER: &[(i64, &str)] = &[
     (1, include_str!("data/v1.sql")),
     (2, include_str!("data/v2.sql")),
     (3, include_str!("data/v3.sql")),
+    (4, include_str!("data/v4.sql")),
 ];
 
 /// The schema as SQLite describes it.
@@ -105,6 +106,18 @@ async fn every_earlier_version_opens_with_its_data() {
         let ledger = store.ledger(&s).await.unwrap();
         assert_eq!(ledger.len(), 2, "v{version}: the ledger");
         assert_eq!((ledger[0].amount.minor, ledger[0].paid), (50, true));
+        let mid = store.read_log(&s, 2, 2).await.unwrap();
+        assert_eq!(
+            mid.iter()
+                .map(|r| (r.seq, r.at.as_millis()))
+                .collect::<Vec<_>>(),
+            [(3, 120_000), (4, 180_000)],
+            "v{version}: a range from the middle of the log"
+        );
+        assert_eq!(
+            mid[1].body,
+            r#"{"type":"arrive","worker":"W2","assignment":"A2","hit":"HIT1"}"#
+        );
         // Writing goes on after the stored log.
         assert_eq!(store.append(&s, &[], None).await.unwrap(), 6);
         drop(store);
@@ -165,5 +178,37 @@ async fn every_earlier_version_opens_with_its_data() {
                 .unwrap();
             assert_eq!(owner, "host-a/4242");
         }
+        drop(conn);
+
+        // New inputs (packed into one row) continue the old log, read back with it.
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let beats: Vec<NewInput> = (0..3)
+            .map(|i| NewInput {
+                at: Timestamp::from_millis(310_000 + i),
+                body: format!(r#"{{"type":"heartbeat","assignment":"A{i}"}}"#),
+            })
+            .collect();
+        assert_eq!(store.append(&s, &beats, None).await.unwrap(), 9);
+        let log = store.read_log(&s, 5, usize::MAX).await.unwrap();
+        assert_eq!(
+            log.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [6, 7, 8, 9],
+            "v{version}"
+        );
+        assert_eq!(log[0].body, r#"{"type":"stop"}"#);
+        assert_eq!(log[3].body, beats[2].body);
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let heartbeats: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM study_inputs WHERE type = 'heartbeat' AND seq > 6",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            heartbeats, 3,
+            "v{version}: the view reads the packed inputs"
+        );
     }
 }

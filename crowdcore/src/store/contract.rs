@@ -39,6 +39,7 @@ use crate::platform::Cursor;
 pub async fn run_all(make: impl Fn() -> Arc<dyn Store>) {
     sequence_numbers(make()).await;
     read_log_paging(make()).await;
+    log_ranges_across_writes(make()).await;
     append_with_cursor(make()).await;
     cursor_is_visible_with_its_inputs(make()).await;
     snapshots(make()).await;
@@ -210,6 +211,134 @@ pub async fn read_log_paging(store: Arc<dyn Store>) {
         (1..=10).map(|n| format!("i{n}")).collect::<Vec<_>>(),
         "{P}: paging through the log reads every record once, in order"
     );
+}
+
+/// However a store lays its log out (SQLite packs a write's consecutive JSON inputs into one
+/// row), every range reads back input by input: from any point, of any length, across the
+/// bounds of writes and of rows, with JSON and other bodies mixed; and a batch refused half way
+/// leaves the log whole (at most a prefix of the batch in it), the next write continuing it.
+pub async fn log_ranges_across_writes(store: Arc<dyn Store>) {
+    const P: &str = "log_ranges_across_writes";
+    let s = session("ranges");
+    let store = &*store;
+    let body = |n: u64| match n {
+        100 => "not json".to_owned(),
+        101 => format!(" {{\"n\":{n}}}"),
+        102 => format!("{{\"n\":{n}}}\n"),
+        _ => format!(r#"{{"type":"heartbeat","n":{n},"s":"a \"quoted\" ] }} string"}}"#),
+    };
+    let inputs = |ns: std::ops::RangeInclusive<u64>| -> Vec<NewInput> {
+        ns.map(|n| input(n * 10, &body(n))).collect()
+    };
+    let end = ok(P, "append", store.append(&s, &inputs(1..=300), None).await);
+    assert_eq!(end, 300, "{P}: one append of 300 inputs");
+    let e = effect(&s, 1, "hire");
+    let recorded = Completion {
+        id: e.id.clone(),
+        state: done("posted"),
+        ledger: Vec::new(),
+        inputs: inputs(311..=311),
+    };
+    let batch = [
+        Write::Append {
+            inputs: inputs(301..=310),
+            cursor: None,
+        },
+        Write::Record {
+            effect: e.clone(),
+            completion: recorded.clone(),
+        },
+        Write::Append {
+            inputs: inputs(312..=312),
+            cursor: None,
+        },
+    ];
+    ok(P, "write_all", store.write_all(&s, &batch).await);
+    let end = ok(
+        P,
+        "append",
+        store.append(&s, &inputs(313..=313), None).await,
+    );
+    assert_eq!(end, 313, "{P}: a lone input after the batch");
+
+    let all = whole_log(store, &s).await;
+    let want: Vec<LogRecord> = (1..=313)
+        .map(|n| LogRecord {
+            seq: n,
+            at: Timestamp::from_millis(n * 10),
+            body: body(n),
+        })
+        .collect();
+    assert_eq!(
+        all, want,
+        "{P}: the whole log, input by input, byte for byte"
+    );
+    let points = [
+        0, 1, 2, 63, 64, 98, 99, 100, 101, 102, 103, 200, 255, 256, 257, 299, 300, 301, 305, 309,
+        310, 311, 312, 313, 314, 1_000,
+    ];
+    for after in points {
+        for limit in [1, 2, 7, 64, 300, usize::MAX] {
+            let got = ok(P, "read_log", store.read_log(&s, after, limit).await);
+            let expected: Vec<LogRecord> = want
+                .iter()
+                .filter(|r| r.seq > after)
+                .take(limit)
+                .cloned()
+                .collect();
+            assert_eq!(got, expected, "{P}: read_log(after {after}, limit {limit})");
+        }
+    }
+
+    // A batch refused half way (its record's effect is in the outbox already) leaves at most
+    // a prefix of its writes (SQLite: none), and the log whole: the next write continues it.
+    let refused = [
+        Write::Append {
+            inputs: inputs(314..=320),
+            cursor: None,
+        },
+        Write::Record {
+            effect: e.clone(),
+            completion: recorded,
+        },
+    ];
+    assert!(
+        store.write_all(&s, &refused).await.is_err(),
+        "{P}: recording an effect the outbox has is refused"
+    );
+    let after = whole_log(store, &s).await;
+    assert_eq!(
+        after[..want.len()],
+        want[..],
+        "{P}: the refused batch changed nothing before it"
+    );
+    let kept: Vec<LogRecord> = (314..=320)
+        .map(|n| LogRecord {
+            seq: n,
+            at: Timestamp::from_millis(n * 10),
+            body: body(n),
+        })
+        .take(after.len() - want.len())
+        .collect();
+    assert_eq!(
+        after[want.len()..],
+        kept[..],
+        "{P}: what the refused batch left is a prefix of it"
+    );
+    let end = after.len() as u64;
+    let next = ok(
+        P,
+        "append",
+        store.append(&s, &inputs(400..=402), None).await,
+    );
+    assert_eq!(next, end + 3, "{P}: the next write continues the log");
+    let tail = ok(P, "read_log", store.read_log(&s, end - 1, usize::MAX).await);
+    assert_eq!(
+        seqs(&tail),
+        [end, end + 1, end + 2, end + 3],
+        "{P}: and reads back after it"
+    );
+    assert_eq!(bodies(&tail)[1..], [body(400), body(401), body(402)]);
 }
 
 /// An append can set an observer cursor in the same write; the cursor belongs to its session
