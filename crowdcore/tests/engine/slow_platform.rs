@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crowdcore::clock::{SystemClock, TokioClock};
-use crowdcore::engine::{CallLimiter, EngineBuilder};
+use crowdcore::clock::{Clock, SystemClock, TokioClock};
+use crowdcore::engine::{CallLimiter, EngineBuilder, EngineConfig, EngineHandle};
 use crowdcore::faults::{CallClass, FaultKind, FaultyPlatform, Latency};
 use crowdcore::local::LocalMarketplace;
 use crowdcore::pavilion::{Effect, EffectKind, Input, PayKind, SeatState};
@@ -21,10 +21,9 @@ fn slow(market: &LocalMarketplace) -> Arc<FaultyPlatform> {
     Arc::new(FaultyPlatform::new(Arc::new(market.clone()), 0, 0.0))
 }
 
-/// Polls `check` every 10 ms for up to `secs` seconds.
-async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let until = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < until {
+/// Polls `check` every 10 ms of tokio's time (real, or paused), up to `secs` of it.
+async fn settle(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..secs * 100 {
         if check().await {
             return true;
         }
@@ -33,14 +32,20 @@ async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
-    let clock = Arc::new(SystemClock);
+/// A spawned engine on the local marketplace behind the fault injector ([`slow`]), started,
+/// its first hire posted (while the platform is fast), and one worker per name seated on it.
+struct Rig {
+    market: LocalMarketplace,
+    slow: Arc<FaultyPlatform>,
+    store: Arc<MemoryStore>,
+    session: SessionId,
+    handle: EngineHandle,
+    seated: Vec<AssignmentId>,
+}
+
+async fn seat(clock: Arc<dyn Clock>, config: EngineConfig, workers: &[&str]) -> Rig {
     let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(1_000_000));
     let slow = slow(&market);
-    let mut config = config();
-    config.pavilion.heartbeat_timeout_ms = 1_500;
-    config.calls.timeout_ms = 1_000;
     let store = Arc::new(MemoryStore::new());
     let engine = EngineBuilder::new(slow.clone(), store.clone(), config)
         .clock(clock)
@@ -51,16 +56,15 @@ async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
     let handle = engine.spawn();
     handle.input(Input::Start).await.unwrap();
     assert!(
-        eventually(5, async || !market.hits().is_empty()
+        settle(5, async || !market.hits().is_empty()
             && handle.read(|m| m.hires_in_flight() == 0).await.unwrap())
         .await,
         "the hire is posted, and the engine knows its HIT"
     );
-    // Two workers take seats while the platform is fast.
     let hit = market.hits()[0].0.clone();
     let mut seated = Vec::new();
-    for w in ["W1", "W2"] {
-        let worker = WorkerId::new(w);
+    for w in workers {
+        let worker = WorkerId::new(*w);
         let assignment = market.accept(&worker, &hit).unwrap();
         handle
             .input(Input::Arrive {
@@ -72,6 +76,30 @@ async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
             .unwrap();
         seated.push(assignment);
     }
+    Rig {
+        market,
+        slow,
+        store,
+        session,
+        handle,
+        seated,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
+    let mut config = config();
+    config.pavilion.heartbeat_timeout_ms = 1_500;
+    config.calls.timeout_ms = 1_000;
+    // Two workers take seats while the platform is fast.
+    let Rig {
+        market,
+        slow,
+        store,
+        session,
+        handle,
+        seated,
+    } = seat(Arc::new(SystemClock), config, &["W1", "W2"]).await;
     // Now every platform call hangs (the engine times each out after 1 s and retries it with
     // its key). W1 submits, which approves and hires; W2 keeps beating for 4 s, well past its
     // 1.5 s heartbeat timeout, and every heartbeat is answered at once.
@@ -111,7 +139,7 @@ async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
     // The platform recovers: the approval goes through once, with its key.
     slow.set_latency(CallClass::Effect, Latency::Immediate);
     assert!(
-        eventually(10, async || {
+        settle(10, async || {
             store.ledger(&session).await.unwrap().iter().any(|e| e.paid)
         })
         .await,
@@ -126,43 +154,19 @@ async fn heartbeats_are_served_while_every_platform_call_is_slow_or_hangs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_are_served_while_the_observer_poll_hangs() {
-    let clock = Arc::new(SystemClock);
-    let market = LocalMarketplace::new(clock.clone(), Money::usd_cents(1_000_000));
-    let slow = slow(&market);
     let mut config = config();
     config.pavilion.heartbeat_timeout_ms = 1_500;
     config.calls.timeout_ms = 1_000;
     config.observe_every_ms = 100;
-    let store = Arc::new(MemoryStore::new());
-    let engine = EngineBuilder::new(slow.clone(), store.clone(), config)
-        .clock(clock)
-        .start()
-        .await
-        .unwrap();
-    let session = engine.session().clone();
-    let handle = engine.spawn();
-    handle.input(Input::Start).await.unwrap();
-    assert!(
-        eventually(5, async || !market.hits().is_empty()
-            && handle.read(|m| m.hires_in_flight() == 0).await.unwrap())
-        .await,
-        "the hire is posted, and the engine knows its HIT"
-    );
-    let hit = market.hits()[0].0.clone();
-    let mut seated = Vec::new();
-    for w in ["W1", "W2"] {
-        let worker = WorkerId::new(w);
-        let assignment = market.accept(&worker, &hit).unwrap();
-        handle
-            .input(Input::Arrive {
-                worker,
-                assignment: assignment.clone(),
-                hit: hit.clone(),
-            })
-            .await
-            .unwrap();
-        seated.push(assignment);
-    }
+    // Two workers take seats while the platform is fast.
+    let Rig {
+        market,
+        slow,
+        store,
+        session,
+        handle,
+        seated,
+    } = seat(Arc::new(SystemClock), config, &["W1", "W2"]).await;
     // Every poll now hangs (timed out after 1 s, one in flight at a time); both workers keep
     // beating for 4 s, past their 1.5 s heartbeat timeout.
     slow.set_latency(CallClass::Poll, Latency::Never);
@@ -202,7 +206,7 @@ async fn heartbeats_are_served_while_the_observer_poll_hangs() {
     slow.set_latency(CallClass::Poll, Latency::Immediate);
     market.submit(&seated[0], None).unwrap();
     assert!(
-        eventually(10, async || {
+        settle(10, async || {
             store.ledger(&session).await.unwrap().iter().any(|e| e.paid)
         })
         .await,
@@ -278,23 +282,12 @@ async fn sessions_sharing_a_limiter_start_calls_no_faster_than_its_rate() {
         "{early} calls in {elapsed:.2} s through a 20/s bucket"
     );
     assert!(
-        eventually(10, async || platform.injected().effects >= 20).await,
+        settle(10, async || platform.injected().effects >= 20).await,
         "every due effect is tried"
     );
     // The bonuses name assignments the market never made, so each fails for good, once.
     assert_eq!(platform.injected().effects, 20);
     assert!(handles.iter().all(|h| !h.is_finished()));
-}
-
-/// Polls `check` every 10 ms of tokio's (paused) time, up to `secs` of it.
-async fn settle(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..secs * 100 {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
 }
 
 /// Beats for `assignments` every second for `secs` seconds (of paused time), returning the
@@ -328,9 +321,6 @@ async fn beat(
 /// once, with no key ever carried out twice.
 #[tokio::test(start_paused = true)]
 async fn a_minute_per_call_then_a_minute_of_429s_times_out_no_live_page() {
-    let clock = TokioClock::new(Timestamp::from_millis(1_000_000));
-    let market = LocalMarketplace::new(Arc::new(clock), Money::usd_cents(1_000_000));
-    let slow = slow(&market);
     let mut config = config();
     config.pavilion.min_active = 2;
     config.pavilion.max_active = 2;
@@ -338,36 +328,19 @@ async fn a_minute_per_call_then_a_minute_of_429s_times_out_no_live_page() {
     config.pavilion.max_waiting = 1;
     config.pavilion.heartbeat_timeout_ms = 5_000;
     config.calls.timeout_ms = 90_000;
-    let store = Arc::new(MemoryStore::new());
-    let engine = EngineBuilder::new(slow.clone(), store.clone(), config)
-        .clock(Arc::new(clock))
-        .start()
-        .await
-        .unwrap();
-    let session = engine.session().clone();
-    let handle = engine.spawn();
-    handle.input(Input::Start).await.unwrap();
-    assert!(
-        settle(5, async || !market.hits().is_empty()
-            && handle.read(|m| m.hires_in_flight() == 0).await.unwrap())
-        .await,
-        "the hire is posted, and the engine knows its HIT"
-    );
-    let hit = market.hits()[0].0.clone();
-    let mut seated = Vec::new();
-    for w in ["W1", "W2", "W3"] {
-        let worker = WorkerId::new(w);
-        let assignment = market.accept(&worker, &hit).unwrap();
-        handle
-            .input(Input::Arrive {
-                worker,
-                assignment: assignment.clone(),
-                hit: hit.clone(),
-            })
-            .await
-            .unwrap();
-        seated.push(assignment);
-    }
+    let Rig {
+        market,
+        slow,
+        store,
+        session,
+        handle,
+        seated,
+    } = seat(
+        Arc::new(TokioClock::new(Timestamp::from_millis(1_000_000))),
+        config,
+        &["W1", "W2", "W3"],
+    )
+    .await;
     let submit = async |assignment: &AssignmentId| {
         market.submit(assignment, None).unwrap();
         handle
