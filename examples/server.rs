@@ -337,22 +337,29 @@ async fn hook(
     let now = SystemClock.now().as_millis() / 1000;
     let answer = hooks.receiver.answer(&headers, &body, now);
     if let Some(crowdcore_prolific::webhook::Delivery::Accepted(change)) = &answer.delivery {
-        match hooks.platform.read_update(&change.submission).await {
-            Ok(Some(update)) => {
-                if let Some(input) =
-                    <crowdcore::pavilion::Pavilion as crowdcore::engine::Machine>::update_input(
-                        &update,
-                    )
-                    && let Err(e) = hooks.engine.input(input).await
-                {
-                    // A departure the poll or the page reported first: harmless.
-                    tracing::debug!(error = %e, "webhook update refused");
+        // Prolific is answered at once; its own read of the submission (a platform call) and
+        // the engine input run beside the request, so a slow Prolific never makes its
+        // delivery time out and come again.
+        let hooks = hooks.clone();
+        let submission = change.submission.clone();
+        tokio::spawn(async move {
+            match hooks.platform.read_update(&submission).await {
+                Ok(Some(update)) => {
+                    if let Some(input) =
+                        <crowdcore::pavilion::Pavilion as crowdcore::engine::Machine>::update_input(
+                            &update,
+                        )
+                        && let Err(e) = hooks.engine.input(input).await
+                    {
+                        // A departure the poll or the page reported first: harmless.
+                        tracing::debug!(error = %e, "webhook update refused");
+                    }
                 }
+                Ok(None) => {}
+                // The poll catches it later.
+                Err(e) => tracing::warn!(error = %e, "cannot read a webhook's submission back"),
             }
-            Ok(None) => {}
-            // The poll catches it later.
-            Err(e) => tracing::warn!(error = %e, "cannot read a webhook's submission back"),
-        }
+        });
     }
     let status = axum::http::StatusCode::from_u16(answer.status)
         .unwrap_or(axum::http::StatusCode::BAD_REQUEST);

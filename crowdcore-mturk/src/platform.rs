@@ -619,8 +619,8 @@ impl MturkPlatform {
     }
 
     /// Whether MTurk lists a bonus for `assignment` paid to `worker`, of `amount`, with `key`'s
-    /// marker in its reason (`ListBonusPayments`, paged). A request MTurk refuses (an
-    /// assignment it does not show yet) counts as nothing paid: `SendBonus` says what is wrong.
+    /// marker in its reason (`ListBonusPayments`, paged). A listing MTurk refuses is an error,
+    /// never "nothing paid".
     async fn bonus_paid(
         &self,
         worker: &WorkerId,
@@ -642,12 +642,10 @@ impl MturkPlatform {
             let out = match sent {
                 Ok(out) => out,
                 Err(e) => {
-                    let f = failure("ListBonusPayments", &e);
-                    if f.error.is_retryable() {
-                        return Err(f.error);
-                    }
-                    tracing::debug!(%assignment, error = %f.error, "no bonus payments listed");
-                    return Ok(false);
+                    // A check that cannot be made never reads as "not paid": sending again
+                    // with a token MTurk no longer remembers could pay twice. A permanent
+                    // failure leaves the bonus owed, with this reason, for a person to pay.
+                    return Err(failure("ListBonusPayments", &e).error);
                 }
             };
             let page = out.bonus_payments();

@@ -308,16 +308,22 @@ impl ProlificClient {
         Ok(out)
     }
 
-    /// The path (and query) of a link Prolific gave, on this client's origin.
+    /// The path (and query) of a link Prolific gave: a relative path, or an absolute link on
+    /// this client's origin or Prolific's. The origin must end where the path begins, so
+    /// that `https://api.prolific.com.evil.example/…` or `http://host:9@evil/…` is refused and
+    /// the token never goes to another host.
     fn local_path(&self, href: &str) -> Result<String, ProlificError> {
-        if let Some(rest) = href.strip_prefix(&self.base) {
-            return Ok(rest.to_owned());
-        }
-        match href.find("/api/v1/") {
-            Some(i) if !href.starts_with("http") || href.starts_with(PRODUCTION_URL) => {
-                Ok(href[i..].to_owned())
-            }
-            Some(i) if href.starts_with("/") => Ok(href[i..].to_owned()),
+        let on = |origin: &str| {
+            href.strip_prefix(origin.trim_end_matches('/'))
+                .filter(|rest| rest.starts_with('/'))
+        };
+        let path = if href.starts_with('/') && !href.starts_with("//") {
+            Some(href)
+        } else {
+            on(&self.base).or_else(|| on(PRODUCTION_URL))
+        };
+        match path {
+            Some(path) if path.starts_with("/api/v1/") => Ok(path.to_owned()),
             _ => Err(ProlificError::Decode(format!(
                 "a next link off this API's origin: {href}"
             ))),
@@ -730,6 +736,21 @@ mod tests {
             "/api/v1/submissions/?page=2"
         );
         assert!(c.local_path("https://evil.example/api/v1/x").is_err());
+        // Origins that only start like this one's or Prolific's are other hosts.
+        assert!(
+            c.local_path("http://127.0.0.1:9@evil.example/api/v1/x")
+                .is_err()
+        );
+        assert!(c.local_path("http://127.0.0.1:90/api/v1/x").is_err());
+        assert!(
+            c.local_path("https://api.prolific.com.evil.example/api/v1/x")
+                .is_err()
+        );
+        assert!(c.local_path("//evil.example/api/v1/x").is_err());
+        assert_eq!(
+            c.local_path("/api/v1/studies/?page=3").unwrap(),
+            "/api/v1/studies/?page=3"
+        );
         assert_eq!(seg("abc/../x"), "abc%2F%2E%2E%2Fx");
         assert_eq!(seg("é"), "%C3%A9");
     }

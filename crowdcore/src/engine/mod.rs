@@ -1059,7 +1059,8 @@ impl<M: Machine> Engine<M> {
             let id = M::effect_id(&pending.effect).clone();
             let key = IdempotencyKey::for_effect(&id);
             let platform = self.platform.clone();
-            let limiter = self.limiter.clone();
+            // A page message calls no platform: it takes no token.
+            let limiter = self.limiter.clone().filter(|_| call.calls_platform());
             self.flying.push((id.clone(), lane));
             self.calls.spawn(async move {
                 let result = limited(limiter, timeout, call.run(&*platform, &key)).await;
@@ -1219,6 +1220,10 @@ impl<M: Machine> Engine<M> {
         let task = tokio::spawn(async move {
             // A call taken from the channel while gathering a batch of inputs, served next.
             let mut held: Option<Command<M>> = None;
+            // Whether the last wake served a landed call: inputs and landings then take turns
+            // whenever both are ready, so neither a stream of inputs starves the results (the
+            // select below prefers inputs) nor a burst of results the inputs.
+            let mut served_landing = false;
             loop {
                 let now = self.clock.now();
                 // Whatever is due runs first, so a steady stream of calls cannot starve
@@ -1230,9 +1235,14 @@ impl<M: Machine> Engine<M> {
                     .next_wakeup()
                     .map_or(1_000, |t| t.millis_since(now))
                     .clamp(1, 1_000);
-                let command = match held.take() {
-                    Some(command) => Some(Wake::Command(command)),
-                    None => tokio::select! {
+                let ready = match held {
+                    None if !served_landing => self.calls.try_join_next(),
+                    _ => None,
+                };
+                let command = match (held.take(), ready) {
+                    (Some(command), _) => Some(Wake::Command(command)),
+                    (None, Some(landed)) => Some(Wake::Landed(landed)),
+                    (None, None) => tokio::select! {
                         // Inputs first: a page's heartbeat never waits behind a result.
                         biased;
                         command = rx.recv() => match command {
@@ -1245,6 +1255,7 @@ impl<M: Machine> Engine<M> {
                         () = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => None,
                     },
                 };
+                served_landing = matches!(command, Some(Wake::Landed(_)));
                 let command = match command {
                     Some(Wake::Landed(landed)) => {
                         match landed {
@@ -1538,6 +1549,11 @@ impl Call {
             },
             Action::Deliver | Action::Publish => Call::None,
         }
+    }
+
+    /// Whether carrying it out calls the platform (a page message does not).
+    fn calls_platform(&self) -> bool {
+        !matches!(self, Call::None)
     }
 
     async fn run(self, p: &dyn Platform, key: &IdempotencyKey) -> Result<Outcome, PlatformError> {
