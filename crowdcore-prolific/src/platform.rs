@@ -238,6 +238,29 @@ impl UpdatesCursor {
     }
 }
 
+/// The update a submission of `study` stands for (None: a status crowdcore does not follow,
+/// or no participant), timed by Prolific's start or completion time where it gives one, else
+/// `now`.
+fn update_of(sub: &Submission, study: &str, now: Timestamp) -> Option<AssignmentUpdate> {
+    let status = core_status(&sub.status)?;
+    let worker = sub.participant.as_deref()?;
+    let at = match status {
+        AssignmentStatus::Accepted => parse_time(sub.started_at.as_deref()),
+        AssignmentStatus::Submitted | AssignmentStatus::Approved | AssignmentStatus::Rejected => {
+            parse_time(sub.completed_at.as_deref())
+        }
+        AssignmentStatus::Returned | AssignmentStatus::Abandoned => None,
+    }
+    .unwrap_or(now);
+    Some(AssignmentUpdate {
+        assignment: AssignmentId::new(&sub.id),
+        worker: WorkerId::new(worker),
+        hit: HitId::new(study),
+        status,
+        at,
+    })
+}
+
 /// crowdcore's status of a Prolific submission status; `None` for one that is not (yet) a
 /// seat: a reservation, or a status this crate does not know.
 pub fn core_status(status: &SubmissionStatus) -> Option<AssignmentStatus> {
@@ -778,26 +801,10 @@ impl ProlificPlatform {
         if sub.study_id.is_none() || sub.study_id != ours {
             return Ok(None);
         }
-        let (Some(status), Some(worker), Some(study)) =
-            (core_status(&sub.status), sub.participant, sub.study_id)
-        else {
+        let Some(study) = sub.study_id.clone() else {
             return Ok(None);
         };
-        let at = match status {
-            AssignmentStatus::Accepted => parse_time(sub.started_at.as_deref()),
-            AssignmentStatus::Submitted
-            | AssignmentStatus::Approved
-            | AssignmentStatus::Rejected => parse_time(sub.completed_at.as_deref()),
-            AssignmentStatus::Returned | AssignmentStatus::Abandoned => None,
-        }
-        .unwrap_or_else(|| self.config.clock.now());
-        Ok(Some(AssignmentUpdate {
-            assignment: AssignmentId::new(&sub.id),
-            worker: WorkerId::new(worker),
-            hit: HitId::new(study),
-            status,
-            at,
-        }))
+        Ok(update_of(&sub, &study, self.config.clock.now()))
     }
 
     /// Stops the session's study for good (the admin CLI's stop): no new participants;
@@ -984,31 +991,14 @@ impl Platform for ProlificPlatform {
         let now = self.config.clock.now();
         let mut items = Vec::new();
         for sub in self.client.list_submissions(&study).await? {
-            let Some(status) = core_status(&sub.status) else {
+            let Some(update) = update_of(&sub, &study, now) else {
                 continue;
             };
-            if state.seen.get(&sub.id) == Some(&status) {
+            if state.seen.get(&sub.id) == Some(&update.status) {
                 continue;
             }
-            let Some(worker) = sub.participant.clone() else {
-                continue;
-            };
-            let at = match status {
-                AssignmentStatus::Accepted => parse_time(sub.started_at.as_deref()),
-                AssignmentStatus::Submitted
-                | AssignmentStatus::Approved
-                | AssignmentStatus::Rejected => parse_time(sub.completed_at.as_deref()),
-                AssignmentStatus::Returned | AssignmentStatus::Abandoned => None,
-            }
-            .unwrap_or(now);
-            state.seen.insert(sub.id.clone(), status);
-            items.push(AssignmentUpdate {
-                assignment: AssignmentId::new(&sub.id),
-                worker: WorkerId::new(worker),
-                hit: HitId::new(&study),
-                status,
-                at,
-            });
+            state.seen.insert(sub.id.clone(), update.status);
+            items.push(update);
         }
         items.sort_by_key(|u| u.at);
         state.study = Some(study);

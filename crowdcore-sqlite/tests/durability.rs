@@ -281,6 +281,12 @@ async fn a_refused_batch_writes_none_of_its_packed_rows() {
             inputs: (12..=40).map(beat).collect(),
             cursor: None,
         },
+        // Written as it comes (not held to the batch's end as log and ledger rows are): only
+        // the transaction's rollback can take it back.
+        Write::Meta {
+            key: "before-the-refusal".into(),
+            value: "x".into(),
+        },
         Write::Record {
             effect: e.clone(),
             completion: paid.clone(),
@@ -301,6 +307,11 @@ async fn a_refused_batch_writes_none_of_its_packed_rows() {
     drop(conn);
 
     let store = open(&path, SqliteOptions::default());
+    assert_eq!(
+        store.meta(&s, "before-the-refusal").await.unwrap(),
+        None,
+        "the refused batch's earlier writes were rolled back"
+    );
     let log = store.read_log(&s, 0, usize::MAX).await.unwrap();
     let want: Vec<String> = (1..=11).map(|n| beat(n).body).collect();
     assert_eq!(log.iter().map(|r| r.body.clone()).collect::<Vec<_>>(), want);

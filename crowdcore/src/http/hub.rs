@@ -287,17 +287,7 @@ impl Hub {
         // departure of the session, which would make the hub grow without bound. A page that
         // reloads after leaving learns how it ended from the engine (`arrive`).
         for gone in &snap.departed {
-            let status = match gone.how {
-                Departure::Submitted => PageStatus::Submitted,
-                Departure::Returned => PageStatus::Returned,
-                Departure::Abandoned => PageStatus::Abandoned,
-                Departure::TimedOut => PageStatus::TimedOut,
-                Departure::Released => PageStatus::Released,
-                Departure::TurnedAway if snap.phase == crate::pavilion::Phase::Stopped => {
-                    PageStatus::JobEnded
-                }
-                Departure::TurnedAway => PageStatus::JobFull,
-            };
+            let status = departed_status(gone.how, snap.phase);
             if let Some(page) = pages.get_mut(&gone.assignment) {
                 update(page, rank(status, false), |s| s.status = status);
                 pages.settle(&gone.assignment, now);
@@ -604,6 +594,20 @@ fn update(page: &mut Page, rank: u8, f: impl FnOnce(&mut PageState)) {
 fn add_earned(page: &mut Page, amount: Money) {
     page.tx
         .send_modify(|s| s.earned_cents = s.earned_cents.saturating_add(amount.minor));
+}
+
+/// What a page shows once its worker has left, `how`, in a session in `phase`: turned away
+/// from a stopped job is its end, from a running one a full job.
+pub(crate) fn departed_status(how: Departure, phase: crate::pavilion::Phase) -> PageStatus {
+    match how {
+        Departure::Submitted => PageStatus::Submitted,
+        Departure::Returned => PageStatus::Returned,
+        Departure::Abandoned => PageStatus::Abandoned,
+        Departure::TimedOut => PageStatus::TimedOut,
+        Departure::Released => PageStatus::Released,
+        Departure::TurnedAway if phase == crate::pavilion::Phase::Stopped => PageStatus::JobEnded,
+        Departure::TurnedAway => PageStatus::JobFull,
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use super::hub::{PageState, PageStatus};
 use crate::engine::{EngineEvent, HandleError};
 use crate::local::LocalMarketplace;
 use crate::model::{AssignmentId, HitId, Timestamp, WorkerId};
-use crate::pavilion::{Departure, EffectKind, Input, Phase, SeatState};
+use crate::pavilion::{Departure, EffectKind, Input, SeatState};
 
 /// The id MTurk puts in a page's URL while the worker only previews the HIT.
 pub const PREVIEW_ASSIGNMENT: &str = "ASSIGNMENT_ID_NOT_AVAILABLE";
@@ -372,15 +372,7 @@ async fn departed(state: &HttpState, assignment: &AssignmentId) -> bool {
     else {
         return false;
     };
-    let status = match how {
-        Departure::Submitted => PageStatus::Submitted,
-        Departure::Returned => PageStatus::Returned,
-        Departure::Abandoned => PageStatus::Abandoned,
-        Departure::TimedOut => PageStatus::TimedOut,
-        Departure::Released => PageStatus::Released,
-        Departure::TurnedAway if phase == Phase::Stopped => PageStatus::JobEnded,
-        Departure::TurnedAway => PageStatus::JobFull,
-    };
+    let status = super::hub::departed_status(how, phase);
     hub.set(assignment, status, state.inner.clock.now());
     true
 }

@@ -251,14 +251,8 @@ impl PavilionChecker {
                 } if a == assignment => *contributions,
                 _ => 0,
             };
-            let units = match self.counted.get(assignment) {
-                Some(&n) => n,
-                None if c.contributions_from_host => 0,
-                None => reported,
-            };
-            let units = c
-                .max_contributions_per_assignment
-                .map_or(units, |m| units.min(m));
+            // The config's rule, applied to what this checker counted from the inputs itself.
+            let units = c.payable_contributions(self.counted.get(assignment).copied(), reported);
             let most = c.per_contribution_cents.saturating_mul(i64::from(units));
             assert!(
                 amount.minor <= most,
