@@ -166,6 +166,8 @@ struct State {
     counts: FaultCounts,
     /// Latency of effects, polls and lookups, in [`CallClass`] order.
     latency: [Latency; 3],
+    /// The next this many effect calls panic (a bug in a platform's code).
+    panics: u32,
 }
 
 impl CallClass {
@@ -207,6 +209,7 @@ impl FaultyPlatform {
                 kinds: FaultKind::ALL.to_vec(),
                 counts: FaultCounts::default(),
                 latency: [Latency::Immediate; 3],
+                panics: 0,
             }),
         }
     }
@@ -236,6 +239,12 @@ impl FaultyPlatform {
     /// decides what happens to them; a call already waiting keeps its wait).
     pub fn set_latency(&self, class: CallClass, latency: Latency) {
         self.lock().latency[class.index()] = latency;
+    }
+
+    /// Makes the next `n` effect calls panic instead of answering (before reaching the inner
+    /// platform), as a bug in a platform's code would: a driver must lose nothing to it.
+    pub fn panic_next(&self, n: u32) {
+        self.lock().panics = n;
     }
 
     /// The latency of calls of `class`.
@@ -268,6 +277,11 @@ impl FaultyPlatform {
             CallClass::Lookup => s.counts.lookups += 1,
         }
         let latency = s.latency[class.index()];
+        if class == CallClass::Effect && s.panics > 0 {
+            s.panics -= 1;
+            drop(s);
+            panic!("injected fault: a platform call panicked");
+        }
         // Two draws for every call, faulty or not, so that changing the rate shifts which
         // calls fail but not the stream of draws behind them.
         let unit = s.rng.random::<f64>();

@@ -461,7 +461,7 @@ impl<M: Machine> EngineBuilder<M> {
             seq,
             calls: tokio::task::JoinSet::new(),
             flying: Vec::new(),
-            polling: false,
+            polling: None,
             next_dispatch: None,
             owed,
         })
@@ -470,6 +470,13 @@ impl<M: Machine> EngineBuilder<M> {
 
 /// What a spawned engine's task beside the loop came back with: a platform call (the effect,
 /// and what the platform answered), or an observer poll (a page of updates).
+/// A platform call in flight beside a spawned engine's loop.
+struct Flying<E> {
+    effect: E,
+    lane: Lane,
+    task: tokio::task::Id,
+}
+
 enum Landing<E> {
     Call(Pending<E>, Result<Outcome, PlatformError>),
     Poll(Result<Page<AssignmentUpdate>, PlatformError>),
@@ -513,11 +520,13 @@ pub struct Engine<M: Machine = Pavilion> {
     failed: bool,
     /// The token bucket a spawned engine's platform calls start through, if limited.
     limiter: Option<CallLimiter>,
-    /// A spawned engine's platform calls in flight ([`Engine::dispatch`]), and their lanes.
+    /// A spawned engine's platform calls in flight ([`Engine::dispatch`]) and its observer poll.
     calls: tokio::task::JoinSet<Landing<M::Effect>>,
-    flying: Vec<(EffectId, Lane)>,
-    /// A spawned engine's observer poll is in flight (one at a time, in `calls`).
-    polling: bool,
+    /// The calls in flight: their effects (a copy, to queue again should the task panic),
+    /// lanes and tasks.
+    flying: Vec<Flying<M::Effect>>,
+    /// The task of a spawned engine's observer poll in flight (one at a time, in `calls`).
+    polling: Option<tokio::task::Id>,
     /// When a spawned engine can next start a call that waits only for its retry time.
     next_dispatch: Option<Timestamp>,
     /// Payments that failed for good, with their reasons (recovered from the store).
@@ -749,17 +758,17 @@ impl<M: Machine> Engine<M> {
     /// [`CallPolicy::timeout_ms`], unless one is in flight already. Its page comes back through
     /// [`Self::polled`].
     fn start_poll(&mut self) {
-        if self.polling {
+        if self.polling.is_some() {
             return;
         }
-        self.polling = true;
         let timeout = self.driving.calls.timeout();
         let limiter = self.limiter.clone();
         let platform = self.platform.clone();
         let cursor = self.cursor.clone();
-        self.calls.spawn(async move {
+        let task = self.calls.spawn(async move {
             Landing::Poll(limited(limiter, timeout, platform.updates(cursor.as_ref())).await)
         });
+        self.polling = Some(task.id());
     }
 
     /// A spawned engine's poll came back: the updates are recorded with the cursor after them,
@@ -768,7 +777,7 @@ impl<M: Machine> Engine<M> {
         &mut self,
         result: Result<Page<AssignmentUpdate>, PlatformError>,
     ) -> Result<(), EngineError<M::Rejected>> {
-        self.polling = false;
+        self.polling = None;
         let page = match result {
             Ok(page) => page,
             Err(e) => {
@@ -1041,7 +1050,7 @@ impl<M: Machine> Engine<M> {
             let blocked = self
                 .flying
                 .iter()
-                .map(|(_, l)| l)
+                .map(|f| &f.lane)
                 .chain(&held_back)
                 .any(|earlier| lane.follows(earlier));
             if pending.due > now || blocked {
@@ -1061,10 +1070,15 @@ impl<M: Machine> Engine<M> {
             let platform = self.platform.clone();
             // A page message calls no platform: it takes no token.
             let limiter = self.limiter.clone().filter(|_| call.calls_platform());
-            self.flying.push((id.clone(), lane));
-            self.calls.spawn(async move {
+            let effect = pending.effect.clone();
+            let task = self.calls.spawn(async move {
                 let result = limited(limiter, timeout, call.run(&*platform, &key)).await;
                 Landing::Call(pending, result)
+            });
+            self.flying.push(Flying {
+                effect,
+                lane,
+                task: task.id(),
             });
         }
         if self.flying.is_empty() {
@@ -1080,9 +1094,36 @@ impl<M: Machine> Engine<M> {
         result: Result<Outcome, PlatformError>,
     ) -> Result<(), EngineError<M::Rejected>> {
         let id = M::effect_id(&pending.effect);
-        self.flying.retain(|(flying, _)| flying != id);
+        self.flying.retain(|f| M::effect_id(&f.effect) != id);
         self.settle_call(pending, result).await?;
         self.dispatch().await
+    }
+
+    /// A task beside the loop panicked (the platform's code did; crowdcore's cannot): a call's
+    /// effect is queued again, to be retried with its key after a backoff; a poll is free to
+    /// start again. Nothing is lost and its lane does not stay blocked.
+    async fn lost_task(
+        &mut self,
+        error: tokio::task::JoinError,
+    ) -> Result<(), EngineError<M::Rejected>> {
+        tracing::error!(error = %error, "a platform call task failed");
+        let task = error.id();
+        if self.polling == Some(task) {
+            self.polling = None;
+            return Ok(());
+        }
+        if let Some(i) = self.flying.iter().position(|f| f.task == task) {
+            let lost = self.flying.remove(i);
+            let pending = Pending {
+                effect: lost.effect,
+                attempts: 0,
+                due: self.clock.now(),
+                submit_by: None,
+            };
+            self.retry_later(pending, None);
+            self.dispatch().await?;
+        }
+        Ok(())
     }
 
     async fn snapshot_if_due(&mut self) -> Result<(), EngineError<M::Rejected>> {
@@ -1269,10 +1310,11 @@ impl<M: Machine> Engine<M> {
                                 let polled = self.polled(result).await;
                                 self.settle(polled)?;
                             }
-                            // A call task cannot panic on its own (the platform's code could):
-                            // its effect stays pending in the outbox and is re-sent with its
-                            // key by the next start.
-                            Err(e) => tracing::error!(error = %e, "a platform call task failed"),
+                            Err(e) => {
+                                self.live()?;
+                                let lost = self.lost_task(e).await;
+                                self.settle(lost)?;
+                            }
                         }
                         continue;
                     }

@@ -400,3 +400,57 @@ async fn a_minute_per_call_then_a_minute_of_429s_times_out_no_live_page() {
     let seat = handle.read(move |m| m.seat_of(&w3)).await.unwrap();
     assert!(matches!(seat, Some(SeatState::Active | SeatState::Waiting)));
 }
+
+/// A platform call whose task panics (a bug in a platform's code) loses nothing: the engine
+/// queues its effect again, the lane it held is free, and the pay goes out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_platform_call_is_retried_not_lost() {
+    let mut config = config();
+    config.retry.max_ms = 50;
+    let Rig {
+        market,
+        slow,
+        store,
+        session,
+        handle,
+        seated,
+    } = seat(Arc::new(SystemClock), config, &["W1", "W2"]).await;
+    slow.panic_next(1);
+    market.submit(&seated[0], None).unwrap();
+    handle
+        .input(Input::Submit {
+            assignment: seated[0].clone(),
+            contributions: 0,
+        })
+        .await
+        .unwrap();
+    assert!(
+        settle(10, async || {
+            store
+                .ledger(&session)
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.kind == "base" && e.paid)
+        })
+        .await,
+        "W1's approval, whose first call panicked, is paid"
+    );
+    let base: Vec<_> = store
+        .ledger(&session)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "base")
+        .collect();
+    assert_eq!(base.len(), 1, "{base:?}");
+    assert!(!handle.is_finished(), "the engine goes on");
+    assert!(
+        settle(10, async || handle
+            .read(|m| m.hires_in_flight() == 0)
+            .await
+            .unwrap())
+        .await,
+        "and keeps hiring"
+    );
+}
